@@ -1,0 +1,62 @@
+"""Command line: `python -m app serve` (migrate, then run) and `python -m app token` (dev tokens)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.core.config import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrate(database_url: str | None = None, revision: str = "head") -> None:
+    """Create or upgrade the schema to `revision`."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url or get_settings().database_url
+    command.upgrade(config, revision)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="upgrade the schema, then run the API (and in-process worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    token = commands.add_parser("token", help="print a development JWT signed with JWT_SECRET")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--role", action="append", default=[], choices=["admin", "service"])
+    token.add_argument("--email")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.command == "token":
+        from app.core.security import issue_token
+
+        try:
+            print(issue_token(settings, args.sub, args.role, args.ttl, args.email))
+        except RuntimeError as error:
+            print(f"refused: {error}", file=sys.stderr)
+            return 2
+        return 0
+    migrate()
+    if args.command == "serve":
+        import uvicorn
+
+        uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
+                    proxy_headers=False, log_config=None)  # see TRUSTED_PROXIES
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

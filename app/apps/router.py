@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from app.apps import service
+from app.apps.schemas import AppOut, AppUpsert
+from app.core.security import AdminOrService, CurrentUser
+from app.deps import SessionDep, SettingsDep
+
+router = APIRouter(prefix="/v1/apps", tags=["apps"])
+AppId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+@router.put("/{app_id}", response_model=AppOut)
+async def upsert_app(
+    app_id: AppId, body: AppUpsert, _: AdminOrService, session: SessionDep, settings: SettingsDep
+) -> AppOut:
+    return service.app_out(await service.upsert_app(session, settings, app_id, body))
+
+
+@router.get("/{app_id}", response_model=AppOut)
+async def get_app(app_id: AppId, _: CurrentUser, session: SessionDep) -> AppOut:
+    return service.app_out(await service.get_app(session, app_id))

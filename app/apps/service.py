@@ -1,0 +1,83 @@
+"""The registry of apps investors can buy shares in."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.schemas import AppOut, AppUpsert
+from app.core.config import Settings
+from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState, NotFound
+from app.core.money import CURRENCIES, MoneyError, format_percentage, parse_percentage, to_major, to_minor
+from app.models import App
+
+
+def check_currency(settings: Settings, code: str) -> str:
+    """The one rule for which currencies are accepted."""
+    code = code.upper()
+    if code not in CURRENCIES:
+        raise CurrencyNotSupported(f"{code} is not supported", currency=code, supported=sorted(CURRENCIES))
+    if not settings.enable_multi_currency and code != settings.default_currency:
+        raise CurrencyNotSupported(
+            f"Only {settings.default_currency} is accepted", currency=code, supported=[settings.default_currency]
+        )
+    return code
+
+
+async def get_app(session: AsyncSession, app_id: str, *, for_update: bool = False) -> App:
+    stmt = select(App).where(App.id == app_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    app = await session.scalar(stmt)
+    if app is None:
+        raise NotFound("App not found", app_id=app_id)
+    return app
+
+
+async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, data: AppUpsert) -> App:
+    currency = check_currency(settings, data.currency)
+    try:
+        share_price = to_minor(data.share_price, currency)
+    except MoneyError as exc:
+        raise InvalidAmount(str(exc), field="share_price") from None
+    if share_price <= 0:
+        raise InvalidAmount("share_price must be greater than zero", field="share_price")
+    app = await session.scalar(select(App).where(App.id == app_id).with_for_update())
+    if app is None:
+        app = App(id=app_id, shares_issued=0)
+        session.add(app)
+    elif app.shares_issued and (app.currency != currency or app.share_price != share_price):
+        raise InvalidState("Currency and share price are fixed once shares are issued")
+    if data.total_shares < app.shares_issued:
+        raise InvalidState("total_shares cannot go below the shares already issued",
+                           shares_issued=app.shares_issued)
+    app.name = data.name
+    app.owner_id = data.owner_id
+    app.currency = currency
+    app.share_price = share_price
+    app.total_shares = data.total_shares
+    app.approvers = list(data.approvers)
+    app.required_approvals = data.required_approvals
+    app.lock_in_days = data.lock_in_days
+    app.platform_fee_hundredths = parse_percentage(data.platform_fee_percentage)
+    await session.flush()
+    return app
+
+
+def app_out(app: App) -> AppOut:
+    return AppOut(
+        id=app.id,
+        name=app.name,
+        owner_id=app.owner_id,
+        currency=app.currency,
+        share_price=to_major(app.share_price, app.currency),
+        total_shares=app.total_shares,
+        shares_issued=app.shares_issued,
+        shares_available=app.total_shares - app.shares_issued,
+        approvers=list(app.approvers),
+        required_approvals=app.required_approvals,
+        lock_in_days=app.lock_in_days,
+        platform_fee_percentage=format_percentage(app.platform_fee_hundredths),
+        created_at=app.created_at,
+        updated_at=app.updated_at,
+    )

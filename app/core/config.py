@@ -1,0 +1,156 @@
+"""Typed settings, read from the environment (and `.env`).
+
+Every setting is listed with a comment in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development defaults: fine on a laptop, refused in live mode.
+DEV_PAYSTACK_SECRET_KEY = "sk_test_sandbox_0000000000000000000000000000"
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
+DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUhISE="
+
+GatewayMode = Literal["sandbox", "test", "live"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Paystack
+    paystack_secret_key: SecretStr = SecretStr(DEV_PAYSTACK_SECRET_KEY)
+    paystack_public_key: str = "pk_test_sandbox"
+    payment_gateway_mode: GatewayMode = "sandbox"
+    paystack_base_url: str | None = None
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
+    gateway_max_retries: int = Field(default=3, ge=0, le=10)
+
+    # Escrow and features
+    escrow_release_threshold: Decimal = Decimal("1000000")
+    enable_automatic_releases: bool = False
+    enable_multi_currency: bool = True
+    enable_dispute_resolution: bool = True
+
+    # Storage
+    database_url: str = "sqlite+aiosqlite:///./payments.db"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    redis_url: str | None = None
+
+    # Security
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_public_key: str | None = None
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    encryption_keys: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
+    webhook_ip_allowlist: str = ""
+    trusted_proxies: str = ""
+
+    # Service
+    public_base_url: str = "http://127.0.0.1:8000"
+    default_currency: str = "NGN"
+    max_payment_amount: Decimal = Decimal("10000000.00")
+    log_level: str = "INFO"
+
+    # Rate limits (slowapi strings)
+    rate_limit_enabled: bool = True
+    rate_limit_default: str = "120/minute"
+    rate_limit_payments: str = "30/minute"
+    rate_limit_webhooks: str = "1200/minute"
+
+    # Background work
+    worker_in_process: bool = True
+    worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    worker_batch_size: int = Field(default=50, ge=1)
+    worker_lease_seconds: float = Field(default=60.0, gt=0)
+    reconcile_pending_after_seconds: float = Field(default=900.0, ge=0)
+    abandon_pending_after_seconds: float = Field(default=86400.0, ge=0)
+    idempotency_lease_seconds: float = Field(default=300.0, gt=0)
+
+    # Sandbox behaviour (gateway mode `sandbox` only)
+    sandbox_settle_delay_seconds: float = Field(default=1.0, ge=0)
+    sandbox_webhook_retry_delays: str = "5,15,60,180"
+
+    @field_validator("default_currency")
+    @classmethod
+    def _upper_currency(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("public_base_url", "paystack_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_modes(self) -> Settings:
+        secret = self.paystack_secret_key.get_secret_value()
+        if self.payment_gateway_mode == "live":
+            problems = []
+            if not secret.startswith("sk_live_"):
+                problems.append("PAYSTACK_SECRET_KEY must be an sk_live_ key")
+            if self.jwt_algorithm == "HS256" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                problems.append("JWT_SECRET is the development default")
+            if DEV_ENCRYPTION_KEY in self.encryption_key_list:
+                problems.append("ENCRYPTION_KEYS holds the development default")
+            if problems:
+                raise ValueError("live mode refused: " + "; ".join(problems))
+        if self.payment_gateway_mode == "test" and secret.startswith("sk_live_"):
+            raise ValueError("test mode refused: PAYSTACK_SECRET_KEY is an sk_live_ key")
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
+            raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY")
+        return self
+
+    @property
+    def features(self) -> dict[str, bool]:
+        """The seed's FEATURES dict."""
+        return {
+            "ENABLE_AUTOMATIC_RELEASES": self.enable_automatic_releases,
+            "ENABLE_MULTI_CURRENCY": self.enable_multi_currency,
+            "ENABLE_DISPUTE_RESOLUTION": self.enable_dispute_resolution,
+        }
+
+    @property
+    def gateway_base_url(self) -> str:
+        if self.paystack_base_url:
+            return self.paystack_base_url
+        if self.payment_gateway_mode == "sandbox":
+            return f"{self.public_base_url}/sandbox/paystack"
+        return "https://api.paystack.co"
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.payment_gateway_mode == "sandbox"
+
+    @property
+    def encryption_key_list(self) -> list[str]:
+        return _split(self.encryption_keys.get_secret_value())
+
+    @property
+    def webhook_allowed_ips(self) -> list[str]:
+        return _split(self.webhook_ip_allowlist)
+
+    @property
+    def trusted_proxy_ips(self) -> list[str]:
+        return _split(self.trusted_proxies)
+
+    @property
+    def sandbox_webhook_retry_schedule(self) -> list[float]:
+        return [float(part) for part in _split(self.sandbox_webhook_retry_delays)]
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

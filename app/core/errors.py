@@ -1,0 +1,195 @@
+"""One error tree, rendered in one place.
+
+Every error the service emits, framework errors included, leaves as
+`{"error": {"code": str, "message": str, "details": object}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core import metrics
+from app.gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status_code: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+class PaymentFailed(AppError):
+    code, status_code, default_message = "PAYMENT_FAILED", 402, "Payment processing failed"
+
+
+class InvalidSignature(AppError):
+    code, status_code, default_message = "INVALID_SIGNATURE", 400, "Invalid webhook signature"
+
+
+class InsufficientFunds(AppError):
+    code, status_code, default_message = "INSUFFICIENT_FUNDS", 409, "Insufficient funds"
+
+
+class InvalidAmount(AppError):
+    code, status_code, default_message = "INVALID_AMOUNT", 422, "Invalid amount"
+
+
+class Unauthorized(AppError):
+    code, status_code, default_message = "UNAUTHORIZED", 403, "Not allowed"
+
+
+class Unauthenticated(AppError):
+    code, status_code, default_message = "UNAUTHENTICATED", 401, "Authentication required"
+
+
+class ValidationFailed(AppError):
+    code, status_code, default_message = "VALIDATION_ERROR", 422, "Request validation failed"
+
+
+class NotFound(AppError):
+    code, status_code, default_message = "NOT_FOUND", 404, "Not found"
+
+
+class InvalidState(AppError):
+    code, status_code, default_message = "INVALID_STATE", 409, "The object's state does not allow this"
+
+
+class FundsFrozen(AppError):
+    code, status_code, default_message = "FUNDS_FROZEN", 409, "Funds are frozen by a dispute"
+
+
+class SharesUnavailable(AppError):
+    code, status_code, default_message = "SHARES_UNAVAILABLE", 409, "Not enough shares available"
+
+
+class CurrencyNotSupported(AppError):
+    code, status_code, default_message = "CURRENCY_NOT_SUPPORTED", 422, "Currency not supported"
+
+
+class FeatureDisabled(AppError):
+    code, status_code, default_message = "FEATURE_DISABLED", 403, "Feature disabled"
+
+
+class IdempotencyConflict(AppError):
+    code, status_code, default_message = (
+        "IDEMPOTENCY_CONFLICT",
+        422,
+        "Idempotency-Key was already used with another request",
+    )
+
+
+class IdempotencyInProgress(AppError):
+    code, status_code, default_message = (
+        "IDEMPOTENCY_IN_PROGRESS",
+        409,
+        "A request with this Idempotency-Key is in progress",
+    )
+
+
+class RateLimited(AppError):
+    code, status_code, default_message = "RATE_LIMITED", 429, "Too many requests"
+
+
+class GatewayFailure(AppError):
+    code, status_code, default_message = "GATEWAY_ERROR", 502, "Payment gateway error"
+
+
+def error_response(
+    code: str,
+    message: str,
+    status_code: int,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    metrics.ERRORS.labels(code=code).inc()
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def render(error: AppError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return error_response(error.code, error.message, error.status_code, error.details, headers)
+
+
+_STATUS_CODES = {
+    401: "UNAUTHENTICATED",
+    403: "UNAUTHORIZED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "INVALID_STATE",
+    429: "RATE_LIMITED",
+}
+
+
+def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
+    fields = []
+    for err in exc.errors():
+        fields.append(
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "message": err.get("msg", ""),
+                "type": err.get("type", ""),
+            }
+        )
+    return {"fields": fields}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    from app.core.security import authentication_error_for
+
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return render(exc)
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+        log.warning("gateway error: %s", exc.message)
+        return render(GatewayFailure("The payment gateway did not complete the call", **exc.details()))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The contract checks authentication before the body; FastAPI parses the
+        # body first, so an anonymous request with a bad body is answered 401 here.
+        auth_error = authentication_error_for(request)
+        if auth_error is not None:
+            return render(auth_error)
+        amount_error = _amount_error(exc)
+        if amount_error is not None:
+            return render(amount_error)
+        return render(ValidationFailed(**_validation_details(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code)
+        if code is None:
+            code = "VALIDATION_ERROR" if 400 <= exc.status_code < 500 else "INTERNAL_ERROR"
+        message = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        return error_response(code, message, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response("INTERNAL_ERROR", "Internal error", 500)
+
+
+def _amount_error(exc: RequestValidationError) -> InvalidAmount | None:
+    """Money fields carry their own code: a bad amount is INVALID_AMOUNT, not a generic 422."""
+    for err in exc.errors():
+        if err.get("type") == "invalid_amount":
+            return InvalidAmount(str(err.get("msg", "Invalid amount")).removeprefix("Value error, "))
+    return None

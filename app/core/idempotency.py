@@ -1,0 +1,107 @@
+"""`Idempotency-Key` for money-moving POSTs, scoped to the caller.
+
+Same key and same body: the first response is replayed. Same key, other body:
+IDEMPOTENCY_CONFLICT. While the first request runs: IDEMPOTENCY_IN_PROGRESS.
+A request that fails releases its key, so the client may try again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.core.db import Database
+from app.core.errors import IdempotencyConflict, IdempotencyInProgress, ValidationFailed
+from app.core.security import Principal
+from app.models import IdempotencyRecord
+from app.models.base import utcnow
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def request_fingerprint(scope: str, body: BaseModel | dict[str, Any]) -> str:
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    canonical = json.dumps({"scope": scope, "body": data}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _claim(db: Database, user_id: str, key: str, scope: str, fingerprint: str) -> JSONResponse | None:
+    """Take the key for this request, or return the response to replay."""
+    lease = timedelta(seconds=db.settings.idempotency_lease_seconds)
+    async with db.unit_of_work() as session:
+        insert = pg_insert if db.is_postgres else sqlite_insert
+        claimed = await session.scalar(
+            insert(IdempotencyRecord)
+            .values(user_id=user_id, key=key, scope=scope, request_hash=fingerprint, status="in_progress",
+                    locked_until=utcnow() + lease, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["user_id", "key"])
+            .returning(IdempotencyRecord.id)
+        )
+        if claimed is not None:
+            return None
+        record = await session.scalar(
+            select(IdempotencyRecord)
+            .where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key)
+            .with_for_update()
+        )
+        if record is None:  # released between our insert and this read: ask the client to retry
+            raise IdempotencyInProgress()
+        if record.request_hash != fingerprint:
+            raise IdempotencyConflict(key=key)
+        if record.status == "done":
+            assert record.response_status is not None and record.response_body is not None
+            return JSONResponse(
+                json.loads(record.response_body), status_code=record.response_status,
+                headers={REPLAY_HEADER: "true"},
+            )
+        if record.locked_until > utcnow():
+            raise IdempotencyInProgress(key=key)
+        # the first attempt died without finishing: this one takes over
+        record.locked_until = utcnow() + lease
+        return None
+
+
+async def idempotent(
+    db: Database,
+    principal: Principal,
+    key: str | None,
+    scope: str,
+    body: BaseModel,
+    handler: Callable[[], Awaitable[BaseModel]],
+    status_code: int = 201,
+) -> JSONResponse:
+    if key is None:
+        result = await handler()
+        return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
+    if not _KEY.match(key):
+        raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters", header="Idempotency-Key")
+    replay = await _claim(db, principal.user_id, key, scope, request_fingerprint(scope, body))
+    if replay is not None:
+        return replay
+    owner = (IdempotencyRecord.user_id == principal.user_id, IdempotencyRecord.key == key)
+    try:
+        result = await handler()
+    except BaseException:
+        async with db.unit_of_work() as session:
+            await session.execute(delete(IdempotencyRecord).where(*owner))
+        raise
+    payload = result.model_dump(mode="json")
+    async with db.unit_of_work() as session:
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(*owner)
+            .values(status="done", response_status=status_code,
+                    response_body=json.dumps(payload, separators=(",", ":")))
+        )
+    return JSONResponse(payload, status_code=status_code)

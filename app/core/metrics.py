@@ -1,0 +1,39 @@
+"""Prometheus metrics. Labels are bounded sets (statuses, event names, codes), never ids."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PAYMENTS = Counter("payments_total", "Payments reaching a status", ["status"])
+PAYMENT_PROCESSING = Histogram(
+    "payment_processing_seconds", "From verified charge to applied fulfilment", buckets=(
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+)
+WEBHOOK_EVENTS = Counter("webhook_events_total", "Webhook events by outcome", ["event", "result"])
+WEBHOOK_PROCESSING = Histogram("webhook_processing_seconds", "Processing one stored webhook event")
+ERRORS = Counter("errors_total", "Error responses by code", ["code"])
+HTTP_REQUESTS = Histogram("http_request_seconds", "HTTP requests", ["method", "status"])
+WEBHOOK_BACKLOG = Gauge("webhook_inbox_backlog", "Webhook events waiting to be processed", multiprocess_mode="max")
+
+KNOWN_EVENTS = {
+    "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",
+    "refund.processing", "refund.processed", "refund.failed", "charge.dispute.create",
+    "charge.dispute.remind", "charge.dispute.resolve",
+}
+
+
+def event_label(event: str) -> str:
+    """Unknown event names collapse to one label so a sender cannot grow the series."""
+    return event if event in KNOWN_EVENTS else "other"
+
+
+def render_latest() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

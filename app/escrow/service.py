@@ -1,0 +1,132 @@
+"""Escrow: investors' money held per app until milestones release it.
+
+`EscrowService(session)` keeps the seed's call shapes, async:
+`await EscrowService(session).process_deposit(app=..., investor=..., amount=Decimal("1000.00"), ...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import NotFound
+from app.core.money import to_major, to_minor
+from app.core.schemas import PageParams, fetch_page
+from app.core.security import Principal
+from app.escrow.schemas import EscrowTransactionOut
+from app.ledger import accounts
+from app.ledger.service import move, post
+from app.models import App, EscrowTransaction
+from app.models.base import new_id
+
+
+class EscrowService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def process_deposit(
+        self,
+        *,
+        app: App,
+        investor: str,
+        amount: Decimal,
+        currency: str,
+        payment_gateway: str = "PAYSTACK",
+        gateway_reference: str,
+        payment_id: str | None = None,
+        shares: int = 0,
+    ) -> EscrowTransaction:
+        """Money the gateway collected for `app` goes into its escrow: `gateway -> escrow:app`."""
+        minor = to_minor(amount, currency)
+        deposit = EscrowTransaction(
+            id=new_id("esc"),
+            type="deposit",
+            app_id=app.id,
+            investor_id=investor,
+            amount=minor,
+            currency=currency,
+            status="held",
+            payment_gateway=payment_gateway,
+            gateway_reference=gateway_reference,
+            payment_id=payment_id,
+            shares=shares,
+            released=0,
+            refunded=0,
+            frozen=0,
+        )
+        self.session.add(deposit)
+        await post(
+            self.session,
+            kind="deposit",
+            legs=move(accounts.gateway(currency), accounts.escrow(app.id, currency), minor),
+            idempotency_key=f"deposit:{gateway_reference}",
+            memo=f"investment {gateway_reference}",
+        )
+        await self.session.flush()
+        return deposit
+
+
+def _visible_to(principal: Principal) -> ColumnElement[bool]:
+    """Investors see their own transactions; owners and approvers their apps'; admins all."""
+    managed = select(App.id).where(App.owner_id == principal.user_id)
+    return or_(EscrowTransaction.investor_id == principal.user_id, EscrowTransaction.app_id.in_(managed))
+
+
+async def get_transaction(session: AsyncSession, principal: Principal, transaction_id: str) -> EscrowTransaction:
+    stmt = select(EscrowTransaction).where(EscrowTransaction.id == transaction_id)
+    if not principal.is_admin:
+        stmt = stmt.where(_visible_to(principal))
+    found = await session.scalar(stmt)
+    if found is None:
+        raise NotFound("Escrow transaction not found", transaction_id=transaction_id)
+    return found
+
+
+async def list_transactions(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    app_id: str | None = None,
+    investor_id: str | None = None,
+    type: str | None = None,
+    status: str | None = None,
+) -> tuple[Sequence[EscrowTransaction], str | None]:
+    stmt = select(EscrowTransaction)
+    if not principal.is_admin:
+        stmt = stmt.where(_visible_to(principal))
+    for column, value in (
+        (EscrowTransaction.app_id, app_id),
+        (EscrowTransaction.investor_id, investor_id),
+        (EscrowTransaction.type, type),
+        (EscrowTransaction.status, status),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return await fetch_page(session, stmt, EscrowTransaction.id, params)
+
+
+def transaction_out(tx: EscrowTransaction) -> EscrowTransactionOut:
+    is_deposit = tx.type == "deposit"
+    return EscrowTransactionOut(
+        id=tx.id,
+        type=tx.type,
+        app_id=tx.app_id,
+        investor_id=tx.investor_id,
+        amount=to_major(tx.amount, tx.currency),
+        currency=tx.currency,
+        status=tx.status,
+        payment_gateway=tx.payment_gateway,
+        gateway_reference=tx.gateway_reference,
+        shares=tx.shares if is_deposit else None,
+        released=to_major(tx.released, tx.currency) if is_deposit else None,
+        refunded=to_major(tx.refunded, tx.currency) if is_deposit else None,
+        frozen=to_major(tx.frozen, tx.currency) if is_deposit else None,
+        remaining=to_major(tx.amount - tx.released - tx.refunded, tx.currency) if is_deposit else None,
+        deposit_id=tx.deposit_id,
+        milestone_id=tx.milestone_id,
+        created_at=tx.created_at,
+    )

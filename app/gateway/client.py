@@ -1,0 +1,544 @@
+"""Async client for the Paystack API (and the in-process sandbox that mimics it).
+
+One pooled `httpx.AsyncClient` per `PaystackClient`. Network errors and 5xx are retried with
+exponential backoff only for calls that are safe to repeat; 429 is retried for every call because
+Paystack did not process the request. Every answer is checked against the documented envelope and
+turned into the typed results of `app.gateway.types`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import quote
+
+import httpx
+
+from app.gateway.errors import (
+    GatewayError,
+    GatewayProtocolError,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
+from app.gateway.types import (
+    Bank,
+    BulkTransferItem,
+    InitializeResult,
+    RefundResult,
+    ResolvedAccount,
+    TransferRecipient,
+    TransferResult,
+    VerifiedTransaction,
+)
+
+logger = logging.getLogger(__name__)
+
+_BANKS_PER_PAGE: Final = 100  # Paystack's maximum; the default of 50 would cut the NGN list short.
+_MAX_BANK_PAGES: Final = 50  # A cursor that never ends is a gateway bug, not a reason to loop forever.
+
+
+class PaystackClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        secret_key: str,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.2,
+        max_rate_limit_wait: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not secret_key:
+            raise ValueError("secret_key is required")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff_base = backoff_base
+        self._max_rate_limit_wait = max_rate_limit_wait
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {secret_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def reachable(self, timeout: float = 2.0) -> bool:
+        """For readiness probes: does the gateway answer HTTP at all (any status counts)?"""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._http.get("/", timeout=timeout)
+        except (httpx.HTTPError, TimeoutError):
+            return False
+        return True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # Collections
+
+    async def initialize_transaction(
+        self,
+        *,
+        email: str,
+        amount: int,
+        currency: str,
+        reference: str,
+        callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        channels: list[str] | None = None,
+    ) -> InitializeResult:
+        body: dict[str, Any] = {
+            "email": email,
+            "amount": amount,
+            "currency": currency,
+            "reference": reference,
+        }
+        if callback_url is not None:
+            body["callback_url"] = callback_url
+        if metadata is not None:
+            body["metadata"] = metadata
+        if channels is not None:
+            body["channels"] = channels
+        # Safe to repeat: Paystack refuses a second use of our reference.
+        data = _Fields(await self._data("POST", "/transaction/initialize", json_body=body, retry_safe=True))
+        return InitializeResult(
+            authorization_url=data.req_str("authorization_url"),
+            access_code=data.req_str("access_code"),
+            reference=data.req_str("reference"),
+        )
+
+    async def verify_transaction(self, reference: str) -> VerifiedTransaction:
+        path = f"/transaction/verify/{_segment(reference)}"
+        return _verified_transaction(_Fields(await self._data("GET", path, retry_safe=True)))
+
+    # Refunds
+
+    async def create_refund(
+        self,
+        *,
+        transaction: str,
+        amount: int | None = None,
+        currency: str | None = None,
+        customer_note: str | None = None,
+        merchant_note: str | None = None,
+    ) -> RefundResult:
+        body: dict[str, Any] = {"transaction": transaction}
+        optional = {
+            "amount": amount,
+            "currency": currency,
+            "customer_note": customer_note,
+            "merchant_note": merchant_note,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        # Never repeated on an unknown outcome: the request carries no reference of ours, so a
+        # repeat could refund twice. The caller reconciles with fetch_refund or the refund webhooks.
+        data = await self._data("POST", "/refund", json_body=body, retry_safe=False)
+        return _refund(_Fields(data))
+
+    async def fetch_refund(self, refund_id: int | str) -> RefundResult:
+        return _refund(
+            _Fields(await self._data("GET", f"/refund/{_segment(str(refund_id))}", retry_safe=True))
+        )
+
+    # Payouts
+
+    async def create_transfer_recipient(
+        self,
+        *,
+        name: str,
+        account_number: str,
+        bank_code: str,
+        currency: str,
+        type: str = "nuban",
+    ) -> TransferRecipient:
+        body = {
+            "type": type,
+            "name": name,
+            "account_number": account_number,
+            "bank_code": bank_code,
+            "currency": currency,
+        }
+        # Safe to repeat: registering the same account again returns the existing recipient.
+        data = _Fields(await self._data("POST", "/transferrecipient", json_body=body, retry_safe=True))
+        details = data.opt_obj("details")
+        account_number_seen = details.opt_str("account_number") if details else None
+        return TransferRecipient(
+            recipient_code=data.req_str("recipient_code"),
+            name=data.req_str("name"),
+            bank_code=details.opt_str("bank_code") if details else None,
+            account_last4=account_number_seen[-4:] if account_number_seen else None,
+        )
+
+    async def initiate_transfer(
+        self, *, amount: int, recipient: str, reference: str, reason: str, currency: str
+    ) -> TransferResult:
+        body = {
+            "source": "balance",
+            "amount": amount,
+            "recipient": recipient,
+            "reference": reference,
+            "reason": reason,
+            "currency": currency,
+        }
+        # Safe to repeat: Paystack will not pay the same transfer reference twice.
+        return _transfer(_Fields(await self._data("POST", "/transfer", json_body=body, retry_safe=True)))
+
+    async def verify_transfer(self, reference: str) -> TransferResult:
+        path = f"/transfer/verify/{_segment(reference)}"
+        return _transfer(_Fields(await self._data("GET", path, retry_safe=True)))
+
+    async def bulk_transfer(
+        self, *, currency: str, transfers: list[BulkTransferItem]
+    ) -> list[TransferResult]:
+        body = {
+            "currency": currency,
+            "source": "balance",
+            "transfers": [
+                {"amount": t.amount, "reference": t.reference, "reason": t.reason, "recipient": t.recipient}
+                for t in transfers
+            ],
+        }
+        # Safe to repeat: every item carries our own reference.
+        data = await self._data("POST", "/transfer/bulk", json_body=body, retry_safe=True)
+        return [_transfer(_Fields(item, "transfer")) for item in _list(data, "data")]
+
+    async def list_banks(self, currency: str) -> list[Bank]:
+        params: dict[str, str | int] = {
+            "currency": currency,
+            "perPage": _BANKS_PER_PAGE,
+            "use_cursor": "true",
+        }
+        banks: list[Bank] = []
+        for _ in range(_MAX_BANK_PAGES):
+            body = await self._call("GET", "/bank", params=params, retry_safe=True)
+            for item in _list(body["data"], "data"):
+                bank = _Fields(item, "bank")
+                banks.append(
+                    Bank(
+                        name=bank.req_str("name"),
+                        code=bank.req_str("code"),
+                        currency=bank.req_str("currency"),
+                    )
+                )
+            meta = _Fields(body.get("meta") or {}, "meta")
+            cursor = meta.opt_str("next")
+            if not cursor:
+                return banks
+            params = {**params, "next": cursor}
+        raise GatewayProtocolError(f"bank list did not end after {_MAX_BANK_PAGES} pages")
+
+    async def resolve_account(self, *, account_number: str, bank_code: str) -> ResolvedAccount:
+        params = {"account_number": account_number, "bank_code": bank_code}
+        data = _Fields(await self._data("GET", "/bank/resolve", params=params, retry_safe=True))
+        return ResolvedAccount(
+            account_number=data.req_str("account_number"),
+            account_name=data.req_str("account_name"),
+            bank_id=data.opt_int("bank_id"),
+        )
+
+    # Transport
+
+    async def _data(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry_safe: bool,
+        json_body: dict[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> Any:
+        body = await self._call(method, path, json_body=json_body, params=params, retry_safe=retry_safe)
+        return body["data"]
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry_safe: bool,
+        json_body: dict[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> dict[str, Any]:
+        """Send with retries; return the success envelope (`status: true`, with `data`)."""
+        attempt = 0
+        while True:
+            is_last = attempt >= self._max_retries
+            failure: GatewayError
+            try:
+                async with asyncio.timeout(self._timeout):
+                    response = await self._http.request(method, path, json=json_body, params=params)
+            # TimeoutError: the overall deadline, which also covers transports that ignore httpx timeouts.
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                failure = GatewayTimeout(f"Paystack did not answer {method} {path} within {self._timeout}s")
+                failure.__cause__ = exc
+            except httpx.TransportError as exc:
+                failure = GatewayUnavailable(f"could not reach Paystack: {type(exc).__name__}: {exc}")
+                failure.__cause__ = exc
+            except httpx.DecodingError as exc:
+                raise GatewayProtocolError(f"Paystack answered with an undecodable body: {exc}") from exc
+            else:
+                if response.status_code == 429:
+                    wait = _rate_limit_wait(response)
+                    if wait is None:
+                        wait = self._backoff(attempt)
+                    error_body = _error_body(response)
+                    if is_last or wait > self._max_rate_limit_wait:
+                        raise GatewayUnavailable(
+                            _message(error_body, response.status_code),
+                            status_code=429,
+                            gateway_code=_code(error_body),
+                            retry_after=wait,
+                        )
+                    logger.warning(
+                        "Paystack rate limit on %s %s; retry %d of %d in %.2fs",
+                        method,
+                        path,
+                        attempt + 1,
+                        self._max_retries,
+                        wait,
+                    )
+                    await self._sleep(wait)
+                    attempt += 1
+                    continue
+                if response.status_code < 500:
+                    return _envelope(response)
+                error_body = _error_body(response)
+                failure = GatewayUnavailable(
+                    _message(error_body, response.status_code),
+                    status_code=response.status_code,
+                    gateway_code=_code(error_body),
+                )
+            if is_last or not retry_safe:
+                raise failure
+            delay = self._backoff(attempt)
+            logger.warning(
+                "Paystack %s %s failed (%s); retry %d of %d in %.2fs",
+                method,
+                path,
+                failure.message,
+                attempt + 1,
+                self._max_retries,
+                delay,
+            )
+            await self._sleep(delay)
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        delay = self._backoff_base * 2**attempt
+        # Jitter spreads out workers that failed together so they do not retry in lockstep.
+        return delay + random.uniform(0, delay / 10)
+
+
+# Answer parsing
+
+
+def _envelope(response: httpx.Response) -> dict[str, Any]:
+    status_code = response.status_code
+    if 400 <= status_code < 500:
+        error_body = _error_body(response)
+        raise GatewayRejected(
+            _message(error_body, status_code), status_code=status_code, gateway_code=_code(error_body)
+        )
+    if not 200 <= status_code < 300:
+        raise GatewayProtocolError(f"unexpected HTTP {status_code} from Paystack", status_code=status_code)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise GatewayProtocolError("Paystack answered with malformed JSON", status_code=status_code) from exc
+    if not isinstance(body, dict):
+        raise GatewayProtocolError(
+            "Paystack answered with JSON that is not an object", status_code=status_code
+        )
+    if body.get("status") is False:
+        raise GatewayRejected(_message(body, status_code), status_code=status_code, gateway_code=_code(body))
+    if body.get("status") is not True or "data" not in body:
+        raise GatewayProtocolError(
+            f"Paystack answer lacks the success envelope: {_message(body, status_code)}",
+            status_code=status_code,
+        )
+    return body
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    """An error answer's JSON object, or {} when there is none: the status code still tells the outcome."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(body: dict[str, Any], status_code: int) -> str:
+    message = body.get("message")
+    return message if isinstance(message, str) and message else f"Paystack answered HTTP {status_code}"
+
+
+def _code(body: dict[str, Any]) -> str | None:
+    code = body.get("code")
+    return code if isinstance(code, str) and code else None
+
+
+def _rate_limit_wait(response: httpx.Response) -> float | None:
+    for header in ("x-ratelimit-reset", "retry-after"):
+        raw = response.headers.get(header)
+        if raw is None:
+            continue
+        try:
+            wait = float(raw)
+        except ValueError:
+            continue
+        if wait >= 0:
+            return wait
+    return None
+
+
+def _segment(value: str) -> str:
+    """Quote a value for use as one path segment, so a reference can never reach another endpoint."""
+    if value in ("", ".", ".."):
+        raise ValueError(f"invalid path segment: {value!r}")
+    return quote(value, safe="")
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise GatewayProtocolError(f"Paystack answer: {what} is not a list")
+    return value
+
+
+class _Fields:
+    """Typed access to one JSON object of an answer; anything off-contract is a GatewayProtocolError."""
+
+    def __init__(self, value: object, what: str = "data") -> None:
+        if not isinstance(value, dict):
+            raise GatewayProtocolError(f"Paystack answer: {what} is not an object")
+        self._value: dict[str, Any] = value
+        self._what = what
+
+    def _bad(self, key: str, expected: str) -> GatewayProtocolError:
+        return GatewayProtocolError(f"Paystack answer: {self._what}.{key} is missing or not {expected}")
+
+    def raw(self, key: str) -> Any:
+        return self._value.get(key)
+
+    def req_str(self, key: str) -> str:
+        value = self._value.get(key)
+        if not isinstance(value, str) or not value:
+            raise self._bad(key, "a non-empty string")
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        value = self._value.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        raise self._bad(key, "a string")
+
+    def req_int(self, key: str) -> int:
+        value = self._value.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._bad(key, "an integer")
+        return value
+
+    def opt_int(self, key: str) -> int | None:
+        if self._value.get(key) is None:
+            return None
+        return self.req_int(key)
+
+    def opt_obj(self, key: str) -> _Fields | None:
+        value = self._value.get(key)
+        # Paystack sends null, {} or [] for an absent nested object.
+        if not value:
+            return None
+        return _Fields(value, f"{self._what}.{key}")
+
+
+def _verified_transaction(data: _Fields) -> VerifiedTransaction:
+    authorization = data.opt_obj("authorization")
+    customer = data.opt_obj("customer")
+    return VerifiedTransaction(
+        id=data.req_int("id"),
+        status=data.req_str("status"),
+        reference=data.req_str("reference"),
+        amount=data.req_int("amount"),
+        currency=data.req_str("currency"),
+        paid_at=_timestamp(data.opt_str("paid_at")),
+        channel=data.opt_str("channel"),
+        gateway_response=data.opt_str("gateway_response"),
+        fees=data.opt_int("fees"),
+        metadata=_metadata(data.raw("metadata")),
+        authorization_code=authorization.opt_str("authorization_code") if authorization else None,
+        customer_email=customer.opt_str("email") if customer else None,
+    )
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        # Metadata sent as a JSON string comes back as that string.
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise GatewayProtocolError("Paystack answer: data.metadata is not an object") from exc
+    if not isinstance(value, dict):
+        raise GatewayProtocolError("Paystack answer: data.metadata is not an object")
+    return value
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise GatewayProtocolError(f"Paystack answer: unreadable timestamp {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _refund(data: _Fields) -> RefundResult:
+    # Create answers with the whole transaction object; fetch with its id plus transaction_reference.
+    transaction = data.raw("transaction")
+    if isinstance(transaction, dict):
+        transaction_reference = _Fields(transaction, "data.transaction").opt_str("reference")
+    else:
+        transaction_reference = data.opt_str("transaction_reference")
+    return RefundResult(
+        id=data.req_int("id"),
+        status=data.req_str("status"),
+        amount=data.req_int("amount"),
+        currency=data.req_str("currency"),
+        transaction_reference=transaction_reference,
+    )
+
+
+def _transfer(data: _Fields) -> TransferResult:
+    return TransferResult(
+        reference=data.req_str("reference"),
+        transfer_code=data.opt_str("transfer_code"),
+        status=data.req_str("status"),
+        amount=data.req_int("amount"),
+        currency=data.req_str("currency"),
+    )

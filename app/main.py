@@ -1,0 +1,121 @@
+"""The application: `create_app()` wires settings, database, gateway, sandbox, worker and routers.
+
+`uvicorn app.main:app` runs it; `python -m app serve` also upgrades the schema first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from slowapi.errors import RateLimitExceeded
+from slowapi.middleware import SlowAPIASGIMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+# Registering payment types and event handlers happens on import.
+import app.payments.investment  # noqa: F401
+from app.apps.router import router as apps_router
+from app.core.config import Settings, get_settings
+from app.core.crypto import FieldCipher
+from app.core.db import Database
+from app.core.errors import install_error_handlers
+from app.core.logging import RequestIdMiddleware, configure_logging
+from app.core.ratelimit import limiter, rate_limit_exceeded, use_settings
+from app.escrow.router import router as escrow_router
+from app.gateway.client import PaystackClient
+from app.ops import router as ops_router
+from app.payments.router import router as payments_router
+from app.runtime import Runtime
+from app.shares.router import router as shares_router
+from app.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def build_runtime(settings: Settings, gateway_transport: httpx.AsyncBaseTransport | None = None) -> Runtime:
+    return Runtime(
+        settings=settings,
+        db=Database(settings),
+        gateway=PaystackClient(
+            base_url=settings.gateway_base_url,
+            secret_key=settings.paystack_secret_key.get_secret_value(),
+            timeout=settings.gateway_timeout_seconds,
+            max_retries=settings.gateway_max_retries,
+            transport=gateway_transport,
+        ),
+        cipher=FieldCipher.from_settings(settings),
+    )
+
+
+def create_app(settings: Settings | None = None, *, loopback: bool = False) -> FastAPI:
+    """`loopback=True` (tests) sends the gateway client and the sandbox's webhooks through the
+    app itself in-process, instead of over a socket to PUBLIC_BASE_URL."""
+    settings = settings or get_settings()
+    sandbox = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        transport = httpx.ASGITransport(app) if loopback else None
+        rt = build_runtime(settings, transport)
+        app.state.runtime = rt
+        app.state.worker = Worker(rt)
+        stop = asyncio.Event()
+        worker_task = (
+            asyncio.create_task(app.state.worker.run_forever(stop), name="worker")
+            if settings.worker_in_process else None
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker_task is not None:
+                worker_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if sandbox is not None:
+                await sandbox.aclose()
+            await rt.gateway.aclose()
+            await rt.db.dispose()
+
+    app = FastAPI(
+        title="Payment service",
+        version="1.0.0",
+        description="Collects investments through Paystack, holds them in escrow on a double-entry ledger, "
+        "keeps the cap table and shares revenue out to shareholders.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    use_settings(settings)
+    app.state.limiter = limiter
+    app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
+    app.add_middleware(SlowAPIASGIMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    if settings.trusted_proxy_ips:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
+    install_error_handlers(app)
+
+    for router in (ops_router, apps_router, payments_router, escrow_router, shares_router):
+        app.include_router(router)
+
+    if settings.is_sandbox:
+        from app.gateway.sandbox import Sandbox
+
+        sandbox = Sandbox(
+            secret_key=settings.paystack_secret_key.get_secret_value(),
+            public_base_url=settings.public_base_url,
+            webhook_url=f"{settings.public_base_url}/v1/webhooks/paystack",
+            settle_delay=settings.sandbox_settle_delay_seconds,
+            webhook_retry_delays=settings.sandbox_webhook_retry_schedule,
+            webhook_transport=httpx.ASGITransport(app) if loopback else None,
+        )
+        app.state.sandbox = sandbox
+        app.include_router(sandbox.router, prefix="/sandbox/paystack", include_in_schema=False)
+    return app
+
+
+app = create_app()

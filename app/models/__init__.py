@@ -1,0 +1,23 @@
+"""All ORM tables, importable from one place (Alembic reads `Base.metadata` from here)."""
+
+from app.models.apps import App
+from app.models.base import Base
+from app.models.escrow import EscrowTransaction
+from app.models.ledger import JournalEntry, LedgerAccount, Posting
+from app.models.payments import IdempotencyRecord, Payment, Refund, WebhookEvent
+from app.models.shares import Holding, ShareMovement
+
+__all__ = [
+    "App",
+    "Base",
+    "EscrowTransaction",
+    "Holding",
+    "IdempotencyRecord",
+    "JournalEntry",
+    "LedgerAccount",
+    "Payment",
+    "Posting",
+    "Refund",
+    "ShareMovement",
+    "WebhookEvent",
+]

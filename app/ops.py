@@ -1,0 +1,72 @@
+"""Operations: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select, text
+
+from app.core import metrics
+from app.deps import RuntimeDep
+from app.models import Posting
+from app.payments.inbox import backlog
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check(name: str, checks: list[dict[str, Any]], probe: Any) -> None:
+    started = time.perf_counter()
+    try:
+        ok, details = await probe()
+    except Exception as error:  # a probe that breaks is a failing check, never a 500
+        ok, details = False, {"error": type(error).__name__}
+    details["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    checks.append({"name": name, "ok": ok, "details": details})
+
+
+@router.get("/readyz")
+async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
+    checks: list[dict[str, Any]] = []
+
+    async def database() -> tuple[bool, dict[str, Any]]:
+        async with rt.db.unit_of_work() as session:
+            await session.execute(text("SELECT 1"))
+            waiting = await backlog(session)
+            # cheap form of the ledger integrity check: all postings together sum to zero
+            total = await session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)))
+        metrics.WEBHOOK_BACKLOG.set(waiting)
+        return total == 0, {"webhook_backlog": waiting, "ledger_sum": int(total or 0)}
+
+    async def redis() -> tuple[bool, dict[str, Any]]:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(rt.settings.redis_url or "", socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(await client.ping()), {}
+        finally:
+            await client.aclose()
+
+    async def gateway() -> tuple[bool, dict[str, Any]]:
+        return await rt.gateway.reachable(), {"mode": rt.settings.payment_gateway_mode}
+
+    await _check("database", checks, database)
+    if rt.settings.redis_url:
+        await _check("redis", checks, redis)
+    await _check("gateway", checks, gateway)
+    failing = [c["name"] for c in checks if not c["ok"]]
+    body = {"status": "ok" if not failing else "unavailable", "failing": failing, "checks": checks}
+    return JSONResponse(body, status_code=200 if not failing else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    payload, content_type = metrics.render_latest()
+    return Response(payload, media_type=content_type)

@@ -1,0 +1,94 @@
+"""Investment payments: buy new shares of an app; the money waits in the app's escrow."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.service import check_currency, get_app
+from app.core.errors import CurrencyNotSupported, InvalidAmount, SharesUnavailable
+from app.core.money import MoneyError, check_payable, major_decimal, to_major, to_minor
+from app.core.security import Principal
+from app.escrow.service import EscrowService
+from app.ledger import accounts
+from app.models import Payment
+from app.payments.refunds import queue_refund
+from app.payments.schemas import PaymentCreate
+from app.payments.types import PaymentPlan, register
+from app.runtime import Runtime
+from app.shares.service import issue_shares
+
+log = logging.getLogger(__name__)
+
+
+class InvestmentPayment:
+    name = "investment"
+
+    async def plan(
+        self, session: AsyncSession, rt: Runtime, principal: Principal, request: PaymentCreate
+    ) -> PaymentPlan:
+        app = await get_app(session, request.app_id)
+        currency = check_currency(rt.settings, request.currency)
+        if currency != app.currency:
+            raise CurrencyNotSupported(f"This app takes {app.currency}", currency=currency, supported=[app.currency])
+        shares = request.shares
+        if request.amount is not None:
+            try:
+                amount = to_minor(request.amount, currency)
+            except MoneyError as exc:
+                raise InvalidAmount(str(exc)) from None
+            if amount % app.share_price:
+                raise InvalidAmount(
+                    "The amount is not a whole number of shares",
+                    share_price=to_major(app.share_price, currency),
+                )
+            if shares is not None and shares * app.share_price != amount:
+                raise InvalidAmount("shares and amount disagree", expected_amount=to_major(
+                    shares * app.share_price, currency))
+            shares = amount // app.share_price
+        if shares is None:
+            raise InvalidAmount("Give shares or amount")
+        amount = shares * app.share_price
+        try:
+            check_payable(amount, currency, rt.settings.max_payment_amount)
+        except MoneyError as exc:
+            raise InvalidAmount(str(exc)) from None
+        available = app.total_shares - app.shares_issued
+        if shares > available:
+            raise SharesUnavailable(shares_requested=shares, shares_available=available)
+        return PaymentPlan(amount=amount, currency=currency, app_id=app.id, shares=shares)
+
+    async def fulfil(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None:
+        assert payment.shares is not None
+        app = await get_app(session, payment.app_id)
+        issued = await issue_shares(
+            session, app_id=app.id, user_id=payment.user_id, shares=payment.shares, source_id=payment.id
+        )
+        if not issued:
+            # Sold out between checkout and payment: the money goes straight back.
+            log.info("shares sold out for %s; refunding", payment.reference)
+            payment.outcome_note = "shares sold out; refunded"
+            await queue_refund(
+                session,
+                payment,
+                amount=payment.amount,
+                source_account=accounts.gateway(payment.currency),
+                return_account=accounts.payable(payment.user_id, payment.currency),
+                reason="shares sold out",
+            )
+            rt.notify_worker()
+            return
+        await EscrowService(session).process_deposit(
+            app=app,
+            investor=payment.user_id,
+            amount=major_decimal(payment.amount, payment.currency),
+            currency=payment.currency,
+            payment_gateway="PAYSTACK",
+            gateway_reference=payment.reference,
+            payment_id=payment.id,
+            shares=payment.shares,
+        )
+
+
+register(InvestmentPayment())

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.core.errors import InvalidSignature, Unauthorized, ValidationFailed
+from app.core.idempotency import idempotent
+from app.core.net import client_ip, ip_allowed
+from app.core.ratelimit import limiter, payments_limit, webhooks_limit
+from app.core.schemas import Page, PageParams, page_params
+from app.core.security import CurrentUser
+from app.deps import RuntimeDep, SessionDep
+from app.gateway.signature import verify_signature
+from app.payments import service
+from app.payments.inbox import store_event
+from app.payments.schemas import PaymentCreate, PaymentOut, PaymentStatus, PaymentType, WebhookAck
+
+router = APIRouter(prefix="/v1", tags=["payments"])
+MAX_WEBHOOK_BYTES = 1_000_000
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.post("/payments", status_code=201, response_model=PaymentOut)
+@limiter.limit(payments_limit)
+async def create_payment(
+    request: Request, body: PaymentCreate, principal: CurrentUser, rt: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def create() -> PaymentOut:
+        return service.payment_out(await service.create_payment(rt, principal, body))
+
+    return await idempotent(rt.db, principal, idempotency_key, "POST /v1/payments", body, create)
+
+
+@router.get("/payments", response_model=Page[PaymentOut])
+async def list_payments(
+    principal: CurrentUser,
+    session: SessionDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    status: PaymentStatus | None = None,
+    payment_type: PaymentType | None = None,
+    app_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[PaymentOut]:
+    rows, cursor = await service.list_payments(
+        session, principal, page, status=status, payment_type=payment_type, app_id=app_id
+    )
+    return Page[PaymentOut](items=[service.payment_out(p) for p in rows], next_cursor=cursor)
+
+
+@router.get("/payments/{reference}", response_model=PaymentOut)
+async def get_payment(reference: str, principal: CurrentUser, session: SessionDep) -> PaymentOut:
+    return service.payment_out(await service.get_payment(session, principal, reference))
+
+
+@router.post("/payments/{reference}/verify", response_model=PaymentOut)
+@limiter.limit(payments_limit)
+async def verify_payment(request: Request, reference: str, principal: CurrentUser, rt: RuntimeDep) -> PaymentOut:
+    return service.payment_out(await service.verify_payment(rt, principal, reference))
+
+
+@router.post("/webhooks/paystack", response_model=WebhookAck, tags=["webhooks"])
+@limiter.limit(webhooks_limit)
+async def paystack_webhook(request: Request, rt: RuntimeDep) -> WebhookAck:
+    """Paystack only: signature checked on the raw bytes, event stored once, processed by the worker."""
+    settings = rt.settings
+    if not ip_allowed(client_ip(request), settings.webhook_allowed_ips):
+        raise Unauthorized("Webhook source address not allowed")
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise ValidationFailed("Webhook body too large")
+    signature = request.headers.get("x-paystack-signature")
+    if not verify_signature(body, signature, settings.paystack_secret_key.get_secret_value()):
+        raise InvalidSignature()
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValidationFailed("Webhook body is not JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str) \
+            or not isinstance(payload.get("data"), dict):
+        raise ValidationFailed("Webhook body needs an event name and a data object")
+    async with rt.db.unit_of_work() as session:
+        await store_event(session, payload["event"], payload["data"], body)
+    rt.notify_worker()
+    return WebhookAck()

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from app.core.money import AmountInput
+from app.core.schemas import StrictModel
+
+PaymentType = Literal["investment", "share_transfer", "revenue"]
+Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
+PaymentStatus = Literal["pending", "success", "failed", "abandoned", "refunded", "partially_refunded"]
+MAX_METADATA_BYTES = 4096
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class PaymentCreate(StrictModel):
+    payment_type: PaymentType
+    app_id: str = Field(min_length=1, max_length=64)
+    email: str = Field(max_length=320)
+    currency: str = Field(min_length=3, max_length=3)
+    shares: int | None = Field(default=None, gt=0, le=10**12)
+    amount: AmountInput | None = None
+    share_transfer_id: str | None = Field(default=None, max_length=40)
+    period: str | None = None
+    channels: list[Channel] | None = Field(default=None, min_length=1, max_length=6)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError("not a valid email address")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        if value is not None and not _PERIOD.match(value):
+            raise ValueError("period must be YYYY-MM")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value else value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError("callback_url must be an http(s) URL")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        return value
+
+
+class PaymentOut(BaseModel):
+    id: str
+    reference: str
+    payment_url: str | None
+    access_code: str | None
+    status: str
+    amount: str
+    currency: str
+    payment_type: str
+    app_id: str
+    user_id: str
+    email: str
+    shares: int | None
+    share_transfer_id: str | None
+    period: str | None
+    channels: list[str] | None
+    callback_url: str | None
+    metadata: dict[str, Any]
+    channel: str | None
+    paid_at: datetime | None
+    refunded_amount: str
+    flagged: bool
+    flag_reason: str | None
+    note: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookAck(BaseModel):
+    status: Literal["ok"] = "ok"

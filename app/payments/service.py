@@ -1,0 +1,263 @@
+"""Payments: create intents, read them, and apply what the gateway says exactly once.
+
+`create_payment` and `verify_payment` are orchestrations: they call the
+gateway outside any database transaction and open their own units of work.
+`apply_verification` is the single place a charge outcome is applied; the
+webhook worker, the client's verify call and the reconciler all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import metrics
+from app.core.errors import NotFound
+from app.core.money import to_major
+from app.core.schemas import PageParams, fetch_page
+from app.core.security import Principal
+from app.gateway.errors import GatewayError
+from app.gateway.types import VerifiedTransaction
+from app.models import Payment
+from app.models.base import new_id, utcnow
+from app.payments.inbox import RetryLater, on_event
+from app.payments.schemas import PaymentCreate, PaymentOut
+from app.payments.types import handler_for
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Paystack's verify statuses that end a charge without money
+FAILED_STATUSES = {"failed", "reversed"}
+ABANDONED_STATUSES = {"abandoned"}
+
+
+def new_reference() -> str:
+    """Ours, unique, and within Paystack's reference alphabet (letters, digits, '-', '.', '=')."""
+    return f"pay-{int(time.time() * 1000):x}-{secrets.token_hex(8)}"
+
+
+async def create_payment(rt: Runtime, principal: Principal, request: PaymentCreate) -> Payment:
+    handler = handler_for(request.payment_type)
+    async with rt.db.unit_of_work() as session:
+        plan = await handler.plan(session, rt, principal, request)
+    reference = new_reference()
+    metadata: dict[str, Any] = {
+        **request.metadata,
+        "payment_type": request.payment_type,
+        "app_id": plan.app_id,
+        "user_id": principal.user_id,
+    }
+    # The gateway call happens between two transactions, never inside one.
+    initialized = await rt.gateway.initialize_transaction(
+        email=request.email,
+        amount=plan.amount,
+        currency=plan.currency,
+        reference=reference,
+        callback_url=request.callback_url,
+        metadata=metadata,
+        channels=request.channels,
+    )
+    payment = Payment(
+        id=new_id("pay"),
+        reference=reference,
+        user_id=principal.user_id,
+        app_id=plan.app_id,
+        payment_type=request.payment_type,
+        status="pending",
+        amount=plan.amount,
+        currency=plan.currency,
+        email=request.email,
+        channels=request.channels,
+        callback_url=request.callback_url,
+        extra=request.metadata,
+        access_code=initialized.access_code,
+        authorization_url=initialized.authorization_url,
+        shares=plan.shares,
+        share_transfer_id=plan.share_transfer_id,
+        period=plan.period,
+        refunded_amount=0,
+    )
+    async with rt.db.unit_of_work() as session:
+        session.add(payment)
+    metrics.PAYMENTS.labels(status="pending").inc()
+    return payment
+
+
+async def get_payment(session: AsyncSession, principal: Principal, reference: str) -> Payment:
+    payment = await session.scalar(select(Payment).where(Payment.reference == reference))
+    if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
+        raise NotFound("Payment not found", reference=reference)
+    return payment
+
+
+async def list_payments(
+    session: AsyncSession,
+    principal: Principal,
+    params: PageParams,
+    *,
+    status: str | None = None,
+    payment_type: str | None = None,
+    app_id: str | None = None,
+) -> tuple[Sequence[Payment], str | None]:
+    stmt = select(Payment)
+    if not principal.is_admin:
+        stmt = stmt.where(Payment.user_id == principal.user_id)
+    if status:
+        stmt = stmt.where(Payment.status == status)
+    if payment_type:
+        stmt = stmt.where(Payment.payment_type == payment_type)
+    if app_id:
+        stmt = stmt.where(Payment.app_id == app_id)
+    return await fetch_page(session, stmt, Payment.id, params)
+
+
+async def apply_verification(session: AsyncSession, rt: Runtime, reference: str,
+                             verified: VerifiedTransaction) -> Payment | None:
+    """Apply the gateway's verdict on a charge, at most once. Returns the payment (None if unknown)."""
+    stmt = select(Payment).where(Payment.reference == reference).with_for_update()
+    payment = await session.scalar(stmt)
+    if payment is None:
+        return None
+    if payment.status not in ("pending", "failed", "abandoned"):
+        return payment  # already applied: the money was credited once
+    started = time.perf_counter()
+    if verified.is_success:
+        if not verified.matches(payment.amount, payment.currency):
+            payment.flag_reason = (
+                f"gateway reports {verified.amount} {verified.currency}, "
+                f"expected {payment.amount} {payment.currency}"
+            )
+            log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
+            metrics.PAYMENTS.labels(status="flagged").inc()
+            return payment
+        payment.status = "success"
+        payment.paid_at = verified.paid_at or utcnow()
+        payment.channel = verified.channel
+        payment.gateway_transaction_id = verified.id
+        payment.flag_reason = None
+        if verified.authorization_code:
+            payment.authorization_code_encrypted = rt.cipher.encrypt(verified.authorization_code)
+        await session.flush()
+        await handler_for(payment.payment_type).fulfil(session, rt, payment)
+        metrics.PAYMENTS.labels(status="success").inc()
+        metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
+    elif payment.status == "pending" and verified.status in FAILED_STATUSES:
+        payment.status = "failed"
+        metrics.PAYMENTS.labels(status="failed").inc()
+    elif payment.status == "pending" and verified.status in ABANDONED_STATUSES:
+        payment.status = "abandoned"
+        metrics.PAYMENTS.labels(status="abandoned").inc()
+    return payment
+
+
+async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
+    """Ask the gateway about a charge, then apply the answer in a fresh transaction."""
+    verified = await rt.gateway.verify_transaction(reference)
+    if verified.reference != reference:
+        raise GatewayError("verify answered for another reference", gateway_code="reference_mismatch")
+
+    async def apply(session: AsyncSession) -> Payment | None:
+        return await apply_verification(session, rt, reference, verified)
+
+    return await rt.db.run(apply)
+
+
+async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> Payment:
+    async with rt.db.unit_of_work() as session:
+        payment = await get_payment(session, principal, reference)
+    if payment.status != "pending" and payment.status not in ("failed", "abandoned"):
+        return payment
+    applied = await verify_and_apply(rt, reference)
+    assert applied is not None
+    return applied
+
+
+@on_event("charge.success")
+async def handle_charge_success(rt: Runtime, data: dict[str, Any]) -> str:
+    """Never trust the webhook body for money: look the charge up with the gateway first."""
+    reference = str(data.get("reference") or "")
+    async with rt.db.unit_of_work() as session:
+        payment = await session.scalar(select(Payment).where(Payment.reference == reference))
+    if payment is None:
+        return "ignored"
+    if payment.status not in ("pending", "failed", "abandoned"):
+        return "duplicate"
+    try:
+        await verify_and_apply(rt, reference)
+    except GatewayError as error:
+        raise RetryLater(f"gateway verify failed: {error.message}") from error
+    return "processed"
+
+
+async def reconcile_pending(rt: Runtime) -> int:
+    """Ask the gateway about payments pending for a while; mark long-dead ones abandoned."""
+    settings = rt.settings
+    cutoff = utcnow() - timedelta(seconds=settings.reconcile_pending_after_seconds)
+    abandon_before = utcnow() - timedelta(seconds=settings.abandon_pending_after_seconds)
+    async with rt.db.unit_of_work() as session:
+        stale = (
+            await session.execute(
+                select(Payment.reference, Payment.created_at)
+                .where(Payment.status == "pending", Payment.flag_reason.is_(None), Payment.created_at <= cutoff)
+                .order_by(Payment.created_at)
+                .limit(200)
+            )
+        ).all()
+    checked = 0
+    for reference, created_at in stale:
+        try:
+            payment = await verify_and_apply(rt, reference)
+        except GatewayError as error:
+            log.warning("reconciler could not verify %s: %s", reference, error.message)
+            continue
+        checked += 1
+        if payment is not None and payment.status == "pending" and created_at <= abandon_before:
+            await _abandon(rt, reference)
+    return checked
+
+
+async def _abandon(rt: Runtime, reference: str) -> None:
+    async with rt.db.unit_of_work() as session:
+        payment = await session.scalar(select(Payment).where(Payment.reference == reference).with_for_update())
+        if payment is not None and payment.status == "pending":
+            payment.status = "abandoned"
+            payment.outcome_note = "no payment within the abandonment window"
+            metrics.PAYMENTS.labels(status="abandoned").inc()
+
+
+def payment_out(payment: Payment) -> PaymentOut:
+    return PaymentOut(
+        id=payment.id,
+        reference=payment.reference,
+        payment_url=payment.authorization_url,
+        access_code=payment.access_code,
+        status=payment.status,
+        amount=to_major(payment.amount, payment.currency),
+        currency=payment.currency,
+        payment_type=payment.payment_type,
+        app_id=payment.app_id,
+        user_id=payment.user_id,
+        email=payment.email,
+        shares=payment.shares,
+        share_transfer_id=payment.share_transfer_id,
+        period=payment.period,
+        channels=payment.channels,
+        callback_url=payment.callback_url,
+        metadata=payment.extra or {},
+        channel=payment.channel,
+        paid_at=payment.paid_at,
+        refunded_amount=to_major(payment.refunded_amount, payment.currency),
+        flagged=payment.flag_reason is not None,
+        flag_reason=payment.flag_reason,
+        note=payment.outcome_note,
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+    )

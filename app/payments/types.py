@@ -1,0 +1,57 @@
+"""Payment types: the extension point of the payment pipeline.
+
+Each type says how to price a request (`plan`) and what a successful charge
+does (`fulfil`, called exactly once, inside the transaction that marks the
+payment successful). Investment registers here; share transfers and revenue
+plug in the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import ValidationFailed
+from app.core.security import Principal
+from app.models import Payment
+from app.payments.schemas import PaymentCreate
+from app.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class PaymentPlan:
+    amount: int  # minor units, computed by the server
+    currency: str
+    app_id: str
+    shares: int | None = None
+    share_transfer_id: str | None = None
+    period: str | None = None
+
+
+class PaymentTypeHandler(Protocol):
+    name: str
+
+    async def plan(
+        self, session: AsyncSession, rt: Runtime, principal: Principal, request: PaymentCreate
+    ) -> PaymentPlan: ...
+
+    async def fulfil(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None: ...
+
+
+_HANDLERS: dict[str, PaymentTypeHandler] = {}
+
+
+def register(handler: PaymentTypeHandler) -> PaymentTypeHandler:
+    _HANDLERS[handler.name] = handler
+    return handler
+
+
+def handler_for(payment_type: str) -> PaymentTypeHandler:
+    handler = _HANDLERS.get(payment_type)
+    if handler is None:
+        raise ValidationFailed(
+            f"payment_type {payment_type!r} is not available", supported=sorted(_HANDLERS)
+        )
+    return handler

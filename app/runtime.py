@@ -1,0 +1,24 @@
+"""What a request or a job needs besides its session: settings, database, gateway, cipher."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from app.core.config import Settings
+from app.core.crypto import FieldCipher
+from app.core.db import Database
+from app.gateway.client import PaystackClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    gateway: PaystackClient
+    cipher: FieldCipher
+    # set when the in-process worker runs: wakes it as soon as there is work
+    work_available: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify_worker(self) -> None:
+        self.work_available.set()

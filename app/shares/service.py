@@ -1,0 +1,74 @@
+"""Holdings: shares issued on investment, cancelled on full refund, moved by transfers.
+
+Every change is also written as a share movement, so the cap table at any past
+instant can be rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InvalidState
+from app.models import App, Holding, ShareMovement
+from app.models.base import utcnow
+
+
+async def issue_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int, source_id: str) -> bool:
+    """Issue new shares if the app still has them. False when sold out (nothing written)."""
+    claimed = await session.execute(
+        update(App)
+        .where(App.id == app_id, App.shares_issued + shares <= App.total_shares)
+        .values(shares_issued=App.shares_issued + shares)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return False
+    now = utcnow()
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Holding).values(
+        app_id=app_id, user_id=user_id, shares=shares, reserved_shares=0, acquired_at=now, updated_at=now
+    )
+    # The lock-in runs from the latest acquisition.
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["app_id", "user_id"],
+            set_={"shares": Holding.shares + shares, "acquired_at": now, "updated_at": now},
+        )
+    )
+    session.add(ShareMovement(app_id=app_id, from_user_id=None, to_user_id=user_id, shares=shares,
+                              kind="issue", source_id=source_id, created_at=now))
+    await session.flush()
+    return True
+
+
+async def cancel_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int, source_id: str) -> None:
+    """Take back issued shares (a fully refunded investment). The holder must still have them unreserved."""
+    cancelled = await session.execute(
+        update(Holding)
+        .where(Holding.app_id == app_id, Holding.user_id == user_id,
+               Holding.shares - Holding.reserved_shares >= shares)
+        .values(shares=Holding.shares - shares, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if cancelled.rowcount != 1:
+        raise InvalidState("The investor no longer holds these shares unreserved", shares=shares)
+    await session.execute(
+        update(App).where(App.id == app_id).values(shares_issued=App.shares_issued - shares)
+        .execution_options(synchronize_session=False)
+    )
+    session.add(ShareMovement(app_id=app_id, from_user_id=user_id, to_user_id=None, shares=shares,
+                              kind="cancel", source_id=source_id, created_at=utcnow()))
+    await session.flush()
+
+
+async def holdings_of(session: AsyncSession, user_id: str) -> Sequence[Holding]:
+    return (
+        await session.scalars(
+            select(Holding).where(Holding.user_id == user_id, Holding.shares > 0).order_by(Holding.app_id)
+        )
+    ).all()

@@ -1,0 +1,96 @@
+"""Background work: the webhook inbox, refunds (and later payouts) to send, the reconciler.
+
+Runs inside the API process by default (`WORKER_IN_PROCESS=true`), or as its own
+processes with `python -m app.worker`; PostgreSQL's SKIP LOCKED lets several
+workers share the queues without doing anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+from app.payments.inbox import process_inbox
+from app.payments.refunds import send_pending_refunds
+from app.payments.service import reconcile_pending
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Runtime], Awaitable[int]]
+
+# Queues drained on every tick, in order.
+JOBS: list[Job] = [process_inbox, send_pending_refunds]
+RECONCILE_EVERY_SECONDS = 60.0
+
+
+class Worker:
+    def __init__(self, rt: Runtime, jobs: list[Job] | None = None) -> None:
+        self.rt = rt
+        self.jobs = jobs if jobs is not None else JOBS
+        self._last_reconcile = 0.0
+        self._lock = asyncio.Lock()
+
+    async def run_once(self) -> int:
+        """One pass over every queue; returns how much work was done."""
+        async with self._lock:
+            done = 0
+            for job in self.jobs:
+                try:
+                    done += await job(self.rt)
+                except Exception:  # one broken job must not stop the others
+                    log.exception("job %s failed", getattr(job, "__name__", job))
+            if time.monotonic() - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
+                self._last_reconcile = time.monotonic()
+                try:
+                    done += await reconcile_pending(self.rt)
+                except Exception:
+                    log.exception("reconciler failed")
+            return done
+
+    async def drain(self, max_rounds: int = 100) -> None:
+        """Run until there is nothing left to do now (tests and shutdown use this)."""
+        for _ in range(max_rounds):
+            if await self.run_once() == 0:
+                return
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.rt.work_available.clear()
+            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.rt.settings.worker_poll_interval_seconds):
+                    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self.rt.work_available.wait())]
+                    try:
+                        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for waiter in waiters:
+                            waiter.cancel()
+
+
+async def main() -> None:
+    from app.core.config import get_settings
+    from app.core.logging import configure_logging
+    from app.main import build_runtime
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    rt = build_runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker started")
+    try:
+        await Worker(rt).run_forever(stop)
+    finally:
+        await rt.gateway.aclose()
+        await rt.db.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

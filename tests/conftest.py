@@ -1,0 +1,133 @@
+"""Test wiring: a fresh schema per test, the app with its lifespan, and an HTTP client.
+
+SQLite (a temporary file per test) by default; PostgreSQL when TEST_DATABASE_URL is
+set (tables emptied after each test), Redis for rate limits when TEST_REDIS_URL is set.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+if TEST_REDIS_URL:
+    os.environ["REDIS_URL"] = TEST_REDIS_URL  # the module-level rate limiter reads it on import
+os.environ.setdefault("DATABASE_URL", "sqlite+aiosqlite:///:memory:")
+
+import httpx  # noqa: E402
+from asgi_lifespan import LifespanManager  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+
+from app.core.config import Settings  # noqa: E402
+from app.core.security import issue_token  # noqa: E402
+from app.main import create_app  # noqa: E402
+from app.models import Base  # noqa: E402
+
+BASE_URL = "http://testserver"
+requires_postgres = pytest.mark.skipif(
+    not TEST_DATABASE_URL, reason="concurrency test: needs PostgreSQL (set TEST_DATABASE_URL)"
+)
+
+_schema_ready: set[str] = set()
+
+
+async def _prepare_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        if url not in _schema_ready:
+            await conn.run_sync(Base.metadata.drop_all)
+            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            await conn.run_sync(Base.metadata.create_all)
+            _schema_ready.add(url)
+        else:
+            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+async def _prepare_sqlite(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> str:
+    if TEST_DATABASE_URL:
+        await _prepare_postgres(TEST_DATABASE_URL)
+        return TEST_DATABASE_URL
+    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    await _prepare_sqlite(url)
+    return url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Tests override settings by redefining this fixture or with `make_settings`."""
+    return {}
+
+
+@pytest.fixture
+def make_settings(database_url: str, settings_overrides: dict[str, Any]) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "redis_url": TEST_REDIS_URL,
+            "public_base_url": BASE_URL,
+            "payment_gateway_mode": "sandbox",
+            "worker_in_process": False,
+            "rate_limit_enabled": False,
+            "gateway_timeout_seconds": 2.0,
+            "gateway_max_retries": 1,
+            "sandbox_settle_delay_seconds": 0.01,
+            "sandbox_webhook_retry_delays": "0.05,0.1",
+            "reconcile_pending_after_seconds": 0,
+            "log_level": "WARNING",
+            **settings_overrides,
+            **overrides,
+        }
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, loopback=True)
+    async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL) as http:
+        yield http
+
+
+@pytest.fixture
+def auth(settings: Settings) -> Callable[..., dict[str, str]]:
+    """Authorization headers for a user: `auth("alice")`, `auth("root", admin=True)`."""
+
+    def headers(user_id: str, *, admin: bool = False, service: bool = False) -> dict[str, str]:
+        roles = (["admin"] if admin else []) + (["service"] if service else [])
+        return {"Authorization": f"Bearer {issue_token(settings, user_id, roles)}"}
+
+    return headers
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,815 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from app.gateway.client import PaystackClient
+from app.gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTimeout, GatewayUnavailable
+from app.gateway.types import (
+    TRANSFER_CONCLUSIVE_FAILURES,
+    TRANSFER_IN_PROGRESS,
+    Bank,
+    BulkTransferItem,
+    InitializeResult,
+    RefundResult,
+    ResolvedAccount,
+    TransferRecipient,
+    TransferResult,
+)
+
+BASE_URL = "https://api.paystack.test"
+SECRET = "sk_test_0123456789abcdef"
+MAX_RETRIES = 2
+BACKOFF_BASE = 0.01
+
+
+def ok(data: Any, **extra: Any) -> httpx.Response:
+    return httpx.Response(200, json={"status": True, "message": "OK", "data": data, **extra})
+
+
+def body_of(request: httpx.Request) -> Any:
+    return json.loads(request.content)
+
+
+def verify_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": 4099260516,
+        "status": "success",
+        "reference": "ref-123",
+        "amount": 500000,
+        "currency": "NGN",
+        "paid_at": "2024-03-01T10:15:30.000Z",
+        "channel": "card",
+        "gateway_response": "Successful",
+        "fees": 7500,
+        "metadata": {"investment_id": "inv_1"},
+        "authorization": {"authorization_code": "AUTH_secret", "last4": "4081"},
+        "customer": {"email": "ada@example.com"},
+    }
+    data.update(overrides)
+    return data
+
+
+def transfer_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "reference": "payout_0001_abcdefgh",
+        "transfer_code": "TRF_1ptvuv321ahaa7q",
+        "status": "pending",
+        "amount": 250000,
+        "currency": "NGN",
+        "recipient": 28191,
+        "id": 37283,
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+async def client(sleeps: list[float]) -> AsyncIterator[PaystackClient]:
+    async def fake_sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    paystack = PaystackClient(
+        base_url=BASE_URL,
+        secret_key=SECRET,
+        timeout=1.0,
+        max_retries=MAX_RETRIES,
+        backoff_base=BACKOFF_BASE,
+        max_rate_limit_wait=10.0,
+    )
+    paystack._sleep = fake_sleep
+    async with paystack:
+        yield paystack
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
+        yield router
+
+
+def assert_authorized(request: httpx.Request) -> None:
+    assert request.headers["authorization"] == f"Bearer {SECRET}"
+
+
+# Success cases, one per call
+
+
+async def test_initialize_transaction(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transaction/initialize").mock(
+        return_value=ok(
+            {
+                "authorization_url": "https://checkout.paystack.com/abc",
+                "access_code": "abc",
+                "reference": "ref-123",
+            }
+        )
+    )
+
+    result = await client.initialize_transaction(
+        email="ada@example.com",
+        amount=500000,
+        currency="NGN",
+        reference="ref-123",
+        callback_url="https://app.example.com/return",
+        metadata={"investment_id": "inv_1"},
+        channels=["card", "bank_transfer"],
+    )
+
+    assert result == InitializeResult(
+        authorization_url="https://checkout.paystack.com/abc", access_code="abc", reference="ref-123"
+    )
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_authorized(request)
+    assert body_of(request) == {
+        "email": "ada@example.com",
+        "amount": 500000,
+        "currency": "NGN",
+        "reference": "ref-123",
+        "callback_url": "https://app.example.com/return",
+        "metadata": {"investment_id": "inv_1"},
+        "channels": ["card", "bank_transfer"],
+    }
+
+
+async def test_initialize_omits_unset_optional_fields(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transaction/initialize").mock(
+        return_value=ok({"authorization_url": "https://x", "access_code": "a", "reference": "r1"})
+    )
+
+    await client.initialize_transaction(email="a@b.co", amount=10000, currency="GHS", reference="r1")
+
+    assert body_of(route.calls.last.request) == {
+        "email": "a@b.co",
+        "amount": 10000,
+        "currency": "GHS",
+        "reference": "r1",
+    }
+
+
+async def test_verify_transaction(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(return_value=ok(verify_data()))
+
+    result = await client.verify_transaction("ref-123")
+
+    request = route.calls.last.request
+    assert request.method == "GET"
+    assert_authorized(request)
+    assert result.id == 4099260516
+    assert result.status == "success"
+    assert result.is_success
+    assert result.reference == "ref-123"
+    assert result.amount == 500000
+    assert result.currency == "NGN"
+    assert result.paid_at == datetime(2024, 3, 1, 10, 15, 30, tzinfo=UTC)
+    assert result.channel == "card"
+    assert result.gateway_response == "Successful"
+    assert result.fees == 7500
+    assert result.metadata == {"investment_id": "inv_1"}
+    assert result.authorization_code == "AUTH_secret"
+    assert "AUTH_secret" not in repr(result)
+    assert result.customer_email == "ada@example.com"
+    assert result.matches(500000, "NGN")
+    assert result.matches(500000, "ngn")
+
+
+async def test_verify_quotes_the_reference_into_one_path_segment(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    route = api.get(url__regex=r".*/transaction/verify/.*").mock(return_value=ok(verify_data()))
+
+    await client.verify_transaction("a/../b?x=1")
+
+    assert route.calls.last.request.url.raw_path == b"/transaction/verify/a%2F..%2Fb%3Fx%3D1"
+
+
+async def test_verify_refuses_dot_segments(client: PaystackClient) -> None:
+    with pytest.raises(ValueError):
+        await client.verify_transaction("..")
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [(499999, "NGN"), (500001, "NGN"), (500000, "GHS"), (500000, "USD")],
+)
+async def test_verify_mismatch_does_not_match(
+    client: PaystackClient, api: respx.MockRouter, amount: int, currency: str
+) -> None:
+    api.get("/transaction/verify/ref-123").mock(
+        return_value=ok(verify_data(amount=amount, currency=currency))
+    )
+
+    result = await client.verify_transaction("ref-123")
+
+    assert result.is_success
+    assert not result.matches(500000, "NGN")
+
+
+@pytest.mark.parametrize("metadata", ["", None])
+async def test_verify_normalises_empty_metadata(
+    client: PaystackClient, api: respx.MockRouter, metadata: object
+) -> None:
+    api.get("/transaction/verify/ref-123").mock(return_value=ok(verify_data(metadata=metadata)))
+
+    result = await client.verify_transaction("ref-123")
+
+    assert result.metadata == {}
+
+
+async def test_verify_decodes_metadata_sent_as_json_string(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.get("/transaction/verify/ref-123").mock(
+        return_value=ok(verify_data(metadata='{"investment_id": "inv_1"}'))
+    )
+
+    result = await client.verify_transaction("ref-123")
+
+    assert result.metadata == {"investment_id": "inv_1"}
+
+
+async def test_verify_abandoned_is_not_success(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.get("/transaction/verify/ref-123").mock(
+        return_value=ok(
+            verify_data(status="abandoned", paid_at=None, fees=None, authorization={}, gateway_response=None)
+        )
+    )
+
+    result = await client.verify_transaction("ref-123")
+
+    assert not result.is_success
+    assert not result.matches(500000, "NGN")
+    assert result.paid_at is None
+    assert result.authorization_code is None
+
+
+async def test_create_refund(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/refund").mock(
+        return_value=ok(
+            {
+                "id": 3018284,
+                "status": "pending",
+                "amount": 20000,
+                "currency": "NGN",
+                "deducted_amount": 0,
+                "transaction": {"id": 4099260516, "reference": "ref-123", "amount": 500000},
+            }
+        )
+    )
+
+    result = await client.create_refund(
+        transaction="ref-123", amount=20000, currency="NGN", merchant_note="duplicate"
+    )
+
+    assert result == RefundResult(
+        id=3018284, status="pending", amount=20000, currency="NGN", transaction_reference="ref-123"
+    )
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_authorized(request)
+    assert body_of(request) == {
+        "transaction": "ref-123",
+        "amount": 20000,
+        "currency": "NGN",
+        "merchant_note": "duplicate",
+    }
+
+
+async def test_fetch_refund(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/refund/3018284").mock(
+        return_value=ok(
+            {
+                "id": 3018284,
+                "status": "processed",
+                "amount": 20000,
+                "currency": "NGN",
+                "transaction": 4099260516,
+                "transaction_reference": "ref-123",
+            }
+        )
+    )
+
+    result = await client.fetch_refund(3018284)
+
+    assert result == RefundResult(
+        id=3018284, status="processed", amount=20000, currency="NGN", transaction_reference="ref-123"
+    )
+    assert route.calls.last.request.method == "GET"
+    assert_authorized(route.calls.last.request)
+
+
+async def test_create_transfer_recipient(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transferrecipient").mock(
+        return_value=ok(
+            {
+                "recipient_code": "RCP_t0ya41mp35flk40",
+                "name": "Tolu Robert",
+                "type": "nuban",
+                "currency": "NGN",
+                "details": {"account_number": "0001234567", "bank_code": "058", "bank_name": "GTBank"},
+            }
+        )
+    )
+
+    result = await client.create_transfer_recipient(
+        name="Tolu Robert", account_number="0001234567", bank_code="058", currency="NGN"
+    )
+
+    assert result == TransferRecipient(
+        recipient_code="RCP_t0ya41mp35flk40", name="Tolu Robert", bank_code="058", account_last4="4567"
+    )
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_authorized(request)
+    assert body_of(request) == {
+        "type": "nuban",
+        "name": "Tolu Robert",
+        "account_number": "0001234567",
+        "bank_code": "058",
+        "currency": "NGN",
+    }
+
+
+async def test_initiate_transfer(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer").mock(return_value=ok(transfer_data()))
+
+    result = await client.initiate_transfer(
+        amount=250000,
+        recipient="RCP_t0ya41mp35flk40",
+        reference="payout_0001_abcdefgh",
+        reason="Revenue share",
+        currency="NGN",
+    )
+
+    assert result == TransferResult(
+        reference="payout_0001_abcdefgh",
+        transfer_code="TRF_1ptvuv321ahaa7q",
+        status="pending",
+        amount=250000,
+        currency="NGN",
+    )
+    assert result.is_in_progress
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_authorized(request)
+    assert body_of(request) == {
+        "source": "balance",
+        "amount": 250000,
+        "recipient": "RCP_t0ya41mp35flk40",
+        "reference": "payout_0001_abcdefgh",
+        "reason": "Revenue share",
+        "currency": "NGN",
+    }
+
+
+async def test_verify_transfer(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/transfer/verify/payout_0001_abcdefgh").mock(
+        return_value=ok(transfer_data(status="success", recipient={"recipient_code": "RCP_x"}))
+    )
+
+    result = await client.verify_transfer("payout_0001_abcdefgh")
+
+    assert result.is_success
+    assert not result.is_conclusive_failure
+    assert not result.is_in_progress
+    assert route.calls.last.request.method == "GET"
+    assert_authorized(route.calls.last.request)
+
+
+@pytest.mark.parametrize(
+    ("status", "success", "failure", "in_progress"),
+    [
+        ("success", True, False, False),
+        *[(status, False, True, False) for status in sorted(TRANSFER_CONCLUSIVE_FAILURES)],
+        *[(status, False, False, True) for status in sorted(TRANSFER_IN_PROGRESS)],
+    ],
+)
+def test_transfer_status_classification(status: str, success: bool, failure: bool, in_progress: bool) -> None:
+    result = TransferResult(reference="r", transfer_code=None, status=status, amount=1, currency="NGN")
+
+    assert (result.is_success, result.is_conclusive_failure, result.is_in_progress) == (
+        success,
+        failure,
+        in_progress,
+    )
+
+
+async def test_bulk_transfer(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer/bulk").mock(
+        return_value=ok(
+            [
+                transfer_data(reference="payout_0001_aaaaaaaa", transfer_code="TRF_a", amount=1000),
+                transfer_data(reference="payout_0002_bbbbbbbb", transfer_code="TRF_b", amount=2000),
+            ]
+        )
+    )
+
+    results = await client.bulk_transfer(
+        currency="NGN",
+        transfers=[
+            BulkTransferItem(amount=1000, reference="payout_0001_aaaaaaaa", recipient="RCP_a", reason="one"),
+            BulkTransferItem(amount=2000, reference="payout_0002_bbbbbbbb", recipient="RCP_b", reason="two"),
+        ],
+    )
+
+    assert [(r.reference, r.transfer_code, r.amount, r.status) for r in results] == [
+        ("payout_0001_aaaaaaaa", "TRF_a", 1000, "pending"),
+        ("payout_0002_bbbbbbbb", "TRF_b", 2000, "pending"),
+    ]
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert_authorized(request)
+    assert body_of(request) == {
+        "currency": "NGN",
+        "source": "balance",
+        "transfers": [
+            {"amount": 1000, "reference": "payout_0001_aaaaaaaa", "reason": "one", "recipient": "RCP_a"},
+            {"amount": 2000, "reference": "payout_0002_bbbbbbbb", "reason": "two", "recipient": "RCP_b"},
+        ],
+    }
+
+
+async def test_list_banks_follows_the_cursor(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/bank").mock(
+        side_effect=[
+            ok([{"name": "Access Bank", "code": "044", "currency": "NGN"}], meta={"next": "cursor-2"}),
+            ok([{"name": "GTBank", "code": "058", "currency": "NGN"}], meta={"next": None}),
+        ]
+    )
+
+    banks = await client.list_banks("NGN")
+
+    assert banks == [
+        Bank(name="Access Bank", code="044", currency="NGN"),
+        Bank(name="GTBank", code="058", currency="NGN"),
+    ]
+    first, second = (call.request for call in route.calls)
+    assert_authorized(first)
+    assert dict(first.url.params) == {"currency": "NGN", "perPage": "100", "use_cursor": "true"}
+    assert dict(second.url.params) == {
+        "currency": "NGN",
+        "perPage": "100",
+        "use_cursor": "true",
+        "next": "cursor-2",
+    }
+
+
+async def test_resolve_account(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/bank/resolve").mock(
+        return_value=ok({"account_number": "0001234567", "account_name": "TOLU ROBERT", "bank_id": 9})
+    )
+
+    result = await client.resolve_account(account_number="0001234567", bank_code="058")
+
+    assert result == ResolvedAccount(account_number="0001234567", account_name="TOLU ROBERT", bank_id=9)
+    request = route.calls.last.request
+    assert request.method == "GET"
+    assert_authorized(request)
+    assert dict(request.url.params) == {"account_number": "0001234567", "bank_code": "058"}
+
+
+async def test_base_url_with_a_path_prefix(sleeps: list[float]) -> None:
+    base = "https://sandbox.test/sandbox/paystack"
+    with respx.mock(base_url=base, assert_all_called=False) as router:
+        route = router.get("/transaction/verify/ref-123").mock(return_value=ok(verify_data()))
+        async with PaystackClient(base_url=base, secret_key=SECRET) as paystack:
+            await paystack.verify_transaction("ref-123")
+
+    assert route.calls.last.request.url.path == "/sandbox/paystack/transaction/verify/ref-123"
+
+
+# Network failures and retries
+
+
+@pytest.mark.parametrize("exception", [httpx.ConnectTimeout, httpx.ReadTimeout])
+async def test_timeout_is_retried_then_raises_gateway_timeout(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], exception: type[Exception]
+) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(side_effect=exception)
+
+    with pytest.raises(GatewayTimeout):
+        await client.verify_transaction("ref-123")
+
+    assert route.call_count == MAX_RETRIES + 1
+    assert len(sleeps) == MAX_RETRIES
+    for attempt, delay in enumerate(sleeps):
+        assert BACKOFF_BASE * 2**attempt <= delay <= BACKOFF_BASE * 2**attempt * 1.1
+
+
+async def test_timeout_on_initiate_transfer_is_retried(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer").mock(side_effect=[httpx.ReadTimeout("slow"), ok(transfer_data())])
+
+    result = await client.initiate_transfer(
+        amount=250000, recipient="RCP_x", reference="payout_0001_abcdefgh", reason="r", currency="NGN"
+    )
+
+    assert result.transfer_code == "TRF_1ptvuv321ahaa7q"
+    assert route.call_count == 2
+    assert body_of(route.calls[0].request) == body_of(route.calls[1].request)
+
+
+async def test_connect_error_exhausts_retries_as_unavailable(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    route = api.get("/bank/resolve").mock(side_effect=httpx.ConnectError("refused"))
+
+    with pytest.raises(GatewayUnavailable) as caught:
+        await client.resolve_account(account_number="0001234567", bank_code="058")
+
+    assert not isinstance(caught.value, GatewayTimeout)
+    assert route.call_count == MAX_RETRIES + 1
+
+
+async def test_overall_deadline_covers_transports_that_ignore_httpx_timeouts() -> None:
+    calls = 0
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def no_sleep(delay: float) -> None:
+        return None
+
+    paystack = PaystackClient(
+        base_url=BASE_URL, secret_key=SECRET, timeout=0.05, max_retries=1, transport=httpx.MockTransport(hang)
+    )
+    paystack._sleep = no_sleep
+    async with paystack:
+        with pytest.raises(GatewayTimeout):
+            await paystack.verify_transaction("ref-123")
+
+    assert calls == 2
+
+
+@pytest.mark.parametrize("status_code", [500, 502, 503])
+async def test_5xx_then_success_is_retried_for_safe_calls(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], status_code: int
+) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(
+        side_effect=[httpx.Response(status_code, text="upstream down"), ok(verify_data())]
+    )
+
+    result = await client.verify_transaction("ref-123")
+
+    assert result.is_success
+    assert route.call_count == 2
+    assert len(sleeps) == 1
+
+
+async def test_5xx_exhausted_raises_unavailable_with_paystack_message(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    route = api.post("/transaction/initialize").mock(
+        return_value=httpx.Response(503, json={"status": False, "message": "Service unavailable"})
+    )
+
+    with pytest.raises(GatewayUnavailable) as caught:
+        await client.initialize_transaction(email="a@b.co", amount=10000, currency="NGN", reference="r1")
+
+    assert caught.value.message == "Service unavailable"
+    assert caught.value.status_code == 503
+    assert route.call_count == MAX_RETRIES + 1
+
+
+async def test_5xx_on_create_refund_is_not_retried(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float]
+) -> None:
+    route = api.post("/refund").mock(
+        side_effect=[
+            httpx.Response(500, json={"status": False, "message": "An error occurred"}),
+            ok({"id": 1, "status": "pending", "amount": 1, "currency": "NGN"}),
+        ]
+    )
+
+    with pytest.raises(GatewayUnavailable) as caught:
+        await client.create_refund(transaction="ref-123")
+
+    assert caught.value.message == "An error occurred"
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_timeout_on_create_refund_is_not_retried(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/refund").mock(side_effect=httpx.ReadTimeout("slow"))
+
+    with pytest.raises(GatewayTimeout):
+        await client.create_refund(transaction="ref-123")
+
+    assert route.call_count == 1
+
+
+# Rate limits
+
+
+@pytest.mark.parametrize("header", ["x-ratelimit-reset", "retry-after"])
+async def test_429_wait_is_honoured(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], header: str
+) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(
+        side_effect=[
+            httpx.Response(429, headers={header: "3"}, json={"status": False, "message": "Too many"}),
+            ok(verify_data()),
+        ]
+    )
+
+    result = await client.verify_transaction("ref-123")
+
+    assert result.is_success
+    assert sleeps == [3.0]
+    assert route.call_count == 2
+
+
+async def test_429_is_retried_even_for_create_refund(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float]
+) -> None:
+    route = api.post("/refund").mock(
+        side_effect=[
+            httpx.Response(429, headers={"x-ratelimit-reset": "2"}),
+            ok({"id": 7, "status": "pending", "amount": 100, "currency": "NGN", "transaction": 1}),
+        ]
+    )
+
+    result = await client.create_refund(transaction="ref-123")
+
+    assert result.id == 7
+    assert sleeps == [2.0]
+    assert route.call_count == 2
+
+
+async def test_429_with_too_long_reset_raises_unavailable_with_retry_after(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float]
+) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(
+        return_value=httpx.Response(
+            429, headers={"x-ratelimit-reset": "60"}, json={"status": False, "message": "Rate limit exceeded"}
+        )
+    )
+
+    with pytest.raises(GatewayUnavailable) as caught:
+        await client.verify_transaction("ref-123")
+
+    assert caught.value.retry_after == 60.0
+    assert caught.value.status_code == 429
+    assert caught.value.message == "Rate limit exceeded"
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_429_counts_as_an_attempt(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float]
+) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(
+        return_value=httpx.Response(429, headers={"x-ratelimit-reset": "1"})
+    )
+
+    with pytest.raises(GatewayUnavailable) as caught:
+        await client.verify_transaction("ref-123")
+
+    assert caught.value.retry_after == 1.0
+    assert route.call_count == MAX_RETRIES + 1
+    assert sleeps == [1.0] * MAX_RETRIES
+
+
+# Answers off the contract, and refusals
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html>gateway</html>"),
+        httpx.Response(200, json=["not", "an", "object"]),
+        httpx.Response(200, json={"status": True, "message": "OK"}),
+        httpx.Response(200, json={"message": "no status"}),
+        ok(verify_data(amount="500000")),
+        ok(verify_data(amount=True)),
+        ok({k: v for k, v in verify_data().items() if k != "reference"}),
+        ok(verify_data(metadata=[1, 2])),
+        ok(verify_data(paid_at="yesterday")),
+        ok("not an object"),
+    ],
+    ids=[
+        "malformed-json",
+        "json-array",
+        "no-data",
+        "no-status",
+        "amount-as-string",
+        "amount-as-bool",
+        "no-reference",
+        "metadata-list",
+        "bad-timestamp",
+        "data-not-object",
+    ],
+)
+async def test_off_contract_answers_raise_protocol_error(
+    client: PaystackClient, api: respx.MockRouter, response: httpx.Response
+) -> None:
+    route = api.get("/transaction/verify/ref-123").mock(return_value=response)
+
+    with pytest.raises(GatewayProtocolError):
+        await client.verify_transaction("ref-123")
+
+    assert route.call_count == 1
+
+
+async def test_initialize_without_access_code_raises_protocol_error(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.post("/transaction/initialize").mock(
+        return_value=ok({"authorization_url": "https://x", "reference": "r"})
+    )
+
+    with pytest.raises(GatewayProtocolError):
+        await client.initialize_transaction(email="a@b.co", amount=10000, currency="NGN", reference="r")
+
+
+async def test_400_status_false_raises_rejected_with_message(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float]
+) -> None:
+    route = api.post("/transaction/initialize").mock(
+        return_value=httpx.Response(
+            400,
+            json={
+                "status": False,
+                "message": "Duplicate Transaction Reference",
+                "type": "validation_error",
+                "code": "duplicate_reference",
+            },
+        )
+    )
+
+    with pytest.raises(GatewayRejected) as caught:
+        await client.initialize_transaction(email="a@b.co", amount=10000, currency="NGN", reference="r1")
+
+    assert caught.value.message == "Duplicate Transaction Reference"
+    assert str(caught.value) == "Duplicate Transaction Reference"
+    assert caught.value.status_code == 400
+    assert caught.value.gateway_code == "duplicate_reference"
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_200_status_false_raises_rejected(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.get("/bank/resolve").mock(
+        return_value=httpx.Response(200, json={"status": False, "message": "Could not resolve account name"})
+    )
+
+    with pytest.raises(GatewayRejected) as caught:
+        await client.resolve_account(account_number="0000000000", bank_code="058")
+
+    assert caught.value.message == "Could not resolve account name"
+    assert caught.value.status_code == 200
+
+
+async def test_4xx_without_json_body_still_rejected(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.get("/refund/99").mock(return_value=httpx.Response(404, text="Not Found"))
+
+    with pytest.raises(GatewayRejected) as caught:
+        await client.fetch_refund(99)
+
+    assert caught.value.status_code == 404
+    assert "404" in caught.value.message
+
+
+async def test_401_is_rejected_and_secret_not_in_message(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.get("/transfer/verify/payout_0001_abcdefgh").mock(
+        return_value=httpx.Response(401, json={"status": False, "message": "Invalid key"})
+    )
+
+    with pytest.raises(GatewayRejected) as caught:
+        await client.verify_transfer("payout_0001_abcdefgh")
+
+    assert caught.value.message == "Invalid key"
+    assert SECRET not in str(caught.value.details())
+
+
+def test_constructor_refuses_an_empty_secret() -> None:
+    with pytest.raises(ValueError):
+        PaystackClient(base_url=BASE_URL, secret_key="")
+
+
+async def test_undecodable_body_raises_protocol_error(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.get("/transaction/verify/ref-123").mock(
+        return_value=httpx.Response(
+            200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip")
+        )
+    )
+
+    with pytest.raises(GatewayProtocolError):
+        await client.verify_transaction("ref-123")
