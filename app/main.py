@@ -27,6 +27,7 @@ from app.core.logging import RequestIdMiddleware, configure_logging
 from app.core.ratelimit import limiter, rate_limit_exceeded, use_settings
 from app.escrow.router import router as escrow_router
 from app.gateway.client import PaystackClient
+from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
 from app.payments.router import router as payments_router
 from app.runtime import Runtime
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
     install_error_handlers(app)
 
-    for router in (ops_router, apps_router, payments_router, escrow_router, shares_router):
+    for router in (ops_router, apps_router, payments_router, escrow_router, shares_router, ledger_router):
         app.include_router(router)
 
     if settings.is_sandbox:

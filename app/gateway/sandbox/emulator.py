@@ -1,0 +1,134 @@
+"""The Sandbox: an in-process emulator of Paystack's API, served over HTTP by `router`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import httpx
+
+from app.gateway.sandbox.faults import SandboxFaults
+from app.gateway.sandbox.router import build_router
+from app.gateway.sandbox.settlement import Settlements
+from app.gateway.sandbox.state import (
+    ChargeOutcome,
+    Dispute,
+    DisputeResolution,
+    Recipient,
+    Refund,
+    SandboxState,
+    Transaction,
+    Transfer,
+)
+from app.gateway.sandbox.tasks import TaskTracker
+from app.gateway.sandbox.webhooks import WebhookSender
+
+# Where the host app mounts `Sandbox.router`; checkout URLs are built under it.
+MOUNT_PREFIX = "/sandbox/paystack"
+
+
+class Sandbox:
+    """Paystack as the service sees it: API, checkout page, settlements and signed webhooks.
+
+    `router` holds the routes without MOUNT_PREFIX. Charges settle when the customer
+    chooses an outcome at checkout (or `settle_charge`); refunds and transfers settle by
+    themselves `settle_delay` seconds after they are made. Webhooks go to `webhook_url`,
+    retried after each of `webhook_retry_delays` seconds when not answered with 2xx.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_key: str,
+        public_base_url: str,
+        webhook_url: str,
+        settle_delay: float = 1.0,
+        webhook_retry_delays: Sequence[float] = (5, 15, 60, 180),
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if settle_delay < 0 or any(delay < 0 for delay in webhook_retry_delays):
+            raise ValueError("delays must not be negative")
+        self.faults = SandboxFaults()
+        self._state = SandboxState(self.faults)
+        self._tracker = TaskTracker()
+        self._webhooks = WebhookSender(
+            url=webhook_url,
+            secret_key=secret_key,
+            retry_delays=webhook_retry_delays,
+            tracker=self._tracker,
+            transport=webhook_transport,
+        )
+        self._settlements = Settlements(
+            state=self._state, tracker=self._tracker, webhooks=self._webhooks, settle_delay=settle_delay
+        )
+        self.router = build_router(
+            state=self._state,
+            faults=self.faults,
+            tracker=self._tracker,
+            settlements=self._settlements,
+            secret_key=secret_key,
+            checkout_base_url=f"{public_base_url.rstrip('/')}{MOUNT_PREFIX}/checkout",
+        )
+
+    @property
+    def transactions(self) -> Mapping[str, Transaction]:
+        """By reference."""
+        return self._state.transactions
+
+    @property
+    def transfers(self) -> Mapping[str, Transfer]:
+        """By reference."""
+        return self._state.transfers
+
+    @property
+    def refunds(self) -> Mapping[int, Refund]:
+        """By refund id."""
+        return self._state.refunds
+
+    @property
+    def recipients(self) -> Mapping[str, Recipient]:
+        """By recipient code."""
+        return self._state.recipients
+
+    @property
+    def disputes(self) -> Mapping[str, Dispute]:
+        """The latest dispute of each transaction, by transaction reference."""
+        return self._state.disputes
+
+    # A deadline for the waiting itself, not for one operation: asyncio.timeout cannot express it.
+    async def wait_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait for every settlement and webhook delivery, retries due within `timeout` included.
+
+        Retries due later are left pending. TimeoutError if work due in time is still running.
+        """
+        await self._tracker.wait_idle(timeout)
+
+    async def aclose(self) -> None:
+        await self._tracker.aclose()
+        await self._webhooks.aclose()
+
+    def settle_charge(self, reference: str, outcome: ChargeOutcome, *, send_webhook: bool = True) -> None:
+        """What the checkout POST does. KeyError: unknown reference; ValueError: already settled.
+
+        The charge.success webhook is delivered in the background (see wait_idle).
+        """
+        self._settlements.settle_charge(
+            reference, outcome, send_webhook=send_webhook, launch=self._tracker.launch
+        )
+
+    async def open_dispute(self, reference: str, *, amount: int | None = None) -> None:
+        """Chargeback on a successful charge (default: its whole amount); returns once charge.dispute.create
+        has been delivered or given up on. KeyError: unknown reference; ValueError: not allowed."""
+        dispute = self._state.open_dispute(reference, amount)
+        await self._deliver("charge.dispute.create", dispute.webhook_data())
+
+    async def resolve_dispute(self, reference: str, *, resolution: DisputeResolution) -> None:
+        """Close the open dispute; returns once charge.dispute.resolve has been delivered or given up on."""
+        dispute = self._state.resolve_dispute(reference, resolution)
+        await self._deliver("charge.dispute.resolve", dispute.webhook_data())
+
+    async def _deliver(self, event: str, data: Mapping[str, Any]) -> None:
+        # A tracked task, so aclose stops it; shielded, so a caller that gives up does not cancel it.
+        await asyncio.shield(self._tracker.launch(partial(self._webhooks.deliver, event, data)))

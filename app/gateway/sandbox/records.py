@@ -1,0 +1,321 @@
+"""The sandbox's Paystack objects, and the JSON shapes Paystack gives them."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, get_args
+
+from app.gateway.sandbox.banks import Bank
+from app.gateway.sandbox.faults import RefundOutcome, TransferOutcome
+
+ChargeOutcome = Literal["success", "failed", "abandoned"]
+DisputeResolution = Literal["merchant-accepted", "declined"]
+CHARGE_OUTCOMES: tuple[ChargeOutcome, ...] = get_args(ChargeOutcome)
+DISPUTE_RESOLUTIONS: tuple[DisputeResolution, ...] = get_args(DisputeResolution)
+
+INTEGRATION_ID = 100043
+DOMAIN = "test"
+_TOKEN_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def parse_charge_outcome(value: object) -> ChargeOutcome | None:
+    return next((outcome for outcome in CHARGE_OUTCOMES if outcome == value), None)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """Paystack's timestamp format: UTC, milliseconds, `Z`."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def iso_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else iso(moment)
+
+
+def token(length: int) -> str:
+    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(length))
+
+
+def format_major(amount: int) -> str:
+    """Subunits as major units ("5,000.00"); every supported currency has two decimals."""
+    major, minor = divmod(amount, 100)
+    return f"{major:,}.{minor:02d}"
+
+
+@dataclass(eq=False)
+class Customer:
+    id: int
+    email: str
+    code: str
+
+    def api_data(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "first_name": None,
+            "last_name": None,
+            "email": self.email,
+            "customer_code": self.code,
+            "phone": None,
+            "metadata": None,
+            "risk_action": "default",
+            "international_format_phone": None,
+        }
+
+
+@dataclass(eq=False)
+class Transaction:
+    id: int
+    reference: str
+    access_code: str
+    amount: int
+    currency: str
+    customer: Customer
+    channels: tuple[str, ...]
+    callback_url: str | None
+    # Paystack answers "" when no metadata was given.
+    metadata: dict[str, Any] | str
+    created_at: datetime
+    status: str = "ongoing"
+    paid_at: datetime | None = None
+    channel: str | None = None
+    gateway_response: str | None = None
+    fees: int | None = None
+    authorization: dict[str, Any] = field(default_factory=dict)
+    # Refunded or being refunded; a failed refund gives its amount back.
+    refunded: int = 0
+
+    def verify_data(self) -> dict[str, Any]:
+        created = iso(self.created_at)
+        return {
+            "id": self.id,
+            "domain": DOMAIN,
+            "status": self.status,
+            "reference": self.reference,
+            "receipt_number": None,
+            "amount": self.amount,
+            "requested_amount": self.amount,
+            "message": None,
+            "gateway_response": self.gateway_response,
+            "paid_at": iso_or_none(self.paid_at),
+            "created_at": created,
+            "transaction_date": created,
+            "channel": self.channel,
+            "currency": self.currency,
+            "ip_address": None,
+            "metadata": self.metadata,
+            "log": None,
+            "fees": self.fees,
+            "fees_split": None,
+            "authorization": dict(self.authorization),
+            "customer": self.customer.api_data(),
+            "plan": None,
+            "split": {},
+            "order_id": None,
+            "subaccount": {},
+        }
+
+
+@dataclass(eq=False)
+class Refund:
+    id: int
+    transaction: Transaction
+    amount: int
+    customer_note: str
+    merchant_note: str
+    # Chosen when the refund is made (faults apply in order), applied when it settles.
+    outcome: RefundOutcome
+    created_at: datetime
+    updated_at: datetime
+    status: str = "pending"
+    refund_reference: str | None = None
+
+    def api_data(self) -> dict[str, Any]:
+        tx = self.transaction
+        return {
+            "id": self.id,
+            "integration": INTEGRATION_ID,
+            "domain": DOMAIN,
+            "transaction": {
+                "id": tx.id,
+                "reference": tx.reference,
+                "amount": tx.amount,
+                "currency": tx.currency,
+                "paid_at": iso_or_none(tx.paid_at),
+                "channel": tx.channel,
+            },
+            "amount": self.amount,
+            "currency": tx.currency,
+            "deducted_amount": 0,
+            "fully_deducted": False,
+            "channel": None,
+            "customer_note": self.customer_note,
+            "merchant_note": self.merchant_note,
+            "status": self.status,
+            "refunded_by": "sandbox@paystack.test",
+            "expected_at": iso(self.created_at + timedelta(days=7)),
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }
+
+    def webhook_data(self) -> dict[str, Any]:
+        tx = self.transaction
+        return {
+            "id": self.id,
+            "status": self.status,
+            "amount": self.amount,
+            "currency": tx.currency,
+            "transaction_reference": tx.reference,
+            "refund_reference": self.refund_reference,
+            "processor": "mastercard",
+            "customer": tx.customer.api_data(),
+            "integration": INTEGRATION_ID,
+            "domain": DOMAIN,
+        }
+
+
+@dataclass(eq=False)
+class Recipient:
+    id: int
+    code: str
+    type: str
+    name: str
+    currency: str
+    bank: Bank
+    account_number: str
+    account_name: str
+    created_at: datetime
+
+    def api_data(self) -> dict[str, Any]:
+        created = iso(self.created_at)
+        return {
+            "id": self.id,
+            "recipient_code": self.code,
+            "type": self.type,
+            "name": self.name,
+            "currency": self.currency,
+            "active": True,
+            "is_deleted": False,
+            "domain": DOMAIN,
+            "integration": INTEGRATION_ID,
+            "details": {
+                "authorization_code": None,
+                "account_number": self.account_number,
+                "account_name": self.account_name,
+                "bank_code": self.bank.code,
+                "bank_name": self.bank.name,
+            },
+            "createdAt": created,
+            "updatedAt": created,
+        }
+
+
+@dataclass(eq=False)
+class Transfer:
+    id: int
+    reference: str
+    code: str
+    amount: int
+    currency: str
+    reason: str | None
+    recipient: Recipient
+    # Chosen when the transfer is made (faults apply in order), applied when it settles.
+    outcome: TransferOutcome
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    transferred_at: datetime | None = None
+
+    def initiate_data(self) -> dict[str, Any]:
+        """POST /transfer's answer, which names the recipient by its integer id."""
+        return {
+            "id": self.id,
+            "integration": INTEGRATION_ID,
+            "domain": DOMAIN,
+            "amount": self.amount,
+            "currency": self.currency,
+            "source": "balance",
+            "reason": self.reason,
+            "recipient": self.recipient.id,
+            "status": self.status,
+            "transfer_code": self.code,
+            "reference": self.reference,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }
+
+    def bulk_item(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "recipient": self.recipient.code,
+            "amount": self.amount,
+            "transfer_code": self.code,
+            "currency": self.currency,
+            "status": self.status,
+        }
+
+    def api_data(self) -> dict[str, Any]:
+        """Verify's answer and the transfer webhooks' data."""
+        return {
+            "id": self.id,
+            "integration": INTEGRATION_ID,
+            "domain": DOMAIN,
+            "amount": self.amount,
+            "currency": self.currency,
+            "source": "balance",
+            "source_details": None,
+            "reason": self.reason,
+            "reference": self.reference,
+            "status": self.status,
+            "failures": None,
+            "transfer_code": self.code,
+            "titan_code": None,
+            "transferred_at": iso_or_none(self.transferred_at),
+            "recipient": self.recipient.api_data(),
+            "session": {"provider": None, "id": None},
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }
+
+
+@dataclass(eq=False)
+class Dispute:
+    id: int
+    transaction: Transaction
+    amount: int
+    created_at: datetime
+    updated_at: datetime
+    status: str = "awaiting-merchant-feedback"
+    resolution: DisputeResolution | None = None
+    resolved_at: datetime | None = None
+
+    def webhook_data(self) -> dict[str, Any]:
+        tx = self.transaction
+        return {
+            "id": self.id,
+            "refund_amount": self.amount,
+            "currency": tx.currency,
+            "status": self.status,
+            "resolution": self.resolution,
+            "domain": DOMAIN,
+            "category": "chargeback",
+            "transaction": tx.verify_data(),
+            "transaction_reference": tx.reference,
+            "customer": tx.customer.api_data(),
+            "bin": tx.authorization.get("bin"),
+            "last4": tx.authorization.get("last4"),
+            "dueAt": iso(self.created_at + timedelta(days=3)),
+            "resolvedAt": iso_or_none(self.resolved_at),
+            "evidence": None,
+            "attachments": None,
+            "note": None,
+            "history": [],
+            "messages": [],
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }

@@ -1,0 +1,300 @@
+"""HTTP face of the sandbox: Paystack's API paths, the checkout page and the control routes.
+
+Annotations are evaluated at import (no `from __future__ import annotations`) because
+FastAPI reads the endpoints' signatures.
+"""
+
+import asyncio
+import hmac
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+
+from app.gateway.sandbox import fields
+from app.gateway.sandbox.banks import find_bank, list_banks, resolve_account_name
+from app.gateway.sandbox.checkout import checkout_page, message_page, result_page
+from app.gateway.sandbox.envelope import PaystackError, invalid, not_found, ok
+from app.gateway.sandbox.faults import SandboxFaults
+from app.gateway.sandbox.settlement import Settlements
+from app.gateway.sandbox.state import DISPUTE_RESOLUTIONS, SandboxState, parse_charge_outcome
+from app.gateway.sandbox.tasks import AfterResponse, TaskTracker
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def _invalid_key() -> PaystackError:
+    return PaystackError(
+        401,
+        "Invalid key",
+        code="invalid_key",
+        next_step="Ensure that you provide the correct authorization key for the request",
+    )
+
+
+def _injected_failure(status: int) -> PaystackError:
+    if status == 429:
+        return PaystackError(
+            429,
+            "Rate limit exceeded",
+            error_type="api_error",
+            code="rate_limit_exceeded",
+            next_step="Retry after the number of seconds in x-ratelimit-reset",
+            headers={"x-ratelimit-reset": "1"},
+        )
+    return PaystackError(
+        status,
+        f"Sandbox fault: injected HTTP {status}",
+        error_type="api_error" if status >= 500 else "validation_error",
+        code="unknown" if status >= 500 else "invalid_params",
+        next_step="Try again later",
+    )
+
+
+def _authorized(request: Request, secret_key: str) -> bool:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    try:
+        given = credentials.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(given, secret_key.encode())
+
+
+class _EnvelopeRoute(APIRoute):
+    """Renders PaystackError itself: the host app's handlers would reshape an HTTPException."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except PaystackError as exc:
+                return exc.response()
+
+        return handle
+
+
+def _api_route_class(*, secret_key: str, faults: SandboxFaults) -> type[APIRoute]:
+    class PaystackApiRoute(_EnvelopeRoute):
+        """Paystack's key check and the injected faults, around every emulated API endpoint."""
+
+        def get_route_handler(self) -> Handler:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                if not _authorized(request, secret_key):
+                    return _invalid_key().response()
+                fault = faults.take_call_fault(request.url.path)
+                if fault is not None and fault.kind == "fail":
+                    return _injected_failure(fault.status).response()
+                response = await handler(request)
+                if fault is not None:
+                    # The call has taken effect; holding the answer makes the client give up not knowing.
+                    await asyncio.sleep(fault.delay)
+                return response
+
+            return handle
+
+    return PaystackApiRoute
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def build_router(
+    *,
+    state: SandboxState,
+    faults: SandboxFaults,
+    tracker: TaskTracker,
+    settlements: Settlements,
+    secret_key: str,
+    checkout_base_url: str,
+) -> APIRouter:
+    api_route_class = _api_route_class(secret_key=secret_key, faults=faults)
+    api = APIRouter(route_class=api_route_class, tags=["paystack sandbox"])
+    checkout = APIRouter(include_in_schema=False)
+    control = APIRouter(route_class=_EnvelopeRoute, include_in_schema=False)
+    after_response = Depends(tracker.after_response)
+
+    # --- Paystack API ---------------------------------------------------------------------------
+
+    @api.post("/transaction/initialize")
+    async def initialize_transaction(request: Request) -> Response:
+        tx = state.initialize(await fields.json_object(request))
+        data = {
+            "authorization_url": f"{checkout_base_url}/{tx.access_code}",
+            "access_code": tx.access_code,
+            "reference": tx.reference,
+        }
+        return ok("Authorization URL created", data)
+
+    @api.get("/transaction/verify/{reference}")
+    async def verify_transaction(reference: str) -> Response:
+        return ok("Verification successful", state.verify(reference).verify_data())
+
+    @api.post("/refund")
+    async def create_refund(request: Request, after: AfterResponse = after_response) -> Response:
+        refund = state.create_refund(await fields.json_object(request))
+        settlements.refund_created(refund.id, after.launch)
+        return ok("Refund has been queued for processing", refund.api_data())
+
+    @api.get("/refund/{refund_id}")
+    async def fetch_refund(refund_id: str) -> Response:
+        return ok("Refund retrieved", state.refund(refund_id).api_data())
+
+    @api.post("/transferrecipient")
+    async def create_recipient(request: Request) -> Response:
+        recipient, _ = state.create_recipient(await fields.json_object(request))
+        return ok("Transfer recipient created successfully", recipient.api_data(), status_code=201)
+
+    @api.post("/transfer")
+    async def create_transfer(request: Request, after: AfterResponse = after_response) -> Response:
+        transfer = state.create_transfer(await fields.json_object(request))
+        settlements.transfers_created([transfer.reference], after.launch)
+        return ok("Transfer has been queued", transfer.initiate_data())
+
+    @api.post("/transfer/bulk")
+    async def create_bulk_transfer(request: Request, after: AfterResponse = after_response) -> Response:
+        transfers = state.create_bulk_transfer(await fields.json_object(request))
+        settlements.transfers_created([transfer.reference for transfer in transfers], after.launch)
+        return ok(f"{len(transfers)} transfers queued.", [transfer.bulk_item() for transfer in transfers])
+
+    @api.get("/transfer/verify/{reference}")
+    async def verify_transfer(reference: str) -> Response:
+        return ok("Transfer retrieved", state.transfer(reference).api_data())
+
+    @api.get("/bank")
+    async def banks(currency: str = "NGN", bank_type: str | None = Query(None, alias="type")) -> Response:
+        data = [bank.api_data() for bank in list_banks(currency.upper(), bank_type)]
+        return ok("Banks retrieved", data, meta={"next": None, "previous": None, "perPage": 50})
+
+    @api.get("/bank/resolve")
+    async def resolve_account(account_number: str = "", bank_code: str = "") -> Response:
+        name = resolve_account_name(account_number, bank_code)
+        bank = find_bank(bank_code, currency="NGN", bank_type="nuban")
+        if name is None or bank is None:
+            raise PaystackError(
+                422,
+                "Could not resolve account name. Check parameters or try again.",
+                code="invalid_bank_details",
+                next_step="Check the account number and bank code",
+            )
+        data = {"account_number": account_number, "account_name": name, "bank_id": bank.id}
+        return ok("Account number resolved", data)
+
+    # --- checkout (what the customer's browser sees) ----------------------------------------------
+
+    @checkout.get("/checkout/{access_code}")
+    async def show_checkout(access_code: str) -> Response:
+        tx = state.transaction_by_access_code(access_code)
+        if tx is None:
+            return HTMLResponse(message_page("Unknown checkout", "No payment has this access code."), 404)
+        return HTMLResponse(checkout_page(tx))
+
+    @checkout.post("/checkout/{access_code}")
+    async def submit_checkout(
+        access_code: str, request: Request, after: AfterResponse = after_response
+    ) -> Response:
+        tx = state.transaction_by_access_code(access_code)
+        if tx is None:
+            return HTMLResponse(message_page("Unknown checkout", "No payment has this access code."), 404)
+        outcome = parse_charge_outcome((await request.form()).get("outcome"))
+        if outcome is None:
+            return HTMLResponse(
+                message_page("Choose an outcome", "Send outcome = success, failed or abandoned."), 400
+            )
+        try:
+            settlements.settle_charge(tx.reference, outcome, send_webhook=True, launch=after.launch)
+        except ValueError:
+            already = message_page("Payment already settled", f"This payment is already {tx.status}.")
+            return HTMLResponse(already, 409)
+        if tx.callback_url:
+            callback = _with_query(tx.callback_url, trxref=tx.reference, reference=tx.reference)
+            return RedirectResponse(callback, status_code=303)
+        return HTMLResponse(result_page(tx))
+
+    # --- control (benchmarks, manual testing) ----------------------------------------------------
+
+    @control.post("/_control/faults")
+    async def set_faults(request: Request) -> Response:
+        body = await fields.json_object(request)
+        count = fields.integer(body, "count", 1)
+        path_contains = fields.optional_text(body, "path_contains")
+        try:
+            match body.get("action"):
+                case "fail_next":
+                    status = fields.integer(body, "status", 500)
+                    faults.fail_next(count, status=status, path_contains=path_contains)
+                case "timeout_next":
+                    delay = fields.number(body, "delay", 30.0)
+                    faults.timeout_next(count, path_contains=path_contains, delay=delay)
+                case "transfer_outcome_next":
+                    faults.transfer_outcome_next(body.get("outcome"), count)
+                case "refund_outcome_next":
+                    faults.refund_outcome_next(body.get("outcome"), count)
+                case "clear":
+                    faults.clear()
+                case _:
+                    raise ValueError(
+                        "action must be fail_next, timeout_next, transfer_outcome_next, "
+                        "refund_outcome_next or clear"
+                    )
+        except ValueError as exc:
+            raise invalid(str(exc)) from exc
+        return ok("Faults updated", None)
+
+    @control.post("/_control/charges/{reference}")
+    async def settle_charge(
+        reference: str, request: Request, after: AfterResponse = after_response
+    ) -> Response:
+        body = await fields.json_object(request)
+        outcome = parse_charge_outcome(body.get("outcome"))
+        if outcome is None:
+            raise invalid("outcome must be success, failed or abandoned")
+        send_webhook = fields.boolean(body, "send_webhook", True)
+        try:
+            tx = settlements.settle_charge(reference, outcome, send_webhook=send_webhook, launch=after.launch)
+        except KeyError as exc:
+            raise not_found("Transaction reference not found") from exc
+        except ValueError as exc:
+            raise PaystackError(409, str(exc), code="invalid_state") from exc
+        return ok("Charge settled", tx.verify_data())
+
+    @control.post("/_control/disputes/{reference}")
+    async def dispute(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
+        """{"action": "open", "amount": optional} or {"action": "resolve", "resolution": ...}."""
+        body = await fields.json_object(request)
+        action = body.get("action", "open")
+        try:
+            if action == "open":
+                amount = None if body.get("amount") is None else fields.parse_amount(body.get("amount"))
+                opened = state.open_dispute(reference, amount)
+                settlements.notify("charge.dispute.create", opened.webhook_data(), after.launch)
+                return ok("Dispute opened", opened.webhook_data())
+            if action == "resolve":
+                resolution = body.get("resolution")
+                if resolution not in DISPUTE_RESOLUTIONS:
+                    raise invalid("resolution must be merchant-accepted or declined")
+                resolved = state.resolve_dispute(reference, resolution)
+                settlements.notify("charge.dispute.resolve", resolved.webhook_data(), after.launch)
+                return ok("Dispute resolved", resolved.webhook_data())
+        except KeyError as exc:
+            raise not_found("Transaction reference not found") from exc
+        except ValueError as exc:
+            raise PaystackError(409, str(exc), code="invalid_state") from exc
+        raise invalid("action must be open or resolve")
+
+    router = APIRouter()
+    router.include_router(api)
+    router.include_router(checkout)
+    router.include_router(control)
+    return router

@@ -1,0 +1,100 @@
+"""The whole sandbox flow over HTTP: create an investment, pay at the checkout page, money lands in escrow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.helpers import checkout, get_payment, invest, pay, put_app
+
+
+async def test_successful_investment_lands_in_escrow_and_issues_shares(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+
+    payment = await invest(client, investor, shares=5)
+    assert payment["status"] == "pending"
+    assert payment["amount"] == "5000.00"
+    assert payment["currency"] == "NGN"
+    assert payment["payment_url"].startswith("http://testserver/sandbox/paystack/checkout/")
+
+    page = await client.get(payment["payment_url"])
+    assert page.status_code == 200
+    assert "5,000.00" in page.text or "5000.00" in page.text
+    assert "NGN" in page.text
+
+    await pay(client, app, payment, "success")
+
+    paid = await get_payment(client, investor, payment["reference"])
+    assert paid["status"] == "success"
+    assert paid["paid_at"] is not None
+
+    deposits = (await client.get("/v1/escrow/transactions", headers=investor)).json()["items"]
+    assert len(deposits) == 1
+    deposit = deposits[0]
+    assert deposit["type"] == "deposit"
+    assert deposit["amount"] == "5000.00"
+    assert deposit["remaining"] == "5000.00"
+    assert deposit["gateway_reference"] == payment["reference"]
+    one = await client.get(f"/v1/escrow/transactions/{deposit['id']}", headers=investor)
+    assert one.json()["investor_id"] == "investor-1"
+
+    holdings = (await client.get("/v1/holdings/me", headers=investor)).json()["items"]
+    assert [(h["app_id"], h["shares"], h["reserved_shares"]) for h in holdings] == [("app-1", 5, 0)]
+    app_view = (await client.get("/v1/apps/app-1", headers=investor)).json()
+    assert app_view["shares_issued"] == 5 and app_view["shares_available"] == 995
+
+    integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
+    assert integrity["ok"], integrity
+
+
+@pytest.mark.parametrize("outcome", ["failed", "abandoned"])
+async def test_unsuccessful_checkout_credits_nothing(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]], outcome: str
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    await pay(client, app, payment, outcome)
+
+    # no webhook exists for a failed charge: the client's verify call learns the outcome
+    verified = await client.post(f"/v1/payments/{payment['reference']}/verify", headers=investor)
+    assert verified.status_code == 200
+    assert verified.json()["status"] == outcome
+    assert (await client.get("/v1/escrow/transactions", headers=investor)).json()["items"] == []
+    assert (await client.get("/v1/holdings/me", headers=investor)).json()["items"] == []
+    assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 0
+
+
+async def test_checkout_redirects_to_callback_url(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, callback_url="https://frontend.example/return")
+    response = await checkout(client, payment, "success")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("https://frontend.example/return")
+    assert payment["reference"] in response.headers["location"]
+
+
+async def test_client_verify_credits_once_even_before_the_webhook(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=3)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+
+    first = await client.post(f"/v1/payments/{payment['reference']}/verify", headers=investor)
+    second = await client.post(f"/v1/payments/{payment['reference']}/verify", headers=investor)
+    assert first.json()["status"] == second.json()["status"] == "success"
+    deposits = (await client.get("/v1/escrow/transactions", headers=investor)).json()["items"]
+    assert len(deposits) == 1
+    holdings = (await client.get("/v1/holdings/me", headers=investor)).json()["items"]
+    assert holdings[0]["shares"] == 3
