@@ -78,11 +78,12 @@ class PaystackClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def reachable(self, timeout: float = 2.0) -> bool:
+    async def reachable(self) -> bool:
         """For readiness probes: does the gateway answer HTTP at all (any status counts)?"""
+        probe_seconds = min(self._timeout, 2.0)
         try:
-            async with asyncio.timeout(timeout):
-                await self._http.get("/", timeout=timeout)
+            async with asyncio.timeout(probe_seconds):
+                await self._http.get("/", timeout=probe_seconds)
         except (httpx.HTTPError, TimeoutError):
             return False
         return True

@@ -1,0 +1,83 @@
+"""Health, readiness, metrics and request ids, as an operator sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from tests.conftest import TEST_DATABASE_URL
+from tests.helpers import invest, pay, put_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.headers["x-request-id"]
+
+
+async def test_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_readyz_reports_each_dependency(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    names = {check["name"] for check in response.json()["checks"]}
+    assert {"database", "gateway"} <= names
+    database = next(c for c in response.json()["checks"] if c["name"] == "database")
+    assert database["details"]["webhook_backlog"] == 0
+
+
+async def test_readyz_names_the_failing_check(client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def unreachable() -> bool:
+        return False
+
+    app.state.runtime.gateway.reachable = unreachable
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["gateway"]
+
+
+async def test_metrics_count_payments_webhooks_and_errors(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    await pay(client, app, await invest(client, investor))
+    await client.get("/v1/payments/nope", headers=investor)
+    text = (await client.get("/metrics")).text
+    assert 'payments_total{status="success"}' in text
+    assert 'webhook_events_total{event="charge.success",result="processed"}' in text
+    assert "payment_processing_seconds_count" in text
+    assert "webhook_processing_seconds_count" in text
+    assert 'errors_total{code="NOT_FOUND"}' in text
+
+
+async def test_openapi_documents_the_contract(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert "/v1/payments" in schema["paths"]
+    assert "/v1/webhooks/paystack" in schema["paths"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_worker_process_starts_and_stops_cleanly(database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL or database_url, "WORKER_POLL_INTERVAL_SECONDS": "0.1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.worker", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+    assert b"worker started" in line
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), timeout=30) == 0
