@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -11,12 +12,20 @@ from app.core.config import get_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def alembic_ini() -> Path:
+    """The project's alembic.ini: $ALEMBIC_CONFIG, else the working directory, else beside the package."""
+    for candidate in (os.environ.get("ALEMBIC_CONFIG"), Path.cwd() / "alembic.ini", ROOT / "alembic.ini"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise FileNotFoundError("alembic.ini not found: run from the project directory or set ALEMBIC_CONFIG")
+
+
 def migrate(database_url: str | None = None, revision: str = "head") -> None:
     """Create or upgrade the schema to `revision`."""
     from alembic import command
     from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
+    config = Config(str(alembic_ini()))
     config.attributes["database_url"] = database_url or get_settings().database_url
     command.upgrade(config, revision)
 

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.helpers import put_app
+
+
+async def test_create_read_and_update_an_app(client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]) -> None:
+    admin = auth("admin-1", admin=True)
+    created = await put_app(client, admin, platform_fee_percentage="2.5")
+    assert created["share_price"] == "1000.00"
+    assert created["platform_fee_percentage"] == "2.50"
+    assert created["shares_available"] == 1000
+
+    service = auth("platform", service=True)
+    updated = await put_app(client, service, name="Farm Tools Pro", total_shares=2000)
+    assert updated["name"] == "Farm Tools Pro" and updated["shares_available"] == 2000
+
+    seen = await client.get("/v1/apps/app-1", headers=auth("anyone"))
+    assert seen.status_code == 200 and seen.json()["name"] == "Farm Tools Pro"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"required_approvals": 3}, "VALIDATION_ERROR"),
+        ({"required_approvals": 0}, "VALIDATION_ERROR"),
+        ({"approvers": ["a", "a"]}, "VALIDATION_ERROR"),
+        ({"platform_fee_percentage": "100"}, "VALIDATION_ERROR"),
+        ({"platform_fee_percentage": "2.555"}, "VALIDATION_ERROR"),
+        ({"total_shares": 0}, "VALIDATION_ERROR"),
+        ({"share_price": "10.001"}, "INVALID_AMOUNT"),
+        ({"share_price": "0"}, "INVALID_AMOUNT"),
+        ({"currency": "EUR"}, "CURRENCY_NOT_SUPPORTED"),
+        ({"is_admin": True}, "VALIDATION_ERROR"),
+    ],
+)
+async def test_bad_app_definitions_are_refused(
+    client: httpx.AsyncClient, auth: Callable[..., dict[str, str]], overrides: dict, code: str
+) -> None:
+    body = {"name": "X", "owner_id": "o", "currency": "NGN", "share_price": "10.00", "total_shares": 10,
+            "approvers": ["a", "b"], "required_approvals": 1, **overrides}
+    response = await client.put("/v1/apps/app-x", json=body, headers=auth("admin-1", admin=True))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == code
+    missing = await client.get("/v1/apps/app-x", headers=auth("admin-1", admin=True))
+    assert missing.status_code == 404
+
+
+async def test_only_admins_or_the_platform_manage_apps(
+    client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]
+) -> None:
+    body = {"name": "X", "owner_id": "o", "currency": "NGN", "share_price": "10.00", "total_shares": 10}
+    response = await client.put("/v1/apps/app-x", json=body, headers=auth("owner-1"))
+    assert response.status_code == 403 and response.json()["error"]["code"] == "UNAUTHORIZED"
+    assert (await client.get("/v1/apps/app-x")).status_code == 401
