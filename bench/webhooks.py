@@ -1,0 +1,220 @@
+"""Webhook intake and crediting throughput, against PostgreSQL, with GET /healthz as the ceiling.
+
+Starts the service the way the README says (`python -m app serve`, sandbox gateway),
+optionally with extra `python -m app.worker` processes, creates N pending investment
+payments, settles their charges in the sandbox without webhooks, then fires N signed
+`charge.success` webhooks at concurrency C (a third of them sent twice) and measures:
+accepted/s, accept latency p50/p99, seconds until every deposit is credited, credited/s,
+server CPU ms per credited payment; then the same load of GET /healthz on the same server.
+Finally it checks every payment was credited exactly once and the ledger balances.
+
+    python bench/webhooks.py --n 2000 --c 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.core.config import Settings  # noqa: E402
+from app.core.security import issue_token  # noqa: E402
+from app.gateway.signature import sign  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / CLOCK_TICKS
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def fresh_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def wait_healthy(http: httpx.AsyncClient, deadline: float = 60) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("server did not become healthy")
+
+
+async def run_load(http: httpx.AsyncClient, requests: list[tuple[str, str, bytes, dict[str, str]]],
+                   concurrency: int) -> tuple[float, list[float], int]:
+    """Send every request with `concurrency` senders; returns elapsed seconds, latencies, failures."""
+    queue = list(reversed(requests))
+    latencies: list[float] = []
+    failures = 0
+
+    async def sender() -> None:
+        nonlocal failures
+        while queue:
+            method, path, body, headers = queue.pop()
+            started = time.perf_counter()
+            response = await http.request(method, path, content=body or None, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies, failures
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--c", type=int, default=32)
+    parser.add_argument("--port", type=int, default=8021)
+    parser.add_argument("--workers", type=int, default=0, help="extra `python -m app.worker` processes")
+    parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
+    parser.add_argument("--database", default="bench_webhooks")
+    args = parser.parse_args()
+
+    await fresh_database(f"postgresql://{args.pg}/postgres", args.database)
+    base = f"http://127.0.0.1:{args.port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql+asyncpg://{args.pg}/{args.database}",
+        "PUBLIC_BASE_URL": base,
+        "PAYMENT_GATEWAY_MODE": "sandbox",
+        "RATE_LIMIT_DEFAULT": "1000000/minute",
+        "RATE_LIMIT_PAYMENTS": "1000000/minute",
+        "RATE_LIMIT_WEBHOOKS": "1000000/minute",
+        "LOG_LEVEL": "WARNING",
+        "WORKER_POLL_INTERVAL_SECONDS": "0.05",
+    }
+    env.pop("REDIS_URL", None)
+    settings = Settings(_env_file=None, public_base_url=base)
+    secret = settings.paystack_secret_key.get_secret_value()
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(args.port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        limits = httpx.Limits(max_connections=args.c + 8, max_keepalive_connections=args.c + 8)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+            await wait_healthy(http)
+            workers = [
+                subprocess.Popen([sys.executable, "-m", "app.worker"], cwd=ROOT, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(args.workers)
+            ]
+            admin = {"Authorization": f"Bearer {issue_token(settings, 'bench-admin', ['admin'])}"}
+            app_body = {"name": "Bench", "owner_id": "owner", "currency": "NGN", "share_price": "100.00",
+                        "total_shares": 10**9, "approvers": [], "required_approvals": 1}
+            assert (await http.put("/v1/apps/bench", json=app_body, headers=admin)).status_code == 200
+
+            users = [{"Authorization": f"Bearer {issue_token(settings, f'investor-{i}', [])}"} for i in range(64)]
+            body = {"payment_type": "investment", "app_id": "bench", "email": "b@example.com", "currency": "NGN",
+                    "shares": 1}
+            semaphore = asyncio.Semaphore(args.c)
+
+            async def create(i: int) -> str:
+                async with semaphore:
+                    response = await http.post("/v1/payments", json=body, headers=users[i % 64])
+                    response.raise_for_status()
+                    return str(response.json()["reference"])
+
+            references = await asyncio.gather(*(create(i) for i in range(args.n)))
+            assert len(references) == args.n
+
+            control = {"Authorization": f"Bearer {secret}"}
+            webhooks = []
+            for reference in references:
+                settled = await http.post(f"/sandbox/paystack/_control/charges/{reference}", headers=control,
+                                          json={"outcome": "success", "send_webhook": False})
+                payload = json.dumps({"event": "charge.success", "data": settled.json()["data"]},
+                                     separators=(",", ":")).encode()
+                webhooks.append(("POST", "/v1/webhooks/paystack", payload,
+                                 {"x-paystack-signature": sign(payload, secret), "content-type": "application/json"}))
+            load = webhooks + webhooks[: args.n // 3]
+            random.Random(7).shuffle(load)
+
+            dsn = f"postgresql://{args.pg}/{args.database}"
+            db = await asyncpg.connect(dsn)
+            pids = [server.pid] + [w.pid for w in workers]
+            cpu_before = cpu_seconds(pids)
+            started = time.perf_counter()
+            accept_elapsed, accept_latencies, accept_failures = await run_load(http, load, args.c)
+            while True:
+                credited = await db.fetchval("SELECT count(*) FROM escrow_transactions WHERE type = 'deposit'")
+                if credited >= args.n or time.perf_counter() - started > 600:
+                    break
+                await asyncio.sleep(0.02)
+            credit_elapsed = time.perf_counter() - started
+            cpu_webhooks = cpu_seconds(pids) - cpu_before
+
+            health = [("GET", "/healthz", b"", {})] * len(load)
+            cpu_before = cpu_seconds(pids)
+            health_elapsed, health_latencies, health_failures = await run_load(http, health, args.c)
+            cpu_health = cpu_seconds(pids) - cpu_before
+
+            deposits, distinct = await db.fetchrow(
+                "SELECT count(*), count(DISTINCT payment_id) FROM escrow_transactions WHERE type = 'deposit'")
+            paid = await db.fetchval("SELECT count(*) FROM payments WHERE status = 'success'")
+            integrity = (await http.get("/v1/admin/integrity", headers=admin)).json()
+            await db.close()
+    finally:
+        for process in [*workers, server]:
+            process.terminate()
+        for process in [*workers, server]:
+            process.wait(timeout=30)
+
+    accepted_rate = len(load) / accept_elapsed
+    health_rate = len(health) / health_elapsed
+    credited_rate = args.n / credit_elapsed
+    print(f"webhooks bench: N={args.n} C={args.c} sent={len(load)} (duplicates {len(load) - args.n}), "
+          f"API process + {args.workers} worker process(es), PostgreSQL, sandbox gateway")
+    print(f"  webhooks accepted/s        {accepted_rate:10.1f}   (failures {accept_failures})")
+    print(f"  accept latency p50 / p99   {statistics.median(accept_latencies) * 1000:8.1f} ms / "
+          f"{percentile(accept_latencies, 0.99) * 1000:.1f} ms")
+    print(f"  all deposits credited in   {credit_elapsed:10.2f} s")
+    print(f"  credited/s                 {credited_rate:10.1f}")
+    print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms")
+    print(f"  ceiling GET /healthz/s     {health_rate:10.1f}   (failures {health_failures})")
+    print(f"  healthz latency p50 / p99  {statistics.median(health_latencies) * 1000:8.1f} ms / "
+          f"{percentile(health_latencies, 0.99) * 1000:.1f} ms")
+    print(f"  server CPU per healthz     {cpu_health / len(health) * 1000:10.2f} ms")
+    print(f"  ratio accepted / healthz   {accepted_rate / health_rate:10.2f}")
+    print(f"  ratio credited / healthz   {credited_rate / health_rate:10.2f}")
+    print(f"  credited exactly once      {deposits == distinct == paid == args.n} "
+          f"(deposits {deposits}, distinct payments {distinct}, successful payments {paid})")
+    print(f"  ledger integrity           {integrity['ok']}")
+    if not (deposits == distinct == paid == args.n and integrity["ok"]):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
