@@ -81,9 +81,7 @@ _LAST_NAMES = (
 
 
 def list_banks(currency: str, bank_type: str | None) -> list[Bank]:
-    return [
-        bank for bank in BANKS if bank.currency == currency and (bank_type is None or bank.type == bank_type)
-    ]
+    return [bank for bank in BANKS if bank.currency == currency and (bank_type is None or bank.type == bank_type)]
 
 
 def find_bank(code: str, *, currency: str, bank_type: str) -> Bank | None:

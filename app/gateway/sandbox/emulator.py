@@ -10,18 +10,18 @@ from typing import Any
 import httpx
 
 from app.gateway.sandbox.faults import SandboxFaults
-from app.gateway.sandbox.router import build_router
-from app.gateway.sandbox.settlement import Settlements
-from app.gateway.sandbox.state import (
+from app.gateway.sandbox.records import (
     ChargeOutcome,
     Dispute,
     DisputeResolution,
     Recipient,
     Refund,
-    SandboxState,
     Transaction,
     Transfer,
 )
+from app.gateway.sandbox.router import build_router
+from app.gateway.sandbox.settlement import Settlements
+from app.gateway.sandbox.state import SandboxState
 from app.gateway.sandbox.tasks import TaskTracker
 from app.gateway.sandbox.webhooks import WebhookSender
 
@@ -48,7 +48,8 @@ class Sandbox:
         webhook_retry_delays: Sequence[float] = (5, 15, 60, 180),
         webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if settle_delay < 0 or any(delay < 0 for delay in webhook_retry_delays):
+        retry_delays = tuple(webhook_retry_delays)
+        if settle_delay < 0 or any(delay < 0 for delay in retry_delays):
             raise ValueError("delays must not be negative")
         self.faults = SandboxFaults()
         self._state = SandboxState(self.faults)
@@ -56,7 +57,7 @@ class Sandbox:
         self._webhooks = WebhookSender(
             url=webhook_url,
             secret_key=secret_key,
-            retry_delays=webhook_retry_delays,
+            retry_delays=retry_delays,
             tracker=self._tracker,
             transport=webhook_transport,
         )
@@ -97,7 +98,7 @@ class Sandbox:
         """The latest dispute of each transaction, by transaction reference."""
         return self._state.disputes
 
-    # A deadline for the waiting itself, not for one operation: asyncio.timeout cannot express it.
+    # `timeout` also decides which pending retries count as due, so asyncio.timeout around the call cannot replace it.
     async def wait_idle(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait for every settlement and webhook delivery, retries due within `timeout` included.
 
@@ -114,18 +115,22 @@ class Sandbox:
 
         The charge.success webhook is delivered in the background (see wait_idle).
         """
-        self._settlements.settle_charge(
-            reference, outcome, send_webhook=send_webhook, launch=self._tracker.launch
-        )
+        self._settlements.settle_charge(reference, outcome, send_webhook=send_webhook, launch=self._tracker.launch)
 
     async def open_dispute(self, reference: str, *, amount: int | None = None) -> None:
-        """Chargeback on a successful charge (default: its whole amount); returns once charge.dispute.create
-        has been delivered or given up on. KeyError: unknown reference; ValueError: not allowed."""
+        """Open a chargeback on a successful charge (default: its whole amount).
+
+        Returns once charge.dispute.create has been delivered or given up on.
+        KeyError: unknown reference; ValueError: not a successful charge, or a dispute is already open.
+        """
         dispute = self._state.open_dispute(reference, amount)
         await self._deliver("charge.dispute.create", dispute.webhook_data())
 
     async def resolve_dispute(self, reference: str, *, resolution: DisputeResolution) -> None:
-        """Close the open dispute; returns once charge.dispute.resolve has been delivered or given up on."""
+        """Close the open dispute; returns once charge.dispute.resolve has been delivered or given up on.
+
+        KeyError: unknown reference; ValueError: no open dispute.
+        """
         dispute = self._state.resolve_dispute(reference, resolution)
         await self._deliver("charge.dispute.resolve", dispute.webhook_data())
 

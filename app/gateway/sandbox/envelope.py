@@ -47,9 +47,7 @@ class PaystackError(Exception):
         return JSONResponse(body, status_code=self.status_code, headers=self.headers)
 
 
-def invalid(
-    message: str, *, code: str = "invalid_params", next_step: str = DEFAULT_NEXT_STEP
-) -> PaystackError:
+def invalid(message: str, *, code: str = "invalid_params", next_step: str = DEFAULT_NEXT_STEP) -> PaystackError:
     return PaystackError(400, message, code=code, next_step=next_step)
 
 
@@ -62,9 +60,7 @@ def not_found(message: str) -> PaystackError:
     )
 
 
-def ok(
-    message: str, data: Any, *, status_code: int = 200, meta: dict[str, Any] | None = None
-) -> JSONResponse:
+def ok(message: str, data: Any, *, status_code: int = 200, meta: dict[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"status": True, "message": message, "data": data}
     if meta is not None:
         body["meta"] = meta

@@ -19,11 +19,13 @@ from app.gateway.sandbox.banks import find_bank, list_banks, resolve_account_nam
 from app.gateway.sandbox.checkout import checkout_page, message_page, result_page
 from app.gateway.sandbox.envelope import PaystackError, invalid, not_found, ok
 from app.gateway.sandbox.faults import SandboxFaults
+from app.gateway.sandbox.records import DISPUTE_RESOLUTIONS, parse_charge_outcome
 from app.gateway.sandbox.settlement import Settlements
-from app.gateway.sandbox.state import DISPUTE_RESOLUTIONS, SandboxState, parse_charge_outcome
+from app.gateway.sandbox.state import SandboxState
 from app.gateway.sandbox.tasks import AfterResponse, TaskTracker
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+DISCONNECT_POLL_SECONDS = 0.1
 
 
 def _invalid_key() -> PaystackError:
@@ -52,6 +54,20 @@ def _injected_failure(status: int) -> PaystackError:
         code="unknown" if status >= 500 else "invalid_params",
         next_step="Try again later",
     )
+
+
+async def _withhold_answer(request: Request, delay: float) -> None:
+    """The call has taken effect; holding its answer makes the client give up not knowing the outcome.
+
+    Stops early once the client has hung up, so that the work held until the request is
+    over (settlement, webhooks) starts about when it would have at Paystack.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    while (remaining := deadline - loop.time()) > 0:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(min(remaining, DISCONNECT_POLL_SECONDS))
 
 
 def _authorized(request: Request, secret_key: str) -> bool:
@@ -95,8 +111,7 @@ def _api_route_class(*, secret_key: str, faults: SandboxFaults) -> type[APIRoute
                     return _injected_failure(fault.status).response()
                 response = await handler(request)
                 if fault is not None:
-                    # The call has taken effect; holding the answer makes the client give up not knowing.
-                    await asyncio.sleep(fault.delay)
+                    await _withhold_answer(request, fault.delay)
                 return response
 
             return handle
@@ -201,17 +216,13 @@ def build_router(
         return HTMLResponse(checkout_page(tx))
 
     @checkout.post("/checkout/{access_code}")
-    async def submit_checkout(
-        access_code: str, request: Request, after: AfterResponse = after_response
-    ) -> Response:
+    async def submit_checkout(access_code: str, request: Request, after: AfterResponse = after_response) -> Response:
         tx = state.transaction_by_access_code(access_code)
         if tx is None:
             return HTMLResponse(message_page("Unknown checkout", "No payment has this access code."), 404)
         outcome = parse_charge_outcome((await request.form()).get("outcome"))
         if outcome is None:
-            return HTMLResponse(
-                message_page("Choose an outcome", "Send outcome = success, failed or abandoned."), 400
-            )
+            return HTMLResponse(message_page("Choose an outcome", "Send outcome = success, failed or abandoned."), 400)
         try:
             settlements.settle_charge(tx.reference, outcome, send_webhook=True, launch=after.launch)
         except ValueError:
@@ -245,17 +256,14 @@ def build_router(
                     faults.clear()
                 case _:
                     raise ValueError(
-                        "action must be fail_next, timeout_next, transfer_outcome_next, "
-                        "refund_outcome_next or clear"
+                        "action must be fail_next, timeout_next, transfer_outcome_next, refund_outcome_next or clear"
                     )
         except ValueError as exc:
             raise invalid(str(exc)) from exc
         return ok("Faults updated", None)
 
     @control.post("/_control/charges/{reference}")
-    async def settle_charge(
-        reference: str, request: Request, after: AfterResponse = after_response
-    ) -> Response:
+    async def settle_charge(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
         body = await fields.json_object(request)
         outcome = parse_charge_outcome(body.get("outcome"))
         if outcome is None:

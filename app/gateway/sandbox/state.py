@@ -52,6 +52,9 @@ TRANSFER_REFERENCE = re.compile(r"[a-z0-9_-]{16,50}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
+RETRYABLE_TRANSFER_STATUSES = frozenset({"failed", "reversed", "abandoned", "blocked", "rejected"})
+
+
 def charge_fees(amount: int, currency: str) -> int:
     """Paystack's local pricing: NGN 1.5% plus NGN 100 from NGN 2,500, capped at NGN 2,000."""
     if currency == "NGN":
@@ -389,7 +392,8 @@ class SandboxState:
                 "Invalid transfer reference",
                 next_step="Use 16 to 50 characters: lowercase letters, digits, '-' and '_'",
             )
-        elif reference in self.transfers:
+        elif reference in self.transfers and self.transfers[reference].status not in RETRYABLE_TRANSFER_STATUSES:
+            # Paystack lets a transfer be retried under its reference only after a conclusive failure.
             raise invalid(
                 "Transfer reference already exists",
                 code="duplicate_reference",

@@ -18,7 +18,8 @@ class TaskTracker:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sleeping_until: dict[asyncio.Task[Any], float] = {}
-        self._changed = asyncio.Event()
+        # One event per wait_idle call, made in the caller's loop: a Sandbox may outlive a loop (tests).
+        self._waiters: set[asyncio.Event] = set()
         self._closed = False
 
     def launch(self, job: Job) -> asyncio.Task[None]:
@@ -34,7 +35,7 @@ class TaskTracker:
         task = asyncio.current_task()
         if task is not None:
             self._sleeping_until[task] = asyncio.get_running_loop().time() + delay
-            self._changed.set()
+            self._notify()
         try:
             await asyncio.sleep(delay)
         finally:
@@ -45,23 +46,28 @@ class TaskTracker:
         """Return once no task is running or sleeping until a time before the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while True:
-            self._changed.clear()
-            busy = [
-                task
-                for task in self._tasks
-                if task not in self._sleeping_until or self._sleeping_until[task] <= deadline
-            ]
-            if not busy:
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"sandbox still busy after {within} s ({len(busy)} task(s))")
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._changed.wait()
-            except TimeoutError:
-                continue
+        changed = asyncio.Event()
+        self._waiters.add(changed)
+        try:
+            while True:
+                changed.clear()
+                busy = [
+                    task
+                    for task in self._tasks
+                    if task not in self._sleeping_until or self._sleeping_until[task] <= deadline
+                ]
+                if not busy:
+                    return
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"sandbox still busy after {within} s ({len(busy)} task(s))")
+                try:
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
+                except TimeoutError:
+                    continue
+        finally:
+            self._waiters.discard(changed)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -85,9 +91,13 @@ class TaskTracker:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._sleeping_until.pop(task, None)
-        self._changed.set()
+        self._notify()
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.error("sandbox background task failed", exc_info=error)
+
+    def _notify(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
 
 
 class AfterResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -28,13 +28,13 @@ class WebhookSender:
         *,
         url: str,
         secret_key: str,
-        retry_delays: Sequence[float],
+        retry_delays: tuple[float, ...],
         tracker: TaskTracker,
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self._url = url
         self._secret_key = secret_key
-        self._retry_delays = tuple(retry_delays)
+        self._retry_delays = retry_delays
         self._tracker = tracker
         self._client = httpx.AsyncClient(transport=transport, timeout=DELIVERY_TIMEOUT_SECONDS)
 

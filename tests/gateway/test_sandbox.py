@@ -1,0 +1,776 @@
+"""The Paystack sandbox, driven over HTTP the way the service's Paystack client drives it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.gateway.sandbox import MOUNT_PREFIX, Sandbox
+from app.gateway.signature import sign, verify_signature
+
+SECRET = "sk_test_sandbox_suite_0123456789"
+BASE = "http://test"
+WEBHOOK_PATH = "/v1/webhooks/paystack"
+API = MOUNT_PREFIX
+
+
+@dataclass
+class Receiver:
+    """The service's webhook endpoint, as far as the sandbox can tell."""
+
+    deliveries: list[tuple[bytes, str | None]] = field(default_factory=list)
+    attempts: int = 0
+    failures_left: int = 0
+    # When set, each delivery waits for it: a receiver that is slow to answer.
+    hold: asyncio.Event | None = None
+    # Set by a middleware while a checkout POST is being handled: a delivery must never overlap it.
+    checkout_in_progress: bool = False
+    overlapped_checkout: bool = False
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for body, _ in self.deliveries]
+
+    def event_names(self) -> list[str]:
+        return [event["event"] for event in self.events()]
+
+
+@dataclass
+class Env:
+    client: httpx.AsyncClient
+    sandbox: Sandbox
+    receiver: Receiver
+    transport: httpx.ASGITransport
+
+
+class _MarkCheckout:
+    def __init__(self, app: ASGIApp, receiver: Receiver) -> None:
+        self.app = app
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        marking = scope["type"] == "http" and "/checkout/" in scope["path"] and scope["method"] == "POST"
+        if marking:
+            self.receiver.checkout_in_progress = True
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if marking:
+                self.receiver.checkout_in_progress = False
+
+
+EnvFactory = Callable[..., Awaitable[Env]]
+
+
+@pytest.fixture
+async def make_env() -> AsyncIterator[EnvFactory]:
+    opened: list[Env] = []
+
+    async def make(**sandbox_options: Any) -> Env:
+        receiver = Receiver()
+        app = FastAPI()
+
+        @app.post(WEBHOOK_PATH)
+        async def receive_webhook(request: Request) -> Response:
+            receiver.attempts += 1
+            receiver.overlapped_checkout |= receiver.checkout_in_progress
+            if receiver.hold is not None:
+                await receiver.hold.wait()
+            if receiver.failures_left:
+                receiver.failures_left -= 1
+                return Response(status_code=500)
+            receiver.deliveries.append((await request.body(), request.headers.get("x-paystack-signature")))
+            return Response('{"status":"ok"}', media_type="application/json")
+
+        app.add_middleware(_MarkCheckout, receiver=receiver)
+        transport = httpx.ASGITransport(app)
+        options: dict[str, Any] = {
+            "settle_delay": 0.01,
+            "webhook_retry_delays": (0.01, 0.02),
+            "webhook_transport": transport,
+            **sandbox_options,
+        }
+        sandbox = Sandbox(secret_key=SECRET, public_base_url=BASE, webhook_url=f"{BASE}{WEBHOOK_PATH}", **options)
+        app.include_router(sandbox.router, prefix=MOUNT_PREFIX)
+        client = httpx.AsyncClient(transport=transport, base_url=BASE, headers={"Authorization": f"Bearer {SECRET}"})
+        env = Env(client, sandbox, receiver, transport)
+        opened.append(env)
+        return env
+
+    yield make
+    for env in opened:
+        await env.client.aclose()
+        await env.sandbox.aclose()
+
+
+@pytest.fixture
+async def env(make_env: EnvFactory) -> Env:
+    return await make_env()
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def assert_error(response: httpx.Response, status: int, message: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] is False
+    assert isinstance(body["message"], str)
+    assert body["type"] in {"api_error", "validation_error", "processor_error"}
+    assert isinstance(body["code"], str)
+    assert isinstance(body["meta"]["nextStep"], str)
+    if message is not None:
+        assert body["message"] == message
+    return body
+
+
+async def initialize(env: Env, **overrides: Any) -> dict[str, Any]:
+    body = {"email": "ada@example.com", "amount": 500000, **overrides}
+    response = await env.client.post(f"{API}/transaction/initialize", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] is True
+    return response.json()["data"]
+
+
+async def verify(env: Env, reference: str) -> dict[str, Any]:
+    response = await env.client.get(f"{API}/transaction/verify/{reference}")
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def checkout(env: Env, authorization_url: str, outcome: str) -> httpx.Response:
+    return await env.client.post(authorization_url, data={"outcome": outcome})
+
+
+async def paid_charge(env: Env, **overrides: Any) -> str:
+    data = await initialize(env, **overrides)
+    assert (await checkout(env, data["authorization_url"], "success")).status_code == 200
+    return data["reference"]
+
+
+async def recipient(env: Env, account_number: str = "0123456789", bank_code: str = "057") -> str:
+    body = {"type": "nuban", "name": "Ada", "account_number": account_number, "bank_code": bank_code}
+    response = await env.client.post(f"{API}/transferrecipient", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["data"]["recipient_code"]
+
+
+def transfer_body(recipient_code: str, reference: str, amount: int = 250000) -> dict[str, Any]:
+    return {
+        "source": "balance",
+        "amount": amount,
+        "recipient": recipient_code,
+        "reference": reference,
+        "reason": "payout",
+        "currency": "NGN",
+    }
+
+
+# --- auth and envelopes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer sk_test_wrong", SECRET, f"Basic {SECRET}", f"Bearer {SECRET}é".encode()],
+)
+async def test_api_calls_need_the_secret_key(env: Env, authorization: str | bytes | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    async with httpx.AsyncClient(transport=env.transport, base_url=BASE, headers=headers) as anonymous:
+        response = await anonymous.get(f"{API}/bank")
+    assert_error(response, 401, "Invalid key")
+
+
+# --- initialize ------------------------------------------------------------------------------------
+
+
+async def test_initialize_gives_a_checkout_url_and_refuses_a_reused_reference(env: Env) -> None:
+    data = await initialize(env, reference="order-1.a=b", currency="NGN")
+    assert data["reference"] == "order-1.a=b"
+    assert data["authorization_url"] == f"{BASE}{MOUNT_PREFIX}/checkout/{data['access_code']}"
+    tx = env.sandbox.transactions["order-1.a=b"]
+    assert 2**31 < tx.id < 2**64  # past signed 32-bit, as Paystack ids are
+
+    response = await env.client.post(
+        f"{API}/transaction/initialize",
+        json={"email": "ada@example.com", "amount": 500000, "reference": "order-1.a=b"},
+    )
+    body = assert_error(response, 400, "Duplicate Transaction Reference")
+    assert body["type"] == "validation_error"
+
+    other = await initialize(env)
+    assert other["reference"] != data["reference"]
+    assert env.sandbox.transactions[other["reference"]].id > tx.id
+
+
+@pytest.mark.parametrize("reference", ["has space", "semi;colon", "slash/x", "ünïcode", "under_score", 42])
+async def test_initialize_reference_is_letters_digits_dash_dot_equals(env: Env, reference: object) -> None:
+    response = await env.client.post(
+        f"{API}/transaction/initialize",
+        json={"email": "ada@example.com", "amount": 500000, "reference": reference},
+    )
+    assert assert_error(response, 400)["type"] == "validation_error"
+    assert not env.sandbox.transactions
+
+
+@pytest.mark.parametrize(
+    ("currency", "minimum"), [("NGN", 5000), ("GHS", 10), ("ZAR", 100), ("KES", 300), ("USD", 200)]
+)
+async def test_initialize_enforces_the_currency_minimum(env: Env, currency: str, minimum: int) -> None:
+    response = await env.client.post(
+        f"{API}/transaction/initialize",
+        json={"email": "ada@example.com", "amount": minimum - 1, "currency": currency},
+    )
+    assert assert_error(response, 400)["type"] == "validation_error"
+    data = await initialize(env, amount=minimum, currency=currency)
+    assert (await verify(env, data["reference"]))["currency"] == currency
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"email": "not-an-email"},
+        {"email": None},
+        {"amount": None},
+        {"amount": 5000.5},
+        {"amount": True},
+        {"amount": "50.00"},
+        {"currency": "EUR"},
+        {"channels": ["card", "telepathy"]},
+        {"metadata": [1, 2]},
+        {"callback_url": "javascript:alert(1)"},
+    ],
+)
+async def test_initialize_validates_fields(env: Env, overrides: dict[str, Any]) -> None:
+    body = {"email": "ada@example.com", "amount": 500000, **overrides}
+    response = await env.client.post(f"{API}/transaction/initialize", json=body)
+    assert assert_error(response, 400)["type"] == "validation_error"
+
+
+async def test_initialize_refuses_a_body_that_is_not_a_json_object(env: Env) -> None:
+    response = await env.client.post(
+        f"{API}/transaction/initialize", content=b"[1]", headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400)
+    response = await env.client.post(
+        f"{API}/transaction/initialize", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400)
+
+
+# --- verify and checkout -------------------------------------------------------------------------
+
+
+async def test_verify_unknown_reference(env: Env) -> None:
+    response = await env.client.get(f"{API}/transaction/verify/nope")
+    assert_error(response, 404, "Transaction reference not found")
+
+
+async def test_checkout_success_settles_and_sends_a_signed_charge_success(env: Env) -> None:
+    data = await initialize(env, amount="750000", channels=["bank", "card"])
+    reference = data["reference"]
+    pending = await verify(env, reference)
+    assert pending["status"] == "ongoing"
+    assert pending["amount"] == 750000
+    assert pending["metadata"] == ""
+    assert pending["paid_at"] is None
+    assert pending["authorization"] == {}
+    assert pending["customer"]["email"] == "ada@example.com"
+
+    page = await env.client.get(data["authorization_url"])
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for text in ("NGN 7,500.00", "ada@example.com", "bank, card"):
+        assert text in page.text
+    for outcome in ("success", "failed", "abandoned"):
+        assert f'name="outcome" value="{outcome}"' in page.text
+
+    result = await checkout(env, data["authorization_url"], "success")
+    assert result.status_code == 200
+    assert "Payment successful" in result.text
+
+    paid = await verify(env, reference)
+    assert paid["status"] == "success"
+    assert paid["gateway_response"] == "Successful"
+    assert paid["paid_at"] is not None
+    assert paid["channel"] == "bank"
+    assert paid["fees"] == 750000 * 15 // 1000 + 10000
+    assert paid["authorization"]["authorization_code"].startswith("AUTH_")
+    assert paid["authorization"]["last4"] == "4081"
+
+    await env.sandbox.wait_idle()
+    [(body, signature)] = env.receiver.deliveries
+    assert signature == sign(body, SECRET)
+    assert verify_signature(body, signature, SECRET)
+    event = json.loads(body)
+    assert event["event"] == "charge.success"
+    assert event["data"] == paid
+    assert not env.receiver.overlapped_checkout
+
+
+async def test_charge_success_webhook_keeps_metadata_and_exact_bytes(env: Env) -> None:
+    metadata = {"payment_id": "pay_1", "note": "naïra ₦"}
+    await paid_charge(env, metadata=metadata)
+    await env.sandbox.wait_idle()
+    [(body, signature)] = env.receiver.deliveries
+    assert "₦".encode() in body  # raw UTF-8: a receiver that re-serialises would not match
+    assert verify_signature(body, signature, SECRET)
+    assert json.loads(body)["data"]["metadata"] == metadata
+
+
+@pytest.mark.parametrize("outcome", ["failed", "abandoned"])
+async def test_failed_and_abandoned_charges_send_no_webhook(env: Env, outcome: str) -> None:
+    data = await initialize(env)
+    result = await checkout(env, data["authorization_url"], outcome)
+    assert result.status_code == 200
+    tx = await verify(env, data["reference"])
+    assert tx["status"] == outcome
+    assert tx["authorization"] == {}
+    await env.sandbox.wait_idle()
+    assert env.receiver.attempts == 0
+
+
+async def test_checkout_settles_only_once(env: Env) -> None:
+    data = await initialize(env)
+    assert (await checkout(env, data["authorization_url"], "failed")).status_code == 200
+    again = await checkout(env, data["authorization_url"], "success")
+    assert again.status_code == 409
+    assert (await verify(env, data["reference"]))["status"] == "failed"
+    page = await env.client.get(data["authorization_url"])
+    assert 'value="success"' not in page.text
+
+
+async def test_checkout_refuses_unknown_codes_and_outcomes(env: Env) -> None:
+    data = await initialize(env)
+    assert (await checkout(env, data["authorization_url"], "maybe")).status_code == 400
+    assert (await env.client.get(f"{API}/checkout/nope")).status_code == 404
+    assert (await env.client.post(f"{API}/checkout/nope", data={"outcome": "success"})).status_code == 404
+    assert (await verify(env, data["reference"]))["status"] == "ongoing"
+
+
+async def test_checkout_redirects_to_the_callback_url(env: Env) -> None:
+    data = await initialize(env, reference="cb-1", callback_url="https://shop.example/done?step=2")
+    result = await checkout(env, data["authorization_url"], "success")
+    assert result.status_code == 303
+    assert result.headers["location"] == "https://shop.example/done?step=2&trxref=cb-1&reference=cb-1"
+    await env.sandbox.wait_idle()
+    assert env.receiver.event_names() == ["charge.success"]
+
+
+async def test_settle_charge_from_python(env: Env) -> None:
+    data = await initialize(env)
+    env.sandbox.settle_charge(data["reference"], "success", send_webhook=False)
+    assert (await verify(env, data["reference"]))["status"] == "success"
+    with pytest.raises(ValueError):
+        env.sandbox.settle_charge(data["reference"], "failed")
+    with pytest.raises(KeyError):
+        env.sandbox.settle_charge("nope", "success")
+    await env.sandbox.wait_idle()
+    assert env.receiver.attempts == 0
+
+
+# --- refunds ---------------------------------------------------------------------------------------
+
+
+async def test_full_refund_settles_and_sends_refund_processed(env: Env) -> None:
+    reference = await paid_charge(env)
+    response = await env.client.post(f"{API}/refund", json={"transaction": reference})
+    assert response.status_code == 200, response.text
+    refund = response.json()["data"]
+    assert refund["status"] == "pending"
+    assert refund["amount"] == 500000
+    assert refund["transaction"]["reference"] == reference
+
+    await env.sandbox.wait_idle()
+    fetched = (await env.client.get(f"{API}/refund/{refund['id']}")).json()["data"]
+    assert fetched["status"] == "processed"
+    assert env.receiver.event_names() == ["charge.success", "refund.processed"]
+    event = env.receiver.events()[1]["data"]
+    assert event["id"] == refund["id"]
+    assert event["transaction_reference"] == reference
+    assert event["amount"] == 500000
+    assert event["refund_reference"]
+
+    again = await env.client.post(f"{API}/refund", json={"transaction": reference, "amount": 100})
+    assert_error(again, 400, "Transaction has been fully reversed")
+
+
+async def test_partial_refunds_up_to_the_amount_paid(env: Env) -> None:
+    reference = await paid_charge(env)
+    tx_id = env.sandbox.transactions[reference].id
+    first = await env.client.post(f"{API}/refund", json={"transaction": reference, "amount": 200000})
+    assert first.json()["data"]["amount"] == 200000
+    over = await env.client.post(f"{API}/refund", json={"transaction": reference, "amount": 300001})
+    assert_error(over, 400)
+    # By transaction id, and without an amount: whatever is left.
+    rest = await env.client.post(f"{API}/refund", json={"transaction": tx_id, "currency": "NGN"})
+    assert rest.json()["data"]["amount"] == 300000
+    assert sorted(refund.amount for refund in env.sandbox.refunds.values()) == [200000, 300000]
+
+
+async def test_refund_needs_a_successful_charge(env: Env) -> None:
+    data = await initialize(env)
+    pending = await env.client.post(f"{API}/refund", json={"transaction": data["reference"]})
+    assert_error(pending, 400)
+    unknown = await env.client.post(f"{API}/refund", json={"transaction": "nope"})
+    assert_error(unknown, 404)
+    assert_error(await env.client.get(f"{API}/refund/999"), 404)
+
+
+async def test_refund_outcome_fault_fails_the_refund_and_frees_the_amount(env: Env) -> None:
+    reference = await paid_charge(env)
+    env.sandbox.faults.refund_outcome_next("failed")
+    response = await env.client.post(f"{API}/refund", json={"transaction": reference})
+    refund_id = response.json()["data"]["id"]
+    await env.sandbox.wait_idle()
+    assert env.sandbox.refunds[refund_id].status == "failed"
+    assert env.receiver.event_names() == ["charge.success", "refund.failed"]
+    retry = await env.client.post(f"{API}/refund", json={"transaction": reference})
+    assert retry.status_code == 200
+    await env.sandbox.wait_idle()
+    assert env.receiver.event_names()[-1] == "refund.processed"
+
+
+# --- recipients, banks ---------------------------------------------------------------------------
+
+
+async def test_transfer_recipient_is_registered_once_per_account(env: Env) -> None:
+    first = await recipient(env)
+    assert first.startswith("RCP_")
+    assert await recipient(env) == first
+    assert await recipient(env, account_number="9876543210") != first
+    details = env.sandbox.recipients[first].api_data()["details"]
+    assert details["bank_code"] == "057"
+    assert details["bank_name"] == "Zenith Bank"
+    assert details["account_number"] == "0123456789"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"bank_code": "999"},
+        {"account_number": "12345"},
+        {"type": "card"},
+        {"currency": "GHS"},
+        {"name": None},
+    ],
+)
+async def test_transfer_recipient_validation(env: Env, overrides: dict[str, Any]) -> None:
+    body = {"type": "nuban", "name": "Ada", "account_number": "0123456789", "bank_code": "057", **overrides}
+    assert_error(await env.client.post(f"{API}/transferrecipient", json=body), 400)
+
+
+async def test_bank_list(env: Env) -> None:
+    response = await env.client.get(f"{API}/bank", params={"currency": "NGN"})
+    banks = {bank["code"]: bank for bank in response.json()["data"]}
+    assert banks["057"]["name"] == "Zenith Bank"
+    assert {"044", "058", "011"} <= set(banks)
+    assert all(bank["currency"] == "NGN" for bank in banks.values())
+    for currency in ("GHS", "ZAR", "KES"):
+        listed = (await env.client.get(f"{API}/bank", params={"currency": currency})).json()["data"]
+        assert listed
+        assert all(bank["currency"] == currency for bank in listed)
+
+
+async def test_resolve_account(env: Env) -> None:
+    params = {"account_number": "0123456789", "bank_code": "057"}
+    first = await env.client.get(f"{API}/bank/resolve", params=params)
+    assert first.status_code == 200
+    name = first.json()["data"]["account_name"]
+    assert name
+    again = await env.client.get(f"{API}/bank/resolve", params=params)
+    assert again.json()["data"]["account_name"] == name
+    other_bank = await env.client.get(f"{API}/bank/resolve", params={**params, "bank_code": "058"})
+    assert other_bank.json()["data"]["account_name"] == name
+
+    for bad in ({**params, "account_number": "012345678"}, {**params, "bank_code": "999"}, {}):
+        response = await env.client.get(f"{API}/bank/resolve", params=bad)
+        assert_error(response, 422, "Could not resolve account name. Check parameters or try again.")
+
+
+# --- transfers -------------------------------------------------------------------------------------
+
+
+async def test_transfer_settles_by_itself_and_sends_transfer_success(env: Env) -> None:
+    code = await recipient(env)
+    reference = "payout-0001-abcdef"
+    response = await env.client.post(f"{API}/transfer", json=transfer_body(code, reference))
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["status"] == "pending"
+    assert data["transfer_code"].startswith("TRF_")
+    assert data["reference"] == reference
+    assert (await env.client.get(f"{API}/transfer/verify/{reference}")).json()["data"]["status"] == "pending"
+
+    await env.sandbox.wait_idle()
+    verified = (await env.client.get(f"{API}/transfer/verify/{reference}")).json()["data"]
+    assert verified["status"] == "success"
+    [event] = env.receiver.events()
+    assert event["event"] == "transfer.success"
+    assert event["data"]["reference"] == reference
+    assert event["data"]["transfer_code"] == data["transfer_code"]
+    assert event["data"]["amount"] == 250000
+    assert event["data"]["recipient"]["recipient_code"] == code
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["short-ref", "UPPERCASE-reference-1", "has.dot.in-reference", "x" * 51, "spaces in the reference"],
+)
+async def test_transfer_reference_rule(env: Env, reference: str) -> None:
+    code = await recipient(env)
+    response = await env.client.post(f"{API}/transfer", json=transfer_body(code, reference))
+    assert_error(response, 400)
+    assert not env.sandbox.transfers
+
+
+async def test_transfer_refuses_a_reused_reference_and_unknown_recipients(env: Env) -> None:
+    code = await recipient(env)
+    body = transfer_body(code, "payout-0002-abcdef")
+    assert (await env.client.post(f"{API}/transfer", json=body)).status_code == 200
+    duplicate = await env.client.post(f"{API}/transfer", json=body)
+    assert assert_error(duplicate, 400)["code"] == "duplicate_reference"
+    unknown = await env.client.post(f"{API}/transfer", json=transfer_body("RCP_nope", "payout-0003-abcdef"))
+    assert_error(unknown, 400)
+    assert_error(await env.client.get(f"{API}/transfer/verify/payout-9999-abcdef"), 404)
+    assert list(env.sandbox.transfers) == ["payout-0002-abcdef"]
+
+
+@pytest.mark.parametrize("outcome", ["failed", "reversed"])
+async def test_transfer_outcome_fault(env: Env, outcome: Literal["failed", "reversed"]) -> None:
+    code = await recipient(env)
+    env.sandbox.faults.transfer_outcome_next(outcome)
+    await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-0004-abcdef"))
+    await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-0005-abcdef"))
+    await env.sandbox.wait_idle()
+    assert env.sandbox.transfers["payout-0004-abcdef"].status == outcome
+    assert env.sandbox.transfers["payout-0005-abcdef"].status == "success"
+    by_reference = {event["data"]["reference"]: event for event in env.receiver.events()}
+    assert by_reference["payout-0004-abcdef"]["event"] == f"transfer.{outcome}"
+    assert by_reference["payout-0004-abcdef"]["data"]["status"] == outcome
+    assert by_reference["payout-0005-abcdef"]["event"] == "transfer.success"
+
+
+async def test_bulk_transfer(env: Env) -> None:
+    code = await recipient(env)
+    env.sandbox.faults.transfer_outcome_next("failed")
+    items = [
+        {"amount": 10000, "reference": "bulk-item-0001-abc", "reason": "a", "recipient": code},
+        {"amount": 20000, "reference": "bulk-item-0002-abc", "reason": "b", "recipient": code},
+    ]
+    response = await env.client.post(
+        f"{API}/transfer/bulk", json={"currency": "NGN", "source": "balance", "transfers": items}
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [item["reference"] for item in data] == ["bulk-item-0001-abc", "bulk-item-0002-abc"]
+    for item, sent in zip(data, items, strict=True):
+        assert item["recipient"] == code
+        assert item["amount"] == sent["amount"]
+        assert item["currency"] == "NGN"
+        assert item["transfer_code"].startswith("TRF_")
+        assert item["status"] in {"pending", "received"}
+
+    await env.sandbox.wait_idle()
+    assert env.sandbox.transfers["bulk-item-0001-abc"].status == "failed"
+    assert env.sandbox.transfers["bulk-item-0002-abc"].status == "success"
+    assert sorted(env.receiver.event_names()) == ["transfer.failed", "transfer.success"]
+
+
+async def test_bulk_transfer_is_all_or_nothing(env: Env) -> None:
+    code = await recipient(env)
+    items = [
+        {"amount": 10000, "reference": "bulk-item-0003-abc", "recipient": code},
+        {"amount": 10000, "reference": "BAD", "recipient": code},
+    ]
+    response = await env.client.post(f"{API}/transfer/bulk", json={"source": "balance", "transfers": items})
+    assert assert_error(response, 400)["message"].startswith("transfers[1]:")
+    twice = [items[0], items[0]]
+    response = await env.client.post(f"{API}/transfer/bulk", json={"source": "balance", "transfers": twice})
+    assert_error(response, 400)
+    assert not env.sandbox.transfers
+
+
+# --- faults ----------------------------------------------------------------------------------------
+
+
+async def test_fail_next_answers_an_error_envelope_then_recovers(env: Env) -> None:
+    env.sandbox.faults.fail_next(2, status=500)
+    for _ in range(2):
+        failed = await env.client.post(
+            f"{API}/transaction/initialize", json={"email": "ada@example.com", "amount": 500000}
+        )
+        assert assert_error(failed, 500)["type"] == "api_error"
+    assert not env.sandbox.transactions
+    await initialize(env)
+
+
+async def test_fail_next_only_hits_matching_paths(env: Env) -> None:
+    env.sandbox.faults.fail_next(status=503, path_contains="/refund")
+    reference = await paid_charge(env)
+    assert_error(await env.client.post(f"{API}/refund", json={"transaction": reference}), 503)
+    assert not env.sandbox.refunds
+    assert (await env.client.post(f"{API}/refund", json={"transaction": reference})).status_code == 200
+
+
+async def test_fail_next_with_429_carries_the_reset_header(env: Env) -> None:
+    env.sandbox.faults.fail_next(status=429)
+    response = await env.client.get(f"{API}/bank")
+    assert_error(response, 429)
+    assert response.headers["x-ratelimit-reset"] == "1"
+
+
+async def test_timeout_next_processes_the_call_but_withholds_the_answer(env: Env) -> None:
+    code = await recipient(env)
+    env.sandbox.faults.timeout_next(path_contains="/transfer", delay=5.0)
+    reference = "payout-0007-abcdef"
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(env.client.post(f"{API}/transfer", json=transfer_body(code, reference)), timeout=0.1)
+    assert reference in env.sandbox.transfers
+    # It still settles and announces itself, as Paystack would.
+    await env.sandbox.wait_idle()
+    assert env.sandbox.transfers[reference].status == "success"
+    assert env.receiver.event_names() == ["transfer.success"]
+    # The fault is used up: the client's follow-up answers at once.
+    verified = await env.client.get(f"{API}/transfer/verify/{reference}")
+    assert verified.json()["data"]["status"] == "success"
+
+
+async def test_timeout_next_answers_after_the_delay(env: Env) -> None:
+    env.sandbox.faults.timeout_next(delay=0.05)
+    response = await asyncio.wait_for(env.client.get(f"{API}/bank"), timeout=2)
+    assert response.status_code == 200
+
+
+async def test_faults_clear(env: Env) -> None:
+    faults = env.sandbox.faults
+    faults.fail_next(5)
+    faults.transfer_outcome_next("failed", 3)
+    faults.refund_outcome_next("failed")
+    faults.clear()
+    await initialize(env)
+    with pytest.raises(ValueError):
+        faults.fail_next(0)
+    with pytest.raises(ValueError):
+        faults.fail_next(status=200)
+
+
+# --- webhook delivery ----------------------------------------------------------------------------
+
+
+async def test_webhook_is_retried_until_accepted(env: Env) -> None:
+    env.receiver.failures_left = 2
+    await paid_charge(env)
+    await env.sandbox.wait_idle()
+    assert env.receiver.attempts == 3
+    [(body, signature)] = env.receiver.deliveries
+    assert verify_signature(body, signature, SECRET)
+
+
+async def test_webhook_delivery_gives_up_after_the_schedule(env: Env) -> None:
+    env.receiver.failures_left = 10
+    await paid_charge(env)
+    await env.sandbox.wait_idle()
+    assert env.receiver.attempts == 3  # the first try and one per retry delay
+    assert not env.receiver.deliveries
+
+
+async def test_webhook_to_an_unreachable_receiver_is_retried(make_env: EnvFactory) -> None:
+    attempts = 0
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectError("connection refused", request=request)
+
+    env = await make_env(webhook_transport=httpx.MockTransport(refuse), webhook_retry_delays=(0.01,))
+    await paid_charge(env)
+    await env.sandbox.wait_idle()
+    assert attempts == 2
+
+
+async def test_wait_idle_does_not_wait_for_distant_retries(make_env: EnvFactory) -> None:
+    env = await make_env(webhook_retry_delays=(60,))
+    env.receiver.failures_left = 1
+    await paid_charge(env)
+    await asyncio.wait_for(env.sandbox.wait_idle(timeout=0.2), timeout=1)
+    assert env.receiver.attempts == 1
+
+
+async def test_wait_idle_raises_when_due_work_does_not_finish(env: Env) -> None:
+    env.receiver.hold = asyncio.Event()
+    await paid_charge(env)
+    with pytest.raises(TimeoutError):
+        await env.sandbox.wait_idle(timeout=0.05)
+    env.receiver.hold.set()
+    await env.sandbox.wait_idle()
+    assert env.receiver.event_names() == ["charge.success"]
+
+
+# --- disputes and control routes -------------------------------------------------------------------
+
+
+async def test_disputes_send_create_and_resolve(env: Env) -> None:
+    reference = await paid_charge(env)
+    await env.sandbox.wait_idle()
+    await env.sandbox.open_dispute(reference, amount=100000)
+    with pytest.raises(ValueError):
+        await env.sandbox.open_dispute(reference)
+    await env.sandbox.resolve_dispute(reference, resolution="merchant-accepted")
+    names = env.receiver.event_names()
+    assert names == ["charge.success", "charge.dispute.create", "charge.dispute.resolve"]
+    created, resolved = env.receiver.events()[1:]
+    assert created["data"]["refund_amount"] == 100000
+    assert created["data"]["transaction"]["reference"] == reference
+    assert created["data"]["status"] == "awaiting-merchant-feedback"
+    assert resolved["data"]["id"] == created["data"]["id"]
+    assert resolved["data"]["status"] == "resolved"
+    assert resolved["data"]["resolution"] == "merchant-accepted"
+
+
+async def test_disputes_need_a_successful_charge(env: Env) -> None:
+    data = await initialize(env)
+    with pytest.raises(ValueError):
+        await env.sandbox.open_dispute(data["reference"])
+    with pytest.raises(KeyError):
+        await env.sandbox.open_dispute("nope")
+    with pytest.raises(ValueError):
+        await env.sandbox.resolve_dispute(data["reference"], resolution="declined")
+
+
+async def test_control_routes(env: Env) -> None:
+    plain = httpx.AsyncClient(transport=env.transport, base_url=BASE)
+    async with plain:
+        set_fault = await plain.post(f"{API}/_control/faults", json={"action": "fail_next", "count": 1, "status": 503})
+        assert set_fault.status_code == 200, set_fault.text
+        assert_error(await env.client.get(f"{API}/bank"), 503)
+        bad = await plain.post(f"{API}/_control/faults", json={"action": "explode"})
+        assert_error(bad, 400)
+        bad_outcome = await plain.post(
+            f"{API}/_control/faults", json={"action": "transfer_outcome_next", "outcome": "maybe"}
+        )
+        assert_error(bad_outcome, 400)
+
+        data = await initialize(env)
+        reference = data["reference"]
+        settled = await plain.post(f"{API}/_control/charges/{reference}", json={"outcome": "success"})
+        assert settled.json()["data"]["status"] == "success"
+        twice = await plain.post(f"{API}/_control/charges/{reference}", json={"outcome": "success"})
+        assert_error(twice, 409)
+        assert_error(await plain.post(f"{API}/_control/charges/nope", json={"outcome": "success"}), 404)
+
+        opened = await plain.post(f"{API}/_control/disputes/{reference}", json={"action": "open"})
+        assert opened.status_code == 200, opened.text
+        resolved = await plain.post(
+            f"{API}/_control/disputes/{reference}", json={"action": "resolve", "resolution": "declined"}
+        )
+        assert resolved.json()["data"]["resolution"] == "declined"
+
+    await env.sandbox.wait_idle()
+    assert env.receiver.event_names() == ["charge.success", "charge.dispute.create", "charge.dispute.resolve"]
