@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 from slowapi.errors import RateLimitExceeded
-from slowapi.middleware import SlowAPIASGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 # Registering payment types and event handlers happens on import.
@@ -94,7 +93,6 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     use_settings(settings)
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
-    app.add_middleware(SlowAPIASGIMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if settings.trusted_proxy_ips:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
@@ -116,9 +114,6 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         )
         app.state.sandbox = sandbox
         app.include_router(sandbox.router, prefix="/sandbox/paystack", include_in_schema=False)
-        # The emulated Paystack is called by this service itself; its own limits are not ours to impose.
-        for route in sandbox.router.routes:
-            limiter.exempt(route.endpoint)
     return app
 
 

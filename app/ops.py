@@ -10,11 +10,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, text
 
 from app.core import metrics
+from app.core.ratelimit import RATE_LIMITED
 from app.deps import RuntimeDep
 from app.models import Posting
 from app.payments.inbox import backlog
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[RATE_LIMITED])
 
 
 @router.get("/healthz")

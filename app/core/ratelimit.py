@@ -1,7 +1,8 @@
 """Rate limits (slowapi): per user when authenticated, per client IP otherwise.
 
-The default limit covers every route through the middleware; money-moving POSTs
-and the webhook carry their own limit through `limiter.limit(...)`. The limits
+Every router carries `RATE_LIMITED` (the default limit, checked once routing has
+found the endpoint); money-moving POSTs and the webhook carry their own limit
+through `limiter.limit(...)` instead. The limits
 come from settings at request time, so one module-level limiter serves any app.
 Storage is Redis when `REDIS_URL` is set; if Redis goes away the limiter falls
 back to memory instead of failing requests.
@@ -13,10 +14,11 @@ import logging
 import math
 import time
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
+from slowapi.middleware import _should_exempt
 
 from app.core.config import Settings, get_settings
 from app.core.errors import error_response
@@ -97,3 +99,23 @@ async def rate_limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
         {"limit": str(exc.limit.limit), "retry_after": retry_after},
         headers={"Retry-After": str(retry_after)},
     )
+
+
+async def check_default_limit(request: Request) -> None:
+    """The default limit for a routed request.
+
+    slowapi's middleware looks the endpoint up in `app.routes`, which cannot see
+    into routers FastAPI now keeps nested, so every route would pass unlimited.
+    Here routing has already happened and the endpoint is in the scope; routes
+    with their own `limiter.limit(...)` are left to it, as the middleware would.
+    """
+    active: Limiter = request.app.state.limiter
+    endpoint = request.scope.get("endpoint")
+    if not active.enabled or endpoint is None or _should_exempt(active, endpoint):
+        return
+    if f"{endpoint.__module__}.{endpoint.__name__}" in active._dynamic_route_limits:
+        return  # a route with its own limit from settings (payments, webhooks)
+    active._check_request_limit(request, endpoint, True)
+
+
+RATE_LIMITED = Depends(check_default_limit)

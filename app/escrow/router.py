@@ -4,13 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from app.core.ratelimit import RATE_LIMITED
 from app.core.schemas import PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import SessionDep
 from app.escrow import service
 from app.escrow.schemas import EscrowTransactionOut, EscrowTransactionPage, EscrowType
 
-router = APIRouter(prefix="/v1/escrow", tags=["escrow"])
+router = APIRouter(prefix="/v1/escrow", tags=["escrow"], dependencies=[RATE_LIMITED])
 
 
 @router.get("/transactions", response_model=EscrowTransactionPage)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.core.ratelimit import RATE_LIMITED
 from app.core.security import CurrentUser
 from app.deps import SessionDep
 from app.shares import service
 from app.shares.schemas import HoldingOut, HoldingsOut
 
-router = APIRouter(prefix="/v1", tags=["shares"])
+router = APIRouter(prefix="/v1", tags=["shares"], dependencies=[RATE_LIMITED])
 
 
 @router.get("/holdings/me", response_model=HoldingsOut)
