@@ -24,11 +24,13 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import RequestIdMiddleware, configure_logging
 from app.core.ratelimit import limiter, rate_limit_exceeded, use_settings
+from app.escrow.disputes_router import router as disputes_router
 from app.escrow.router import router as escrow_router
 from app.gateway.client import PaystackClient
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
 from app.payments.router import router as payments_router
+from app.payouts.router import router as payouts_router
 from app.runtime import Runtime
 from app.shares.router import router as shares_router
 from app.worker import Worker
@@ -98,7 +100,10 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
     install_error_handlers(app)
 
-    for router in (ops_router, apps_router, payments_router, escrow_router, shares_router, ledger_router):
+    for router in (
+        ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
+        ledger_router,
+    ):
         app.include_router(router)
 
     if settings.is_sandbox:

@@ -67,7 +67,7 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if not failing else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics")
 async def prometheus_metrics() -> Response:
     payload, content_type = metrics.render_latest()
     return Response(payload, media_type=content_type)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from app.payments.inbox import process_inbox
 from app.payments.refunds import send_pending_refunds
 from app.payments.service import reconcile_pending
+from app.payouts.service import reconcile_payouts, send_pending_payouts
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 Job = Callable[[Runtime], Awaitable[int]]
 
 # Queues drained on every tick, in order.
-JOBS: list[Job] = [process_inbox, send_pending_refunds]
+JOBS: list[Job] = [process_inbox, send_pending_refunds, send_pending_payouts]
 RECONCILE_EVERY_SECONDS = 60.0
 
 
@@ -46,10 +47,11 @@ class Worker:
                     log.exception("job %s failed", getattr(job, "__name__", job))
             if time.monotonic() - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
                 self._last_reconcile = time.monotonic()
-                try:
-                    done += await reconcile_pending(self.rt)
-                except Exception:
-                    log.exception("reconciler failed")
+                for reconcile in (reconcile_pending, reconcile_payouts):
+                    try:
+                        done += await reconcile(self.rt)
+                    except Exception:
+                        log.exception("reconciler %s failed", reconcile.__name__)
             return done
 
     async def drain(self, max_rounds: int = 100) -> None:

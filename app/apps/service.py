@@ -9,6 +9,7 @@ from app.apps.schemas import AppOut, AppUpsert
 from app.core.config import Settings
 from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState, NotFound
 from app.core.money import CURRENCIES, MoneyError, format_percentage, parse_percentage, to_major, to_minor
+from app.core.security import Principal
 from app.models import App
 
 
@@ -62,6 +63,13 @@ async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, dat
     app.platform_fee_hundredths = parse_percentage(data.platform_fee_percentage)
     await session.flush()
     return app
+
+
+async def overseen_app_ids(session: AsyncSession, principal: Principal) -> list[str]:
+    """Apps whose escrow the caller may read (owner or approver). Approvers live in a JSON list,
+    which no index can search portably, so the candidates are filtered here."""
+    rows = (await session.execute(select(App.id, App.owner_id, App.approvers))).all()
+    return [app_id for app_id, owner, approvers in rows if owner == principal.user_id or principal.user_id in approvers]
 
 
 def app_out(app: App) -> AppOut:

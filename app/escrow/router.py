@@ -1,20 +1,42 @@
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import date
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
 
-from app.core.ratelimit import RATE_LIMITED
-from app.core.schemas import PageParams, page_params
-from app.core.security import CurrentUser
-from app.deps import SessionDep
-from app.escrow import service
-from app.escrow.schemas import EscrowTransactionOut, EscrowTransactionPage, EscrowType
+from app.core.errors import InvalidAmount
+from app.core.idempotency import idempotent
+from app.core.money import MoneyError, to_minor
+from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
+from app.core.schemas import Page, PageParams, page_params
+from app.core.security import AdminUser, CurrentUser
+from app.deps import RuntimeDep, SessionDep
+from app.escrow import milestones, refunds, releases, reports, service
+from app.escrow.deposits import lock_deposits
+from app.escrow.schemas import (
+    ApprovalIn,
+    EscrowSummary,
+    EscrowTransactionOut,
+    EscrowTransactionPage,
+    EscrowType,
+    MilestoneComplete,
+    MilestoneIn,
+    MilestoneOut,
+    RefundIn,
+    RefundOut,
+    ReleaseIn,
+    ReleaseOut,
+    Statement,
+)
+from app.payments.router import IdempotencyKey
 
-router = APIRouter(prefix="/v1/escrow", tags=["escrow"], dependencies=[RATE_LIMITED])
+router = APIRouter(prefix="/v1", tags=["escrow"], dependencies=[RATE_LIMITED])
+ReleaseStatus = Literal["pending_approval", "approved", "rejected", "released"]
 
 
-@router.get("/transactions", response_model=EscrowTransactionPage)
+@router.get("/escrow/transactions", response_model=EscrowTransactionPage)
 async def list_transactions(
     principal: CurrentUser,
     session: SessionDep,
@@ -30,6 +52,115 @@ async def list_transactions(
     return EscrowTransactionPage(items=[service.transaction_out(r) for r in rows], next_cursor=cursor)
 
 
-@router.get("/transactions/{transaction_id}", response_model=EscrowTransactionOut)
+@router.get("/escrow/transactions/{transaction_id}", response_model=EscrowTransactionOut)
 async def get_transaction(transaction_id: str, principal: CurrentUser, session: SessionDep) -> EscrowTransactionOut:
     return service.transaction_out(await service.get_transaction(session, principal, transaction_id))
+
+
+@router.post("/escrow/transactions/{transaction_id}/refunds", status_code=201, response_model=RefundOut)
+@limiter.limit(payments_limit)
+async def refund_transaction(
+    request: Request, transaction_id: str, body: RefundIn, principal: AdminUser, rt: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    async def refund() -> RefundOut:
+        async with rt.db.unit_of_work() as session:
+            deposit = (await lock_deposits(session, [transaction_id]))[transaction_id]
+            try:
+                amount = None if body.amount is None else to_minor(body.amount, deposit.currency)
+            except MoneyError as exc:
+                raise InvalidAmount(str(exc)) from None
+            created = await refunds.refund_deposit(session, rt, transaction_id, amount=amount, reason=body.reason)
+            return await refunds.refund_out(session, created)
+
+    scope = f"POST /v1/escrow/transactions/{transaction_id}/refunds"
+    return await idempotent(rt.db, principal, idempotency_key, scope, body, refund)
+
+
+@router.get("/apps/{app_id}/escrow", response_model=EscrowSummary)
+async def app_escrow(app_id: str, principal: CurrentUser, session: SessionDep) -> EscrowSummary:
+    return await reports.summary(session, principal, app_id)
+
+
+@router.get("/apps/{app_id}/escrow/statement", response_model=Statement)
+async def app_statement(
+    app_id: str,
+    principal: CurrentUser,
+    session: SessionDep,
+    from_date: Annotated[date | None, Query(alias="from")] = None,
+    to_date: Annotated[date | None, Query(alias="to")] = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    report = await reports.statement(session, principal, app_id, from_date, to_date)
+    if format == "csv":
+        return Response(reports.statement_csv(report), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="escrow-{app_id}.csv"'})
+    return JSONResponse(report.model_dump(mode="json"))
+
+
+@router.post("/apps/{app_id}/milestones", status_code=201, response_model=MilestoneOut)
+async def create_milestone(app_id: str, body: MilestoneIn, principal: CurrentUser, session: SessionDep) -> MilestoneOut:
+    return milestones.milestone_out(await milestones.create_milestone(session, principal, app_id, body))
+
+
+@router.get("/apps/{app_id}/milestones", response_model=Page[MilestoneOut])
+async def list_milestones(app_id: str, _: CurrentUser, session: SessionDep) -> Page[MilestoneOut]:
+    rows = await milestones.list_milestones(session, app_id)
+    return Page[MilestoneOut](items=[milestones.milestone_out(m) for m in rows])
+
+
+@router.post("/milestones/{milestone_id}/complete", response_model=MilestoneOut)
+async def complete_milestone(
+    milestone_id: str, body: MilestoneComplete, principal: CurrentUser, session: SessionDep
+) -> MilestoneOut:
+    return milestones.milestone_out(
+        await milestones.complete_milestone(session, principal, milestone_id, body.evidence)
+    )
+
+
+@router.post("/escrow/releases", status_code=201, response_model=ReleaseOut)
+@limiter.limit(payments_limit)
+async def create_release(
+    request: Request, body: ReleaseIn, principal: CurrentUser, rt: RuntimeDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    async def create() -> ReleaseOut:
+        async with rt.db.unit_of_work() as session:
+            release = await releases.create_release(session, rt, principal, body)
+            return await releases.release_out(session, release)
+
+    return await idempotent(rt.db, principal, idempotency_key, "POST /v1/escrow/releases", body, create)
+
+
+@router.get("/escrow/releases", response_model=Page[ReleaseOut])
+async def list_releases(
+    principal: CurrentUser,
+    session: SessionDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    app_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: ReleaseStatus | None = None,
+) -> Page[ReleaseOut]:
+    rows, cursor = await releases.list_releases(session, principal, page, app_id=app_id, status=status)
+    return Page[ReleaseOut](items=[await releases.release_out(session, r) for r in rows], next_cursor=cursor)
+
+
+@router.get("/escrow/releases/{release_id}", response_model=ReleaseOut)
+async def get_release(release_id: str, principal: CurrentUser, session: SessionDep) -> ReleaseOut:
+    release, _ = await releases.get_release(session, principal, release_id)
+    return await releases.release_out(session, release)
+
+
+@router.post("/escrow/releases/{release_id}/approvals", response_model=ReleaseOut)
+async def decide_release(
+    release_id: str, body: ApprovalIn, principal: CurrentUser, session: SessionDep, rt: RuntimeDep
+) -> ReleaseOut:
+    release = await releases.decide(session, rt, principal, release_id, body)
+    return await releases.release_out(session, release)
+
+
+@router.post("/escrow/releases/{release_id}/execute", response_model=ReleaseOut)
+@limiter.limit(payments_limit)
+async def execute_release(
+    request: Request, release_id: str, principal: CurrentUser, session: SessionDep, rt: RuntimeDep
+) -> ReleaseOut:
+    release = await releases.execute(session, rt, principal, release_id)
+    return await releases.release_out(session, release)

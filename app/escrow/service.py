@@ -16,16 +16,25 @@ from app.core.errors import NotFound
 from app.core.money import to_major, to_minor
 from app.core.schemas import PageParams, fetch_page
 from app.core.security import Principal
-from app.escrow.schemas import EscrowTransactionOut
+from app.escrow.refunds import refund_deposit
+from app.escrow.releases import create_release
+from app.escrow.schemas import EscrowTransactionOut, ReleaseIn
 from app.ledger import accounts
 from app.ledger.service import move, post
-from app.models import App, EscrowTransaction
+from app.models import App, EscrowTransaction, Milestone, Refund, ReleaseRequest
 from app.models.base import new_id
+from app.runtime import Runtime
 
 
 class EscrowService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, runtime: Runtime | None = None) -> None:
         self.session = session
+        self.runtime = runtime
+
+    def _rt(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("EscrowService needs the runtime for releases and refunds")
+        return self.runtime
 
     async def process_deposit(
         self,
@@ -67,6 +76,30 @@ class EscrowService:
         )
         await self.session.flush()
         return deposit
+
+    async def process_release(
+        self,
+        transaction: EscrowTransaction,
+        *,
+        milestone: Milestone,
+        release_percentage: Decimal,
+        requested_by: Principal,
+    ) -> ReleaseRequest:
+        """Ask to release `release_percentage` of one deposit for `milestone`.
+
+        Money moves only after the app's approvers approve and an admin executes it
+        (or by itself with ENABLE_AUTOMATIC_RELEASES below the threshold).
+        """
+        body = ReleaseIn(milestone_id=milestone.id, transaction_id=transaction.id,
+                         release_percentage=str(release_percentage))
+        return await create_release(self.session, self._rt(), requested_by, body)
+
+    async def process_refund(
+        self, transaction: EscrowTransaction, *, amount: Decimal | None = None, reason: str = ""
+    ) -> Refund:
+        """Refund `amount` (major units; default all that remains) of a deposit through the gateway."""
+        minor = None if amount is None else to_minor(amount, transaction.currency)
+        return await refund_deposit(self.session, self._rt(), transaction.id, amount=minor, reason=reason)
 
 
 def _visible_to(principal: Principal) -> ColumnElement[bool]:

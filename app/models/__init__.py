@@ -2,22 +2,37 @@
 
 from app.models.apps import App
 from app.models.base import Base
-from app.models.escrow import EscrowTransaction
+from app.models.escrow import (
+    Dispute,
+    EscrowTransaction,
+    Milestone,
+    ReleaseApproval,
+    ReleaseItem,
+    ReleaseRequest,
+)
 from app.models.ledger import JournalEntry, LedgerAccount, Posting
 from app.models.payments import IdempotencyRecord, Payment, Refund, WebhookEvent
+from app.models.payouts import Payout, PayoutAccount
 from app.models.shares import Holding, ShareMovement
 
 __all__ = [
     "App",
     "Base",
+    "Dispute",
     "EscrowTransaction",
     "Holding",
     "IdempotencyRecord",
     "JournalEntry",
     "LedgerAccount",
+    "Milestone",
     "Payment",
+    "Payout",
+    "PayoutAccount",
     "Posting",
     "Refund",
+    "ReleaseApproval",
+    "ReleaseItem",
+    "ReleaseRequest",
     "ShareMovement",
     "WebhookEvent",
 ]

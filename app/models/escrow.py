@@ -1,9 +1,22 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, String
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, Timestamped
+from app.models.base import Base, BigIntPK, Timestamped, UTCDateTime, utcnow
 
 
 class EscrowTransaction(Timestamped, Base):
@@ -31,8 +44,90 @@ class EscrowTransaction(Timestamped, Base):
     payment_id: Mapped[str | None] = mapped_column(String(40), nullable=True, unique=True)
     deposit_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     milestone_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    release_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    refund_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     shares: Mapped[int] = mapped_column(BigInteger, default=0)
     # deposits only: what has left it or is held back from it
     released: Mapped[int] = mapped_column(BigInteger, default=0)
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     frozen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Milestone(Timestamped, Base):
+    __tablename__ = "milestones"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    release_percentage: Mapped[int] = mapped_column(Integer)  # hundredths of a percent
+    due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending -> completed -> released
+    evidence: Mapped[str | None] = mapped_column(Text, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ReleaseRequest(Timestamped, Base):
+    """Money asked to leave escrow for a completed milestone; executes after M-of-N approval."""
+
+    __tablename__ = "release_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    milestone_id: Mapped[str] = mapped_column(String(40), index=True)
+    transaction_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    release_percentage: Mapped[int] = mapped_column(Integer)
+    required_approvals: Mapped[int] = mapped_column(Integer)
+    needs_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # pending_approval -> approved -> released; or rejected
+    status: Mapped[str] = mapped_column(String(20), default="pending_approval")
+    requested_by: Mapped[str] = mapped_column(String(128))
+    executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ReleaseItem(Base):
+    __tablename__ = "release_items"
+    __table_args__ = (UniqueConstraint("release_id", "deposit_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("release_requests.id"), index=True)
+    deposit_id: Mapped[str] = mapped_column(String(40), index=True)
+    milestone_id: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReleaseApproval(Base):
+    __tablename__ = "release_approvals"
+    __table_args__ = (UniqueConstraint("release_id", "approver_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("release_requests.id"), index=True)
+    approver_id: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(10))  # approve | reject
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Dispute(Timestamped, Base):
+    """Disputed money of one deposit, frozen until resolved."""
+
+    __tablename__ = "disputes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(40), index=True)
+    app_id: Mapped[str] = mapped_column(String(64), index=True)
+    investor_id: Mapped[str] = mapped_column(String(128), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open -> resolved
+    source: Mapped[str] = mapped_column(String(20), default="investor")  # investor | gateway
+    gateway_dispute_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    outcome_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    resolution_note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -51,8 +51,8 @@ def dedup_key(event: str, data: dict[str, Any]) -> str:
     if ident is None or ident == "":
         ident = data.get("reference") or data.get("transaction_reference") or ""
     if event.startswith("transfer.") and data.get("reference"):
-        # one transfer can legitimately fail and then succeed on retry under the same reference
-        ident = f"{data['reference']}:{data.get('status', '')}"
+        # a retried payout keeps its reference: each attempt's transfer and outcome is its own event
+        ident = f"{data['reference']}:{data.get('transfer_code') or data.get('id') or ''}:{data.get('status', '')}"
     return f"{event}:{ident}"[:200]
 
 
@@ -113,7 +113,8 @@ async def _process(rt: Runtime, event: WebhookEvent) -> None:
             result = "ignored"
         else:
             result = await handler(rt, data)
-            await _finish(rt, event.id, "processed")
+            # a handler that found nothing to act on (e.g. a reference we never issued) says so
+            await _finish(rt, event.id, "ignored" if result == "ignored" else "processed")
     except Exception as error:  # any failure: the event stays in the inbox and is retried
         if event.attempts >= MAX_ATTEMPTS:
             log.error("webhook event %s gave up after %s attempts: %s", event.id, event.attempts, error)

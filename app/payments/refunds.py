@@ -9,8 +9,8 @@ commit; `refund.processed` settles it (`refund:in_flight -> gateway`) and
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select

@@ -46,17 +46,41 @@ async def issue_shares(session: AsyncSession, *, app_id: str, user_id: str, shar
     return True
 
 
-async def cancel_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int, source_id: str) -> None:
-    """Take back issued shares (a fully refunded investment). The holder must still have them unreserved."""
-    cancelled = await session.execute(
+async def reserve_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
+    """Hold shares back (offered for sale, or about to be cancelled by a refund)."""
+    reserved = await session.execute(
         update(Holding)
         .where(Holding.app_id == app_id, Holding.user_id == user_id,
                Holding.shares - Holding.reserved_shares >= shares)
-        .values(shares=Holding.shares - shares, updated_at=utcnow())
+        .values(reserved_shares=Holding.reserved_shares + shares, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if reserved.rowcount != 1:
+        raise InvalidState("The investor no longer holds these shares unreserved", shares=shares)
+
+
+async def unreserve_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
+    await session.execute(
+        update(Holding)
+        .where(Holding.app_id == app_id, Holding.user_id == user_id, Holding.reserved_shares >= shares)
+        .values(reserved_shares=Holding.reserved_shares - shares, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def cancel_reserved_shares(
+    session: AsyncSession, *, app_id: str, user_id: str, shares: int, source_id: str
+) -> None:
+    """Take back reserved shares for good (a fully refunded investment); they can be sold again."""
+    cancelled = await session.execute(
+        update(Holding)
+        .where(Holding.app_id == app_id, Holding.user_id == user_id, Holding.reserved_shares >= shares)
+        .values(shares=Holding.shares - shares, reserved_shares=Holding.reserved_shares - shares,
+                updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if cancelled.rowcount != 1:
-        raise InvalidState("The investor no longer holds these shares unreserved", shares=shares)
+        raise InvalidState("The reserved shares are gone", shares=shares)
     await session.execute(
         update(App).where(App.id == app_id).values(shares_issued=App.shares_issued - shares)
         .execution_options(synchronize_session=False)

@@ -80,9 +80,7 @@ def upgrade() -> None:
 
     op.create_table(
         "holdings",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("app_id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=128), nullable=False),
         sa.Column("shares", sa.BigInteger(), nullable=False),
@@ -101,9 +99,7 @@ def upgrade() -> None:
 
     op.create_table(
         "idempotency_keys",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("user_id", sa.String(length=128), nullable=False),
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("scope", sa.String(length=200), nullable=False),
@@ -120,9 +116,7 @@ def upgrade() -> None:
 
     op.create_table(
         "journal_entries",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=True),
         sa.Column("memo", sa.String(length=500), nullable=False),
@@ -132,9 +126,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger_accounts",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("guarded", sa.Boolean(), nullable=False),
@@ -177,9 +169,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_payments_app_id"), ["app_id"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_payments_share_transfer_id"), ["share_transfer_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_payments_share_transfer_id"), ["share_transfer_id"], unique=False)
         batch_op.create_index("ix_payments_status_created_at", ["status", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_payments_user_id"), ["user_id"], unique=False)
 
@@ -202,18 +192,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refunds")),
     )
     with op.batch_alter_table("refunds", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_refunds_escrow_transaction_id"), ["escrow_transaction_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_refunds_escrow_transaction_id"), ["escrow_transaction_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refunds_gateway_refund_id"), ["gateway_refund_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_refunds_payment_id"), ["payment_id"], unique=False)
         batch_op.create_index("ix_refunds_status_available_at", ["status", "available_at"], unique=False)
 
     op.create_table(
         "share_movements",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("app_id", sa.String(length=64), nullable=False),
         sa.Column("from_user_id", sa.String(length=128), nullable=True),
         sa.Column("to_user_id", sa.String(length=128), nullable=True),
@@ -228,9 +214,7 @@ def upgrade() -> None:
 
     op.create_table(
         "webhook_events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
         sa.Column("dedup_key", sa.String(length=200), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
@@ -244,15 +228,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedup_key", name=op.f("uq_webhook_events_dedup_key")),
     )
     with op.batch_alter_table("webhook_events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_webhook_events_status_available_at", ["status", "available_at"], unique=False
-        )
+        batch_op.create_index("ix_webhook_events_status_available_at", ["status", "available_at"], unique=False)
 
     op.create_table(
         "postings",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("entry_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),

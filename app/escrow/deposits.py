@@ -1,0 +1,48 @@
+"""Deposits: what each one holds, and locking them in a fixed order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import NotFound
+from app.models import EscrowTransaction
+
+
+def remaining(deposit: EscrowTransaction) -> int:
+    """Still in escrow: not released, not refunded (frozen money is still here)."""
+    return deposit.amount - deposit.released - deposit.refunded
+
+
+def available(deposit: EscrowTransaction) -> int:
+    """Free to move: still in escrow and not frozen by a dispute."""
+    return remaining(deposit) - deposit.frozen
+
+
+def deposit_status(deposit: EscrowTransaction) -> str:
+    if remaining(deposit) > 0:
+        return "held"
+    if deposit.refunded == 0:
+        return "released"
+    return "refunded" if deposit.released == 0 else "closed"
+
+
+async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, EscrowTransaction]:
+    """Lock deposits in id order, so concurrent releases and refunds cannot deadlock."""
+    wanted = sorted(set(ids))
+    rows = (
+        await session.scalars(
+            select(EscrowTransaction)
+            .where(EscrowTransaction.id.in_(wanted), EscrowTransaction.type == "deposit")
+            .order_by(EscrowTransaction.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    found = {row.id: row for row in rows}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise NotFound("Deposit not found", transaction_id=missing[0])
+    return found

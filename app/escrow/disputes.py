@@ -1,0 +1,225 @@
+"""Disputes: an investor (or a chargeback) freezes money of one deposit until an admin resolves it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.access import oversees
+from app.apps.service import get_app, overseen_app_ids
+from app.core.config import Settings
+from app.core.errors import FeatureDisabled, InsufficientFunds, InvalidAmount, InvalidState, NotFound, Unauthorized
+from app.core.money import MoneyError, to_major, to_minor
+from app.core.schemas import PageParams, fetch_page
+from app.core.security import Principal
+from app.escrow.deposits import available, deposit_status, lock_deposits
+from app.escrow.refunds import refund_deposit
+from app.escrow.releases import pay_owner_from_deposits
+from app.escrow.schemas import DisputeIn, DisputeOut, DisputeResolve
+from app.ledger import accounts
+from app.ledger.service import move, post
+from app.models import Dispute, EscrowTransaction, Payment
+from app.models.base import new_id, utcnow
+from app.payments.inbox import RetryLater, on_event
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def require_enabled(settings: Settings) -> None:
+    if not settings.enable_dispute_resolution:
+        raise FeatureDisabled("Dispute resolution is turned off", feature="ENABLE_DISPUTE_RESOLUTION")
+
+
+def _minor(value: Any, currency: str) -> int:
+    try:
+        return to_minor(value, currency)
+    except MoneyError as exc:
+        raise InvalidAmount(str(exc)) from None
+
+
+async def open_dispute(session: AsyncSession, rt: Runtime, principal: Principal, body: DisputeIn) -> Dispute:
+    require_enabled(rt.settings)
+    deposit = await session.scalar(
+        select(EscrowTransaction).where(EscrowTransaction.id == body.transaction_id,
+                                        EscrowTransaction.type == "deposit")
+    )
+    if deposit is None:
+        raise NotFound("Deposit not found", transaction_id=body.transaction_id)
+    if deposit.investor_id != principal.user_id:
+        app = await get_app(session, deposit.app_id)
+        if oversees(app, principal):
+            raise Unauthorized("Only the deposit's investor opens a dispute on it")
+        raise NotFound("Deposit not found", transaction_id=body.transaction_id)
+    deposit = (await lock_deposits(session, [deposit.id]))[deposit.id]
+    amount = available(deposit) if body.amount is None else _minor(body.amount, deposit.currency)
+    return await _freeze(session, deposit, amount, reason=body.reason, source="investor")
+
+
+async def _freeze(session: AsyncSession, deposit: EscrowTransaction, amount: int, *, reason: str, source: str,
+                  gateway_dispute_id: str | None = None) -> Dispute:
+    if amount <= 0 or amount > available(deposit):
+        raise InsufficientFunds("The deposit does not hold that much unfrozen money", transaction_id=deposit.id,
+                                available=to_major(available(deposit), deposit.currency))
+    deposit.frozen += amount
+    dispute = Dispute(
+        id=new_id("dsp"), transaction_id=deposit.id, app_id=deposit.app_id, investor_id=deposit.investor_id,
+        amount=amount, currency=deposit.currency, reason=reason, status="open", source=source,
+        gateway_dispute_id=gateway_dispute_id,
+    )
+    session.add(dispute)
+    await session.flush()
+    return dispute
+
+
+async def get_dispute(session: AsyncSession, principal: Principal, dispute_id: str,
+                      *, for_update: bool = False) -> Dispute:
+    stmt = select(Dispute).where(Dispute.id == dispute_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    dispute = await session.scalar(stmt)
+    if dispute is None:
+        raise NotFound("Dispute not found", dispute_id=dispute_id)
+    if principal.is_admin or dispute.investor_id == principal.user_id:
+        return dispute
+    if oversees(await get_app(session, dispute.app_id), principal):
+        return dispute
+    raise NotFound("Dispute not found", dispute_id=dispute_id)
+
+
+async def list_disputes(session: AsyncSession, principal: Principal, params: PageParams,
+                        *, status: str | None, app_id: str | None) -> tuple[Sequence[Dispute], str | None]:
+    stmt = select(Dispute)
+    if not principal.is_admin:
+        apps = await overseen_app_ids(session, principal)
+        stmt = stmt.where((Dispute.investor_id == principal.user_id) | Dispute.app_id.in_(apps))
+    if status:
+        stmt = stmt.where(Dispute.status == status)
+    if app_id:
+        stmt = stmt.where(Dispute.app_id == app_id)
+    return await fetch_page(session, stmt, Dispute.id, params)
+
+
+async def resolve_dispute(session: AsyncSession, rt: Runtime, principal: Principal, dispute_id: str,
+                          body: DisputeResolve) -> Dispute:
+    require_enabled(rt.settings)
+    dispute = await get_dispute(session, principal, dispute_id, for_update=True)
+    if not principal.is_admin:
+        raise Unauthorized("Only an admin resolves disputes")
+    if dispute.status != "open":
+        raise InvalidState("This dispute is already resolved", status=dispute.status)
+    amount = dispute.amount
+    if body.outcome == "partial_refund":
+        if body.amount is None:
+            raise InvalidAmount("A partial refund needs an amount")
+        amount = _minor(body.amount, dispute.currency)
+        if not 0 < amount <= dispute.amount:
+            raise InvalidAmount("The partial refund must be more than zero and at most the disputed amount",
+                                disputed=to_major(dispute.amount, dispute.currency))
+    await _unfreeze(session, dispute)
+    if body.outcome in ("refund", "partial_refund"):
+        await refund_deposit(session, rt, dispute.transaction_id, amount=amount,
+                             reason=f"dispute {dispute.id}: {body.note or body.outcome}")
+    elif body.outcome == "release":
+        app = await get_app(session, dispute.app_id)
+        await pay_owner_from_deposits(session, rt, app, dispute.currency, [(dispute.transaction_id, amount)],
+                                      source_id=dispute.id, milestone_id=None)
+    _close(dispute, body.outcome, amount if body.outcome != "dismiss" else 0, body.note, principal.user_id)
+    return dispute
+
+
+async def _unfreeze(session: AsyncSession, dispute: Dispute) -> EscrowTransaction:
+    deposit = (await lock_deposits(session, [dispute.transaction_id]))[dispute.transaction_id]
+    deposit.frozen -= dispute.amount
+    return deposit
+
+
+def _close(dispute: Dispute, outcome: str, amount: int, note: str | None, by: str) -> None:
+    dispute.status = "resolved"
+    dispute.outcome = outcome
+    dispute.outcome_amount = amount
+    dispute.resolution_note = note
+    dispute.resolved_by = by
+    dispute.resolved_at = utcnow()
+
+
+def _reference(data: dict[str, Any]) -> str:
+    transaction = data.get("transaction") if isinstance(data.get("transaction"), dict) else {}
+    return str(data.get("transaction_reference") or transaction.get("reference") or "")
+
+
+@on_event("charge.dispute.create")
+async def handle_chargeback(rt: Runtime, data: dict[str, Any]) -> str:
+    """A chargeback freezes the deposit by itself, whatever the feature flag says about our own disputes."""
+    gateway_id = str(data.get("id") or "")
+    async with rt.db.unit_of_work() as session:
+        if await session.scalar(select(Dispute.id).where(Dispute.gateway_dispute_id == gateway_id)):
+            return "duplicate"
+        deposit = await session.scalar(
+            select(EscrowTransaction)
+            .join(Payment, Payment.id == EscrowTransaction.payment_id)
+            .where(Payment.reference == _reference(data), EscrowTransaction.type == "deposit")
+        )
+        if deposit is None:
+            return "ignored"
+        deposit = (await lock_deposits(session, [deposit.id]))[deposit.id]
+        asked = int(data.get("refund_amount") or deposit.amount)
+        amount = min(asked, available(deposit))
+        if amount <= 0:
+            log.warning("chargeback %s on %s: nothing left to freeze", gateway_id, deposit.id)
+            return "ignored"
+        await _freeze(session, deposit, amount, reason=f"chargeback ({data.get('category') or 'dispute'})",
+                      source="gateway", gateway_dispute_id=gateway_id)
+    return "processed"
+
+
+@on_event("charge.dispute.resolve")
+async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
+    """`merchant-accepted`: the bank took the money back; `declined`: we keep it and it is unfrozen."""
+    gateway_id = str(data.get("id") or "")
+    async with rt.db.unit_of_work() as session:
+        dispute = await session.scalar(
+            select(Dispute).where(Dispute.gateway_dispute_id == gateway_id).with_for_update()
+        )
+        if dispute is None:
+            raise RetryLater("dispute not opened yet")
+        if dispute.status != "open":
+            return "duplicate"
+        deposit = await _unfreeze(session, dispute)
+        if data.get("resolution") == "merchant-accepted":
+            await post(session, kind="chargeback",
+                       legs=move(accounts.escrow(dispute.app_id, dispute.currency), accounts.gateway(dispute.currency),
+                                 dispute.amount),
+                       idempotency_key=f"chargeback:{dispute.id}", memo=f"chargeback {gateway_id}")
+            deposit.refunded += dispute.amount
+            deposit.status = deposit_status(deposit)
+            session.add(EscrowTransaction(
+                id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id,
+                amount=dispute.amount, currency=deposit.currency, status="processed",
+                gateway_reference=deposit.gateway_reference, deposit_id=deposit.id,
+                shares=0, released=0, refunded=0, frozen=0,
+            ))
+            payment = await session.get(Payment, deposit.payment_id, with_for_update=True)
+            if payment is not None:
+                payment.refunded_amount += dispute.amount
+                payment.status = "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+            _close(dispute, "refund", dispute.amount, "chargeback accepted at the gateway", "paystack")
+        else:
+            _close(dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
+    return "processed"
+
+
+def dispute_out(dispute: Dispute) -> DisputeOut:
+    return DisputeOut(
+        id=dispute.id, transaction_id=dispute.transaction_id, app_id=dispute.app_id,
+        investor_id=dispute.investor_id, amount=to_major(dispute.amount, dispute.currency),
+        currency=dispute.currency, reason=dispute.reason, status=dispute.status, source=dispute.source,
+        outcome=dispute.outcome,
+        outcome_amount=None if dispute.outcome_amount is None else to_major(dispute.outcome_amount, dispute.currency),
+        resolution_note=dispute.resolution_note, resolved_by=dispute.resolved_by, resolved_at=dispute.resolved_at,
+        created_at=dispute.created_at,
+    )

@@ -1,0 +1,76 @@
+"""Milestones: what an app's owner must deliver before escrowed money is released."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.access import is_owner, manages, require
+from app.apps.service import get_app
+from app.core.errors import InvalidState, NotFound, ValidationFailed
+from app.core.money import FULL_PERCENT, format_percentage, parse_percentage
+from app.core.security import Principal
+from app.escrow.schemas import MilestoneIn, MilestoneOut
+from app.models import App, Milestone
+from app.models.base import new_id, utcnow
+
+
+async def create_milestone(session: AsyncSession, principal: Principal, app_id: str, body: MilestoneIn) -> Milestone:
+    app = await get_app(session, app_id, for_update=True)  # serialises the 100% check per app
+    require(manages(app, principal), "Only the app's owner or an admin adds milestones")
+    percentage = parse_percentage(body.release_percentage)
+    used = await session.scalar(
+        select(func.coalesce(func.sum(Milestone.release_percentage), 0)).where(Milestone.app_id == app_id)
+    )
+    if used + percentage > FULL_PERCENT:
+        raise ValidationFailed(
+            "The app's milestones would add up to more than 100%",
+            allocated=format_percentage(int(used)),
+            remaining=format_percentage(FULL_PERCENT - int(used)),
+        )
+    milestone = Milestone(
+        id=new_id("ms"), app_id=app_id, title=body.title, description=body.description,
+        release_percentage=percentage, due_date=body.due_date, status="pending",
+    )
+    session.add(milestone)
+    await session.flush()
+    return milestone
+
+
+async def list_milestones(session: AsyncSession, app_id: str) -> Sequence[Milestone]:
+    await get_app(session, app_id)
+    return (await session.scalars(select(Milestone).where(Milestone.app_id == app_id).order_by(Milestone.id))).all()
+
+
+async def get_milestone(session: AsyncSession, milestone_id: str, *, for_update: bool = False) -> tuple[Milestone, App]:
+    stmt = select(Milestone).where(Milestone.id == milestone_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    milestone = await session.scalar(stmt)
+    if milestone is None:
+        raise NotFound("Milestone not found", milestone_id=milestone_id)
+    return milestone, await get_app(session, milestone.app_id)
+
+
+async def complete_milestone(
+    session: AsyncSession, principal: Principal, milestone_id: str, evidence: str
+) -> Milestone:
+    milestone, app = await get_milestone(session, milestone_id, for_update=True)
+    require(is_owner(app, principal), "Only the app's owner completes its milestones")
+    if milestone.status != "pending":
+        raise InvalidState("Only a pending milestone can be completed", status=milestone.status)
+    milestone.status = "completed"
+    milestone.evidence = evidence
+    milestone.completed_at = utcnow()
+    return milestone
+
+
+def milestone_out(milestone: Milestone) -> MilestoneOut:
+    return MilestoneOut(
+        id=milestone.id, app_id=milestone.app_id, title=milestone.title, description=milestone.description,
+        release_percentage=format_percentage(milestone.release_percentage), due_date=milestone.due_date,
+        status=milestone.status, evidence=milestone.evidence, completed_at=milestone.completed_at,
+        created_at=milestone.created_at,
+    )

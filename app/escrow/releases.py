@@ -1,0 +1,257 @@
+"""Releases: money leaves escrow for a completed milestone after M-of-N approval.
+
+A release is computed and shown when it is asked for; approvers of the app (and
+admins) approve or reject it once each; an admin executes it, which moves the
+money `escrow:app -> payable:user:{owner}` and queues the owner's payout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.access import is_approver, manages, oversees, require
+from app.apps.service import get_app, overseen_app_ids
+from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound, Unauthorized
+from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
+from app.core.schemas import PageParams, fetch_page
+from app.core.security import Principal
+from app.escrow.deposits import available, deposit_status, lock_deposits
+from app.escrow.milestones import get_milestone
+from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
+from app.ledger import accounts
+from app.ledger.service import move, post
+from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest
+from app.models.base import new_id, utcnow
+from app.payouts.service import queue_payout
+from app.runtime import Runtime
+
+LIVE_STATUSES = ("pending_approval", "approved", "released")
+
+
+async def _deposits_already_releasing(session: AsyncSession, milestone_id: str) -> set[str]:
+    """Deposits this milestone already has a live release for: a milestone releases once per deposit."""
+    rows = await session.scalars(
+        select(ReleaseItem.deposit_id)
+        .join(ReleaseRequest, ReleaseRequest.id == ReleaseItem.release_id)
+        .where(ReleaseItem.milestone_id == milestone_id, ReleaseRequest.status.in_(LIVE_STATUSES))
+    )
+    return set(rows)
+
+
+async def create_release(
+    session: AsyncSession, rt: Runtime, principal: Principal, body: ReleaseIn
+) -> ReleaseRequest:
+    milestone, app = await get_milestone(session, body.milestone_id)
+    require(manages(app, principal), "Only the app's owner or an admin asks for releases")
+    if milestone.status not in ("completed", "released"):
+        raise InvalidState("The milestone must be completed first", status=milestone.status)
+    percentage = parse_percentage(body.release_percentage) if body.release_percentage else milestone.release_percentage
+    taken = await _deposits_already_releasing(session, milestone.id)
+
+    stmt = select(EscrowTransaction).where(
+        EscrowTransaction.app_id == app.id, EscrowTransaction.type == "deposit",
+        EscrowTransaction.currency == app.currency,
+    )
+    if body.transaction_id:
+        deposit = await session.scalar(stmt.where(EscrowTransaction.id == body.transaction_id))
+        if deposit is None:
+            raise NotFound("Deposit not found for this app", transaction_id=body.transaction_id)
+        if deposit.id in taken:
+            raise InvalidState("This milestone is already released (or being released) for this deposit")
+        deposits: Sequence[EscrowTransaction] = [deposit]
+    else:
+        candidates = (await session.scalars(stmt.order_by(EscrowTransaction.id))).all()
+        deposits = [d for d in candidates if d.id not in taken and d.amount - d.released - d.refunded > 0]
+        if not deposits:
+            raise InvalidState("No deposit of this app has funds left for this milestone")
+
+    # Each deposit gives the percentage of its original amount; the total is exact.
+    total = percentage_of(sum(d.amount for d in deposits), percentage)
+    parts = allocate(total, [d.amount for d in deposits])
+    items = [(d, part) for d, part in zip(deposits, parts, strict=True) if part > 0]
+    if not items:
+        raise InvalidState("The release would be zero")
+    for deposit, part in items:
+        _check_can_give(deposit, part)
+
+    threshold_minor = int(rt.settings.escrow_release_threshold * currency(app.currency).factor)
+    release = ReleaseRequest(
+        id=new_id("rel"), app_id=app.id, milestone_id=milestone.id, transaction_id=body.transaction_id,
+        currency=app.currency, amount=total, release_percentage=percentage,
+        required_approvals=app.required_approvals, needs_admin=total >= threshold_minor,
+        status="pending_approval", requested_by=principal.user_id,
+    )
+    session.add(release)
+    await session.flush()
+    session.add_all(
+        ReleaseItem(release_id=release.id, deposit_id=d.id, milestone_id=milestone.id, amount=part)
+        for d, part in items
+    )
+    await session.flush()
+    return release
+
+
+def _check_can_give(deposit: EscrowTransaction, amount: int, frozen_allowed: int = 0) -> None:
+    remaining = deposit.amount - deposit.released - deposit.refunded
+    if amount > remaining:
+        raise InsufficientFunds(
+            "The deposit does not hold that much any more", transaction_id=deposit.id,
+            remaining=to_major(remaining, deposit.currency), requested=to_major(amount, deposit.currency),
+        )
+    if amount > available(deposit) + frozen_allowed:
+        raise FundsFrozen(
+            "Part of this deposit is frozen by a dispute", transaction_id=deposit.id,
+            frozen=to_major(deposit.frozen, deposit.currency),
+        )
+
+
+async def get_release(
+    session: AsyncSession, principal: Principal, release_id: str, *, for_update: bool = False
+) -> tuple[ReleaseRequest, App]:
+    stmt = select(ReleaseRequest).where(ReleaseRequest.id == release_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    release = await session.scalar(stmt)
+    if release is None:
+        raise NotFound("Release not found", release_id=release_id)
+    app = await get_app(session, release.app_id)
+    if not oversees(app, principal):
+        raise NotFound("Release not found", release_id=release_id)
+    return release, app
+
+
+async def list_releases(
+    session: AsyncSession, principal: Principal, params: PageParams, *, app_id: str | None, status: str | None
+) -> tuple[Sequence[ReleaseRequest], str | None]:
+    stmt = select(ReleaseRequest)
+    if app_id:
+        stmt = stmt.where(ReleaseRequest.app_id == app_id)
+    if status:
+        stmt = stmt.where(ReleaseRequest.status == status)
+    if not principal.is_admin:
+        stmt = stmt.where(ReleaseRequest.app_id.in_(await overseen_app_ids(session, principal)))
+    return await fetch_page(session, stmt, ReleaseRequest.id, params)
+
+
+async def decide(
+    session: AsyncSession, rt: Runtime, principal: Principal, release_id: str, body: ApprovalIn
+) -> ReleaseRequest:
+    release, app = await get_release(session, principal, release_id, for_update=True)
+    if not (principal.is_admin or is_approver(app, principal)):
+        raise Unauthorized("Only the app's approvers or an admin decide on releases")
+    if release.status != "pending_approval":
+        raise InvalidState("This release is not waiting for approval", status=release.status)
+    already = await session.scalar(
+        select(ReleaseApproval.id).where(ReleaseApproval.release_id == release.id,
+                                         ReleaseApproval.approver_id == principal.user_id)
+    )
+    if already is not None:
+        raise InvalidState("You have already decided on this release")
+    try:
+        async with session.begin_nested():
+            session.add(ReleaseApproval(release_id=release.id, approver_id=principal.user_id, decision=body.decision,
+                                        is_admin=principal.is_admin, note=body.note))
+    except IntegrityError:
+        raise InvalidState("You have already decided on this release") from None
+
+    if body.decision == "reject":
+        release.status = "rejected"
+        return release
+    approvers_admin = (await session.scalars(
+        select(ReleaseApproval.is_admin)
+        .where(ReleaseApproval.release_id == release.id, ReleaseApproval.decision == "approve")
+    )).all()
+    count, has_admin = len(approvers_admin), any(approvers_admin)
+    if count >= release.required_approvals and (not release.needs_admin or has_admin):
+        release.status = "approved"
+        if rt.settings.enable_automatic_releases and not release.needs_admin:
+            await execute_release(session, rt, release, app)
+    return release
+
+
+async def execute(session: AsyncSession, rt: Runtime, principal: Principal, release_id: str) -> ReleaseRequest:
+    release, app = await get_release(session, principal, release_id, for_update=True)
+    require(principal.is_admin, "Only an admin executes releases")
+    if release.status != "approved":
+        raise InvalidState("Only an approved release can be executed", status=release.status)
+    await execute_release(session, rt, release, app)
+    return release
+
+
+async def execute_release(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:
+    """Move the money. Any refusal raises, and the caller's transaction leaves the release approved."""
+    items = (await session.scalars(select(ReleaseItem).where(ReleaseItem.release_id == release.id))).all()
+    await pay_owner_from_deposits(
+        session, rt, app, release.currency, [(item.deposit_id, item.amount) for item in items],
+        source_id=release.id, milestone_id=release.milestone_id,
+    )
+    milestone = await session.get(Milestone, release.milestone_id, with_for_update=True)
+    assert milestone is not None
+    milestone.status = "released"
+    release.status = "released"
+    release.executed_at = utcnow()
+
+
+async def pay_owner_from_deposits(
+    session: AsyncSession,
+    rt: Runtime,
+    app: App,
+    currency_code: str,
+    items: list[tuple[str, int]],
+    *,
+    source_id: str,
+    milestone_id: str | None,
+    frozen_allowed: int = 0,
+) -> None:
+    """The one way money is released: `escrow:app -> payable:user:{owner}`, one release row per
+    deposit, and the owner's payout queued. `frozen_allowed` is for dispute resolution only."""
+    deposits = await lock_deposits(session, [deposit_id for deposit_id, _ in items])
+    for deposit_id, amount in items:
+        _check_can_give(deposits[deposit_id], amount, frozen_allowed)
+    total = sum(amount for _, amount in items)
+    await post(
+        session,
+        kind="release",
+        legs=move(accounts.escrow(app.id, currency_code), accounts.payable(app.owner_id, currency_code), total),
+        idempotency_key=f"release:{source_id}",
+        memo=f"release {source_id}",
+    )
+    for deposit_id, amount in items:
+        deposit = deposits[deposit_id]
+        deposit.released += amount
+        deposit.status = deposit_status(deposit)
+        session.add(EscrowTransaction(
+            id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
+            currency=currency_code, status="completed", gateway_reference=deposit.gateway_reference,
+            deposit_id=deposit.id, milestone_id=milestone_id, release_id=source_id,
+            shares=0, released=0, refunded=0, frozen=0,
+        ))
+    await queue_payout(session, user_id=app.owner_id, amount=total, currency=currency_code, reason="release",
+                       source_id=source_id)
+    await session.flush()
+    rt.notify_worker()
+
+
+async def release_out(session: AsyncSession, release: ReleaseRequest) -> ReleaseOut:
+    approvals = (await session.scalars(
+        select(ReleaseApproval).where(ReleaseApproval.release_id == release.id).order_by(ReleaseApproval.id)
+    )).all()
+    items = (await session.scalars(
+        select(ReleaseItem).where(ReleaseItem.release_id == release.id).order_by(ReleaseItem.id)
+    )).all()
+    return ReleaseOut(
+        id=release.id, app_id=release.app_id, milestone_id=release.milestone_id,
+        transaction_id=release.transaction_id, status=release.status,
+        amount=to_major(release.amount, release.currency), currency=release.currency,
+        release_percentage=format_percentage(release.release_percentage),
+        required_approvals=release.required_approvals, needs_admin_approval=release.needs_admin,
+        approvals=[ApprovalOut(approver_id=a.approver_id, decision=a.decision, is_admin=a.is_admin, note=a.note,
+                               created_at=a.created_at) for a in approvals],
+        items=[ReleaseItemOut(transaction_id=i.deposit_id, amount=to_major(i.amount, release.currency))
+               for i in items],
+        requested_by=release.requested_by, executed_at=release.executed_at, created_at=release.created_at,
+    )

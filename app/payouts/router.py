@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+
+from app.core.ratelimit import RATE_LIMITED
+from app.core.schemas import Page, PageParams, page_params
+from app.core.security import AdminUser, CurrentUser
+from app.deps import RuntimeDep, SessionDep
+from app.payouts import service
+from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
+
+router = APIRouter(prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
+PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]
+
+
+@router.put("/payout-accounts/me", response_model=PayoutAccountOut)
+async def register_payout_account(body: PayoutAccountIn, principal: CurrentUser, rt: RuntimeDep) -> PayoutAccountOut:
+    return service.account_out(await service.register_payout_account(rt, principal, body))
+
+
+@router.get("/payout-accounts/me", response_model=PayoutAccountOut)
+async def my_payout_account(principal: CurrentUser, session: SessionDep) -> PayoutAccountOut:
+    return service.account_out(await service.get_payout_account(session, principal))
+
+
+@router.get("/payouts/me", response_model=Page[PayoutOut])
+async def my_payouts(
+    principal: CurrentUser, session: SessionDep, page: Annotated[PageParams, Depends(page_params)],
+    status: PayoutStatus | None = None,
+) -> Page[PayoutOut]:
+    rows, cursor = await service.list_payouts(session, page, user_id=principal.user_id, status=status)
+    return Page[PayoutOut](items=[service.payout_out(p) for p in rows], next_cursor=cursor)
+
+
+@router.get("/payouts", response_model=Page[PayoutOut])
+async def all_payouts(
+    _: AdminUser, session: SessionDep, page: Annotated[PageParams, Depends(page_params)],
+    status: PayoutStatus | None = None, user_id: str | None = None,
+) -> Page[PayoutOut]:
+    rows, cursor = await service.list_payouts(session, page, user_id=user_id, status=status)
+    return Page[PayoutOut](items=[service.payout_out(p) for p in rows], next_cursor=cursor)
+
+
+@router.post("/payouts/{payout_id}/retry", response_model=PayoutOut)
+async def retry_payout(payout_id: str, _: AdminUser, session: SessionDep, rt: RuntimeDep) -> PayoutOut:
+    payout = await service.retry_payout(session, payout_id)
+    rt.notify_worker()
+    return service.payout_out(payout)

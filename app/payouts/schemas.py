@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from app.core.schemas import StrictModel
+
+
+class PayoutAccountIn(StrictModel):
+    bank_code: str = Field(min_length=1, max_length=20, pattern=r"^[0-9A-Za-z]+$")
+    account_number: str = Field(min_length=6, max_length=20, pattern=r"^[0-9]+$")
+    currency: str = Field(min_length=3, max_length=3)
+    account_name: str | None = Field(default=None, max_length=200)
+
+
+class PayoutAccountOut(BaseModel):
+    user_id: str
+    currency: str
+    bank_code: str
+    account_number_last4: str
+    account_name: str
+    recipient_code: str
+    updated_at: datetime
+
+
+class PayoutOut(BaseModel):
+    id: str
+    user_id: str
+    amount: str
+    currency: str
+    status: str
+    reference: str
+    reason: str
+    source_id: str
+    awaiting_payout_account: bool
+    attempts: int
+    last_error: str | None
+    paid_at: datetime | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,307 @@
+"""Payouts: money owed to people, sent as Paystack transfers.
+
+A payout row is written in the same transaction as the ledger entry that
+makes the money owed (`... -> payable:user`). A job sends it after commit:
+`payable -> payout:in_flight`, then the transfer. `transfer.success` settles
+it (`payout:in_flight -> gateway`); a conclusive failure returns the money
+(`payout:in_flight -> payable`). A timeout or 5xx leaves it `processing` for
+the reconciler. The reference never changes, so a retry can never pay twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.service import check_currency
+from app.core.errors import InvalidState, NotFound, ValidationFailed
+from app.core.money import to_major
+from app.core.schemas import PageParams, fetch_page
+from app.core.security import Principal
+from app.gateway.errors import GatewayError, GatewayRejected, GatewayUnavailable
+from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES, TransferResult
+from app.ledger import accounts
+from app.ledger.service import move, post
+from app.models import Payout, PayoutAccount
+from app.models.base import new_id, utcnow
+from app.payments.inbox import RetryLater, on_event
+from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
+FINAL = {"paid", "failed", "reversed"}
+
+
+def new_payout_reference() -> str:
+    """Paystack transfer references: 16-50 characters of a-z, 0-9, '-' and '_'."""
+    return f"payout-{secrets.token_hex(12)}"
+
+
+async def queue_payout(
+    session: AsyncSession, *, user_id: str, amount: int, currency: str, reason: str, source_id: str
+) -> Payout:
+    """Owe `amount` to `user_id` as a payout; it goes out once they have a payout account."""
+    account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == user_id))
+    payout = Payout(
+        id=new_id("po"),
+        user_id=user_id,
+        amount=amount,
+        currency=currency,
+        status="pending",
+        reference=new_payout_reference(),
+        reason=reason,
+        source_id=source_id,
+        recipient_code=account.recipient_code if account and account.currency == currency else None,
+        attempts=0,
+        available_at=utcnow(),
+    )
+    session.add(payout)
+    return payout
+
+
+# ---- payout accounts ---------------------------------------------------------------------------
+
+
+async def register_payout_account(rt: Runtime, principal: Principal, body: PayoutAccountIn) -> PayoutAccount:
+    currency = check_currency(rt.settings, body.currency)
+    # Gateway calls first, outside any transaction.
+    resolved = await rt.gateway.resolve_account(account_number=body.account_number, bank_code=body.bank_code)
+    recipient = await rt.gateway.create_transfer_recipient(
+        name=body.account_name or resolved.account_name,
+        account_number=body.account_number,
+        bank_code=body.bank_code,
+        currency=currency,
+        type=RECIPIENT_TYPES.get(currency, "nuban"),
+    )
+    async with rt.db.unit_of_work() as session:
+        account = await session.scalar(
+            select(PayoutAccount).where(PayoutAccount.user_id == principal.user_id).with_for_update()
+        )
+        if account is None:
+            account = PayoutAccount(id=new_id("pa"), user_id=principal.user_id)
+            session.add(account)
+        account.currency = currency
+        account.bank_code = body.bank_code
+        account.account_number_encrypted = rt.cipher.encrypt(body.account_number)
+        account.account_last4 = body.account_number[-4:]
+        account.account_name = body.account_name or resolved.account_name
+        account.recipient_code = recipient.recipient_code
+        # Money that waited for an account goes out now.
+        await session.execute(
+            update(Payout)
+            .where(Payout.user_id == principal.user_id, Payout.status == "pending", Payout.currency == currency)
+            .values(recipient_code=recipient.recipient_code, available_at=utcnow())
+        )
+    rt.notify_worker()
+    return account
+
+
+async def get_payout_account(session: AsyncSession, principal: Principal) -> PayoutAccount:
+    account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == principal.user_id))
+    if account is None:
+        raise NotFound("No payout account registered")
+    return account
+
+
+# ---- sending -----------------------------------------------------------------------------------
+
+
+async def _claim_due(rt: Runtime) -> list[Payout]:
+    """Take due payouts and move their money in flight before the transfer is asked for."""
+    lease = timedelta(seconds=rt.settings.worker_lease_seconds)
+    async with rt.db.unit_of_work() as session:
+        payouts = (
+            await session.scalars(
+                select(Payout)
+                .where(Payout.status == "pending", Payout.recipient_code.is_not(None),
+                       Payout.available_at <= utcnow())
+                .order_by(Payout.id)
+                .limit(rt.settings.worker_batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for payout in payouts:
+            payout.attempts += 1
+            payout.status = "processing"
+            payout.available_at = utcnow() + lease
+            payout.last_error = None
+            await post(
+                session,
+                kind="payout_sent",
+                legs=move(accounts.payable(payout.user_id, payout.currency),
+                          accounts.payout_in_flight(payout.currency), payout.amount),
+                idempotency_key=f"payout:{payout.id}:{payout.attempts}:sent",
+                memo=f"payout {payout.reference}",
+            )
+        return list(payouts)
+
+
+async def send_pending_payouts(rt: Runtime) -> int:
+    sent = 0
+    for payout in await _claim_due(rt):
+        assert payout.recipient_code is not None
+        try:
+            result = await rt.gateway.initiate_transfer(
+                amount=payout.amount, recipient=payout.recipient_code, reference=payout.reference,
+                reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
+            )
+        except GatewayRejected as error:
+            # Paystack said no: nothing was sent, the money is owed again.
+            await _settle_by_reference(rt, payout.reference, "failed", error.message)
+            continue
+        except GatewayUnavailable as error:
+            log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
+            continue
+        await _record_result(rt, result)
+        sent += 1
+    return sent
+
+
+async def _record_result(rt: Runtime, result: TransferResult) -> None:
+    if result.is_success or result.is_conclusive_failure:
+        await _settle_by_reference(rt, result.reference, result.status)
+        return
+    async with rt.db.unit_of_work() as session:
+        await session.execute(
+            update(Payout)
+            .where(Payout.reference == result.reference, Payout.status == "processing")
+            .values(transfer_code=result.transfer_code)
+        )
+
+
+async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: str | None = None) -> bool:
+    async with rt.db.unit_of_work() as session:
+        payout = await session.scalar(select(Payout).where(Payout.reference == reference).with_for_update())
+        if payout is None:
+            return False
+        await settle_payout(session, payout, status, note)
+        return True
+
+
+async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: str, note: str | None = None) -> None:
+    """Apply a conclusive transfer status once; anything else leaves the payout as it is."""
+    if payout.status != "processing":
+        return
+    in_flight = accounts.payout_in_flight(payout.currency)
+    if gateway_status == "success":
+        await post(session, kind="payout_paid", legs=move(in_flight, accounts.gateway(payout.currency), payout.amount),
+                   idempotency_key=f"payout:{payout.id}:{payout.attempts}:paid")
+        payout.status = "paid"
+        payout.paid_at = utcnow()
+    elif gateway_status in TRANSFER_CONCLUSIVE_FAILURES:
+        await post(session, kind="payout_returned",
+                   legs=move(in_flight, accounts.payable(payout.user_id, payout.currency), payout.amount),
+                   idempotency_key=f"payout:{payout.id}:{payout.attempts}:returned")
+        payout.status = "reversed" if gateway_status == "reversed" else "failed"
+        payout.last_error = (note or f"transfer {gateway_status}")[:1000]
+
+
+@on_event("transfer.success", "transfer.failed", "transfer.reversed")
+async def handle_transfer_event(rt: Runtime, data: dict[str, Any]) -> str:
+    reference = str(data.get("reference") or "")
+    status = str(data.get("status") or "")
+    if not reference:
+        return "ignored"
+    # Never trust the body for the outcome: ask the gateway for the transfer's state.
+    try:
+        verified = await rt.gateway.verify_transfer(reference)
+    except GatewayError as error:
+        raise RetryLater(f"transfer verify failed: {error.message}") from error
+    status = verified.status
+    if not (verified.is_success or verified.is_conclusive_failure):
+        raise RetryLater(f"transfer {reference} still {status}")
+    return "processed" if await _settle_by_reference(rt, reference, status) else "ignored"
+
+
+async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None) -> int:
+    """Ask the gateway about payouts whose outcome we do not know."""
+    age = rt.settings.reconcile_pending_after_seconds if older_than_seconds is None else older_than_seconds
+    cutoff = utcnow() - timedelta(seconds=age)
+    async with rt.db.unit_of_work() as session:
+        payouts = (
+            await session.scalars(
+                select(Payout).where(Payout.status == "processing", Payout.updated_at <= cutoff)
+                .order_by(Payout.id).limit(200)
+            )
+        ).all()
+    checked = 0
+    for payout in payouts:
+        try:
+            result = await rt.gateway.verify_transfer(payout.reference)
+        except GatewayRejected as error:
+            if error.status_code == 404:
+                await _resend(rt, payout)  # never reached Paystack: same reference again
+            continue
+        except GatewayError as error:
+            log.warning("payout %s not verified: %s", payout.reference, error.message)
+            continue
+        await _record_result(rt, result)
+        checked += 1
+    return checked
+
+
+async def _resend(rt: Runtime, payout: Payout) -> None:
+    assert payout.recipient_code is not None
+    try:
+        result = await rt.gateway.initiate_transfer(
+            amount=payout.amount, recipient=payout.recipient_code, reference=payout.reference,
+            reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
+        )
+    except GatewayRejected as error:
+        await _settle_by_reference(rt, payout.reference, "failed", error.message)
+        return
+    except GatewayError:
+        return
+    await _record_result(rt, result)
+
+
+async def retry_payout(session: AsyncSession, payout_id: str) -> Payout:
+    payout = await session.scalar(select(Payout).where(Payout.id == payout_id).with_for_update())
+    if payout is None:
+        raise NotFound("Payout not found", payout_id=payout_id)
+    if payout.status not in ("failed", "reversed"):
+        raise InvalidState("Only a payout that failed conclusively can be retried", status=payout.status)
+    account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == payout.user_id))
+    if account is None:
+        raise ValidationFailed("The payee has no payout account")
+    payout.status = "pending"
+    payout.recipient_code = account.recipient_code
+    payout.available_at = utcnow()
+    return payout
+
+
+async def list_payouts(
+    session: AsyncSession, params: PageParams, *, user_id: str | None = None, status: str | None = None
+) -> tuple[Sequence[Payout], str | None]:
+    stmt = select(Payout)
+    if user_id is not None:
+        stmt = stmt.where(Payout.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(Payout.status == status)
+    return await fetch_page(session, stmt, Payout.id, params)
+
+
+def payout_out(payout: Payout) -> PayoutOut:
+    return PayoutOut(
+        id=payout.id, user_id=payout.user_id, amount=to_major(payout.amount, payout.currency),
+        currency=payout.currency, status=payout.status, reference=payout.reference, reason=payout.reason,
+        source_id=payout.source_id, awaiting_payout_account=payout.recipient_code is None,
+        attempts=payout.attempts, last_error=payout.last_error, paid_at=payout.paid_at,
+        created_at=payout.created_at, updated_at=payout.updated_at,
+    )
+
+
+def account_out(account: PayoutAccount) -> PayoutAccountOut:
+    return PayoutAccountOut(
+        user_id=account.user_id, currency=account.currency, bank_code=account.bank_code,
+        account_number_last4=account.account_last4, account_name=account.account_name,
+        recipient_code=account.recipient_code, updated_at=account.updated_at,
+    )
