@@ -44,7 +44,8 @@ async def summary(session: AsyncSession, principal: Principal, app_id: str) -> E
         )
     ).all()
     items = []
-    for cur, deposited, released, refunded, frozen in rows:
+    for cur, *sums in rows:
+        deposited, released, refunded, frozen = (int(value) for value in sums)  # PostgreSQL sums are NUMERIC
         held = deposited - released - refunded
         items.append(EscrowSummaryItem(
             currency=cur, deposited=to_major(deposited, cur), released=to_major(released, cur),
