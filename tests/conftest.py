@@ -37,6 +37,42 @@ requires_postgres = pytest.mark.skipif(
 )
 
 _schema_ready: set[str] = set()
+_own_databases: dict[str, str] = {}
+
+
+async def _own_database(url: str) -> str:
+    """A database of this test process's own next to TEST_DATABASE_URL's, so that several
+    pytest runs on one server (developers, CI) never empty each other's tables."""
+    if url not in _own_databases:
+        import asyncpg
+
+        base, _, name = url.rpartition("/")
+        own = f"{name}_{os.getpid()}"
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{own}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{own}"')
+        finally:
+            await conn.close()
+        _own_databases[url] = f"{base}/{own}"
+    return _own_databases[url]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        for original, own in _own_databases.items():
+            conn = await asyncpg.connect(original.replace("postgresql+asyncpg://", "postgresql://"))
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{own.rpartition("/")[2]}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+    if _own_databases:
+        asyncio.run(drop())
 
 
 async def _prepare_postgres(url: str) -> None:
@@ -63,8 +99,9 @@ async def _prepare_sqlite(url: str) -> None:
 @pytest.fixture
 async def database_url(tmp_path: Path) -> str:
     if TEST_DATABASE_URL:
-        await _prepare_postgres(TEST_DATABASE_URL)
-        return TEST_DATABASE_URL
+        url = await _own_database(TEST_DATABASE_URL)
+        await _prepare_postgres(url)
+        return url
     url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     await _prepare_sqlite(url)
     return url

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from tests.conftest import TEST_DATABASE_URL
 from tests.helpers import invest, pay, put_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +70,7 @@ async def test_openapi_documents_the_contract(client: httpx.AsyncClient) -> None
 
 
 async def test_worker_process_starts_and_stops_cleanly(database_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": TEST_DATABASE_URL or database_url, "WORKER_POLL_INTERVAL_SECONDS": "0.1"}
+    env = {**os.environ, "DATABASE_URL": database_url, "WORKER_POLL_INTERVAL_SECONDS": "0.1"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.worker", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

@@ -1,0 +1,80 @@
+"""Releases and refunds racing for the same escrowed money (PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.ledger import accounts
+from app.ledger.service import balance
+from app.models import EscrowTransaction
+from tests.conftest import requires_postgres
+from tests.escrow.test_full_path import approve, complete, milestone
+from tests.helpers import invest, pay, put_app, settle
+
+pytestmark = requires_postgres
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"rate_limit_enabled": False, "escrow_release_threshold": "100000000"}
+
+
+async def test_fifty_concurrent_releases_and_refunds(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, owner, approver = auth("admin-1", admin=True), auth("owner-1"), auth("approver-1")
+    await put_app(client, admin, approvers=["approver-1"], required_approvals=1)
+    for i in range(5):
+        await pay(client, app, await invest(client, auth(f"investor-{i}"), shares=10))  # 10000.00 each
+
+    releases = []
+    for _ in range(4):
+        ms = await milestone(client, owner, "25")
+        await complete(client, owner, ms["id"])
+        async with app.state.runtime.db.unit_of_work() as session:
+            deposits = (await session.scalars(select(EscrowTransaction.id).where(
+                EscrowTransaction.type == "deposit"))).all()
+        for deposit_id in deposits:
+            created = await client.post("/v1/escrow/releases", headers=owner,
+                                        json={"milestone_id": ms["id"], "transaction_id": deposit_id})
+            assert created.status_code == 201, created.text
+            assert (await approve(client, approver, created.json()["id"])).json()["status"] == "approved"
+            releases.append(created.json()["id"])
+
+    rng = random.Random(5)
+    calls = [client.post(f"/v1/escrow/releases/{rid}/execute", headers=admin) for rid in releases]
+    calls += [client.post(f"/v1/escrow/releases/{rid}/execute", headers=admin) for rid in releases[:5]]  # twice
+    calls += [
+        client.post(f"/v1/escrow/transactions/{rng.choice(deposits)}/refunds", headers=admin,
+                    json={"amount": rng.choice(["2500.00", "4000.00", "6000.00"])})
+        for _ in range(25)
+    ]
+    rng.shuffle(calls)
+    responses = await asyncio.gather(*calls)
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 201, 409}, [r.text for r in responses if r.status_code not in (200, 201, 409)]
+    assert statuses.count(200) <= len(releases)
+    for refused in (r for r in responses if r.status_code == 409):
+        assert refused.json()["error"]["code"] in ("INSUFFICIENT_FUNDS", "INVALID_STATE")
+    await settle(app)
+
+    async with app.state.runtime.db.unit_of_work() as session:
+        rows = (await session.scalars(select(EscrowTransaction).where(EscrowTransaction.type == "deposit"))).all()
+        for deposit in rows:
+            assert deposit.released + deposit.refunded <= deposit.amount
+        escrow_balance = await balance(session, accounts.escrow("app-1", "NGN"))
+        assert escrow_balance == sum(d.amount - d.released - d.refunded for d in rows)
+        assert escrow_balance >= 0
+    released_ok = sum(1 for r in responses if r.status_code == 200)
+    listed = (await client.get("/v1/escrow/releases?status=released&limit=200", headers=admin)).json()["items"]
+    assert len(listed) == released_ok
+    integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
+    assert integrity["ok"], integrity
