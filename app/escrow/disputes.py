@@ -135,6 +135,9 @@ async def resolve_dispute(session: AsyncSession, rt: Runtime, principal: Princip
 async def _unfreeze(session: AsyncSession, dispute: Dispute) -> EscrowTransaction:
     deposit = (await lock_deposits(session, [dispute.transaction_id]))[dispute.transaction_id]
     deposit.frozen -= dispute.amount
+    # Written now: the refund or release that follows re-locks the deposit with populate_existing,
+    # which (autoflush is off) would otherwise reload it still frozen.
+    await session.flush()
     return deposit
 
 

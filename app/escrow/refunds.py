@@ -62,13 +62,13 @@ async def refund_deposit(
         id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id, amount=amount,
         currency=deposit.currency, status="pending", gateway_reference=deposit.gateway_reference,
         deposit_id=deposit.id, shares=deposit.shares if cancels_shares else 0, released=0, refunded=0, frozen=0,
+        refund_id=new_id("rfd"),
     )
     session.add(record)
     escrow = accounts.escrow(deposit.app_id, deposit.currency)
     refund = await queue_refund(session, payment, amount=amount, source_account=escrow, return_account=escrow,
-                                reason=reason or "escrow refund", escrow_transaction_id=record.id)
-    record.refund_id = refund.id
-    await session.flush()
+                                reason=reason or "escrow refund", escrow_transaction_id=record.id,
+                                refund_id=record.refund_id)
     rt.notify_worker()
     return refund
 

@@ -185,15 +185,15 @@ async def execute(session: AsyncSession, rt: Runtime, principal: Principal, rele
 async def execute_release(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:
     """Move the money. Any refusal raises, and the caller's transaction leaves the release approved."""
     items = (await session.scalars(select(ReleaseItem).where(ReleaseItem.release_id == release.id))).all()
-    await pay_owner_from_deposits(
-        session, rt, app, release.currency, [(item.deposit_id, item.amount) for item in items],
-        source_id=release.id, milestone_id=release.milestone_id,
-    )
     milestone = await session.get(Milestone, release.milestone_id, with_for_update=True)
     assert milestone is not None
     milestone.status = "released"
     release.status = "released"
     release.executed_at = utcnow()
+    await pay_owner_from_deposits(
+        session, rt, app, release.currency, [(item.deposit_id, item.amount) for item in items],
+        source_id=release.id, milestone_id=release.milestone_id,
+    )
 
 
 async def pay_owner_from_deposits(
@@ -213,13 +213,6 @@ async def pay_owner_from_deposits(
     for deposit_id, amount in items:
         _check_can_give(deposits[deposit_id], amount, frozen_allowed)
     total = sum(amount for _, amount in items)
-    await post(
-        session,
-        kind="release",
-        legs=move(accounts.escrow(app.id, currency_code), accounts.payable(app.owner_id, currency_code), total),
-        idempotency_key=f"release:{source_id}",
-        memo=f"release {source_id}",
-    )
     for deposit_id, amount in items:
         deposit = deposits[deposit_id]
         deposit.released += amount
@@ -232,7 +225,13 @@ async def pay_owner_from_deposits(
         ))
     await queue_payout(session, user_id=app.owner_id, amount=total, currency=currency_code, reason="release",
                        source_id=source_id)
-    await session.flush()
+    await post(
+        session,
+        kind="release",
+        legs=move(accounts.escrow(app.id, currency_code), accounts.payable(app.owner_id, currency_code), total),
+        idempotency_key=f"release:{source_id}",
+        memo=f"release {source_id}",
+    )
     rt.notify_worker()
 
 

@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apps.access import oversees
+from app.apps.access import oversees, require
 from app.apps.service import get_app
-from app.core.errors import NotFound, ValidationFailed
+from app.core.errors import ValidationFailed
 from app.core.money import to_major
 from app.core.security import Principal
 from app.escrow.schemas import EscrowSummary, EscrowSummaryItem, Statement, StatementLine
@@ -23,8 +23,8 @@ COUNTED = EscrowTransaction.status != "failed"
 
 async def _overseen_app(session: AsyncSession, principal: Principal, app_id: str) -> None:
     app = await get_app(session, app_id)
-    if not oversees(app, principal):
-        raise NotFound("App escrow not found", app_id=app_id)
+    # apps are visible to everyone: reading one's escrow without overseeing it is 403, not 404
+    require(oversees(app, principal), "Only the app's owner, its approvers or an admin read its escrow")
 
 
 async def summary(session: AsyncSession, principal: Principal, app_id: str) -> EscrowSummary:

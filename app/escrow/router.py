@@ -6,12 +6,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.core.errors import InvalidAmount
+from app.core.errors import InvalidAmount, Unauthorized
 from app.core.idempotency import idempotent
 from app.core.money import MoneyError, to_minor
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.schemas import Page, PageParams, page_params
-from app.core.security import AdminUser, CurrentUser
+from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.escrow import milestones, refunds, releases, reports, service
 from app.escrow.deposits import lock_deposits
@@ -60,9 +60,15 @@ async def get_transaction(transaction_id: str, principal: CurrentUser, session: 
 @router.post("/escrow/transactions/{transaction_id}/refunds", status_code=201, response_model=RefundOut)
 @limiter.limit(payments_limit)
 async def refund_transaction(
-    request: Request, transaction_id: str, body: RefundIn, principal: AdminUser, rt: RuntimeDep,
+    request: Request, transaction_id: str, body: RefundIn, principal: CurrentUser, rt: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
+    if not principal.is_admin:
+        # someone else's deposit is 404; one the caller can see (its own, its app's) is 403
+        async with rt.db.unit_of_work() as session:
+            await service.get_transaction(session, principal, transaction_id)
+        raise Unauthorized("Only an admin refunds escrow")
+
     async def refund() -> RefundOut:
         async with rt.db.unit_of_work() as session:
             deposit = (await lock_deposits(session, [transaction_id]))[transaction_id]

@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.apps.service import overseen_app_ids
 from app.core.errors import NotFound
 from app.core.money import to_major, to_minor
 from app.core.schemas import PageParams, fetch_page
@@ -102,16 +103,16 @@ class EscrowService:
         return await refund_deposit(self.session, self._rt(), transaction.id, amount=minor, reason=reason)
 
 
-def _visible_to(principal: Principal) -> ColumnElement[bool]:
+async def _visible_to(session: AsyncSession, principal: Principal) -> ColumnElement[bool]:
     """Investors see their own transactions; owners and approvers their apps'; admins all."""
-    managed = select(App.id).where(App.owner_id == principal.user_id)
-    return or_(EscrowTransaction.investor_id == principal.user_id, EscrowTransaction.app_id.in_(managed))
+    overseen = await overseen_app_ids(session, principal)
+    return or_(EscrowTransaction.investor_id == principal.user_id, EscrowTransaction.app_id.in_(overseen))
 
 
 async def get_transaction(session: AsyncSession, principal: Principal, transaction_id: str) -> EscrowTransaction:
     stmt = select(EscrowTransaction).where(EscrowTransaction.id == transaction_id)
     if not principal.is_admin:
-        stmt = stmt.where(_visible_to(principal))
+        stmt = stmt.where(await _visible_to(session, principal))
     found = await session.scalar(stmt)
     if found is None:
         raise NotFound("Escrow transaction not found", transaction_id=transaction_id)
@@ -130,7 +131,7 @@ async def list_transactions(
 ) -> tuple[Sequence[EscrowTransaction], str | None]:
     stmt = select(EscrowTransaction)
     if not principal.is_admin:
-        stmt = stmt.where(_visible_to(principal))
+        stmt = stmt.where(await _visible_to(session, principal))
     for column, value in (
         (EscrowTransaction.app_id, app_id),
         (EscrowTransaction.investor_id, investor_id),

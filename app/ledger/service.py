@@ -96,8 +96,13 @@ async def post(
     idempotency_key: str | None = None,
     memo: str = "",
 ) -> int | None:
-    """Write one balanced journal entry; returns its id, or None if `idempotency_key` was posted before."""
+    """Write one balanced journal entry; returns its id, or None if `idempotency_key` was posted before.
+
+    Call it last in a transaction where it can be: the accounts stay locked until the commit.
+    """
     _check_balanced(legs)
+    # Pending ORM writes go out now, before the accounts are locked, not at commit while they are.
+    await session.flush()
     deltas: dict[str, int] = defaultdict(int)
     for leg in legs:
         deltas[leg.account] += leg.amount

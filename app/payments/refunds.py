@@ -37,9 +37,10 @@ async def queue_refund(
     return_account: str,
     reason: str,
     escrow_transaction_id: str | None = None,
+    refund_id: str | None = None,
 ) -> Refund:
     refund = Refund(
-        id=new_id("rfd"),
+        id=refund_id or new_id("rfd"),
         payment_id=payment.id,
         escrow_transaction_id=escrow_transaction_id,
         amount=amount,

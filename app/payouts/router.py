@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 
+from app.core.errors import Unauthorized
 from app.core.ratelimit import RATE_LIMITED
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import AdminUser, CurrentUser
@@ -44,7 +45,10 @@ async def all_payouts(
 
 
 @router.post("/payouts/{payout_id}/retry", response_model=PayoutOut)
-async def retry_payout(payout_id: str, _: AdminUser, session: SessionDep, rt: RuntimeDep) -> PayoutOut:
+async def retry_payout(payout_id: str, principal: CurrentUser, session: SessionDep, rt: RuntimeDep) -> PayoutOut:
+    if not principal.is_admin:
+        await service.require_own_payout(session, principal, payout_id)  # someone else's: 404
+        raise Unauthorized("Only an admin retries payouts")
     payout = await service.retry_payout(session, payout_id)
     rt.notify_worker()
     return service.payout_out(payout)

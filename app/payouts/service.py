@@ -154,8 +154,7 @@ async def send_pending_payouts(rt: Runtime) -> int:
                 reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
             )
         except GatewayRejected as error:
-            # Paystack said no: nothing was sent, the money is owed again.
-            await _settle_by_reference(rt, payout.reference, "failed", error.message)
+            await _rejected(rt, payout, error)
             continue
         except GatewayUnavailable as error:
             log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
@@ -256,11 +255,35 @@ async def _resend(rt: Runtime, payout: Payout) -> None:
             reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
         )
     except GatewayRejected as error:
-        await _settle_by_reference(rt, payout.reference, "failed", error.message)
+        await _rejected(rt, payout, error)
         return
     except GatewayError:
         return
     await _record_result(rt, result)
+
+
+async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected) -> None:
+    """Paystack refused the transfer. That is a failure only if no transfer exists under the reference:
+    a refusal can also mean "this reference is taken" when an earlier try of ours went through (the
+    client retries a POST whose answer timed out), and that transfer may still succeed."""
+    try:
+        existing = await rt.gateway.verify_transfer(payout.reference)
+    except GatewayRejected as verify_error:
+        if verify_error.status_code == 404:
+            # nothing was sent: the money is owed again
+            await _settle_by_reference(rt, payout.reference, "failed", error.message)
+        return
+    except GatewayError:
+        return  # outcome unknown: stays processing for the reconciler
+    await _record_result(rt, existing)
+
+
+async def require_own_payout(session: AsyncSession, principal: Principal, payout_id: str) -> Payout:
+    """The caller's own payout; anyone else's is answered as if it did not exist."""
+    payout = await session.get(Payout, payout_id)
+    if payout is None or payout.user_id != principal.user_id:
+        raise NotFound("Payout not found", payout_id=payout_id)
+    return payout
 
 
 async def retry_payout(session: AsyncSession, payout_id: str) -> Payout:
