@@ -1,13 +1,15 @@
-"""Ledger postings on ONE hot escrow account against PostgreSQL, with raw asyncpg as the ceiling.
+"""Releases and refunds on ONE hot escrow account against PostgreSQL, with raw asyncpg as the ceiling.
 
-K concurrent workers post release-shaped (`escrow:app -> payable:user`) and
-refund-shaped (`escrow:app -> refund:in_flight`) journal entries through
-`app.ledger.service.post`, each in its own unit of work (the real posting path),
-first all against one app's escrow account, then each worker against its own
-app. In the same run, raw asyncpg transactions doing `UPDATE ... SET balance =
-balance - x` on one row give the ceiling. Prints postings/s, the ratio to the
-ceiling, latency of the posting statement (which includes waiting for the
-account's row lock), and the integrity check.
+K concurrent workers run the service layer's own operations, each in its own
+unit of work: `pay_owner_from_deposits` (a release: `escrow:app ->
+payable:user:{owner}`, a release row, the owner's payout) and `refund_deposit`
+(`escrow:app -> refund:in_flight`, a refund row), alternately, against random
+deposits of one app, so every journal entry goes through that app's escrow
+account; then each worker against its own app. In the same run, raw asyncpg
+transactions doing `UPDATE ... SET balance = balance - x` on one row give the
+ceiling. Prints postings/s, the ratio to the ceiling, p50/p99 of the ledger
+statement (which includes the wait for the account's row lock) and the
+integrity check (ledger and escrow-versus-deposits).
 
     python bench/escrow.py --workers 16 --seconds 10 --processes 2
 """
@@ -27,62 +29,118 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import random  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from sqlalchemy import select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 
+import app.ledger.service as ledger  # noqa: E402
 from app.core.config import Settings  # noqa: E402
+from app.core.crypto import FieldCipher  # noqa: E402
 from app.core.db import Database  # noqa: E402
-from app.ledger import accounts  # noqa: E402
+from app.escrow.refunds import refund_deposit  # noqa: E402
+from app.escrow.releases import pay_owner_from_deposits  # noqa: E402
+from app.escrow.service import EscrowService  # noqa: E402
+from app.gateway.client import PaystackClient  # noqa: E402
 from app.ledger.integrity import run_checks  # noqa: E402
-from app.ledger.service import move, post  # noqa: E402
-from app.models import Base  # noqa: E402
+from app.models import App, Base, EscrowTransaction, Payment  # noqa: E402
+from app.models.base import new_id  # noqa: E402
+from app.runtime import Runtime  # noqa: E402
 
-SEED = 10**15  # minor units in each escrow account before the run
+DEPOSITS_PER_APP = 64
+DEPOSIT = Decimal("10000000000.00")  # never runs out during a run
+SEED = 10**15  # the ceiling's row starts this high
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def runtime(url: str, pool: int) -> Runtime:
+    settings = Settings(_env_file=None, database_url=url, db_pool_size=pool, db_max_overflow=0)
+    # the operations queue payouts and refunds for the worker; nothing here calls the gateway
+    gateway = PaystackClient(base_url="http://127.0.0.1:9", secret_key="sk_test_bench")
+    cipher = FieldCipher.from_settings(settings)
+    return Runtime(settings=settings, db=Database(settings), gateway=gateway, cipher=cipher)
 
 
 async def prepare(url: str, apps: list[str]) -> None:
-    settings = Settings(_env_file=None, database_url=url)
-    db = Database(settings)
-    async with db.engine.begin() as conn:
+    rt = runtime(url, 4)
+    async with rt.db.engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
     for app_id in apps:
-        async with db.unit_of_work() as session:
-            await post(session, kind="deposit", legs=move(accounts.gateway("NGN"), accounts.escrow(app_id, "NGN"), SEED))
-    await db.dispose()
+        async with rt.db.unit_of_work() as session:
+            app = App(id=app_id, name=app_id, owner_id=f"owner-{app_id}", currency="NGN", share_price=100,
+                      total_shares=10**12, shares_issued=0, approvers=[], required_approvals=1, lock_in_days=0,
+                      platform_fee_hundredths=0)
+            session.add(app)
+            for i in range(DEPOSITS_PER_APP):
+                reference = f"bench-{app_id}-{i}"
+                payment = Payment(id=new_id("pay"), reference=reference, user_id=f"investor-{i}", app_id=app_id,
+                                  payment_type="investment", status="success", amount=int(DEPOSIT * 100),
+                                  currency="NGN", email="b@example.com", extra={}, refunded_amount=0)
+                session.add(payment)
+                await session.flush()
+                await EscrowService(session).process_deposit(
+                    app=app, investor=payment.user_id, amount=DEPOSIT, currency="NGN", payment_gateway="PAYSTACK",
+                    gateway_reference=reference, payment_id=payment.id)
+    await rt.gateway.aclose()
+    await rt.db.dispose()
 
 
 async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tuple[int, list[float]]:
-    """One process: a task per entry of `apps`, each posting against that app until time is up."""
-    settings = Settings(_env_file=None, database_url=url, db_pool_size=len(apps) + 2, db_max_overflow=0)
-    db = Database(settings)
+    """One process: a task per entry of `apps`, each releasing and refunding against that app until time is up."""
+    rt = runtime(url, len(apps) + 2)
     latencies: list[float] = []
+    timed_post = ledger.post
+
+    async def post_timed(*args: object, **kwargs: object) -> int | None:
+        started = time.perf_counter()
+        try:
+            return await timed_post(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            latencies.append(time.perf_counter() - started)
+
+    # time the ledger statement inside the real operations
+    import app.escrow.releases as releases_module
+    import app.payments.refunds as refunds_module
+
+    releases_module.post = post_timed  # type: ignore[assignment]
+    refunds_module.post = post_timed  # type: ignore[assignment]
+    async with rt.db.unit_of_work() as session:
+        app_rows = {a.id: a for a in (await session.scalars(select(App).where(App.id.in_(set(apps))))).all()}
+        deposit_ids = {
+            app_id: (await session.scalars(select(EscrowTransaction.id).where(
+                EscrowTransaction.app_id == app_id, EscrowTransaction.type == "deposit"))).all()
+            for app_id in set(apps)
+        }
     done = 0
     deadline = time.perf_counter() + seconds
 
     async def worker(index: int, app_id: str) -> None:
         nonlocal done
-        escrow = accounts.escrow(app_id, "NGN")
+        rng = random.Random(index)
         n = 0
         while time.perf_counter() < deadline:
             n += 1
-            legs = (move(escrow, accounts.payable(f"owner-{index % 8}", "NGN"), 100) if n % 2
-                    else move(escrow, accounts.refund_in_flight("NGN"), 100))
+            deposit_id = rng.choice(deposit_ids[app_id])
 
-            async def work(session: AsyncSession) -> None:
-                started = time.perf_counter()
-                await post(session, kind="release" if n % 2 else "refund", legs=legs)
-                latencies.append(time.perf_counter() - started)
+            async def release(session: AsyncSession, deposit_id: str = deposit_id) -> None:
+                await pay_owner_from_deposits(session, rt, app_rows[app_id], "NGN", [(deposit_id, 100)],
+                                              source_id=new_id("bench"), milestone_id=None)
 
-            await db.run(work)
+            async def refund(session: AsyncSession, deposit_id: str = deposit_id) -> None:
+                await refund_deposit(session, rt, deposit_id, amount=100, reason="bench")
+
+            await rt.db.run(release if n % 2 else refund)
             done += 1
 
     await asyncio.gather(*(worker(i, app_id) for i, app_id in enumerate(apps)))
-    await db.dispose()
+    await rt.gateway.aclose()
+    await rt.db.dispose()
     return done, latencies
 
 
@@ -107,12 +165,21 @@ async def raw_worker_group(dsn: str, tasks: int, seconds: float) -> tuple[int, l
     return done, latencies
 
 
+def _run(coro):  # type: ignore[no-untyped-def]
+    try:
+        import uvloop  # the service runs on uvloop under uvicorn
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
 def _run_ledger(args: tuple[str, list[str], float]) -> tuple[int, list[float]]:
-    return asyncio.run(ledger_worker_group(*args))
+    return _run(ledger_worker_group(*args))
 
 
 def _run_raw(args: tuple[str, int, float]) -> tuple[int, list[float]]:
-    return asyncio.run(raw_worker_group(*args))
+    return _run(raw_worker_group(*args))
 
 
 def spread(items: list[str], parts: int) -> list[list[str]]:
@@ -177,8 +244,8 @@ def main() -> None:
 
     hot_rate, spread_rate, raw_rate = hot_done / hot_elapsed, spread_done / spread_elapsed, raw_done / raw_elapsed
     ok = asyncio.run(integrity(url))
-    print(f"escrow ledger bench: K={args.workers} workers in {processes} process(es), {args.seconds:.0f} s per phase, "
-          "PostgreSQL")
+    print(f"escrow bench: K={args.workers} workers in {processes} process(es), {args.seconds:.0f} s per phase, "
+          f"PostgreSQL, releases and refunds alternating over {DEPOSITS_PER_APP} deposits per app")
     print(f"  one hot escrow account    {hot_rate:9.1f} postings/s   statement p50 "
           f"{statistics.median(hot_lat) * 1000:.2f} ms, p99 lock wait incl. {percentile(hot_lat, 0.99) * 1000:.2f} ms")
     print(f"  K different apps          {spread_rate:9.1f} postings/s   statement p50 "

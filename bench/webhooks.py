@@ -19,7 +19,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def fresh_database(admin_dsn: str, name: str) -> None:
@@ -119,16 +118,16 @@ async def main() -> None:
     env.pop("REDIS_URL", None)
     settings = Settings(_env_file=None, public_base_url=base)
     secret = settings.paystack_secret_key.get_secret_value()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(args.port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers: list[subprocess.Popen[bytes]] = []
+    quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", "--port", str(args.port),
+                                                  cwd=ROOT, env=env, **quiet)
+    workers: list[asyncio.subprocess.Process] = []
     try:
         limits = httpx.Limits(max_connections=args.c + 8, max_keepalive_connections=args.c + 8)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
             await wait_healthy(http)
             workers = [
-                subprocess.Popen([sys.executable, "-m", "app.worker"], cwd=ROOT, env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                await asyncio.create_subprocess_exec(sys.executable, "-m", "app.worker", cwd=ROOT, env=env, **quiet)
                 for _ in range(args.workers)
             ]
             admin = {"Authorization": f"Bearer {issue_token(settings, 'bench-admin', ['admin'])}"}
@@ -190,7 +189,7 @@ async def main() -> None:
         for process in [*workers, server]:
             process.terminate()
         for process in [*workers, server]:
-            process.wait(timeout=30)
+            await asyncio.wait_for(process.wait(), timeout=30)
 
     accepted_rate = len(load) / accept_elapsed
     health_rate = len(health) / health_elapsed
