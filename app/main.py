@@ -24,6 +24,7 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import RequestIdMiddleware, configure_logging
 from app.core.ratelimit import limiter, rate_limit_exceeded, use_settings
+from app.distributions.router import router as distributions_router
 from app.escrow.disputes_router import router as disputes_router
 from app.escrow.router import router as escrow_router
 from app.gateway.client import PaystackClient
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
 
     for router in (
         ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
-        ledger_router,
+        ledger_router, distributions_router,
     ):
         app.include_router(router)
 

@@ -11,11 +11,12 @@ from sqlalchemy import func, select, text
 
 from app.core import metrics
 from app.core.ratelimit import RATE_LIMITED
+from app.core.routing import ExactJSONRoute
 from app.deps import RuntimeDep
 from app.models import Posting
 from app.payments.inbox import backlog
 
-router = APIRouter(tags=["operations"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, tags=["operations"], dependencies=[RATE_LIMITED])
 
 
 @router.get("/healthz")

@@ -19,13 +19,14 @@ from app.payments.refunds import send_pending_refunds
 from app.payments.service import reconcile_pending
 from app.payouts.service import reconcile_payouts, send_pending_payouts
 from app.runtime import Runtime
+from app.shares.transfers import expire_transfers
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[Runtime], Awaitable[int]]
 
 # Queues drained on every tick, in order.
-JOBS: list[Job] = [process_inbox, send_pending_refunds, send_pending_payouts]
+JOBS: list[Job] = [process_inbox, send_pending_refunds, send_pending_payouts, expire_transfers]
 RECONCILE_EVERY_SECONDS = 60.0
 
 

@@ -74,6 +74,9 @@ def to_decimal(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise MoneyError("amount must be finite")
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > 0:
+            raise MoneyError("amounts are plain decimals, without exponents")
         value = format(value, "f")
     if not isinstance(value, str):
         raise MoneyError("amount must be a decimal string")

@@ -5,13 +5,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from app.core.ratelimit import RATE_LIMITED
+from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.escrow import disputes
 from app.escrow.schemas import DisputeIn, DisputeOut, DisputeResolve
 
-router = APIRouter(prefix="/v1/disputes", tags=["disputes"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/disputes", tags=["disputes"], dependencies=[RATE_LIMITED])
 
 
 @router.post("", status_code=201, response_model=DisputeOut)

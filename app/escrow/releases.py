@@ -7,6 +7,7 @@ money `escrow:app -> payable:user:{owner}` and queues the owner's payout.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -28,6 +29,8 @@ from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, Relea
 from app.models.base import new_id, utcnow
 from app.payouts.service import queue_payout
 from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 LIVE_STATUSES = ("pending_approval", "approved", "released")
 
@@ -169,8 +172,19 @@ async def decide(
     if count >= release.required_approvals and (not release.needs_admin or has_admin):
         release.status = "approved"
         if rt.settings.enable_automatic_releases and not release.needs_admin:
-            await execute_release(session, rt, release, app)
+            await _execute_automatically(session, rt, release, app)
     return release
+
+
+async def _execute_automatically(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:
+    """The approval stands even when the money cannot move now (frozen by a dispute, refunded
+    meanwhile): the release stays `approved` and an admin executes it later."""
+    try:
+        async with session.begin_nested():
+            await execute_release(session, rt, release, app)
+    except (FundsFrozen, InsufficientFunds) as refusal:
+        await session.refresh(release)  # the rolled-back savepoint expired it
+        log.info("release %s approved but not executed automatically: %s", release.id, refusal.message)
 
 
 async def execute(session: AsyncSession, rt: Runtime, principal: Principal, release_id: str) -> ReleaseRequest:

@@ -10,6 +10,7 @@ from app.core.errors import InvalidAmount, Unauthorized
 from app.core.idempotency import idempotent
 from app.core.money import MoneyError, to_minor
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
+from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
@@ -32,7 +33,7 @@ from app.escrow.schemas import (
 )
 from app.payments.router import IdempotencyKey
 
-router = APIRouter(prefix="/v1", tags=["escrow"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["escrow"], dependencies=[RATE_LIMITED])
 ReleaseStatus = Literal["pending_approval", "approved", "rejected", "released"]
 
 

@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.core.ratelimit import RATE_LIMITED
+from app.core.routing import ExactJSONRoute
 from app.core.security import AdminUser
 from app.deps import SessionDep
 from app.ledger.integrity import run_checks
 
-router = APIRouter(prefix="/v1/admin", tags=["operations"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/admin", tags=["operations"], dependencies=[RATE_LIMITED])
 
 
 class CheckOut(BaseModel):

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,9 +106,17 @@ async def post(
     deltas: dict[str, int] = defaultdict(int)
     for leg in legs:
         deltas[leg.account] += leg.amount
-    if _is_postgres(session):
-        return await _post_postgres(session, kind, legs, deltas, idempotency_key, memo[:500])
-    return await _post_generic(session, kind, legs, deltas, idempotency_key, memo[:500])
+    if not _is_postgres(session):
+        return await _post_generic(session, kind, legs, deltas, idempotency_key, memo[:500])
+    if len(deltas) > BULK_ACCOUNTS:
+        return await _post_postgres_bulk(session, kind, legs, deltas, idempotency_key, memo[:500])
+    return await _post_postgres(session, kind, legs, deltas, idempotency_key, memo[:500])
+
+
+# Above this many accounts an entry (a distribution to every holder) goes through array
+# parameters instead of one bind parameter per leg.
+BULK_ACCOUNTS = 50
+CHUNK = 500
 
 
 # One statement: lock the accounts in name order, check the guards, append the entry and its
@@ -178,20 +186,74 @@ async def _post_postgres(
     return int(row.entry_id)
 
 
+async def _post_postgres_bulk(
+    session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
+) -> int | None:
+    """The same steps as `_post_postgres`, with every list passed as one array parameter."""
+    if key is not None and await already_posted(session, key):
+        return None
+    names = sorted(deltas)
+    await session.execute(
+        text(
+            "INSERT INTO ledger_accounts (name, currency, guarded, balance, version, created_at) "
+            "SELECT n, c, g, 0, 0, :now FROM unnest(CAST(:names AS VARCHAR[]), CAST(:currencies AS VARCHAR[]), "
+            "CAST(:guarded AS BOOLEAN[])) AS t(n, c, g) ON CONFLICT (name) DO NOTHING"
+        ),
+        {"names": names, "currencies": [accounts.currency_of(n) for n in names],
+         "guarded": [accounts.is_guarded(n) for n in names], "now": utcnow()},
+    )
+    locked = (
+        await session.execute(
+            text("SELECT id, name, balance, guarded FROM ledger_accounts WHERE name = ANY(CAST(:names AS VARCHAR[])) "
+                 "ORDER BY name FOR UPDATE"),
+            {"names": names},
+        )
+    ).all()
+    by_name = {row.name: row for row in locked}
+    for name in names:
+        account = by_name[name]
+        if account.guarded and account.balance + deltas[name] < 0:
+            raise _refuse(name, account.balance)
+    now = utcnow()
+    entry_id = await session.scalar(
+        JournalEntry.__table__.insert()
+        .values(kind=kind, idempotency_key=key, memo=memo, created_at=now)
+        .returning(JournalEntry.id)
+    )
+    await session.execute(
+        text(
+            "INSERT INTO postings (entry_id, account_id, amount, currency, created_at) "
+            "SELECT :entry, a, m, c, :now FROM unnest(CAST(:accounts AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
+            "CAST(:currencies AS VARCHAR[])) AS t(a, m, c)"
+        ),
+        {"entry": entry_id, "now": now, "accounts": [by_name[leg.account].id for leg in legs],
+         "amounts": [leg.amount for leg in legs], "currencies": [leg.currency for leg in legs]},
+    )
+    await session.execute(
+        text(
+            "UPDATE ledger_accounts a SET balance = a.balance + d.delta, version = a.version + 1 "
+            "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:deltas AS BIGINT[])) AS d(id, delta) WHERE a.id = d.id"
+        ),
+        {"ids": [by_name[n].id for n in names], "deltas": [deltas[n] for n in names]},
+    )
+    return entry_id
+
+
 async def _post_generic(
     session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
     if key is not None and await already_posted(session, key):
         return None
     names = sorted(deltas)
-    await _ensure_accounts(session, names)
-    locked = (
-        await session.execute(
+    by_name = {}
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start:start + CHUNK]
+        await _ensure_accounts(session, chunk)
+        rows = await session.execute(
             select(LedgerAccount.id, LedgerAccount.name, LedgerAccount.balance, LedgerAccount.guarded)
-            .where(LedgerAccount.name.in_(names)).order_by(LedgerAccount.name).with_for_update()
+            .where(LedgerAccount.name.in_(chunk)).order_by(LedgerAccount.name).with_for_update()
         )
-    ).all()
-    by_name = {row.name: row for row in locked}
+        by_name.update({row.name: row for row in rows})
     for name in names:
         account = by_name[name]
         if account.guarded and account.balance + deltas[name] < 0:
@@ -207,12 +269,13 @@ async def _post_generic(
         [{"entry_id": entry_id, "account_id": by_name[leg.account].id, "amount": leg.amount,
           "currency": leg.currency, "created_at": now} for leg in legs],
     )
-    for name in names:
-        await session.execute(
-            update(LedgerAccount).where(LedgerAccount.id == by_name[name].id)
-            .values(balance=LedgerAccount.balance + deltas[name], version=LedgerAccount.version + 1)
-            .execution_options(synchronize_session=False)
-        )
+    accounts_table = LedgerAccount.__table__
+    await session.execute(
+        accounts_table.update()
+        .where(accounts_table.c.id == bindparam("account_id"))
+        .values(balance=accounts_table.c.balance + bindparam("delta"), version=accounts_table.c.version + 1),
+        [{"account_id": by_name[name].id, "delta": deltas[name]} for name in names],
+    )
     return entry_id
 
 

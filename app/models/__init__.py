@@ -2,6 +2,7 @@
 
 from app.models.apps import App
 from app.models.base import Base
+from app.models.distributions import Distribution, DistributionAllocation, ShareTransfer
 from app.models.escrow import (
     Dispute,
     EscrowTransaction,
@@ -19,6 +20,8 @@ __all__ = [
     "App",
     "Base",
     "Dispute",
+    "Distribution",
+    "DistributionAllocation",
     "EscrowTransaction",
     "Holding",
     "IdempotencyRecord",
@@ -34,5 +37,6 @@ __all__ = [
     "ReleaseItem",
     "ReleaseRequest",
     "ShareMovement",
+    "ShareTransfer",
     "WebhookEvent",
 ]

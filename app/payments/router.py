@@ -10,6 +10,7 @@ from app.core.errors import InvalidSignature, Unauthorized, ValidationFailed
 from app.core.idempotency import idempotent
 from app.core.net import client_ip, ip_allowed
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit, webhooks_limit
+from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
@@ -18,7 +19,7 @@ from app.payments import service
 from app.payments.inbox import store_event
 from app.payments.schemas import PaymentCreate, PaymentOut, PaymentStatus, PaymentType, WebhookAck
 
-router = APIRouter(prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
 MAX_WEBHOOK_BYTES = 1_000_000
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from app.core.money import AmountInput
+from app.core.routing import plain_json
 from app.core.schemas import StrictModel
 
 PaymentType = Literal["investment", "share_transfer", "revenue"]
@@ -67,7 +68,7 @@ class PaymentCreate(StrictModel):
     def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
         if len(json.dumps(value, default=str)) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
-        return value
+        return plain_json(value)
 
 
 class PaymentOut(BaseModel):

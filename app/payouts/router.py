@@ -6,13 +6,14 @@ from fastapi import APIRouter, Depends
 
 from app.core.errors import Unauthorized
 from app.core.ratelimit import RATE_LIMITED
+from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import AdminUser, CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.payouts import service
 from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
 
-router = APIRouter(prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
 PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]
 
 

@@ -25,7 +25,7 @@ from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page
 from app.core.security import Principal
 from app.gateway.errors import GatewayError, GatewayRejected, GatewayUnavailable
-from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES, TransferResult
+from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES, BulkTransferItem, TransferResult
 from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
@@ -145,23 +145,63 @@ async def _claim_due(rt: Runtime) -> list[Payout]:
 
 
 async def send_pending_payouts(rt: Runtime) -> int:
+    claimed = await _claim_due(rt)
+    singles = [p for p in claimed if p.reason != "distribution"]
+    # Distributions pay many people at once: Paystack bulk transfers, each item under its own reference.
+    batchable: dict[str, list[Payout]] = {}
+    for payout in claimed:
+        if payout.reason == "distribution":
+            batchable.setdefault(payout.currency, []).append(payout)
     sent = 0
-    for payout in await _claim_due(rt):
-        assert payout.recipient_code is not None
-        try:
-            result = await rt.gateway.initiate_transfer(
-                amount=payout.amount, recipient=payout.recipient_code, reference=payout.reference,
-                reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
-            )
-        except GatewayRejected as error:
-            await _rejected(rt, payout, error)
-            continue
-        except GatewayUnavailable as error:
-            log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
-            continue
-        await _record_result(rt, result)
-        sent += 1
+    for payout in singles:
+        sent += await _send_one(rt, payout)
+    size = rt.settings.bulk_transfer_batch_size
+    for currency, payouts in batchable.items():
+        for start in range(0, len(payouts), size):
+            sent += await _send_batch(rt, currency, payouts[start:start + size])
     return sent
+
+
+async def _send_one(rt: Runtime, payout: Payout) -> int:
+    assert payout.recipient_code is not None
+    try:
+        result = await rt.gateway.initiate_transfer(
+            amount=payout.amount, recipient=payout.recipient_code, reference=payout.reference,
+            reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
+        )
+    except GatewayRejected as error:
+        await _rejected(rt, payout, error)
+        return 0
+    except GatewayUnavailable as error:
+        log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
+        return 0
+    await _record_result(rt, result)
+    return 1
+
+
+async def _send_batch(rt: Runtime, currency: str, payouts: list[Payout]) -> int:
+    batch = f"batch-{secrets.token_hex(10)}"
+    async with rt.db.unit_of_work() as session:
+        await session.execute(
+            update(Payout).where(Payout.id.in_([p.id for p in payouts])).values(batch_reference=batch)
+        )
+    items = [
+        BulkTransferItem(amount=p.amount, reference=p.reference, recipient=p.recipient_code or "",
+                         reason=f"{p.reason} {p.source_id}"[:100])
+        for p in payouts
+    ]
+    try:
+        results = await rt.gateway.bulk_transfer(currency=currency, transfers=items)
+    except GatewayRejected as error:
+        for payout in payouts:
+            await _rejected(rt, payout, error, note=f"bulk transfer {batch}: {error.message}")
+        return 0
+    except GatewayUnavailable as error:
+        log.warning("bulk transfer %s outcome unknown (%s); the reconciler will ask", batch, error.message)
+        return 0
+    for result in results:
+        await _record_result(rt, result)
+    return len(results)
 
 
 async def _record_result(rt: Runtime, result: TransferResult) -> None:
@@ -262,7 +302,7 @@ async def _resend(rt: Runtime, payout: Payout) -> None:
     await _record_result(rt, result)
 
 
-async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected) -> None:
+async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected, note: str | None = None) -> None:
     """Paystack refused the transfer. That is a failure only if no transfer exists under the reference:
     a refusal can also mean "this reference is taken" when an earlier try of ours went through (the
     client retries a POST whose answer timed out), and that transfer may still succeed."""
@@ -271,7 +311,7 @@ async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected) -> None
     except GatewayRejected as verify_error:
         if verify_error.status_code == 404:
             # nothing was sent: the money is owed again
-            await _settle_by_reference(rt, payout.reference, "failed", error.message)
+            await _settle_by_reference(rt, payout.reference, "failed", note or error.message)
         return
     except GatewayError:
         return  # outcome unknown: stays processing for the reconciler

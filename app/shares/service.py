@@ -7,6 +7,7 @@ instant can be rebuilt.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -96,3 +97,24 @@ async def holdings_of(session: AsyncSession, user_id: str) -> Sequence[Holding]:
             select(Holding).where(Holding.user_id == user_id, Holding.shares > 0).order_by(Holding.app_id)
         )
     ).all()
+
+
+async def cap_table(session: AsyncSession, app_id: str, as_of: datetime | None = None) -> list[tuple[str, int]]:
+    """Holders and their shares now, or rebuilt from the share movements as of an instant."""
+    if as_of is None:
+        rows = await session.execute(
+            select(Holding.user_id, Holding.shares)
+            .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
+        )
+        return [(user_id, int(shares)) for user_id, shares in rows.all()]
+    movements = await session.execute(
+        select(ShareMovement.from_user_id, ShareMovement.to_user_id, ShareMovement.shares)
+        .where(ShareMovement.app_id == app_id, ShareMovement.created_at <= as_of)
+    )
+    totals: dict[str, int] = {}
+    for source, target, shares in movements.all():
+        if source is not None:
+            totals[source] = totals.get(source, 0) - shares
+        if target is not None:
+            totals[target] = totals.get(target, 0) + shares
+    return sorted((user_id, shares) for user_id, shares in totals.items() if shares > 0)

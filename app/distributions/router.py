@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.core.idempotency import idempotent
+from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
+from app.core.routing import ExactJSONRoute
+from app.core.schemas import PageParams, page_params
+from app.core.security import CurrentUser
+from app.deps import RuntimeDep, SessionDep
+from app.distributions import reports, service
+from app.distributions.schemas import (
+    AllocationPage,
+    DistributionIn,
+    DistributionList,
+    DistributionOut,
+    MonthlyRevenueReport,
+    MyAllocationPage,
+)
+from app.payments.router import IdempotencyKey
+
+router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["distributions"], dependencies=[RATE_LIMITED])
+
+
+@router.post("/apps/{app_id}/distributions", status_code=201, response_model=DistributionOut)
+@limiter.limit(payments_limit)
+async def create_distribution(
+    request: Request, app_id: str, body: DistributionIn, principal: CurrentUser, rt: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """`dry_run` answers 200 with the same figures and writes nothing."""
+    if body.dry_run:
+        async with rt.db.unit_of_work() as session:
+            plan = await service.plan_distribution(session, rt, principal, app_id, body)
+        return JSONResponse(service.plan_out(plan, body.period).model_dump(mode="json"), status_code=200)
+
+    async def create() -> DistributionOut:
+        async with rt.db.unit_of_work() as session:
+            plan = await service.plan_distribution(session, rt, principal, app_id, body)
+            distribution = await service.write_distribution(session, rt, principal, plan, body.period)
+            return service.distribution_out(distribution)
+
+    scope = f"POST /v1/apps/{app_id}/distributions"
+    return await idempotent(rt.db, principal, idempotency_key, scope, body, create)
+
+
+@router.get("/apps/{app_id}/distributions", response_model=DistributionList)
+async def app_distributions(app_id: str, principal: CurrentUser, session: SessionDep) -> DistributionList:
+    rows = await service.list_app_distributions(session, principal, app_id)
+    return DistributionList(items=[service.distribution_out(d) for d in rows])
+
+
+@router.get("/distributions/me", response_model=MyAllocationPage)
+async def my_distributions(
+    principal: CurrentUser, session: SessionDep, page: Annotated[PageParams, Depends(page_params)]
+) -> MyAllocationPage:
+    items, cursor = await service.my_allocations(session, principal, page)
+    return MyAllocationPage(items=items, next_cursor=cursor)
+
+
+@router.get("/distributions/{distribution_id}", response_model=DistributionOut)
+async def get_distribution(distribution_id: str, principal: CurrentUser, session: SessionDep) -> DistributionOut:
+    return service.distribution_out(await service.get_distribution(session, principal, distribution_id))
+
+
+@router.get("/distributions/{distribution_id}/allocations", response_model=AllocationPage)
+async def distribution_allocations(
+    distribution_id: str, principal: CurrentUser, session: SessionDep,
+    page: Annotated[PageParams, Depends(page_params)],
+) -> AllocationPage:
+    distribution = await service.get_distribution(session, principal, distribution_id)
+    items, cursor = await service.list_allocations(session, distribution, page)
+    return AllocationPage(items=items, next_cursor=cursor)
+
+
+@router.get("/reports/revenue/monthly", response_model=MonthlyRevenueReport)
+async def monthly_revenue(
+    principal: CurrentUser,
+    session: SessionDep,
+    year: Annotated[int, Query(ge=2000, le=2200)],
+    app_id: Annotated[str | None, Query(max_length=64)] = None,
+    currency: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
+    format: Literal["json", "csv"] = "json",
+) -> Response:
+    report = await reports.monthly_revenue(session, principal, year, app_id, currency)
+    if format == "csv":
+        return Response(reports.report_csv(report), media_type="text/csv")
+    return JSONResponse(report.model_dump(mode="json"))

@@ -1,0 +1,221 @@
+"""Distributions: an app's revenue for a period shared out over its holders, to the kobo.
+
+The platform fee goes to `platform:fees`; the rest is split by shares with the
+largest-remainder method, written as one journal entry `revenue:app ->
+payable:user:*`, one allocation row per holder, and one payout per holder with
+money due (sent once the holder has a payout account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.apps.access import manages, require
+from app.apps.service import check_currency, get_app
+from app.core.errors import CurrencyNotSupported, InsufficientFunds, InvalidAmount, InvalidState, NotFound
+from app.core.money import MoneyError, allocate, percentage_of, to_major, to_minor
+from app.core.schemas import PageParams
+from app.core.security import Principal
+from app.distributions.schemas import AllocationOut, DistributionIn, DistributionOut, MyAllocationOut
+from app.ledger import accounts
+from app.ledger.service import Leg, post
+from app.models import App, Distribution, DistributionAllocation, Holding, Payment, Payout, PayoutAccount
+from app.models.base import new_id, utcnow
+from app.payouts.service import new_payout_reference
+from app.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Plan:
+    app: App
+    currency: str
+    amount: int
+    platform_fee: int
+    holders: list[tuple[str, int]]  # (user_id, shares), in user id order
+    parts: list[int]
+
+    @property
+    def net_amount(self) -> int:
+        return self.amount - self.platform_fee
+
+
+async def revenue_collected(session: AsyncSession, app_id: str, period: str, currency: str) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Payment.amount - Payment.refunded_amount), 0)).where(
+            Payment.app_id == app_id, Payment.payment_type == "revenue", Payment.period == period,
+            Payment.currency == currency, Payment.status.in_(("success", "partially_refunded")),
+        )
+    )
+    return int(total or 0)
+
+
+async def plan_distribution(session: AsyncSession, rt: Runtime, principal: Principal, app_id: str,
+                            body: DistributionIn) -> Plan:
+    app = await get_app(session, app_id)
+    require(manages(app, principal), "Only the app's owner or an admin distributes its revenue")
+    currency = check_currency(rt.settings, body.currency)
+    existing = await session.scalar(select(Distribution.id).where(
+        Distribution.app_id == app_id, Distribution.period == body.period, Distribution.currency == currency))
+    if existing is not None:
+        raise InvalidState("This period's revenue was already distributed", distribution_id=existing)
+    if currency != app.currency:
+        raise CurrencyNotSupported(f"This app's revenue is in {app.currency}", supported=[app.currency])
+    undistributed = await revenue_collected(session, app_id, body.period, currency)
+    try:
+        amount = undistributed if body.amount is None else to_minor(body.amount, currency)
+    except MoneyError as exc:
+        raise InvalidAmount(str(exc)) from None
+    if amount <= 0:
+        raise InvalidAmount("There is no revenue to distribute for this period", period=body.period)
+    if amount > undistributed:
+        raise InsufficientFunds("That is more than the revenue paid in for this period",
+                                undistributed=to_major(undistributed, currency))
+    holders = [
+        (user_id, int(shares))
+        for user_id, shares in (await session.execute(
+            select(Holding.user_id, Holding.shares)
+            .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
+        )).all()
+    ]
+    if not holders:
+        raise InvalidState("The app has no shareholders to distribute to")
+    fee = percentage_of(amount, app.platform_fee_hundredths)
+    parts = allocate(amount - fee, [shares for _, shares in holders])
+    return Plan(app=app, currency=currency, amount=amount, platform_fee=fee, holders=holders, parts=parts)
+
+
+async def write_distribution(session: AsyncSession, rt: Runtime, principal: Principal, plan: Plan,
+                             period: str) -> Distribution:
+    distribution = Distribution(
+        id=new_id("dst"), app_id=plan.app.id, period=period, currency=plan.currency, amount=plan.amount,
+        platform_fee=plan.platform_fee, net_amount=plan.net_amount, allocations=len(plan.holders),
+        total_shares=sum(shares for _, shares in plan.holders), status="completed", created_by=principal.user_id,
+        created_at=utcnow(),
+    )
+    session.add(distribution)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise InvalidState("This period's revenue was already distributed") from None
+
+    due = [(user_id, part) for (user_id, _), part in zip(plan.holders, plan.parts, strict=True) if part > 0]
+    recipients = await _recipient_codes(session, [user_id for user_id, _ in due], plan.currency)
+    now = utcnow()
+    payout_ids = {user_id: new_id("po") for user_id, _ in due}
+    if due:
+        await session.execute(insert(Payout), [
+            {"id": payout_ids[user_id], "user_id": user_id, "amount": part, "currency": plan.currency,
+             "status": "pending", "reference": new_payout_reference(), "reason": "distribution",
+             "source_id": distribution.id, "recipient_code": recipients.get(user_id), "attempts": 0,
+             "available_at": now, "created_at": now, "updated_at": now}
+            for user_id, part in due
+        ])
+    await session.execute(insert(DistributionAllocation), [
+        {"distribution_id": distribution.id, "user_id": user_id, "shares": shares, "amount": part,
+         "payout_id": payout_ids.get(user_id)}
+        for (user_id, shares), part in zip(plan.holders, plan.parts, strict=True)
+    ])
+    legs = [Leg(accounts.revenue(plan.app.id, plan.currency), -plan.amount)]
+    if plan.platform_fee:
+        legs.append(Leg(accounts.platform_fees(plan.currency), plan.platform_fee))
+    legs += [Leg(accounts.payable(user_id, plan.currency), part) for user_id, part in due]
+    await post(session, kind="distribution", legs=legs, idempotency_key=f"distribution:{distribution.id}",
+               memo=f"distribution {plan.app.id} {period}")
+    rt.notify_worker()
+    return distribution
+
+
+async def _recipient_codes(session: AsyncSession, user_ids: Sequence[str], currency: str) -> dict[str, str]:
+    codes: dict[str, str] = {}
+    for start in range(0, len(user_ids), 5000):
+        rows = await session.execute(
+            select(PayoutAccount.user_id, PayoutAccount.recipient_code).where(
+                PayoutAccount.user_id.in_(user_ids[start:start + 5000]), PayoutAccount.currency == currency)
+        )
+        codes.update(dict(rows.tuples().all()))
+    return codes
+
+
+def plan_out(plan: Plan, period: str) -> DistributionOut:
+    cur = plan.currency
+    return DistributionOut(
+        id=None, app_id=plan.app.id, period=period, currency=cur, amount=to_major(plan.amount, cur),
+        platform_fee=to_major(plan.platform_fee, cur), net_amount=to_major(plan.net_amount, cur),
+        allocations=len(plan.holders), total_shares=sum(s for _, s in plan.holders), status="dry_run",
+        dry_run=True, created_at=None,
+        preview=[AllocationOut(user_id=u, shares=s, amount=to_major(p, cur), payout_status=None)
+                 for (u, s), p in list(zip(plan.holders, plan.parts, strict=True))[:50]],
+    )
+
+
+def distribution_out(distribution: Distribution) -> DistributionOut:
+    cur = distribution.currency
+    return DistributionOut(
+        id=distribution.id, app_id=distribution.app_id, period=distribution.period, currency=cur,
+        amount=to_major(distribution.amount, cur), platform_fee=to_major(distribution.platform_fee, cur),
+        net_amount=to_major(distribution.net_amount, cur), allocations=distribution.allocations,
+        total_shares=distribution.total_shares, status=distribution.status, dry_run=False,
+        created_at=distribution.created_at, preview=None,
+    )
+
+
+async def get_distribution(session: AsyncSession, principal: Principal, distribution_id: str) -> Distribution:
+    distribution = await session.get(Distribution, distribution_id)
+    if distribution is None:
+        raise NotFound("Distribution not found", distribution_id=distribution_id)
+    app = await get_app(session, distribution.app_id)
+    if not manages(app, principal):
+        raise NotFound("Distribution not found", distribution_id=distribution_id)
+    return distribution
+
+
+async def list_allocations(session: AsyncSession, distribution: Distribution,
+                           params: PageParams) -> tuple[list[AllocationOut], str | None]:
+    stmt = (
+        select(DistributionAllocation, Payout.status)
+        .outerjoin(Payout, Payout.id == DistributionAllocation.payout_id)
+        .where(DistributionAllocation.distribution_id == distribution.id)
+    )
+    if params.cursor:
+        stmt = stmt.where(DistributionAllocation.user_id > params.cursor)
+    rows = (await session.execute(stmt.order_by(DistributionAllocation.user_id).limit(params.limit + 1))).all()
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    cur = distribution.currency
+    items = [AllocationOut(user_id=a.user_id, shares=a.shares, amount=to_major(a.amount, cur),
+                           payout_status=status) for a, status in rows]
+    return items, (items[-1].user_id if more and items else None)
+
+
+async def list_app_distributions(session: AsyncSession, principal: Principal, app_id: str) -> Sequence[Distribution]:
+    app = await get_app(session, app_id)
+    require(manages(app, principal), "Only the app's owner or an admin sees its distributions")
+    return (await session.scalars(
+        select(Distribution).where(Distribution.app_id == app_id).order_by(Distribution.period.desc())
+    )).all()
+
+
+async def my_allocations(session: AsyncSession, principal: Principal,
+                         params: PageParams) -> tuple[list[MyAllocationOut], str | None]:
+    stmt = (
+        select(DistributionAllocation, Distribution, Payout.status)
+        .join(Distribution, Distribution.id == DistributionAllocation.distribution_id)
+        .outerjoin(Payout, Payout.id == DistributionAllocation.payout_id)
+        .where(DistributionAllocation.user_id == principal.user_id)
+    )
+    if params.cursor:
+        stmt = stmt.where(Distribution.id < params.cursor)
+    rows = (await session.execute(stmt.order_by(Distribution.id.desc()).limit(params.limit + 1))).all()
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    items = [
+        MyAllocationOut(distribution_id=d.id, app_id=d.app_id, period=d.period, shares=a.shares,
+                        amount=to_major(a.amount, d.currency), currency=d.currency, payout_status=status)
+        for a, d, status in rows
+    ]
+    return items, (items[-1].distribution_id if more and items else None)
