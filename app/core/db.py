@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -67,6 +67,21 @@ def is_retryable(error: BaseException) -> bool:
         if isinstance(error, OperationalError) and "database is locked" in str(error.orig):
             return True
     return False
+
+
+async def bulk_insert(
+    session: AsyncSession, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere."""
+    if not records:
+        return
+    if session.bind.dialect.name != "postgresql":
+        await session.execute(table.insert(), [dict(zip(columns, record, strict=True)) for record in records])
+        return
+    await session.flush()
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(table.name, columns=list(columns), records=records)
 
 
 class Database:

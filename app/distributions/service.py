@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import manages, require
 from app.apps.service import check_currency, get_app
+from app.core.db import bulk_insert
 from app.core.errors import CurrencyNotSupported, InsufficientFunds, InvalidAmount, InvalidState, NotFound
 from app.core.money import MoneyError, allocate, percentage_of, to_major, to_minor
 from app.core.schemas import PageParams
@@ -38,6 +39,7 @@ class Plan:
     platform_fee: int
     holders: list[tuple[str, int]]  # (user_id, shares), in user id order
     parts: list[int]
+    recipients: dict[str, str]  # user_id -> transfer recipient, for holders with a payout account
 
     @property
     def net_amount(self) -> int:
@@ -75,18 +77,21 @@ async def plan_distribution(session: AsyncSession, rt: Runtime, principal: Princ
     if amount > undistributed:
         raise InsufficientFunds("That is more than the revenue paid in for this period",
                                 undistributed=to_major(undistributed, currency))
-    holders = [
-        (user_id, int(shares))
-        for user_id, shares in (await session.execute(
-            select(Holding.user_id, Holding.shares)
-            .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
-        )).all()
-    ]
+    # Core execution: a cap table can hold 100,000 rows, and the ORM adds nothing to plain tuples.
+    connection = await session.connection()
+    rows = (await connection.execute(
+        select(Holding.user_id, Holding.shares, PayoutAccount.recipient_code)
+        .outerjoin(PayoutAccount, (PayoutAccount.user_id == Holding.user_id) & (PayoutAccount.currency == currency))
+        .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
+    )).all()
+    holders = [(user_id, int(shares)) for user_id, shares, _ in rows]
+    recipients = {user_id: code for user_id, _, code in rows if code is not None}
     if not holders:
         raise InvalidState("The app has no shareholders to distribute to")
     fee = percentage_of(amount, app.platform_fee_hundredths)
     parts = allocate(amount - fee, [shares for _, shares in holders])
-    return Plan(app=app, currency=currency, amount=amount, platform_fee=fee, holders=holders, parts=parts)
+    return Plan(app=app, currency=currency, amount=amount, platform_fee=fee, holders=holders, parts=parts,
+                recipients=recipients)
 
 
 async def write_distribution(session: AsyncSession, rt: Runtime, principal: Principal, plan: Plan,
@@ -104,22 +109,22 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
         raise InvalidState("This period's revenue was already distributed") from None
 
     due = [(user_id, part) for (user_id, _), part in zip(plan.holders, plan.parts, strict=True) if part > 0]
-    recipients = await _recipient_codes(session, [user_id for user_id, _ in due], plan.currency)
     now = utcnow()
     payout_ids = {user_id: new_id("po") for user_id, _ in due}
-    if due:
-        await session.execute(insert(Payout), [
-            {"id": payout_ids[user_id], "user_id": user_id, "amount": part, "currency": plan.currency,
-             "status": "pending", "reference": new_payout_reference(), "reason": "distribution",
-             "source_id": distribution.id, "recipient_code": recipients.get(user_id), "attempts": 0,
-             "available_at": now, "created_at": now, "updated_at": now}
-            for user_id, part in due
-        ])
-    await session.execute(insert(DistributionAllocation), [
-        {"distribution_id": distribution.id, "user_id": user_id, "shares": shares, "amount": part,
-         "payout_id": payout_ids.get(user_id)}
-        for (user_id, shares), part in zip(plan.holders, plan.parts, strict=True)
-    ])
+    source = distribution.id
+    await bulk_insert(
+        session, Payout.__table__,
+        ("id", "user_id", "amount", "currency", "status", "reference", "reason", "source_id", "recipient_code",
+         "attempts", "available_at", "created_at", "updated_at"),
+        [(payout_ids[user_id], user_id, part, plan.currency, "pending", new_payout_reference(), "distribution",
+          source, plan.recipients.get(user_id), 0, now, now, now) for user_id, part in due],
+    )
+    await bulk_insert(
+        session, DistributionAllocation.__table__,
+        ("distribution_id", "user_id", "shares", "amount", "payout_id"),
+        [(source, user_id, shares, part, payout_ids.get(user_id))
+         for (user_id, shares), part in zip(plan.holders, plan.parts, strict=True)],
+    )
     legs = [Leg(accounts.revenue(plan.app.id, plan.currency), -plan.amount)]
     if plan.platform_fee:
         legs.append(Leg(accounts.platform_fees(plan.currency), plan.platform_fee))
@@ -128,17 +133,6 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
                memo=f"distribution {plan.app.id} {period}")
     rt.notify_worker()
     return distribution
-
-
-async def _recipient_codes(session: AsyncSession, user_ids: Sequence[str], currency: str) -> dict[str, str]:
-    codes: dict[str, str] = {}
-    for start in range(0, len(user_ids), 5000):
-        rows = await session.execute(
-            select(PayoutAccount.user_id, PayoutAccount.recipient_code).where(
-                PayoutAccount.user_id.in_(user_ids[start:start + 5000]), PayoutAccount.currency == currency)
-        )
-        codes.update(dict(rows.tuples().all()))
-    return codes
 
 
 def plan_out(plan: Plan, period: str) -> DistributionOut:

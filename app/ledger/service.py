@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import bulk_insert
 from app.core.errors import InsufficientFunds
 from app.core.money import to_major
 from app.ledger import accounts
@@ -189,52 +190,40 @@ async def _post_postgres(
 async def _post_postgres_bulk(
     session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
-    """The same steps as `_post_postgres`, with every list passed as one array parameter."""
+    """Many accounts at once: one upsert creates missing accounts, locks them all in name order and
+    applies the deltas; a guarded account that went below zero refuses the entry (the caller's
+    transaction rolls back)."""
     if key is not None and await already_posted(session, key):
         return None
     names = sorted(deltas)
-    await session.execute(
-        text(
-            "INSERT INTO ledger_accounts (name, currency, guarded, balance, version, created_at) "
-            "SELECT n, c, g, 0, 0, :now FROM unnest(CAST(:names AS VARCHAR[]), CAST(:currencies AS VARCHAR[]), "
-            "CAST(:guarded AS BOOLEAN[])) AS t(n, c, g) ON CONFLICT (name) DO NOTHING"
-        ),
-        {"names": names, "currencies": [accounts.currency_of(n) for n in names],
-         "guarded": [accounts.is_guarded(n) for n in names], "now": utcnow()},
-    )
-    locked = (
+    currency = {name: accounts.currency_of(name) for name in names}
+    now = utcnow()
+    rows = (
         await session.execute(
-            text("SELECT id, name, balance, guarded FROM ledger_accounts WHERE name = ANY(CAST(:names AS VARCHAR[])) "
-                 "ORDER BY name FOR UPDATE"),
-            {"names": names},
+            text(
+                "INSERT INTO ledger_accounts AS a (name, currency, guarded, balance, version, created_at) "
+                "SELECT n, c, g, d, 1, :now FROM unnest(CAST(:names AS VARCHAR[]), CAST(:currencies AS VARCHAR[]), "
+                "CAST(:guarded AS BOOLEAN[]), CAST(:deltas AS BIGINT[])) AS t(n, c, g, d) ORDER BY n "
+                "ON CONFLICT (name) DO UPDATE SET balance = a.balance + EXCLUDED.balance, version = a.version + 1 "
+                "RETURNING a.id, a.name, a.balance, a.guarded"
+            ),
+            {"names": names, "currencies": [currency[n] for n in names],
+             "guarded": [accounts.is_guarded(n) for n in names], "deltas": [deltas[n] for n in names], "now": now},
         )
     ).all()
-    by_name = {row.name: row for row in locked}
-    for name in names:
-        account = by_name[name]
-        if account.guarded and account.balance + deltas[name] < 0:
-            raise _refuse(name, account.balance)
-    now = utcnow()
+    ids = {}
+    for row in rows:
+        if row.guarded and row.balance < 0:
+            raise _refuse(row.name, row.balance - deltas[row.name])
+        ids[row.name] = row.id
     entry_id = await session.scalar(
         JournalEntry.__table__.insert()
         .values(kind=kind, idempotency_key=key, memo=memo, created_at=now)
         .returning(JournalEntry.id)
     )
-    await session.execute(
-        text(
-            "INSERT INTO postings (entry_id, account_id, amount, currency, created_at) "
-            "SELECT :entry, a, m, c, :now FROM unnest(CAST(:accounts AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
-            "CAST(:currencies AS VARCHAR[])) AS t(a, m, c)"
-        ),
-        {"entry": entry_id, "now": now, "accounts": [by_name[leg.account].id for leg in legs],
-         "amounts": [leg.amount for leg in legs], "currencies": [leg.currency for leg in legs]},
-    )
-    await session.execute(
-        text(
-            "UPDATE ledger_accounts a SET balance = a.balance + d.delta, version = a.version + 1 "
-            "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:deltas AS BIGINT[])) AS d(id, delta) WHERE a.id = d.id"
-        ),
-        {"ids": [by_name[n].id for n in names], "deltas": [deltas[n] for n in names]},
+    await bulk_insert(
+        session, Posting.__table__, ("entry_id", "account_id", "amount", "currency", "created_at"),
+        [(entry_id, ids[leg.account], leg.amount, currency[leg.account], now) for leg in legs],
     )
     return entry_id
 

@@ -1,0 +1,182 @@
+"""A revenue distribution to H holders against PostgreSQL, with asyncpg COPY as the ceiling.
+
+For H = 10,000 and 100,000 holders (half of them with payout accounts) it times
+the allocation alone (reading the cap table and the largest-remainder split) and
+the whole distribution through the service (allocation, one journal entry with a
+leg per holder, allocation rows, payout rows, committed), and prints rows/s. In
+the same run it inserts the same rows (allocations, payouts, postings) with
+asyncpg's `copy_records_to_table` into tables shaped like the real ones, indexes
+included, as the ceiling, and prints the ratio. Then it checks ledger integrity.
+
+    python bench/distributions.py --holders 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.core.config import Settings  # noqa: E402
+from app.core.crypto import FieldCipher  # noqa: E402
+from app.core.db import Database  # noqa: E402
+from app.core.money import allocate, percentage_of  # noqa: E402
+from app.core.security import Principal  # noqa: E402
+from app.distributions.schemas import DistributionIn  # noqa: E402
+from app.distributions.service import plan_distribution, write_distribution  # noqa: E402
+from app.gateway.client import PaystackClient  # noqa: E402
+from app.ledger import accounts  # noqa: E402
+from app.ledger.integrity import run_checks  # noqa: E402
+from app.ledger.service import move, post  # noqa: E402
+from app.models import Base  # noqa: E402
+from app.runtime import Runtime  # noqa: E402
+
+REVENUE = 987_654_321_09  # minor units paid in for the period
+
+
+async def fresh_database(pg: str, name: str) -> None:
+    conn = await asyncpg.connect(f"postgresql://{pg}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def runtime(url: str) -> Runtime:
+    settings = Settings(_env_file=None, database_url=url)
+    gateway = PaystackClient(base_url="http://127.0.0.1:9", secret_key="sk_test_bench")
+    cipher = FieldCipher.from_settings(settings)
+    return Runtime(settings=settings, db=Database(settings), gateway=gateway, cipher=cipher)
+
+
+async def seed(rt: Runtime, dsn: str, app_id: str, holders: int) -> None:
+    """An app, `holders` holdings with skewed sizes, payout accounts for half, and the period's revenue."""
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO apps (id, name, owner_id, currency, share_price, total_shares, shares_issued, approvers, "
+            "required_approvals, lock_in_days, platform_fee_hundredths, created_at, updated_at) "
+            "VALUES ($1, $1, 'owner', 'NGN', 100, $2, $2, '[]', 1, 0, 250, $3, $3)",
+            app_id, holders * 1000, now,
+        )
+        await conn.copy_records_to_table(
+            "holdings", columns=["app_id", "user_id", "shares", "reserved_shares", "acquired_at", "updated_at"],
+            records=[(app_id, f"holder-{i:07d}", 1 + (i * 7919) % 1000, 0, now, now) for i in range(holders)],
+        )
+        await conn.copy_records_to_table(
+            "payout_accounts",
+            columns=["id", "user_id", "currency", "bank_code", "account_number_encrypted", "account_last4",
+                     "account_name", "recipient_code", "created_at", "updated_at"],
+            records=[(f"pa_{app_id}_{i}", f"holder-{i:07d}", "NGN", "057", "x", "6789", "H", f"RCP_{i}", now, now)
+                     for i in range(0, holders, 2)],
+        )
+        await conn.execute(
+            "INSERT INTO payments (id, reference, user_id, app_id, payment_type, status, amount, currency, email, "
+            "metadata, refunded_amount, period, created_at, updated_at) VALUES "
+            "($1, $1, 'owner', $2, 'revenue', 'success', $3, 'NGN', 'o@example.com', '{}', 0, '2026-10', $4, $4)",
+            f"rev-{app_id}", app_id, REVENUE, now,
+        )
+    finally:
+        await conn.close()
+    async with rt.db.unit_of_work() as session:
+        await post(session, kind="revenue", legs=move(accounts.gateway("NGN"), accounts.revenue(app_id, "NGN"),
+                                                       REVENUE), idempotency_key=f"revenue:rev-{app_id}")
+
+
+async def copy_ceiling(dsn: str, holders: int) -> float:
+    """The same number of rows as the distribution writes, by COPY into tables shaped like the real ones."""
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        for table in ("distribution_allocations", "payouts", "postings"):
+            await conn.execute(f"DROP TABLE IF EXISTS ceiling_{table}")
+            await conn.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
+        paid = range(0, holders)
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "ceiling_distribution_allocations", columns=["id", "distribution_id", "user_id", "shares", "amount",
+                                                              "payout_id"],
+                records=[(i, "dst_x", f"holder-{i:07d}", 10, 1000, f"po_{i}") for i in range(holders)])
+            await conn.copy_records_to_table(
+                "ceiling_payouts", columns=["id", "user_id", "amount", "currency", "status", "reference", "reason",
+                                            "source_id", "recipient_code", "attempts", "available_at", "created_at",
+                                            "updated_at"],
+                records=[(f"po_{i}", f"holder-{i:07d}", 1000, "NGN", "pending", f"payout-{i:024d}", "distribution",
+                          "dst_x", None, 0, now, now, now) for i in paid])
+            await conn.copy_records_to_table(
+                "ceiling_postings", columns=["id", "entry_id", "account_id", "amount", "currency", "created_at"],
+                records=[(i, 1, i, 1000, "NGN", now) for i in range(holders + 2)])
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def one_size(pg: str, holders: int) -> None:
+    name = "bench_distributions"
+    await fresh_database(pg, name)
+    url, dsn = f"postgresql+asyncpg://{pg}/{name}", f"postgresql://{pg}/{name}"
+    rt = runtime(url)
+    async with rt.db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    await seed(rt, dsn, "app-bench", holders)
+    admin = Principal(user_id="bench-admin", roles=frozenset({"admin"}))
+    body = DistributionIn(period="2026-10", currency="NGN")
+
+    weights = [1 + (i * 7919) % 1000 for i in range(holders)]
+    started = time.perf_counter()
+    net = REVENUE - percentage_of(REVENUE, 250)
+    allocate(net, weights)
+    split_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    async with rt.db.unit_of_work() as session:
+        await plan_distribution(session, rt, admin, "app-bench", body)
+    plan_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    async with rt.db.unit_of_work() as session:
+        plan = await plan_distribution(session, rt, admin, "app-bench", body)
+        distribution = await write_distribution(session, rt, admin, plan, body.period)
+    whole_seconds = time.perf_counter() - started
+
+    rows = holders * 3 + 2  # allocations, payouts (every holder gets > 0 here), postings
+    ceiling_seconds = await copy_ceiling(dsn, holders)
+    async with rt.db.unit_of_work() as session:
+        checks = await run_checks(session)
+    await rt.gateway.aclose()
+    await rt.db.dispose()
+    whole_rate, ceiling_rate = rows / whole_seconds, rows / ceiling_seconds
+    print(f"H={holders:,} holders: distribution {distribution.id}, {distribution.allocations:,} allocations")
+    print(f"  split alone (largest remainder)      {split_seconds * 1000:10.1f} ms")
+    print(f"  allocation (cap table read + split)  {plan_seconds * 1000:10.1f} ms")
+    print(f"  whole distribution, committed        {whole_seconds:10.2f} s   {whole_rate:12,.0f} rows/s "
+          f"({rows:,} rows)")
+    print(f"  ceiling: COPY of the same rows       {ceiling_seconds:10.2f} s   {ceiling_rate:12,.0f} rows/s")
+    print(f"  ratio whole / COPY                   {whole_rate / ceiling_rate:10.2f}")
+    print(f"  integrity                            {'ok' if all(c.ok for c in checks) else 'FAILED'}")
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--holders", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--pg", default="postgres@127.0.0.1:5432")
+    args = parser.parse_args()
+    for holders in args.holders:
+        await one_size(args.pg, holders)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
