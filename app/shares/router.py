@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -38,6 +38,8 @@ async def cap_table(
 ) -> CapTableOut:
     app = await get_app(session, app_id)
     require(manages(app, principal), "Only the app's owner or an admin sees its cap table")
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)  # a time without an offset is UTC, as everywhere in the service
     holders = await service.cap_table(session, app_id, as_of)
     issued = sum(shares for _, shares in holders)
     hundredths = allocate(FULL_PERCENT, [shares for _, shares in holders]) if issued else []
