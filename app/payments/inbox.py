@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,43 +90,57 @@ async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:
         return list(events)
 
 
-async def _finish(rt: Runtime, event_id: int, status: str, error: str | None = None, retry_in: float = 0) -> None:
-    async with rt.db.unit_of_work() as session:
-        event = await session.get(WebhookEvent, event_id, with_for_update=True)
-        assert event is not None
-        event.status = status
-        event.last_error = error[:1000] if error else None
-        if status == "pending":
-            event.available_at = utcnow() + timedelta(seconds=retry_in)
-        else:
-            event.processed_at = utcnow()
-
-
-async def _process(rt: Runtime, event: WebhookEvent) -> None:
+async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
+    """Run the event's handler; returns the inbox status it ends in and the error, if any."""
     started = time.perf_counter()
     label = metrics.event_label(event.event)
     handler = _HANDLERS.get(event.event)
+    outcome: tuple[str, str | None]
     try:
         data = json.loads(event.payload).get("data")
         if handler is None or not isinstance(data, dict):
-            await _finish(rt, event.id, "ignored")
-            result = "ignored"
+            outcome, result = ("ignored", None), "ignored"
         else:
             result = await handler(rt, data)
-            # a handler that found nothing to act on (e.g. a reference we never issued) says so
-            await _finish(rt, event.id, "ignored" if result == "ignored" else "processed")
+            outcome = ("ignored" if result == "ignored" else "processed", None)
     except Exception as error:  # any failure: the event stays in the inbox and is retried
         if event.attempts >= MAX_ATTEMPTS:
             log.error("webhook event %s gave up after %s attempts: %s", event.id, event.attempts, error)
-            await _finish(rt, event.id, "failed", repr(error))
-            result = "failed"
+            outcome, result = ("failed", repr(error)), "failed"
         else:
             if not isinstance(error, RetryLater):
                 log.exception("webhook event %s failed; will retry", event.id)
-            await _finish(rt, event.id, "pending", repr(error), retry_in=min(2**event.attempts, 3600))
-            result = "retry"
+            outcome, result = ("pending", repr(error)), "retry"
     metrics.WEBHOOK_EVENTS.labels(event=label, result=result).inc()
     metrics.WEBHOOK_PROCESSING.observe(time.perf_counter() - started)
+    return outcome
+
+
+async def _finish(rt: Runtime, events: list[WebhookEvent], outcomes: list[tuple[str, str | None]]) -> None:
+    """Record a batch's outcomes in one transaction. A worker that dies before this leaves the
+    events to be taken again after their lease: handlers apply each fact once, so that is safe."""
+    now = utcnow()
+    done: dict[str, list[int]] = {}
+    async with rt.db.unit_of_work() as session:
+        for event, (status, error) in zip(events, outcomes, strict=True):
+            if status == "pending":
+                await session.execute(
+                    update(WebhookEvent).where(WebhookEvent.id == event.id).values(
+                        status="pending", last_error=(error or "")[:1000],
+                        available_at=now + timedelta(seconds=min(2**event.attempts, 3600)))
+                )
+            elif error is not None:
+                await session.execute(
+                    update(WebhookEvent).where(WebhookEvent.id == event.id).values(
+                        status=status, last_error=error[:1000], processed_at=now)
+                )
+            else:
+                done.setdefault(status, []).append(event.id)
+        for status, ids in done.items():
+            await session.execute(
+                update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(status=status, processed_at=now,
+                                                                             last_error=None)
+            )
 
 
 async def process_inbox(rt: Runtime) -> int:
@@ -134,12 +148,13 @@ async def process_inbox(rt: Runtime) -> int:
     handled = 0
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
-    async def run(event: WebhookEvent) -> None:
+    async def run(event: WebhookEvent) -> tuple[str, str | None]:
         async with semaphore:
-            await _process(rt, event)
+            return await _process(rt, event)
 
     while events := await _claim(rt, rt.settings.worker_batch_size):
-        await asyncio.gather(*(run(event) for event in events))
+        outcomes = await asyncio.gather(*(run(event) for event in events))
+        await _finish(rt, events, list(outcomes))
         handled += len(events)
     return handled
 

@@ -23,7 +23,7 @@ from app.core.errors import NotFound
 from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page
 from app.core.security import Principal
-from app.gateway.errors import GatewayError
+from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import new_id, utcnow
@@ -39,9 +39,12 @@ FAILED_STATUSES = {"failed", "reversed"}
 ABANDONED_STATUSES = {"abandoned"}
 
 
+REFERENCE_PREFIX = "pay-"
+
+
 def new_reference() -> str:
     """Ours, unique, and within Paystack's reference alphabet (letters, digits, '-', '.', '=')."""
-    return f"pay-{int(time.time() * 1000):x}-{secrets.token_hex(8)}"
+    return f"{REFERENCE_PREFIX}{int(time.time() * 1000):x}-{secrets.token_hex(8)}"
 
 
 async def create_payment(rt: Runtime, principal: Principal, request: PaymentCreate) -> Payment:
@@ -184,17 +187,17 @@ async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> P
 async def handle_charge_success(rt: Runtime, data: dict[str, Any]) -> str:
     """Never trust the webhook body for money: look the charge up with the gateway first."""
     reference = str(data.get("reference") or "")
-    async with rt.db.unit_of_work() as session:
-        payment = await session.scalar(select(Payment).where(Payment.reference == reference))
-    if payment is None:
-        return "ignored"
-    if payment.status not in ("pending", "failed", "abandoned"):
-        return "duplicate"
+    if not reference.startswith(REFERENCE_PREFIX):
+        return "ignored"  # not a charge this service started
     try:
-        await verify_and_apply(rt, reference)
+        payment = await verify_and_apply(rt, reference)
+    except GatewayRejected as error:
+        if error.status_code == 404:
+            return "ignored"
+        raise RetryLater(f"gateway verify failed: {error.message}") from error
     except GatewayError as error:
         raise RetryLater(f"gateway verify failed: {error.message}") from error
-    return "processed"
+    return "ignored" if payment is None else "processed"
 
 
 async def reconcile_pending(rt: Runtime) -> int:
