@@ -26,6 +26,7 @@ from app.models import Dispute, EscrowTransaction, Payment
 from app.models.base import new_id, utcnow
 from app.payments.inbox import RetryLater, on_event
 from app.runtime import Runtime
+from app.shares.service import cancel_reserved_shares, reserve_shares
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ async def resolve_dispute(session: AsyncSession, rt: Runtime, principal: Princip
         raise Unauthorized("Only an admin resolves disputes")
     if dispute.status != "open":
         raise InvalidState("This dispute is already resolved", status=dispute.status)
+    if dispute.source == "gateway" and body.outcome in ("refund", "partial_refund"):
+        # The bank returns a chargeback's money itself; refunding it here too would pay the investor twice.
+        raise InvalidState("A chargeback's money is returned by the bank, not refunded here", source="gateway")
     amount = dispute.amount
     if body.outcome == "partial_refund":
         if body.amount is None:
@@ -206,6 +210,8 @@ async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
                 gateway_reference=deposit.gateway_reference, deposit_id=deposit.id,
                 shares=0, released=0, refunded=0, frozen=0,
             ))
+            if deposit.released == 0 and deposit.refunded == deposit.amount and deposit.shares:
+                await _cancel_charged_back_shares(session, deposit)
             payment = await session.get(Payment, deposit.payment_id, with_for_update=True)
             if payment is not None:
                 payment.refunded_amount += dispute.amount
@@ -214,6 +220,18 @@ async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
         else:
             _close(dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
     return "processed"
+
+
+async def _cancel_charged_back_shares(session: AsyncSession, deposit: EscrowTransaction) -> None:
+    """The whole investment went back through the bank: its shares go too, if the investor still has them."""
+    try:
+        async with session.begin_nested():
+            await reserve_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id, shares=deposit.shares)
+            await cancel_reserved_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id,
+                                         shares=deposit.shares, source_id=deposit.id)
+    except InvalidState:
+        log.error("chargeback on %s: the investor no longer holds the %s shares to cancel", deposit.id,
+                  deposit.shares)
 
 
 def dispute_out(dispute: Dispute) -> DisputeOut:

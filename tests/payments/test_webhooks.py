@@ -1,0 +1,383 @@
+"""Paystack webhooks over HTTP: signature on the raw bytes, the IP allow-list, the inbox, and crediting once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from app.core.config import Settings
+from app.gateway.signature import sign
+from app.ledger import accounts
+from app.main import create_app
+from app.models import JournalEntry, LedgerAccount, WebhookEvent
+from tests.conftest import BASE_URL
+from tests.helpers import get_payment, invest, put_app
+
+WEBHOOK = "/v1/webhooks/paystack"
+PAYSTACK_IP = "52.31.139.75"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # Keep the reconciler away from fresh payments: what gets credited here is the webhook's doing.
+    return {"reconcile_pending_after_seconds": 3600}
+
+
+def encode(payload: Any) -> bytes:
+    """Compact UTF-8 JSON, as Paystack sends it."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def secret(app: FastAPI) -> str:
+    return app.state.runtime.settings.paystack_secret_key.get_secret_value()
+
+
+async def post_signed(
+    client: httpx.AsyncClient, app: FastAPI, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await client.post(
+        WEBHOOK,
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "x-paystack-signature": sign(body, secret(app)),
+            **(headers or {}),
+        },
+    )
+
+
+def charge_success(app: FastAPI, reference: str) -> bytes:
+    """The body Paystack sends for a charge the sandbox has settled."""
+    return encode({"event": "charge.success", "data": app.state.sandbox.transactions[reference].verify_data()})
+
+
+async def webhook_rows(app: FastAPI) -> list[WebhookEvent]:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return list((await session.scalars(select(WebhookEvent).order_by(WebhookEvent.id))).all())
+
+
+async def ledger_balance(app: FastAPI, account: str) -> int:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return await session.scalar(select(LedgerAccount.balance).where(LedgerAccount.name == account)) or 0
+
+
+async def journal_entries(app: FastAPI) -> int:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return await session.scalar(select(func.count()).select_from(JournalEntry)) or 0
+
+
+async def deposits(client: httpx.AsyncClient, admin: dict[str, str], app_id: str = "app-1") -> list[dict[str, Any]]:
+    response = await client.get("/v1/escrow/transactions", params={"app_id": app_id, "type": "deposit"}, headers=admin)
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["details"], dict)
+
+
+async def test_signed_charge_success_credits_the_payment(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=4)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+
+    response = await post_signed(client, app, charge_success(app, payment["reference"]))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+    # stored, not yet applied: the worker does that
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "pending"
+
+    await app.state.worker.drain()
+
+    paid = await get_payment(client, investor, payment["reference"])
+    assert paid["status"] == "success"
+    assert paid["flagged"] is False
+    [deposit] = await deposits(client, admin)
+    assert deposit["amount"] == "4000.00" and deposit["gateway_reference"] == payment["reference"]
+    assert await ledger_balance(app, accounts.escrow("app-1", "NGN")) == 400000
+    holdings = (await client.get("/v1/holdings/me", headers=investor)).json()["items"]
+    assert [(h["app_id"], h["shares"]) for h in holdings] == [("app-1", 4)]
+    assert [(row.event, row.status) for row in await webhook_rows(app)] == [("charge.success", "processed")]
+    assert (await client.get("/v1/admin/integrity", headers=admin)).json()["ok"]
+
+
+def _bad_signatures(body: bytes, key: str) -> dict[str, dict[str, Any]]:
+    """Header sets that must all be refused for `body` (`key` is the real secret)."""
+    return {
+        "tampered_body": {"x-paystack-signature": sign(body.replace(b'"amount":', b'"amount":1', 1), key)},
+        "wrong_key": {"x-paystack-signature": sign(body, "sk_test_someone_else_0000000000000000000000")},
+        "missing": {},
+        "empty": {"x-paystack-signature": ""},
+        "not_hex": {"x-paystack-signature": "z" * 128},
+        "too_short": {"x-paystack-signature": sign(body, key)[:64]},
+        "too_long": {"x-paystack-signature": sign(body, key) + "00"},
+        "non_ascii": {"x-paystack-signature": ("é" * 128).encode("latin-1")},
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["tampered_body", "wrong_key", "missing", "empty", "not_hex", "too_short", "too_long", "non_ascii"]
+)
+async def test_bad_signature_is_refused_and_nothing_is_stored(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]], case: str
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    body = charge_success(app, payment["reference"])
+
+    headers = _bad_signatures(body, secret(app))[case]
+    response = await client.post(WEBHOOK, content=body, headers={"content-type": "application/json", **headers})
+
+    assert_error(response, 400, "INVALID_SIGNATURE")
+    assert await webhook_rows(app) == []
+    await app.state.worker.drain()
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "pending"
+    assert await deposits(client, admin) == []
+
+
+async def test_duplicate_deliveries_are_acknowledged_and_credited_once(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=3)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    body = charge_success(app, payment["reference"])
+
+    for _ in range(3):
+        response = await post_signed(client, app, body)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "ok"}
+    assert len(await webhook_rows(app)) == 1
+
+    await app.state.worker.drain()
+    # and once more after it was applied: still acknowledged, still nothing new
+    assert (await post_signed(client, app, body)).status_code == 200
+    await app.state.worker.drain()
+
+    assert len(await webhook_rows(app)) == 1
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "success"
+    assert len(await deposits(client, admin)) == 1
+    assert await ledger_balance(app, accounts.escrow("app-1", "NGN")) == 300000
+    holdings = (await client.get("/v1/holdings/me", headers=investor)).json()["items"]
+    assert [h["shares"] for h in holdings] == [3]
+    assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 3
+
+
+async def test_unknown_event_is_stored_and_ignored(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    entries_before = await journal_entries(app)
+
+    data = dict(app.state.sandbox.transactions[payment["reference"]].verify_data())
+    response = await post_signed(client, app, encode({"event": "subscription.create", "data": data}))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+    [row] = await webhook_rows(app)
+    assert (row.event, row.status) == ("subscription.create", "pending")
+
+    await app.state.worker.drain()
+
+    [row] = await webhook_rows(app)
+    assert (row.event, row.status) == ("subscription.create", "ignored")
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "pending"
+    assert await deposits(client, admin) == []
+    assert await journal_entries(app) == entries_before
+    assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 0
+
+
+@pytest.mark.parametrize(("field", "value", "reason_part"), [("amount", 150000, "1500"), ("currency", "GHS", "GHS")])
+async def test_gateway_disagreeing_on_amount_or_currency_flags_instead_of_crediting(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    auth: Callable[..., dict[str, str]],
+    field: str,
+    value: Any,
+    reason_part: str,
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)  # NGN 2,000.00 = 200000 kobo expected
+    reference = payment["reference"]
+    # The gateway ends up charging something else than we asked for.
+    setattr(app.state.sandbox.transactions[reference], field, value)
+    app.state.sandbox.settle_charge(reference, "success", send_webhook=False)
+    # ... while the (signed) webhook body claims exactly what we expected: only verify's answer counts.
+    data = dict(app.state.sandbox.transactions[reference].verify_data(), amount=200000, currency="NGN")
+
+    response = await post_signed(client, app, encode({"event": "charge.success", "data": data}))
+    assert response.status_code == 200, response.text
+    await app.state.worker.drain()
+
+    flagged = await get_payment(client, investor, reference)
+    assert flagged["status"] == "pending"
+    assert flagged["flagged"] is True
+    assert flagged["flag_reason"] and reason_part in flagged["flag_reason"]
+    assert await deposits(client, admin) == []
+    assert await ledger_balance(app, accounts.escrow("app-1", "NGN")) == 0
+    assert (await client.get("/v1/holdings/me", headers=investor)).json()["items"] == []
+    assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 0
+
+    # the client's verify call gets the same verdict
+    verified = await client.post(f"/v1/payments/{reference}/verify", headers=investor)
+    assert verified.status_code == 200
+    assert verified.json()["status"] == "pending" and verified.json()["flagged"] is True
+    assert await deposits(client, admin) == []
+
+
+async def test_charge_success_the_gateway_does_not_confirm_credits_nothing(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    """A correctly signed body is still not proof of payment: verify says the charge is not paid."""
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    data = dict(app.state.sandbox.transactions[payment["reference"]].verify_data(), status="success")
+
+    assert (await post_signed(client, app, encode({"event": "charge.success", "data": data}))).status_code == 200
+    await app.state.worker.drain()
+
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "pending"
+    assert await deposits(client, admin) == []
+
+
+@pytest.mark.parametrize("case", ["foreign_reference", "unknown_to_gateway", "paid_elsewhere"])
+async def test_charge_success_for_a_reference_we_never_issued_is_ignored(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]], case: str
+) -> None:
+    admin = auth("admin-1", admin=True)
+    await put_app(client, admin)
+    entries_before = await journal_entries(app)
+    data: dict[str, Any] = {
+        "id": 4_999_999_999,
+        "status": "success",
+        "reference": {"foreign_reference": "not-ours-123", "unknown_to_gateway": "pay-0-0000000000000000"}.get(
+            case, "pay-paid-elsewhere-0001"
+        ),
+        "amount": 500000,
+        "currency": "NGN",
+        "paid_at": "2025-01-01T00:00:00.000Z",
+        "channel": "card",
+        "metadata": "",
+    }
+    if case == "paid_elsewhere":
+        # a real, successful charge on the same Paystack account, just not one this service started
+        initialized = await client.post(
+            "/sandbox/paystack/transaction/initialize",
+            json={"email": "someone@example.com", "amount": 500000, "reference": data["reference"]},
+            headers={"Authorization": f"Bearer {secret(app)}"},
+        )
+        assert initialized.status_code == 200, initialized.text
+        app.state.sandbox.settle_charge(data["reference"], "success", send_webhook=False)
+        data = app.state.sandbox.transactions[data["reference"]].verify_data()
+
+    response = await post_signed(client, app, encode({"event": "charge.success", "data": data}))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok"}
+    await app.state.worker.drain()
+
+    [row] = await webhook_rows(app)
+    assert (row.event, row.status) == ("charge.success", "ignored")
+    assert await deposits(client, admin) == []
+    assert await journal_entries(app) == entries_before
+    listed = (await client.get("/v1/payments", headers=admin)).json()["items"]
+    assert listed == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"event=charge.success&reference=x",
+        b"\xff\xfe not utf-8",
+        b'["charge.success"]',
+        b'{"event":"charge.success"}',
+        b'{"event":7,"data":{}}',
+    ],
+    ids=["form", "not_utf8", "array", "no_data", "event_not_string"],
+)
+async def test_signed_body_that_is_not_an_event_is_refused_and_not_stored(
+    client: httpx.AsyncClient, app: FastAPI, body: bytes
+) -> None:
+    response = await post_signed(client, app, body)
+    assert response.status_code in (400, 422), response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] in ("VALIDATION_ERROR", "INVALID_SIGNATURE")
+    assert await webhook_rows(app) == []
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    application = create_app(settings, loopback=True)
+    async with (
+        LifespanManager(application, startup_timeout=30, shutdown_timeout=30),
+        httpx.AsyncClient(transport=httpx.ASGITransport(application), base_url=BASE_URL) as http,
+    ):
+        yield application, http
+
+
+def _unknown_reference_event() -> bytes:
+    return encode({"event": "charge.success", "data": {"id": 4_000_123_456, "reference": "ref-from-paystack"}})
+
+
+async def test_ip_allowlist_refuses_other_sources(make_settings: Callable[..., Settings]) -> None:
+    async with running(make_settings(webhook_ip_allowlist=PAYSTACK_IP)) as (application, http):
+        # the test client's peer is 127.0.0.1; a valid signature does not help
+        response = await post_signed(http, application, _unknown_reference_event())
+        assert_error(response, 403, "UNAUTHORIZED")
+        # and X-Forwarded-For from a peer that is not a trusted proxy is not believed
+        spoofed = await post_signed(
+            http, application, _unknown_reference_event(), headers={"x-forwarded-for": PAYSTACK_IP}
+        )
+        assert_error(spoofed, 403, "UNAUTHORIZED")
+        assert await webhook_rows(application) == []
+
+
+async def test_ip_allowlist_behind_a_trusted_proxy(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(webhook_ip_allowlist=PAYSTACK_IP, trusted_proxies="127.0.0.1")
+    async with running(settings) as (application, http):
+        response = await post_signed(
+            http, application, _unknown_reference_event(), headers={"x-forwarded-for": PAYSTACK_IP}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "ok"}
+        assert len(await webhook_rows(application)) == 1
+
+        other = await post_signed(
+            http,
+            application,
+            encode({"event": "charge.success", "data": {"id": 1}}),
+            headers={"x-forwarded-for": "203.0.113.9"},
+        )
+        assert_error(other, 403, "UNAUTHORIZED")
+        # still checked: an allowed address with a bad signature
+        unsigned = await http.post(
+            WEBHOOK,
+            content=_unknown_reference_event(),
+            headers={"x-forwarded-for": PAYSTACK_IP, "x-paystack-signature": "0" * 128},
+        )
+        assert_error(unsigned, 400, "INVALID_SIGNATURE")
+        assert len(await webhook_rows(application)) == 1
