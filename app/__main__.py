@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
+        if "PUBLIC_BASE_URL" not in os.environ and not settings.model_fields_set & {"public_base_url"}:
+            # The sandbox's checkout links and webhooks must point at the port actually served.
+            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+            os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{args.port}"
+            get_settings.cache_clear()
+
         uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
                     proxy_headers=False, log_config=None)  # see TRUSTED_PROXIES
     return 0
