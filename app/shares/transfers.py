@@ -159,6 +159,8 @@ class ShareTransferPayment:
         transfer = await session.scalar(
             select(ShareTransfer).where(ShareTransfer.id == payment.share_transfer_id).with_for_update()
         )
+        if transfer is not None and transfer.status == "pending" and transfer.expires_at <= utcnow():
+            await _end(session, transfer, "expired")  # paid after its time, before the expiry job saw it
         if transfer is None or transfer.status != "pending" or payment.amount != transfer.amount:
             state = transfer.status if transfer else "missing"
             payment.outcome_note = f"share transfer {state}; refunded"
