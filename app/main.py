@@ -15,8 +15,12 @@ from fastapi import FastAPI
 from slowapi.errors import RateLimitExceeded
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-# Registering payment types and event handlers happens on import.
+# Payment types and webhook event handlers register themselves on import.
+import app.distributions.revenue
+import app.escrow.disputes
 import app.payments.investment
+import app.payouts.service
+import app.shares.transfers
 from app.apps.router import router as apps_router
 from app.core.config import Settings, get_settings
 from app.core.crypto import FieldCipher

@@ -11,7 +11,7 @@ from app.core.routing import ExactJSONRoute
 from app.core.schemas import PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
-from app.distributions import reports, revenue, service  # noqa: F401  (revenue: registers its payment type)
+from app.distributions import reports, service
 from app.distributions.schemas import (
     AllocationPage,
     DistributionIn,
