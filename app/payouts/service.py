@@ -172,7 +172,7 @@ async def _send_one(rt: Runtime, payout: Payout) -> int:
     except GatewayRejected as error:
         await _rejected(rt, payout, error)
         return 0
-    except GatewayUnavailable as error:
+    except GatewayError as error:
         log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
         return 0
     await _record_result(rt, result)
@@ -277,7 +277,7 @@ async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None
             result = await rt.gateway.verify_transfer(payout.reference)
         except GatewayRejected as error:
             if error.status_code == 404:
-                await _resend(rt, payout)  # never reached Paystack: same reference again
+                await _send_one(rt, payout)  # never reached Paystack: same reference again
             continue
         except GatewayError as error:
             log.warning("payout %s not verified: %s", payout.reference, error.message)
@@ -285,21 +285,6 @@ async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None
         await _record_result(rt, result)
         checked += 1
     return checked
-
-
-async def _resend(rt: Runtime, payout: Payout) -> None:
-    assert payout.recipient_code is not None
-    try:
-        result = await rt.gateway.initiate_transfer(
-            amount=payout.amount, recipient=payout.recipient_code, reference=payout.reference,
-            reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
-        )
-    except GatewayRejected as error:
-        await _rejected(rt, payout, error)
-        return
-    except GatewayError:
-        return
-    await _record_result(rt, result)
 
 
 async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected, note: str | None = None) -> None:

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.authz import ERROR_CODES, call_route, dump_tables, restore_tables
 from tests.distributions.test_distributions import ADMIN, buy_shares, distribute, pay_revenue
-from tests.escrow.test_authorization import _dump, _restore
 from tests.helpers import OWNER, put_app
 
 Auth = Callable[..., dict[str, str]]
@@ -56,10 +56,10 @@ async def scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> Scena
     db = app.state.runtime.db
     if not _built:
         built = await build_scenario(client, app, auth)
-        _built.append((built, await _dump(db)))
+        _built.append((built, await dump_tables(db)))
         return built
     built, rows = _built[0]
-    await _restore(db, rows)
+    await restore_tables(db, rows)
     return Scenario(**built.ids())
 
 
@@ -91,7 +91,6 @@ EXPECTED: dict[str, tuple[int, int, int, int]] = {
     "all revenue report":       (403, 403, 403, 200),  # without app_id: admins only
     "create distribution":      (403, 403, 201, 201),
 }
-ERROR_CODES = {401: "UNAUTHENTICATED", 403: "UNAUTHORIZED", 404: "NOT_FOUND"}
 
 
 def _headers(auth: Auth, role: str) -> dict[str, str]:
@@ -103,13 +102,7 @@ def test_the_table_covers_every_route() -> None:
 
 
 async def _call(client: httpx.AsyncClient, auth: Auth, role: str, route: str, ids: dict[str, str]) -> httpx.Response:
-    method, path, body = ROUTES[route]
-    if role == "anonymous" and body is not None:
-        body = {"unexpected": True}  # authentication is checked before the body
-    kwargs: dict[str, Any] = {"headers": _headers(auth, role)}
-    if body is not None:
-        kwargs["json"] = body
-    return await client.request(method, path.format(**ids), **kwargs)
+    return await call_route(client, ROUTES[route], _headers(auth, role), ids)
 
 
 def _mismatch(route: str, expected: int, response: httpx.Response) -> str | None:

@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import insert, select, text
+from sqlalchemy import select
 
-from app.core.db import Database
 from app.escrow.disputes import handle_chargeback
-from app.models import Base, Dispute
+from app.models import Dispute
+from tests.authz import ERROR_CODES, call_route, dump_tables, restore_tables
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, invest, pay, put_app, settle
 
@@ -104,27 +104,6 @@ async def build_scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) ->
 _built: list[tuple[Scenario, dict[str, list[dict[str, Any]]]]] = []
 
 
-async def _dump(db: Database) -> dict[str, list[dict[str, Any]]]:
-    async with db.unit_of_work() as session:
-        return {t.name: [dict(row._mapping) for row in await session.execute(select(t))]
-                for t in Base.metadata.sorted_tables}
-
-
-async def _restore(db: Database, rows: dict[str, list[dict[str, Any]]]) -> None:
-    async with db.unit_of_work() as session:
-        for table in Base.metadata.sorted_tables:
-            if rows[table.name]:
-                await session.execute(insert(table), rows[table.name])
-        if db.is_postgres:  # rows came with their serial ids: move the sequences past them
-            for table in Base.metadata.sorted_tables:
-                for column in table.primary_key.columns:
-                    if column.autoincrement is True or (column.autoincrement == "auto"
-                                                        and column.type.python_type is int):
-                        await session.execute(text(
-                            f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
-                            f"COALESCE(MAX({column.name}), 0) + 1, false) FROM {table.name}"))
-
-
 @pytest.fixture
 async def scenario(request: pytest.FixtureRequest, client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> Scenario:
     callspec = getattr(request.node, "callspec", None)
@@ -134,10 +113,10 @@ async def scenario(request: pytest.FixtureRequest, client: httpx.AsyncClient, ap
     db = app.state.runtime.db
     if not _built:
         built = await build_scenario(client, app, auth)
-        _built.append((built, await _dump(db)))
+        _built.append((built, await dump_tables(db)))
         return built
     built, rows = _built[0]
-    await _restore(db, rows)
+    await restore_tables(db, rows)
     return Scenario(**built.ids())
 
 
@@ -196,7 +175,6 @@ EXPECTED: dict[str, tuple[int, int, int, int, int]] = {
     "retry payout":       (404, 404, 403, 404, 200),  # the owner's own payout is visible to the owner
     "integrity":          (403, 403, 403, 403, 200),
 }
-ERROR_CODES = {401: "UNAUTHENTICATED", 403: "UNAUTHORIZED", 404: "NOT_FOUND"}
 
 CASES = [
     pytest.param(route, role, 401 if role == "anonymous" else EXPECTED[route][ROLES.index(role) - 1],
@@ -204,14 +182,6 @@ CASES = [
     for route in ROUTES
     for role in ROLES
 ]
-
-
-def _fill(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return value.format(**ids)
-    if isinstance(value, dict):
-        return {k: _fill(v, ids) for k, v in value.items()}
-    return value
 
 
 def _headers(auth: Auth, role: str) -> dict[str, str]:
@@ -226,14 +196,7 @@ def test_the_table_covers_every_route() -> None:
 async def test_route_authorization(
     route: str, role: str, expected: int, scenario: Scenario, client: httpx.AsyncClient, auth: Auth,
 ) -> None:
-    method, path, body = ROUTES[route]
-    if role == "anonymous" and body is not None:
-        body = {"unexpected": True}  # authentication is checked before the body
-    ids = scenario.ids()
-    kwargs: dict[str, Any] = {"headers": _headers(auth, role)}
-    if body is not None:
-        kwargs["json"] = _fill(body, ids)
-    response = await client.request(method, _fill(path, ids), **kwargs)
+    response = await call_route(client, ROUTES[route], _headers(auth, role), scenario.ids())
 
     assert response.status_code == expected, response.text
     if expected in ERROR_CODES:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.escrow.test_authorization import _dump, _restore
+from tests.authz import call_route, dump_tables, restore_tables
 from tests.helpers import OWNER, put_app
 from tests.shares.test_transfers import holder, offered
 
@@ -55,10 +55,10 @@ async def scenario(request: pytest.FixtureRequest, client: httpx.AsyncClient, ap
     db = app.state.runtime.db
     if not _built:
         built = await build_scenario(client, app, auth)
-        _built.append((built, await _dump(db)))
+        _built.append((built, await dump_tables(db)))
         return built
     built, rows = _built[0]
-    await _restore(db, rows)
+    await restore_tables(db, rows)
     return Scenario(**built.ids())
 
 
@@ -101,14 +101,6 @@ CASES = [
 ]
 
 
-def _fill(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return value.format(**ids)
-    if isinstance(value, dict):
-        return {k: _fill(v, ids) for k, v in value.items()}
-    return value
-
-
 def _headers(auth: Auth, role: str) -> dict[str, str]:
     return {} if role == "anonymous" else auth(USERS[role], admin=role == "admin")
 
@@ -121,14 +113,7 @@ def test_the_table_covers_every_route() -> None:
 async def test_route_authorization(
     route: str, role: str, expected: Expected, scenario: Scenario, client: httpx.AsyncClient, auth: Auth,
 ) -> None:
-    method, path, body = ROUTES[route]
-    if role == "anonymous" and body is not None:
-        body = {"unexpected": True}  # authentication is checked before the body
-    ids = scenario.ids()
-    kwargs: dict[str, Any] = {"headers": _headers(auth, role)}
-    if body is not None:
-        kwargs["json"] = _fill(body, ids)
-    response = await client.request(method, _fill(path, ids), **kwargs)
+    response = await call_route(client, ROUTES[route], _headers(auth, role), scenario.ids())
 
     status, code = expected
     assert response.status_code == status, response.text
