@@ -19,32 +19,47 @@ from app.models import App, Holding, ShareMovement
 from app.models.base import utcnow
 
 
+class _SoldOut(Exception):
+    pass
+
+
 async def issue_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int, source_id: str) -> bool:
-    """Issue new shares if the app still has them. False when sold out (nothing written)."""
-    claimed = await session.execute(
-        update(App)
-        .where(App.id == app_id, App.shares_issued + shares <= App.total_shares)
-        .values(shares_issued=App.shares_issued + shares)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:
+    """Issue new shares if the app still has them; False when sold out (nothing written).
+
+    The app row is every investment's hot row: the holding and movement are written first,
+    and the app's shares are claimed last, so that row stays locked only until the commit.
+    """
+    try:
+        async with session.begin_nested():
+            await credit_holding(session, app_id=app_id, user_id=user_id, shares=shares)
+            session.add(ShareMovement(app_id=app_id, from_user_id=None, to_user_id=user_id, shares=shares,
+                                      kind="issue", source_id=source_id, created_at=utcnow()))
+            await session.flush()
+            claimed = await session.execute(
+                update(App)
+                .where(App.id == app_id, App.shares_issued + shares <= App.total_shares)
+                .values(shares_issued=App.shares_issued + shares)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:
+                raise _SoldOut
+    except _SoldOut:
         return False
+    return True
+
+
+async def credit_holding(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
+    """Add shares to a holding, creating it; the lock-in runs from the latest acquisition."""
     now = utcnow()
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(Holding).values(
-        app_id=app_id, user_id=user_id, shares=shares, reserved_shares=0, acquired_at=now, updated_at=now
-    )
-    # The lock-in runs from the latest acquisition.
     await session.execute(
-        stmt.on_conflict_do_update(
+        insert(Holding)
+        .values(app_id=app_id, user_id=user_id, shares=shares, reserved_shares=0, acquired_at=now, updated_at=now)
+        .on_conflict_do_update(
             index_elements=["app_id", "user_id"],
             set_={"shares": Holding.shares + shares, "acquired_at": now, "updated_at": now},
         )
     )
-    session.add(ShareMovement(app_id=app_id, from_user_id=None, to_user_id=user_id, shares=shares,
-                              kind="issue", source_id=source_id, created_at=now))
-    await session.flush()
-    return True
 
 
 async def reserve_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:

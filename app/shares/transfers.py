@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import check_currency, get_app
@@ -40,7 +38,7 @@ from app.payments.types import PaymentPlan, register
 from app.payouts.service import queue_payout
 from app.runtime import Runtime
 from app.shares.schemas import ShareTransferIn, ShareTransferOut
-from app.shares.service import reserve_shares, unreserve_shares
+from app.shares.service import credit_holding, reserve_shares, unreserve_shares
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +194,8 @@ async def _move_shares(session: AsyncSession, transfer: ShareTransfer) -> None:
     )
     if moved.rowcount != 1:
         raise InvalidState("The seller's reserved shares are gone")
+    await credit_holding(session, app_id=transfer.app_id, user_id=transfer.buyer_id, shares=transfer.shares)
     now = utcnow()
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(Holding).values(app_id=transfer.app_id, user_id=transfer.buyer_id, shares=transfer.shares,
-                               reserved_shares=0, acquired_at=now, updated_at=now)
-        .on_conflict_do_update(index_elements=["app_id", "user_id"],
-                               set_={"shares": Holding.shares + transfer.shares, "acquired_at": now, "updated_at": now})
-    )
     session.add(ShareMovement(app_id=transfer.app_id, from_user_id=transfer.seller_id, to_user_id=transfer.buyer_id,
                               shares=transfer.shares, kind="transfer", source_id=transfer.id, created_at=now))
 
