@@ -131,7 +131,8 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--c", type=int, default=32)
     parser.add_argument("--port", type=int, default=8021)
-    parser.add_argument("--workers", type=int, default=0, help="extra `python -m app.worker` processes")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="separate `python -m app.worker` processes (the API then runs no worker itself)")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
     parser.add_argument("--database", default="bench_webhooks")
     args = parser.parse_args()
@@ -153,8 +154,9 @@ async def main() -> None:
     settings = Settings(_env_file=None, public_base_url=base)
     secret = settings.paystack_secret_key.get_secret_value()
     quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+    api_env = {**env, "WORKER_IN_PROCESS": "false" if args.workers else "true"}
     server = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", "--port", str(args.port),
-                                                  cwd=ROOT, env=env, **quiet)
+                                                  cwd=ROOT, env=api_env, **quiet)
     workers: list[asyncio.subprocess.Process] = []
     try:
         limits = httpx.Limits(max_connections=args.c + 8, max_keepalive_connections=args.c + 8)
@@ -228,8 +230,9 @@ async def main() -> None:
     accepted_rate = len(load) / accept_elapsed
     health_rate = len(health) / health_elapsed
     credited_rate = args.n / credit_elapsed
-    print(f"webhooks bench: N={args.n} C={args.c} sent={len(load)} (duplicates {len(load) - args.n}), "
-          f"API process + {args.workers} worker process(es), PostgreSQL, sandbox gateway")
+    shape = f"API process + {args.workers} worker process(es)" if args.workers else "API process with its own worker"
+    print(f"webhooks bench: N={args.n} C={args.c} sent={len(load)} (duplicates {len(load) - args.n}), {shape}, "
+          "PostgreSQL, sandbox gateway")
     print(f"  webhooks accepted/s        {accepted_rate:10.1f}   (failures {accept_failures})")
     print(f"  accept latency p50 / p99   {statistics.median(accept_latencies) * 1000:8.1f} ms / "
           f"{percentile(accept_latencies, 0.99) * 1000:.1f} ms")
