@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,8 @@ async def issue_shares(session: AsyncSession, *, app_id: str, user_id: str, shar
     The app row is every investment's hot row: the holding and movement are written first,
     and the app's shares are claimed last, so that row stays locked only until the commit.
     """
+    if session.bind.dialect.name == "postgresql":
+        return await _issue_shares_postgres(session, app_id, user_id, shares, source_id)
     try:
         async with session.begin_nested():
             await credit_holding(session, app_id=app_id, user_id=user_id, shares=shares)
@@ -46,6 +48,39 @@ async def issue_shares(session: AsyncSession, *, app_id: str, user_id: str, shar
     except _SoldOut:
         return False
     return True
+
+
+# Claim the app's shares, credit the holding and record the movement in one statement: nothing is
+# written when the shares are sold out, and the app row is locked from here to the commit only.
+_ISSUE_SQL = text("""
+WITH claim AS (
+    UPDATE apps SET shares_issued = shares_issued + :shares
+    WHERE id = :app AND shares_issued + :shares <= total_shares
+    RETURNING id
+),
+holding AS (
+    INSERT INTO holdings (app_id, user_id, shares, reserved_shares, acquired_at, updated_at)
+    SELECT id, :user, :shares, 0, :now, :now FROM claim
+    ON CONFLICT (app_id, user_id) DO UPDATE
+    SET shares = holdings.shares + EXCLUDED.shares, acquired_at = EXCLUDED.acquired_at, updated_at = EXCLUDED.updated_at
+    RETURNING 1
+),
+movement AS (
+    INSERT INTO share_movements (app_id, from_user_id, to_user_id, shares, kind, source_id, created_at)
+    SELECT id, NULL, :user, :shares, 'issue', :source, :now FROM claim
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM claim) + (SELECT count(*) FROM holding) + (SELECT count(*) FROM movement)
+""")
+
+
+async def _issue_shares_postgres(session: AsyncSession, app_id: str, user_id: str, shares: int,
+                                 source_id: str) -> bool:
+    await session.flush()
+    written = await session.scalar(
+        _ISSUE_SQL, {"app": app_id, "user": user_id, "shares": shares, "source": source_id, "now": utcnow()}
+    )
+    return written == 3
 
 
 async def credit_holding(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
