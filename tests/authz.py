@@ -3,7 +3,9 @@ built once and copied into each test's fresh database."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Generic, TypeVar
 
 import httpx
 from sqlalchemy import insert, select, text
@@ -12,6 +14,7 @@ from app.core.db import Database
 from app.models import Base
 
 ERROR_CODES = {401: "UNAUTHENTICATED", 403: "UNAUTHORIZED", 404: "NOT_FOUND"}
+S = TypeVar("S")
 Route = tuple[str, str, dict[str, Any] | None]  # (method, path, body) with `{name}` placeholders
 
 
@@ -53,3 +56,20 @@ async def restore_tables(db: Database, rows: dict[str, list[dict[str, Any]]]) ->
                         await session.execute(text(
                             f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
                             f"COALESCE(MAX({column.name}), 0) + 1, false) FROM {table.name}"))
+
+
+class ScenarioCache(Generic[S]):
+    """Builds a test scenario through the API once per run; later tests get a copy of its rows
+    in their own fresh database instead of building it again."""
+
+    def __init__(self) -> None:
+        self._built: tuple[S, dict[str, list[dict[str, Any]]]] | None = None
+
+    async def get(self, db: Database, build: Callable[[], Awaitable[S]]) -> S:
+        if self._built is None:
+            scenario = await build()
+            self._built = (scenario, await dump_tables(db))
+            return scenario
+        scenario, rows = self._built
+        await restore_tables(db, rows)
+        return replace(scenario)

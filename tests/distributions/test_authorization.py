@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.authz import ERROR_CODES, call_route, dump_tables, restore_tables
+from tests.authz import ERROR_CODES, ScenarioCache, call_route
 from tests.distributions.test_distributions import ADMIN, buy_shares, distribute, pay_revenue
 from tests.helpers import OWNER, put_app
 
@@ -48,19 +48,12 @@ async def build_scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) ->
     return Scenario(distribution=created.json()["id"])
 
 
-_built: list[tuple[Scenario, dict[str, list[dict[str, Any]]]]] = []
+_scenarios: ScenarioCache[Scenario] = ScenarioCache()
 
 
 @pytest.fixture
 async def scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> Scenario:
-    db = app.state.runtime.db
-    if not _built:
-        built = await build_scenario(client, app, auth)
-        _built.append((built, await dump_tables(db)))
-        return built
-    built, rows = _built[0]
-    await restore_tables(db, rows)
-    return Scenario(**built.ids())
+    return await _scenarios.get(app.state.runtime.db, lambda: build_scenario(client, app, auth))
 
 
 # (method, path, body): `{name}` placeholders are filled from the scenario.

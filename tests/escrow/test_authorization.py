@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from app.escrow.disputes import handle_chargeback
 from app.models import Dispute
-from tests.authz import ERROR_CODES, call_route, dump_tables, restore_tables
+from tests.authz import ERROR_CODES, ScenarioCache, call_route
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, invest, pay, put_app, settle
 
@@ -101,7 +101,7 @@ async def build_scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) ->
 
 # The scenario is built through the API once per run; every other test gets a copy of its rows
 # in its own fresh database, which keeps the ~140 cases below fast.
-_built: list[tuple[Scenario, dict[str, list[dict[str, Any]]]]] = []
+_scenarios: ScenarioCache[Scenario] = ScenarioCache()
 
 
 @pytest.fixture
@@ -110,14 +110,7 @@ async def scenario(request: pytest.FixtureRequest, client: httpx.AsyncClient, ap
     if callspec is not None and callspec.params.get("role") == "anonymous":
         # 401 comes before any lookup: placeholder ids, no need to build anything
         return Scenario(**{name: f"{name}-x" for name in Scenario().ids()})
-    db = app.state.runtime.db
-    if not _built:
-        built = await build_scenario(client, app, auth)
-        _built.append((built, await dump_tables(db)))
-        return built
-    built, rows = _built[0]
-    await restore_tables(db, rows)
-    return Scenario(**built.ids())
+    return await _scenarios.get(app.state.runtime.db, lambda: build_scenario(client, app, auth))
 
 
 # (method, path, body): `{name}` placeholders are filled from the scenario.

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.authz import call_route, dump_tables, restore_tables
+from tests.authz import ScenarioCache, call_route
 from tests.helpers import OWNER, put_app
 from tests.shares.test_transfers import holder, offered
 
@@ -44,7 +44,7 @@ async def build_scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) ->
     return Scenario(transfer=transfer["id"])
 
 
-_built: list[tuple[Scenario, dict[str, list[dict[str, Any]]]]] = []
+_scenarios: ScenarioCache[Scenario] = ScenarioCache()
 
 
 @pytest.fixture
@@ -52,14 +52,7 @@ async def scenario(request: pytest.FixtureRequest, client: httpx.AsyncClient, ap
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("role") == "anonymous":
         return Scenario(transfer="stf-x")  # 401 comes before any lookup
-    db = app.state.runtime.db
-    if not _built:
-        built = await build_scenario(client, app, auth)
-        _built.append((built, await dump_tables(db)))
-        return built
-    built, rows = _built[0]
-    await restore_tables(db, rows)
-    return Scenario(**built.ids())
+    return await _scenarios.get(app.state.runtime.db, lambda: build_scenario(client, app, auth))
 
 
 PAY = {"payment_type": "share_transfer", "app_id": "{app_id}", "email": "b@example.com", "currency": "NGN",
