@@ -69,6 +69,9 @@ async def paystack_webhook(request: Request, rt: RuntimeDep) -> WebhookAck:
     settings = rt.settings
     if not ip_allowed(client_ip(request), settings.webhook_allowed_ips):
         raise Unauthorized("Webhook source address not allowed")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        raise ValidationFailed("Webhook body too large")  # refused before reading it
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
         raise ValidationFailed("Webhook body too large")

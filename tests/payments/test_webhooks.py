@@ -381,3 +381,11 @@ async def test_ip_allowlist_behind_a_trusted_proxy(make_settings: Callable[..., 
         )
         assert_error(unsigned, 400, "INVALID_SIGNATURE")
         assert len(await webhook_rows(application)) == 1
+
+
+async def test_an_oversized_webhook_is_refused_and_not_stored(client: httpx.AsyncClient, app: FastAPI) -> None:
+    body = b'{"event":"charge.success","data":{"reference":"' + b"x" * 1_100_000 + b'"}}'
+    response = await post_signed(client, app, body)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert await webhook_rows(app) == []
