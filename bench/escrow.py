@@ -7,7 +7,9 @@ payable:user:{owner}`, a release row, the owner's payout) and `refund_deposit`
 deposits of one app, so every journal entry goes through that app's escrow
 account; then each worker against its own app. In the same run, raw asyncpg
 transactions doing `UPDATE ... SET balance = balance - x` on one row give the
-ceiling. Prints postings/s, the ratio to the ceiling, p50/p99 of the ledger
+ceiling; and the ledger alone (`post()` on the hot account, in pairs that
+return the money) shows what the posting path costs without the operations
+around it. Prints postings/s, the ratio to the ceiling, p50/p99 of the ledger
 statement (which includes the wait for the account's row lock) and the
 integrity check (ledger and escrow-versus-deposits).
 
@@ -43,7 +45,9 @@ from app.escrow.refunds import refund_deposit  # noqa: E402
 from app.escrow.releases import pay_owner_from_deposits  # noqa: E402
 from app.escrow.service import EscrowService  # noqa: E402
 from app.gateway.client import PaystackClient  # noqa: E402
+from app.ledger import accounts  # noqa: E402
 from app.ledger.integrity import run_checks  # noqa: E402
+from app.ledger.service import Leg, move  # noqa: E402
 from app.models import App, Base, EscrowTransaction, Payment  # noqa: E402
 from app.models.base import new_id  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
@@ -144,6 +148,36 @@ async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tupl
     return done, latencies
 
 
+async def posting_worker_group(url: str, workers: int, seconds: float) -> tuple[int, list[float]]:
+    """The ledger alone: each worker posts `escrow:app:hot -> refund:in_flight` and back again with
+    `post()`, one entry per unit of work, always finishing a pair so the books still match."""
+    rt = runtime(url, workers + 2)
+    escrow, in_flight = accounts.escrow("hot", "NGN"), accounts.refund_in_flight("NGN")
+    latencies: list[float] = []
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        n = 0
+        while n % 2 or time.perf_counter() < deadline:
+            n += 1
+            legs = move(escrow, in_flight, 100) if n % 2 else move(in_flight, escrow, 100)
+
+            async def work(session: AsyncSession, legs: list[Leg] = legs) -> None:
+                started = time.perf_counter()
+                await ledger.post(session, kind="bench", legs=legs)
+                latencies.append(time.perf_counter() - started)
+
+            await rt.db.run(work)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    await rt.gateway.aclose()
+    await rt.db.dispose()
+    return done, latencies
+
+
 async def raw_worker_group(dsn: str, tasks: int, seconds: float) -> tuple[int, list[float]]:
     pool = await asyncpg.create_pool(dsn, min_size=tasks, max_size=tasks)
     latencies: list[float] = []
@@ -176,6 +210,10 @@ def _run(coro):  # type: ignore[no-untyped-def]
 
 def _run_ledger(args: tuple[str, list[str], float]) -> tuple[int, list[float]]:
     return _run(ledger_worker_group(*args))
+
+
+def _run_postings(args: tuple[str, int, float]) -> tuple[int, list[float]]:
+    return _run(posting_worker_group(*args))
 
 
 def _run_raw(args: tuple[str, int, float]) -> tuple[int, list[float]]:
@@ -239,10 +277,13 @@ def main() -> None:
         hot_elapsed, hot_done, hot_lat = run_phase(pool, _run_ledger, hot_jobs)
         spread_jobs = [(url, part, args.seconds) for part in spread(many, processes)]
         spread_elapsed, spread_done, spread_lat = run_phase(pool, _run_ledger, spread_jobs)
+        post_jobs = [(url, len(part), args.seconds) for part in spread(many, processes)]
+        post_elapsed, post_done, post_lat = run_phase(pool, _run_postings, post_jobs)
         raw_jobs = [(dsn, len(part), args.seconds) for part in spread(many, processes)]
         raw_elapsed, raw_done, raw_lat = run_phase(pool, _run_raw, raw_jobs)
 
     hot_rate, spread_rate, raw_rate = hot_done / hot_elapsed, spread_done / spread_elapsed, raw_done / raw_elapsed
+    post_rate = post_done / post_elapsed
     ok = asyncio.run(integrity(url))
     print(f"escrow bench: K={args.workers} workers in {processes} process(es), {args.seconds:.0f} s per phase, "
           f"PostgreSQL, releases and refunds alternating over {DEPOSITS_PER_APP} deposits per app")
@@ -250,10 +291,14 @@ def main() -> None:
           f"{statistics.median(hot_lat) * 1000:.2f} ms, p99 lock wait incl. {percentile(hot_lat, 0.99) * 1000:.2f} ms")
     print(f"  K different apps          {spread_rate:9.1f} postings/s   statement p50 "
           f"{statistics.median(spread_lat) * 1000:.2f} ms, p99 {percentile(spread_lat, 0.99) * 1000:.2f} ms")
+    print(f"  hot account, ledger only  {post_rate:9.1f} postings/s   statement p50 "
+          f"{statistics.median(post_lat) * 1000:.2f} ms, p99 lock wait incl. "
+          f"{percentile(post_lat, 0.99) * 1000:.2f} ms")
     print(f"  ceiling: raw asyncpg UPDATE on one row {raw_rate:9.1f} tx/s   p99 "
           f"{percentile(raw_lat, 0.99) * 1000:.2f} ms")
     print(f"  ratio hot / ceiling        {hot_rate / raw_rate:9.2f}")
     print(f"  ratio K apps / ceiling     {spread_rate / raw_rate:9.2f}")
+    print(f"  ratio ledger only / ceiling {post_rate / raw_rate:8.2f}")
     print(f"  integrity                  {'ok' if ok else 'FAILED'}")
     if not ok:
         sys.exit(1)
