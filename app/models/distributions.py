@@ -58,4 +58,4 @@ class DistributionAllocation(Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     shares: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)
-    payout_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    payout_id: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -40,7 +40,7 @@ class Payout(Timestamped, Base):
     source_id: Mapped[str] = mapped_column(String(64))
     recipient_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     transfer_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    batch_reference: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    batch_reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)

@@ -105,7 +105,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("reference", name=op.f("uq_payouts_reference")),
     )
     with op.batch_alter_table("payouts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_payouts_batch_reference"), ["batch_reference"], unique=False)
         batch_op.create_index("ix_payouts_status_available_at", ["status", "available_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_payouts_user_id"), ["user_id"], unique=False)
 
@@ -196,7 +195,6 @@ def downgrade() -> None:
     with op.batch_alter_table("payouts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_payouts_user_id"))
         batch_op.drop_index("ix_payouts_status_available_at")
-        batch_op.drop_index(batch_op.f("ix_payouts_batch_reference"))
 
     op.drop_table("payouts")
     op.drop_table("payout_accounts")

@@ -36,7 +36,6 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("distribution_allocations", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_distribution_allocations_payout_id"), ["payout_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_distribution_allocations_user_id"), ["user_id"], unique=False)
 
     op.create_table(
@@ -100,7 +99,6 @@ def downgrade() -> None:
     op.drop_table("distributions")
     with op.batch_alter_table("distribution_allocations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_distribution_allocations_user_id"))
-        batch_op.drop_index(batch_op.f("ix_distribution_allocations_payout_id"))
 
     op.drop_table("distribution_allocations")
     # ### end Alembic commands ###
