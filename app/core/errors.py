@@ -31,10 +31,6 @@ class AppError(Exception):
         super().__init__(self.message)
 
 
-class PaymentFailed(AppError):
-    code, status_code, default_message = "PAYMENT_FAILED", 402, "Payment processing failed"
-
-
 class InvalidSignature(AppError):
     code, status_code, default_message = "INVALID_SIGNATURE", 400, "Invalid webhook signature"
 

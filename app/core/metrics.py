@@ -14,7 +14,6 @@ PAYMENT_PROCESSING = Histogram(
 WEBHOOK_EVENTS = Counter("webhook_events_total", "Webhook events by outcome", ["event", "result"])
 WEBHOOK_PROCESSING = Histogram("webhook_processing_seconds", "Processing one stored webhook event")
 ERRORS = Counter("errors_total", "Error responses by code", ["code"])
-HTTP_REQUESTS = Histogram("http_request_seconds", "HTTP requests", ["method", "status"])
 WEBHOOK_BACKLOG = Gauge("webhook_inbox_backlog", "Webhook events waiting to be processed", multiprocess_mode="max")
 
 KNOWN_EVENTS = {

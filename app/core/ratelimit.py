@@ -21,7 +21,7 @@ from slowapi.errors import RateLimitExceeded
 from slowapi.middleware import _should_exempt
 
 from app.core.config import Settings, get_settings
-from app.core.errors import error_response
+from app.core.errors import RateLimited, render
 from app.core.net import client_ip
 from app.core.security import principal_from_request
 
@@ -92,13 +92,8 @@ def _retry_after(request: Request, exc: RateLimitExceeded) -> int:
 async def rate_limit_exceeded(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RateLimitExceeded)
     retry_after = _retry_after(request, exc)
-    return error_response(
-        "RATE_LIMITED",
-        "Too many requests",
-        429,
-        {"limit": str(exc.limit.limit), "retry_after": retry_after},
-        headers={"Retry-After": str(retry_after)},
-    )
+    limited = RateLimited(limit=str(exc.limit.limit), retry_after=retry_after)
+    return render(limited, headers={"Retry-After": str(retry_after)})
 
 
 async def check_default_limit(request: Request) -> None:

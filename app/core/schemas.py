@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -49,5 +49,3 @@ async def fetch_page(
         return rows, str(getattr(rows[-1], id_column.key))
     return rows, None
 
-
-Metadata = Annotated[dict[str, Any], Field(default_factory=dict)]
