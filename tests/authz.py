@@ -18,6 +18,11 @@ S = TypeVar("S")
 Route = tuple[str, str, dict[str, Any] | None]  # (method, path, body) with `{name}` placeholders
 
 
+def role_headers(auth: Callable[..., dict[str, str]], users: dict[str, str], role: str) -> dict[str, str]:
+    """No header for "anonymous"; otherwise a token for the role's user (admin for "admin")."""
+    return {} if role == "anonymous" else auth(users[role], admin=role == "admin")
+
+
 def fill(value: Any, ids: dict[str, str]) -> Any:
     if isinstance(value, str):
         return value.format(**ids)

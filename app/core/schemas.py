@@ -37,6 +37,14 @@ def page_params(
     return PageParams(limit=limit, cursor=cursor)
 
 
+def where_given(stmt: Select[Any], filters: dict[InstrumentedAttribute[Any], Any]) -> Select[Any]:
+    """List filters: each column equal to its value, for the values the caller gave (not None or "")."""
+    for column, value in filters.items():
+        if value is not None and value != "":
+            stmt = stmt.where(column == value)
+    return stmt
+
+
 async def fetch_page(
     session: AsyncSession, stmt: Select[Any], id_column: InstrumentedAttribute[Any], params: PageParams
 ) -> tuple[Sequence[Any], str | None]:

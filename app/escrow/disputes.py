@@ -14,7 +14,7 @@ from app.apps.service import get_app, overseen_app_ids
 from app.core.config import Settings
 from app.core.errors import FeatureDisabled, InsufficientFunds, InvalidAmount, InvalidState, NotFound, Unauthorized
 from app.core.money import MoneyError, to_major, to_minor
-from app.core.schemas import PageParams, fetch_page
+from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow.deposits import available, deposit_status, lock_deposits
 from app.escrow.refunds import refund_deposit
@@ -98,10 +98,7 @@ async def list_disputes(session: AsyncSession, principal: Principal, params: Pag
     if not principal.is_admin:
         apps = await overseen_app_ids(session, principal)
         stmt = stmt.where((Dispute.investor_id == principal.user_id) | Dispute.app_id.in_(apps))
-    if status:
-        stmt = stmt.where(Dispute.status == status)
-    if app_id:
-        stmt = stmt.where(Dispute.app_id == app_id)
+    stmt = where_given(stmt, {Dispute.status: status, Dispute.app_id: app_id})
     return await fetch_page(session, stmt, Dispute.id, params)
 
 

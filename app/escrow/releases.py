@@ -18,7 +18,7 @@ from app.apps.access import is_approver, manages, oversees, require
 from app.apps.service import get_app, overseen_app_ids
 from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound, Unauthorized
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
-from app.core.schemas import PageParams, fetch_page
+from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow.deposits import available, deposit_status, lock_deposits
 from app.escrow.milestones import get_milestone
@@ -131,10 +131,7 @@ async def list_releases(
     session: AsyncSession, principal: Principal, params: PageParams, *, app_id: str | None, status: str | None
 ) -> tuple[Sequence[ReleaseRequest], str | None]:
     stmt = select(ReleaseRequest)
-    if app_id:
-        stmt = stmt.where(ReleaseRequest.app_id == app_id)
-    if status:
-        stmt = stmt.where(ReleaseRequest.status == status)
+    stmt = where_given(stmt, {ReleaseRequest.app_id: app_id, ReleaseRequest.status: status})
     if not principal.is_admin:
         stmt = stmt.where(ReleaseRequest.app_id.in_(await overseen_app_ids(session, principal)))
     return await fetch_page(session, stmt, ReleaseRequest.id, params)

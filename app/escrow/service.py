@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.apps.service import overseen_app_ids
 from app.core.errors import NotFound
 from app.core.money import to_major, to_minor
-from app.core.schemas import PageParams, fetch_page
+from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import create_release
@@ -132,14 +132,8 @@ async def list_transactions(
     stmt = select(EscrowTransaction)
     if not principal.is_admin:
         stmt = stmt.where(await _visible_to(session, principal))
-    for column, value in (
-        (EscrowTransaction.app_id, app_id),
-        (EscrowTransaction.investor_id, investor_id),
-        (EscrowTransaction.type, type),
-        (EscrowTransaction.status, status),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
+    stmt = where_given(stmt, {EscrowTransaction.app_id: app_id, EscrowTransaction.investor_id: investor_id,
+                              EscrowTransaction.type: type, EscrowTransaction.status: status})
     return await fetch_page(session, stmt, EscrowTransaction.id, params)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import metrics
 from app.core.errors import NotFound
 from app.core.money import to_major
-from app.core.schemas import PageParams, fetch_page
+from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import VerifiedTransaction
@@ -113,12 +113,7 @@ async def list_payments(
     stmt = select(Payment)
     if not principal.is_admin:
         stmt = stmt.where(Payment.user_id == principal.user_id)
-    if status:
-        stmt = stmt.where(Payment.status == status)
-    if payment_type:
-        stmt = stmt.where(Payment.payment_type == payment_type)
-    if app_id:
-        stmt = stmt.where(Payment.app_id == app_id)
+    stmt = where_given(stmt, {Payment.status: status, Payment.payment_type: payment_type, Payment.app_id: app_id})
     return await fetch_page(session, stmt, Payment.id, params)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.apps.service import check_currency
 from app.core.errors import InvalidState, NotFound, ValidationFailed
 from app.core.money import to_major
-from app.core.schemas import PageParams, fetch_page
+from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.gateway.errors import GatewayError, GatewayRejected, GatewayUnavailable
 from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES, BulkTransferItem, TransferResult
@@ -329,11 +329,7 @@ async def retry_payout(session: AsyncSession, payout_id: str) -> Payout:
 async def list_payouts(
     session: AsyncSession, params: PageParams, *, user_id: str | None = None, status: str | None = None
 ) -> tuple[Sequence[Payout], str | None]:
-    stmt = select(Payout)
-    if user_id is not None:
-        stmt = stmt.where(Payout.user_id == user_id)
-    if status is not None:
-        stmt = stmt.where(Payout.status == status)
+    stmt = where_given(select(Payout), {Payout.user_id: user_id, Payout.status: status})
     return await fetch_page(session, stmt, Payout.id, params)
 
 

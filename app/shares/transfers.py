@@ -26,7 +26,7 @@ from app.core.errors import (
     ValidationFailed,
 )
 from app.core.money import MoneyError, check_payable, percentage_of, to_major, to_minor
-from app.core.schemas import PageParams, fetch_page
+from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.ledger import accounts
 from app.ledger.service import Leg, post
@@ -95,10 +95,7 @@ async def list_transfers(session: AsyncSession, principal: Principal, params: Pa
     if not principal.is_admin:
         mine = or_(ShareTransfer.seller_id == principal.user_id, ShareTransfer.buyer_id == principal.user_id)
         stmt = stmt.where(mine)
-    if status:
-        stmt = stmt.where(ShareTransfer.status == status)
-    if app_id:
-        stmt = stmt.where(ShareTransfer.app_id == app_id)
+    stmt = where_given(stmt, {ShareTransfer.status: status, ShareTransfer.app_id: app_id})
     return await fetch_page(session, stmt, ShareTransfer.id, params)
 
 

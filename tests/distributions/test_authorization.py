@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.authz import ERROR_CODES, ScenarioCache, call_route
+from tests.authz import ERROR_CODES, ScenarioCache, call_route, role_headers
 from tests.distributions.test_distributions import ADMIN, buy_shares, distribute, pay_revenue
 from tests.helpers import OWNER, put_app
 
@@ -87,7 +87,7 @@ EXPECTED: dict[str, tuple[int, int, int, int]] = {
 
 
 def _headers(auth: Auth, role: str) -> dict[str, str]:
-    return {} if role == "anonymous" else auth(USERS[role], admin=role == "admin")
+    return role_headers(auth, USERS, role)
 
 
 def test_the_table_covers_every_route() -> None:

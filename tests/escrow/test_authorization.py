@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from app.escrow.disputes import handle_chargeback
 from app.models import Dispute
-from tests.authz import ERROR_CODES, ScenarioCache, call_route
+from tests.authz import ERROR_CODES, ScenarioCache, call_route, role_headers
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, invest, pay, put_app, settle
 
@@ -178,7 +178,7 @@ CASES = [
 
 
 def _headers(auth: Auth, role: str) -> dict[str, str]:
-    return {} if role == "anonymous" else auth(USERS[role], admin=role == "admin")
+    return role_headers(auth, USERS, role)
 
 
 def test_the_table_covers_every_route() -> None:

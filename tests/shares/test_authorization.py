@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.authz import ScenarioCache, call_route
+from tests.authz import ScenarioCache, call_route, role_headers
 from tests.helpers import OWNER, put_app
 from tests.shares.test_transfers import holder, offered
 
@@ -95,7 +95,7 @@ CASES = [
 
 
 def _headers(auth: Auth, role: str) -> dict[str, str]:
-    return {} if role == "anonymous" else auth(USERS[role], admin=role == "admin")
+    return role_headers(auth, USERS, role)
 
 
 def test_the_table_covers_every_route() -> None:
