@@ -4,9 +4,10 @@ For H = 10,000 and 100,000 holders (half of them with payout accounts) it times
 the allocation alone (reading the cap table and the largest-remainder split) and
 the whole distribution through the service (allocation, one journal entry with a
 leg per holder, allocation rows, payout rows, committed), and prints rows/s. In
-the same run it inserts the same rows (allocations, payouts, postings) with
-asyncpg's `copy_records_to_table` into tables shaped like the real ones, indexes
-included, as the ceiling, and prints the ratio. Then it checks ledger integrity.
+the same run, as the ceiling, it reads back the rows the distribution wrote
+(allocations, payouts, postings) and writes them again with asyncpg's
+`copy_records_to_table` into empty tables shaped like the real ones, indexes
+included, and prints the ratio. Then it checks ledger integrity.
 
     python bench/distributions.py --holders 10000 100000
 """
@@ -93,31 +94,40 @@ async def seed(rt: Runtime, dsn: str, app_id: str, holders: int) -> None:
                                                        REVENUE), idempotency_key=f"revenue:rev-{app_id}")
 
 
-async def copy_ceiling(dsn: str, holders: int) -> float:
-    """The same number of rows as the distribution writes, by COPY into tables shaped like the real ones."""
-    now = datetime.now(UTC)
+CEILING_TABLES = {
+    "distribution_allocations": ("distribution_id", "user_id", "shares", "amount", "payout_id"),
+    "payouts": ("id", "user_id", "amount", "currency", "status", "reference", "reason", "source_id",
+                "recipient_code", "attempts", "available_at", "created_at", "updated_at"),
+    "postings": ("entry_id", "account_id", "amount", "currency", "created_at"),
+}
+
+
+async def copy_ceiling(dsn: str, distribution_id: str) -> tuple[float, int]:
+    """The very rows the distribution wrote (its allocations, payouts and postings), read back and
+    written again by COPY into empty tables shaped like the real ones, indexes included."""
     conn = await asyncpg.connect(dsn)
     try:
-        for table in ("distribution_allocations", "payouts", "postings"):
+        written = {
+            "distribution_allocations": await conn.fetch(
+                "SELECT distribution_id, user_id, shares, amount, payout_id FROM distribution_allocations "
+                "WHERE distribution_id = $1 ORDER BY id", distribution_id),
+            "payouts": await conn.fetch(
+                f"SELECT {', '.join(CEILING_TABLES['payouts'])} FROM payouts WHERE source_id = $1 ORDER BY id",
+                distribution_id),
+            "postings": await conn.fetch(
+                "SELECT p.entry_id, p.account_id, p.amount, p.currency, p.created_at FROM postings p "
+                "JOIN journal_entries e ON e.id = p.entry_id WHERE e.idempotency_key = $1 ORDER BY p.id",
+                f"distribution:{distribution_id}"),
+        }
+        records = {table: [tuple(row) for row in rows] for table, rows in written.items()}
+        for table in CEILING_TABLES:
             await conn.execute(f"DROP TABLE IF EXISTS ceiling_{table}")
             await conn.execute(f"CREATE TABLE ceiling_{table} (LIKE {table} INCLUDING ALL)")
-        paid = range(0, holders)
         started = time.perf_counter()
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "ceiling_distribution_allocations", columns=["id", "distribution_id", "user_id", "shares", "amount",
-                                                              "payout_id"],
-                records=[(i, "dst_x", f"holder-{i:07d}", 10, 1000, f"po_{i}") for i in range(holders)])
-            await conn.copy_records_to_table(
-                "ceiling_payouts", columns=["id", "user_id", "amount", "currency", "status", "reference", "reason",
-                                            "source_id", "recipient_code", "attempts", "available_at", "created_at",
-                                            "updated_at"],
-                records=[(f"po_{i}", f"holder-{i:07d}", 1000, "NGN", "pending", f"payout-{i:024d}", "distribution",
-                          "dst_x", None, 0, now, now, now) for i in paid])
-            await conn.copy_records_to_table(
-                "ceiling_postings", columns=["id", "entry_id", "account_id", "amount", "currency", "created_at"],
-                records=[(i, 1, i, 1000, "NGN", now) for i in range(holders + 2)])
-        return time.perf_counter() - started
+            for table, columns in CEILING_TABLES.items():
+                await conn.copy_records_to_table(f"ceiling_{table}", columns=list(columns), records=records[table])
+        return time.perf_counter() - started, sum(len(rows) for rows in records.values())
     finally:
         await conn.close()
 
@@ -150,8 +160,7 @@ async def one_size(pg: str, holders: int) -> None:
         distribution = await write_distribution(session, rt, admin, plan, body.period)
     whole_seconds = time.perf_counter() - started
 
-    rows = holders * 3 + 2  # allocations, payouts (every holder gets > 0 here), postings
-    ceiling_seconds = await copy_ceiling(dsn, holders)
+    ceiling_seconds, rows = await copy_ceiling(dsn, distribution.id)
     async with rt.db.unit_of_work() as session:
         checks = await run_checks(session)
     await rt.gateway.aclose()

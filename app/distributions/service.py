@@ -26,8 +26,8 @@ from app.distributions.schemas import AllocationOut, DistributionIn, Distributio
 from app.ledger import accounts
 from app.ledger.service import Leg, post
 from app.models import App, Distribution, DistributionAllocation, Holding, Payment, Payout, PayoutAccount
-from app.models.base import new_id, utcnow
-from app.payouts.service import new_payout_reference
+from app.models.base import new_id, new_ids, utcnow
+from app.payouts.service import new_payout_references
 from app.runtime import Runtime
 
 
@@ -110,14 +110,16 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
 
     due = [(user_id, part) for (user_id, _), part in zip(plan.holders, plan.parts, strict=True) if part > 0]
     now = utcnow()
-    payout_ids = {user_id: new_id("po") for user_id, _ in due}
+    payout_ids = dict(zip((user_id for user_id, _ in due), new_ids("po", len(due)), strict=True))
+    references = new_payout_references(len(due))
     source = distribution.id
     await bulk_insert(
         session, Payout.__table__,
         ("id", "user_id", "amount", "currency", "status", "reference", "reason", "source_id", "recipient_code",
          "attempts", "available_at", "created_at", "updated_at"),
-        [(payout_ids[user_id], user_id, part, plan.currency, "pending", new_payout_reference(), "distribution",
-          source, plan.recipients.get(user_id), 0, now, now, now) for user_id, part in due],
+        [(payout_ids[user_id], user_id, part, plan.currency, "pending", reference, "distribution",
+          source, plan.recipients.get(user_id), 0, now, now, now)
+         for (user_id, part), reference in zip(due, references, strict=True)],
     )
     await bulk_insert(
         session, DistributionAllocation.__table__,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import accounts
-from app.models import EscrowTransaction, LedgerAccount, Posting
+from app.models import EscrowTransaction, JournalEntry, LedgerAccount, Posting
 
 SAMPLE = 20  # enough offenders to act on without flooding the answer
 
@@ -32,6 +32,21 @@ async def entries_balance(session: AsyncSession) -> Check:
     ).all()
     return Check("entries_sum_to_zero", not offenders,
                  {"unbalanced": [{"entry_id": e, "currency": c, "sum": int(s)} for e, c, s in offenders]})
+
+
+async def postings_reference_rows(session: AsyncSession) -> Check:
+    """The postings table has no foreign keys (see `Posting`): prove the references here."""
+    orphans = (
+        await session.execute(
+            select(Posting.id, Posting.entry_id, Posting.account_id)
+            .outerjoin(JournalEntry, JournalEntry.id == Posting.entry_id)
+            .outerjoin(LedgerAccount, LedgerAccount.id == Posting.account_id)
+            .where(JournalEntry.id.is_(None) | LedgerAccount.id.is_(None))
+            .limit(SAMPLE)
+        )
+    ).all()
+    return Check("postings_reference_entries_and_accounts", not orphans,
+                 {"orphans": [{"posting_id": p, "entry_id": e, "account_id": a} for p, e, a in orphans]})
 
 
 async def cached_balances(session: AsyncSession) -> Check:
@@ -97,6 +112,7 @@ async def escrow_matches_deposits(session: AsyncSession) -> Check:
 async def run_checks(session: AsyncSession) -> list[Check]:
     return [
         await entries_balance(session),
+        await postings_reference_rows(session),
         await cached_balances(session),
         await guarded_non_negative(session),
         await escrow_matches_deposits(session),

@@ -22,7 +22,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import bulk_insert
 from app.core.errors import InsufficientFunds
 from app.core.money import to_major
 from app.ledger import accounts
@@ -187,45 +186,65 @@ async def _post_postgres(
     return int(row.entry_id)
 
 
+# Many accounts at once, in one statement: the upsert creates missing accounts, locks them all in
+# name order and applies the deltas; the entry and its postings are written only if no guarded
+# account went below zero. The legs never travel back to the client.
+_POST_BULK_SQL = """
+WITH deltas AS (
+    SELECT n, c, g, d FROM unnest(CAST(:names AS VARCHAR[]), CAST(:currencies AS VARCHAR[]),
+                                  CAST(:guarded AS BOOLEAN[]), CAST(:deltas AS BIGINT[])) AS t(n, c, g, d)
+),
+updated AS (
+    INSERT INTO ledger_accounts AS a (name, currency, guarded, balance, version, created_at)
+    SELECT n, c, g, d, 1, :now FROM deltas ORDER BY n
+    ON CONFLICT (name) DO UPDATE SET balance = a.balance + EXCLUDED.balance, version = a.version + 1
+    RETURNING a.id, a.name, a.balance, a.guarded
+),
+refused AS (
+    SELECT u.name, u.balance - d.d AS balance FROM updated u JOIN deltas d ON d.n = u.name
+    WHERE u.guarded AND u.balance < 0 ORDER BY u.name LIMIT 1
+),
+entry AS (
+    INSERT INTO journal_entries (kind, idempotency_key, memo, created_at)
+    SELECT :kind, :key, :memo, :now WHERE NOT EXISTS (SELECT 1 FROM refused)
+    RETURNING id
+),
+written AS (
+    INSERT INTO postings (entry_id, account_id, amount, currency, created_at)
+    SELECT e.id, u.id, l.amount, l.currency, :now
+    FROM entry e CROSS JOIN unnest(CAST(:leg_names AS VARCHAR[]), CAST(:leg_amounts AS BIGINT[]),
+                                   CAST(:leg_currencies AS VARCHAR[])) AS l(name, amount, currency)
+    JOIN updated u ON u.name = l.name
+    RETURNING 1
+)
+SELECT (SELECT id FROM entry) AS entry_id,
+       (SELECT name FROM refused) AS refused_name,
+       (SELECT balance FROM refused) AS refused_balance,
+       (SELECT count(*) FROM written) AS written
+"""
+
+
 async def _post_postgres_bulk(
     session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
-    """Many accounts at once: one upsert creates missing accounts, locks them all in name order and
-    applies the deltas; a guarded account that went below zero refuses the entry (the caller's
-    transaction rolls back)."""
     if key is not None and await already_posted(session, key):
         return None
     names = sorted(deltas)
     currency = {name: accounts.currency_of(name) for name in names}
-    now = utcnow()
-    rows = (
+    row = (
         await session.execute(
-            text(
-                "INSERT INTO ledger_accounts AS a (name, currency, guarded, balance, version, created_at) "
-                "SELECT n, c, g, d, 1, :now FROM unnest(CAST(:names AS VARCHAR[]), CAST(:currencies AS VARCHAR[]), "
-                "CAST(:guarded AS BOOLEAN[]), CAST(:deltas AS BIGINT[])) AS t(n, c, g, d) ORDER BY n "
-                "ON CONFLICT (name) DO UPDATE SET balance = a.balance + EXCLUDED.balance, version = a.version + 1 "
-                "RETURNING a.id, a.name, a.balance, a.guarded"
-            ),
+            text(_POST_BULK_SQL),
             {"names": names, "currencies": [currency[n] for n in names],
-             "guarded": [accounts.is_guarded(n) for n in names], "deltas": [deltas[n] for n in names], "now": now},
+             "guarded": [accounts.is_guarded(n) for n in names], "deltas": [deltas[n] for n in names],
+             "leg_names": [leg.account for leg in legs], "leg_amounts": [leg.amount for leg in legs],
+             "leg_currencies": [currency[leg.account] for leg in legs],
+             "kind": kind, "key": key, "memo": memo, "now": utcnow()},
         )
-    ).all()
-    ids = {}
-    for row in rows:
-        if row.guarded and row.balance < 0:
-            raise _refuse(row.name, row.balance - deltas[row.name])
-        ids[row.name] = row.id
-    entry_id = await session.scalar(
-        JournalEntry.__table__.insert()
-        .values(kind=kind, idempotency_key=key, memo=memo, created_at=now)
-        .returning(JournalEntry.id)
-    )
-    await bulk_insert(
-        session, Posting.__table__, ("entry_id", "account_id", "amount", "currency", "created_at"),
-        [(entry_id, ids[leg.account], leg.amount, currency[leg.account], now) for leg in legs],
-    )
-    return entry_id
+    ).one()
+    if row.refused_name is not None:
+        raise _refuse(row.refused_name, row.refused_balance)
+    assert row.written == len(legs)
+    return int(row.entry_id)
 
 
 async def _post_generic(

@@ -29,7 +29,14 @@ def utcnow() -> datetime:
 
 def new_id(prefix: str) -> str:
     """Sortable by creation time (millisecond prefix), unguessable (random suffix)."""
-    return f"{prefix}_{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
+    return new_ids(prefix, 1)[0]
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` ids like `new_id`'s, drawing the randomness for all of them at once."""
+    stamp = f"{prefix}_{int(time.time() * 1000):012x}"
+    random = os.urandom(8 * count).hex()
+    return [stamp + random[i:i + 16] for i in range(0, 16 * count, 16)]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

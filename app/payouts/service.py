@@ -42,7 +42,12 @@ FINAL = {"paid", "failed", "reversed"}
 
 def new_payout_reference() -> str:
     """Paystack transfer references: 16-50 characters of a-z, 0-9, '-' and '_'."""
-    return f"payout-{secrets.token_hex(12)}"
+    return new_payout_references(1)[0]
+
+
+def new_payout_references(count: int) -> list[str]:
+    random = secrets.token_hex(12 * count)
+    return ["payout-" + random[i:i + 24] for i in range(0, 24 * count, 24)]
 
 
 async def queue_payout(
