@@ -1,5 +1,6 @@
 """Shares reserved and moved exactly once under real concurrency: a seller offering the same shares twice
-at once, and two successful payments for one transfer verified at once. PostgreSQL only (row locks);
+at once, two successful payments for one transfer verified at once, and two buyers paying at once for
+one seller's shares. PostgreSQL only (row locks);
 without TEST_DATABASE_URL these tests are skipped."""
 
 from __future__ import annotations
@@ -83,4 +84,37 @@ async def test_two_payments_for_one_transfer_verified_at_once(client: httpx.Asyn
     assert [(r.amount, r.status) for r in refunds] == [(1000000, "processed")]
     payouts = (await client.get("/v1/payouts/me", headers=seller)).json()["items"]
     assert [(p["amount"], p["reason"]) for p in payouts] == [("9750.00", "share_sale")]
+    await integrity_ok(client, admin)
+
+
+async def test_two_buyers_paying_at_once_for_one_sellers_shares(client: httpx.AsyncClient, app: FastAPI,
+                                                               auth: Auth) -> None:
+    admin, seller = auth("admin-1", admin=True), auth("seller-1")
+    buyers = {"buyer-a": (auth("buyer-a"), 6), "buyer-b": (auth("buyer-b"), 4)}
+    await put_app(client, admin)
+    await holder(client, app, seller, 10)
+    transfers = {
+        buyer_id: await offered(client, seller, buyer_id=buyer_id, shares=shares, price="1000.00")
+        for buyer_id, (_, shares) in buyers.items()
+    }
+    over = await offer(client, seller, buyer_id="buyer-c", shares=1)
+    assert over.status_code == 409, over.text  # all ten are reserved now
+
+    payments = {buyer_id: await transfer_payment(client, buyers[buyer_id][0], transfer)
+                for buyer_id, transfer in transfers.items()}
+    for payment in payments.values():
+        app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    verified = await asyncio.gather(*(
+        client.post(f"/v1/payments/{payment['reference']}/verify", headers=buyers[buyer_id][0])
+        for buyer_id, payment in payments.items()
+    ))
+    assert all(r.status_code == 200 for r in verified), [r.text for r in verified]
+    await settle(app)
+
+    for buyer_id, (headers, shares) in buyers.items():
+        assert await holdings(client, headers) == {"app-1": (shares, 0)}
+        assert (await get_transfer(client, headers, transfers[buyer_id]["id"]))["status"] == "completed"
+    assert await holdings(client, seller) == {}
+    payouts = (await client.get("/v1/payouts/me", headers=seller)).json()["items"]
+    assert sorted(p["amount"] for p in payouts) == ["3900.00", "5850.00"]  # 2.5% platform fee off each sale
     await integrity_ok(client, admin)
