@@ -13,7 +13,7 @@ around it. Prints postings/s, the ratio to the ceiling, p50/p99 of the ledger
 statement (which includes the wait for the account's row lock) and the
 integrity check (ledger and escrow-versus-deposits).
 
-    python bench/escrow.py --workers 16 --seconds 10 --processes 2
+    python bench/escrow.py --workers 16 --seconds 10 --processes 1
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ async def fresh_database(pg: str, name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=16, help="K concurrent posting workers")
-    parser.add_argument("--processes", type=int, default=2, help="client processes sharing the K workers")
+    parser.add_argument("--processes", type=int, default=1, help="client processes sharing the K workers")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432")
     parser.add_argument("--database", default="bench_escrow")
