@@ -29,19 +29,24 @@ def deposit_status(deposit: EscrowTransaction) -> str:
     return "refunded" if deposit.released == 0 else "closed"
 
 
-async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, EscrowTransaction]:
-    """Lock deposits in id order, so concurrent releases and refunds cannot deadlock."""
-    wanted = sorted(set(ids))
+async def lock_found_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, EscrowTransaction]:
+    """Lock the deposits among `ids` in id order, so concurrent releases and refunds cannot deadlock."""
     rows = (
         await session.scalars(
             select(EscrowTransaction)
-            .where(EscrowTransaction.id.in_(wanted), EscrowTransaction.type == "deposit")
+            .where(EscrowTransaction.id.in_(sorted(set(ids))), EscrowTransaction.type == "deposit")
             .order_by(EscrowTransaction.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
     ).all()
-    found = {row.id: row for row in rows}
+    return {row.id: row for row in rows}
+
+
+async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, EscrowTransaction]:
+    """`lock_found_deposits`, where a missing deposit is an error."""
+    wanted = sorted(set(ids))
+    found = await lock_found_deposits(session, wanted)
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFound("Deposit not found", transaction_id=missing[0])

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState
 from app.core.money import to_major
-from app.escrow.deposits import available, deposit_status, lock_deposits, remaining
+from app.escrow.deposits import deposit_status, lock_deposits
+from app.escrow.movements import RefundMoney, apply_one
 from app.escrow.schemas import RefundOut
-from app.ledger import accounts
 from app.models import EscrowTransaction, Payment, Refund
-from app.models.base import new_id
-from app.payments.refunds import SETTLEMENT_HOOKS, queue_refund
+from app.payments.refunds import SETTLEMENT_HOOKS
 from app.runtime import Runtime
-from app.shares.service import cancel_reserved_shares, reserve_shares, unreserve_shares
+from app.shares.service import cancel_reserved_shares, unreserve_shares
 
 
 async def refund_deposit(
@@ -31,45 +29,14 @@ async def refund_deposit(
     reason: str,
     frozen_allowed: int = 0,
 ) -> Refund:
-    """Refund `amount` (default: all that remains) of a deposit.
+    """Refund `amount` (default: all that remains) of a deposit in the caller's transaction.
 
     `frozen_allowed` is how much frozen money this refund may take: only dispute
     resolution, which unfreezes in the same transaction, passes it.
     """
-    deposit = (await lock_deposits(session, [deposit_id]))[deposit_id]
-    left = remaining(deposit)
-    free = available(deposit) + frozen_allowed
-    amount = left if amount is None else amount
-    if amount <= 0:
-        raise InsufficientFunds("Nothing is left in this deposit to refund") if left == 0 else InvalidAmount(
-            "The refund must be more than zero")
-    if amount > left:
-        raise InsufficientFunds("That is more than the deposit still holds", transaction_id=deposit.id,
-                                remaining=to_major(left, deposit.currency))
-    if amount > free:
-        raise FundsFrozen("Part of this deposit is frozen by a dispute; resolve the dispute instead",
-                          transaction_id=deposit.id, frozen=to_major(deposit.frozen, deposit.currency))
-    payment = await session.get(Payment, deposit.payment_id) if deposit.payment_id else None
-    if payment is None:
-        raise InvalidState("This deposit was not collected through the gateway and cannot be refunded there")
-
-    cancels_shares = deposit.released == 0 and deposit.refunded + amount == deposit.amount and deposit.shares > 0
-    if cancels_shares:
-        await reserve_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id, shares=deposit.shares)
-    deposit.refunded += amount
-    deposit.status = deposit_status(deposit)
-    record = EscrowTransaction(
-        id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id, amount=amount,
-        currency=deposit.currency, status="pending", gateway_reference=deposit.gateway_reference,
-        deposit_id=deposit.id, shares=deposit.shares if cancels_shares else 0, released=0, refunded=0, frozen=0,
-        refund_id=new_id("rfd"),
-    )
-    session.add(record)
-    escrow = accounts.escrow(deposit.app_id, deposit.currency)
-    refund = await queue_refund(session, payment, amount=amount, source_account=escrow, return_account=escrow,
-                                reason=reason or "escrow refund", escrow_transaction_id=record.id,
-                                refund_id=record.refund_id)
-    rt.notify_worker()
+    refund = await apply_one(session, rt, RefundMoney(deposit_id=deposit_id, amount=amount, reason=reason,
+                                                      frozen_allowed=frozen_allowed))
+    assert refund is not None
     return refund
 
 

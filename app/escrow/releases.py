@@ -20,14 +20,11 @@ from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFou
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
-from app.escrow.deposits import available, deposit_status, lock_deposits
 from app.escrow.milestones import get_milestone
+from app.escrow.movements import ReleaseMoney, apply_one, check_can_give
 from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
-from app.ledger import accounts
-from app.ledger.service import move, post
 from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest
 from app.models.base import new_id, utcnow
-from app.payouts.service import queue_payout
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,7 +76,7 @@ async def create_release(
     if not items:
         raise InvalidState("The release would be zero")
     for deposit, part in items:
-        _check_can_give(deposit, part)
+        check_can_give(deposit, part)
 
     threshold_minor = int(rt.settings.escrow_release_threshold * currency(app.currency).factor)
     release = ReleaseRequest(
@@ -96,20 +93,6 @@ async def create_release(
     )
     await session.flush()
     return release
-
-
-def _check_can_give(deposit: EscrowTransaction, amount: int, frozen_allowed: int = 0) -> None:
-    remaining = deposit.amount - deposit.released - deposit.refunded
-    if amount > remaining:
-        raise InsufficientFunds(
-            "The deposit does not hold that much any more", transaction_id=deposit.id,
-            remaining=to_major(remaining, deposit.currency), requested=to_major(amount, deposit.currency),
-        )
-    if amount > available(deposit) + frozen_allowed:
-        raise FundsFrozen(
-            "Part of this deposit is frozen by a dispute", transaction_id=deposit.id,
-            frozen=to_major(deposit.frozen, deposit.currency),
-        )
 
 
 async def get_release(
@@ -218,32 +201,10 @@ async def pay_owner_from_deposits(
     milestone_id: str | None,
     frozen_allowed: int = 0,
 ) -> None:
-    """The one way money is released: `escrow:app -> payable:user:{owner}`, one release row per
-    deposit, and the owner's payout queued. `frozen_allowed` is for dispute resolution only."""
-    deposits = await lock_deposits(session, [deposit_id for deposit_id, _ in items])
-    for deposit_id, amount in items:
-        _check_can_give(deposits[deposit_id], amount, frozen_allowed)
-    total = sum(amount for _, amount in items)
-    for deposit_id, amount in items:
-        deposit = deposits[deposit_id]
-        deposit.released += amount
-        deposit.status = deposit_status(deposit)
-        session.add(EscrowTransaction(
-            id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
-            currency=currency_code, status="completed", gateway_reference=deposit.gateway_reference,
-            deposit_id=deposit.id, milestone_id=milestone_id, release_id=source_id,
-            shares=0, released=0, refunded=0, frozen=0,
-        ))
-    await queue_payout(session, user_id=app.owner_id, amount=total, currency=currency_code, reason="release",
-                       source_id=source_id)
-    await post(
-        session,
-        kind="release",
-        legs=move(accounts.escrow(app.id, currency_code), accounts.payable(app.owner_id, currency_code), total),
-        idempotency_key=f"release:{source_id}",
-        memo=f"release {source_id}",
-    )
-    rt.notify_worker()
+    """Release money in the caller's transaction: `escrow:app -> payable:user:{owner}`, one release
+    row per deposit, and the owner's payout queued. `frozen_allowed` is for dispute resolution only."""
+    await apply_one(session, rt, ReleaseMoney(app=app, currency=currency_code, items=items, source_id=source_id,
+                                              milestone_id=milestone_id, frozen_allowed=frozen_allowed))
 
 
 async def release_out(session: AsyncSession, release: ReleaseRequest) -> ReleaseOut:

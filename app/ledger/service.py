@@ -44,6 +44,16 @@ def move(source: str, destination: str, amount: int) -> list[Leg]:
     return [Leg(source, -amount), Leg(destination, amount)]
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A journal entry to post with `post_entries`: `post()`'s arguments as one value."""
+
+    kind: str
+    legs: Sequence[Leg]
+    idempotency_key: str | None = None
+    memo: str = ""
+
+
 class UnbalancedEntry(ValueError):
     pass
 
@@ -111,6 +121,14 @@ async def post(
     if len(deltas) > BULK_ACCOUNTS:
         return await _post_postgres_bulk(session, kind, legs, deltas, idempotency_key, memo[:500])
     return await _post_postgres(session, kind, legs, deltas, idempotency_key, memo[:500])
+
+
+async def post_entries(session: AsyncSession, entries: Sequence[Entry]) -> list[int | None]:
+    """Post several entries in order, as `post()` posts each; the accounts stay locked until the commit."""
+    return [
+        await post(session, kind=entry.kind, legs=entry.legs, idempotency_key=entry.idempotency_key, memo=entry.memo)
+        for entry in entries
+    ]
 
 
 # Above this many accounts an entry (a distribution to every holder) goes through array

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.gateway.errors import GatewayRejected, GatewayUnavailable
 from app.ledger import accounts
-from app.ledger.service import move, post
+from app.ledger.service import Entry, move, post, post_entries
 from app.models import Payment, Refund
 from app.models.base import new_id, utcnow
 from app.payments.inbox import RetryLater, on_event
@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 8
 
 
-async def queue_refund(
-    session: AsyncSession,
+def new_refund(
     payment: Payment,
     *,
     amount: int,
@@ -38,7 +37,8 @@ async def queue_refund(
     reason: str,
     escrow_transaction_id: str | None = None,
     refund_id: str | None = None,
-) -> Refund:
+) -> tuple[Refund, Entry]:
+    """A refund row and its journal entry (`source -> refund:in_flight`), for the caller to write."""
     refund = Refund(
         id=refund_id or new_id("rfd"),
         payment_id=payment.id,
@@ -51,14 +51,28 @@ async def queue_refund(
         attempts=0,
         available_at=utcnow(),
     )
-    session.add(refund)
-    await post(
-        session,
+    entry = Entry(
         kind="refund",
         legs=move(source_account, accounts.refund_in_flight(payment.currency), amount),
         idempotency_key=f"refund:{refund.id}:out",
         memo=f"refund of {payment.reference}: {reason}",
     )
+    return refund, entry
+
+
+async def queue_refund(
+    session: AsyncSession,
+    payment: Payment,
+    *,
+    amount: int,
+    source_account: str,
+    return_account: str,
+    reason: str,
+) -> Refund:
+    refund, entry = new_refund(payment, amount=amount, source_account=source_account, return_account=return_account,
+                               reason=reason)
+    session.add(refund)
+    await post_entries(session, [entry])
     return refund
 
 

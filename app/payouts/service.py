@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -50,24 +50,33 @@ def new_payout_references(count: int) -> list[str]:
     return ["payout-" + random[i:i + 24] for i in range(0, 24 * count, 24)]
 
 
+async def payout_recipients(session: AsyncSession, user_ids: Iterable[str], currency: str) -> dict[str, str]:
+    """user_id -> transfer recipient, for those of `user_ids` with a payout account in `currency`."""
+    rows = await session.execute(
+        select(PayoutAccount.user_id, PayoutAccount.recipient_code)
+        .where(PayoutAccount.user_id.in_(set(user_ids)), PayoutAccount.currency == currency)
+    )
+    return {user_id: code for user_id, code in rows.all()}
+
+
+def new_payout(
+    *, user_id: str, amount: int, currency: str, reason: str, source_id: str, recipient_code: str | None
+) -> Payout:
+    """A payout owed to `user_id`; it goes out once there is a `recipient_code` (a payout account)."""
+    return Payout(
+        id=new_id("po"), user_id=user_id, amount=amount, currency=currency, status="pending",
+        reference=new_payout_reference(), reason=reason, source_id=source_id, recipient_code=recipient_code,
+        attempts=0, available_at=utcnow(),
+    )
+
+
 async def queue_payout(
     session: AsyncSession, *, user_id: str, amount: int, currency: str, reason: str, source_id: str
 ) -> Payout:
     """Owe `amount` to `user_id` as a payout; it goes out once they have a payout account."""
-    account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == user_id))
-    payout = Payout(
-        id=new_id("po"),
-        user_id=user_id,
-        amount=amount,
-        currency=currency,
-        status="pending",
-        reference=new_payout_reference(),
-        reason=reason,
-        source_id=source_id,
-        recipient_code=account.recipient_code if account and account.currency == currency else None,
-        attempts=0,
-        available_at=utcnow(),
-    )
+    recipients = await payout_recipients(session, [user_id], currency)
+    payout = new_payout(user_id=user_id, amount=amount, currency=currency, reason=reason, source_id=source_id,
+                        recipient_code=recipients.get(user_id))
     session.add(payout)
     return payout
 

@@ -1,0 +1,187 @@
+"""Money out of escrow: releases and refunds, applied many at a time.
+
+Every release and refund of escrowed money goes through `apply()`. It locks the
+deposits of all its movements in one statement, checks each movement in order
+against what its deposits still hold (a refused movement writes nothing and
+gets its own error), then writes the rows of the accepted ones together and
+posts their journal entries. One release or refund is a batch of one;
+`app.escrow.queue.EscrowQueue` hands `apply()` the movements of concurrent
+requests at once, so a hot escrow account is locked once per batch instead of
+once per movement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
+from app.core.money import to_major
+from app.escrow.deposits import available, deposit_status, lock_found_deposits, remaining
+from app.ledger import accounts
+from app.ledger.service import Entry, move, post_entries
+from app.models import App, EscrowTransaction, Payment, Refund
+from app.models.base import new_id
+from app.payments.refunds import new_refund
+from app.payouts.service import new_payout, payout_recipients
+from app.runtime import Runtime
+from app.shares.service import reserve_shares
+
+
+@dataclass(frozen=True)
+class ReleaseMoney:
+    """`escrow:app -> payable:user:{owner}` out of the given deposits, and the owner's payout queued."""
+
+    app: App
+    currency: str
+    items: Sequence[tuple[str, int]]  # (deposit id, minor units)
+    source_id: str  # the release (or dispute) this money leaves for: one journal entry each
+    milestone_id: str | None
+    frozen_allowed: int = 0  # dispute resolution only: it unfreezes in the same transaction
+
+
+@dataclass(frozen=True)
+class RefundMoney:
+    """`escrow:app -> refund:in_flight` out of one deposit; the gateway is asked after commit."""
+
+    deposit_id: str
+    amount: int | None  # minor units; None: all that remains
+    reason: str
+    frozen_allowed: int = 0
+
+
+Movement = ReleaseMoney | RefundMoney
+Outcome = Refund | None | AppError  # a refund's row, nothing for a release, or why it was refused
+
+
+@dataclass
+class _Writes:
+    rows: list[object]
+    entries: list[Entry]
+
+
+def check_can_give(deposit: EscrowTransaction, amount: int, frozen_allowed: int = 0) -> None:
+    left = remaining(deposit)
+    if amount > left:
+        raise InsufficientFunds(
+            "The deposit does not hold that much any more", transaction_id=deposit.id,
+            remaining=to_major(left, deposit.currency), requested=to_major(amount, deposit.currency),
+        )
+    if amount > available(deposit) + frozen_allowed:
+        raise FundsFrozen(
+            "Part of this deposit is frozen by a dispute", transaction_id=deposit.id,
+            frozen=to_major(deposit.frozen, deposit.currency),
+        )
+
+
+def _deposit(deposits: dict[str, EscrowTransaction], deposit_id: str) -> EscrowTransaction:
+    if deposit_id not in deposits:
+        raise NotFound("Deposit not found", transaction_id=deposit_id)
+    return deposits[deposit_id]
+
+
+def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction],
+             recipients: dict[tuple[str, str], str], writes: _Writes) -> None:
+    chosen = [(_deposit(deposits, deposit_id), amount) for deposit_id, amount in move_.items]
+    for deposit, amount in chosen:
+        check_can_give(deposit, amount, move_.frozen_allowed)
+    app, currency = move_.app, move_.currency
+    for deposit, amount in chosen:
+        deposit.released += amount
+        deposit.status = deposit_status(deposit)
+        writes.rows.append(EscrowTransaction(
+            id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
+            currency=currency, status="completed", gateway_reference=deposit.gateway_reference,
+            deposit_id=deposit.id, milestone_id=move_.milestone_id, release_id=move_.source_id,
+            shares=0, released=0, refunded=0, frozen=0,
+        ))
+    total = sum(amount for _, amount in chosen)
+    writes.rows.append(new_payout(user_id=app.owner_id, amount=total, currency=currency, reason="release",
+                                  source_id=move_.source_id, recipient_code=recipients.get((app.owner_id, currency))))
+    writes.entries.append(Entry(
+        kind="release", legs=move(accounts.escrow(app.id, currency), accounts.payable(app.owner_id, currency), total),
+        idempotency_key=f"release:{move_.source_id}", memo=f"release {move_.source_id}",
+    ))
+
+
+async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str, EscrowTransaction],
+                  payments: dict[str, Payment], writes: _Writes) -> Refund:
+    deposit = _deposit(deposits, move_.deposit_id)
+    left = remaining(deposit)
+    amount = left if move_.amount is None else move_.amount
+    if amount <= 0:
+        raise InsufficientFunds("Nothing is left in this deposit to refund") if left == 0 else InvalidAmount(
+            "The refund must be more than zero")
+    if amount > left:
+        raise InsufficientFunds("That is more than the deposit still holds", transaction_id=deposit.id,
+                                remaining=to_major(left, deposit.currency))
+    if amount > available(deposit) + move_.frozen_allowed:
+        raise FundsFrozen("Part of this deposit is frozen by a dispute; resolve the dispute instead",
+                          transaction_id=deposit.id, frozen=to_major(deposit.frozen, deposit.currency))
+    payment = payments.get(deposit.payment_id or "")
+    if payment is None:
+        raise InvalidState("This deposit was not collected through the gateway and cannot be refunded there")
+
+    cancels_shares = deposit.released == 0 and deposit.refunded + amount == deposit.amount and deposit.shares > 0
+    if cancels_shares:  # the last check: it writes nothing when it refuses
+        await reserve_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id, shares=deposit.shares)
+    deposit.refunded += amount
+    deposit.status = deposit_status(deposit)
+    record = EscrowTransaction(
+        id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id, amount=amount,
+        currency=deposit.currency, status="pending", gateway_reference=deposit.gateway_reference,
+        deposit_id=deposit.id, shares=deposit.shares if cancels_shares else 0, released=0, refunded=0, frozen=0,
+        refund_id=new_id("rfd"),
+    )
+    escrow = accounts.escrow(deposit.app_id, deposit.currency)
+    refund, entry = new_refund(payment, amount=amount, source_account=escrow, return_account=escrow,
+                               reason=move_.reason or "escrow refund", escrow_transaction_id=record.id,
+                               refund_id=record.refund_id)
+    writes.rows += [record, refund]
+    writes.entries.append(entry)
+    return refund
+
+
+async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement]) -> list[Outcome]:
+    """Apply `movements` in order; each outcome is its refund row, None for a release, or the
+    `AppError` that refused it (nothing of a refused movement is written)."""
+    deposit_ids = [i for m in movements for i in ([d for d, _ in m.items] if isinstance(m, ReleaseMoney)
+                                                  else [m.deposit_id])]
+    deposits = await lock_found_deposits(session, deposit_ids)
+    refunded = {deposits[m.deposit_id].payment_id for m in movements
+                if isinstance(m, RefundMoney) and m.deposit_id in deposits}
+    payments = {p.id: p for p in (await session.scalars(select(Payment).where(Payment.id.in_(refunded)))).all()} \
+        if refunded else {}
+    owners = {(m.app.owner_id, m.currency) for m in movements if isinstance(m, ReleaseMoney)}
+    recipients: dict[tuple[str, str], str] = {}
+    for currency in {c for _, c in owners}:
+        found = await payout_recipients(session, [o for o, c in owners if c == currency], currency)
+        recipients |= {(owner, currency): code for owner, code in found.items()}
+
+    writes = _Writes(rows=[], entries=[])
+    outcomes: list[Outcome] = []
+    for movement in movements:
+        try:
+            if isinstance(movement, ReleaseMoney):
+                _release(movement, deposits, recipients, writes)
+                outcomes.append(None)
+            else:
+                outcomes.append(await _refund(session, movement, deposits, payments, writes))
+        except AppError as refusal:
+            outcomes.append(refusal)
+    session.add_all(writes.rows)
+    await post_entries(session, writes.entries)
+    if writes.entries:
+        rt.notify_worker()
+    return outcomes
+
+
+async def apply_one(session: AsyncSession, rt: Runtime, movement: Movement) -> Refund | None:
+    """One movement in the caller's transaction; a refusal raises."""
+    outcome = (await apply(session, rt, [movement]))[0]
+    if isinstance(outcome, AppError):
+        raise outcome
+    return outcome
