@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from app.core.config import Settings
 from app.core.crypto import FieldCipher
 from app.core.db import Database
 from app.gateway.client import PaystackClient
+
+if TYPE_CHECKING:
+    from app.escrow.queue import EscrowQueue
 
 
 @dataclass
@@ -22,3 +27,10 @@ class Runtime:
 
     def notify_worker(self) -> None:
         self.work_available.set()
+
+    @cached_property
+    def escrow_queue(self) -> EscrowQueue:
+        """Group commit for escrow releases and refunds (imported here: the escrow package needs Runtime)."""
+        from app.escrow.queue import EscrowQueue
+
+        return EscrowQueue(self)

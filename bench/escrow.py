@@ -37,12 +37,14 @@ from decimal import Decimal  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 
+import app.escrow.movements as movements  # noqa: E402
 import app.ledger.service as ledger  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.crypto import FieldCipher  # noqa: E402
 from app.core.db import Database  # noqa: E402
-from app.escrow.refunds import refund_deposit  # noqa: E402
-from app.escrow.releases import pay_owner_from_deposits  # noqa: E402
+from app.escrow.movements import ReleaseMoney  # noqa: E402
+from app.escrow.queue import Finish  # noqa: E402
+from app.escrow.refunds import request_refund  # noqa: E402
 from app.escrow.service import EscrowService  # noqa: E402
 from app.gateway.client import PaystackClient  # noqa: E402
 from app.ledger import accounts  # noqa: E402
@@ -96,24 +98,21 @@ async def prepare(url: str, apps: list[str]) -> None:
 
 
 async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tuple[int, list[float]]:
-    """One process: a task per entry of `apps`, each releasing and refunding against that app until time is up."""
+    """One process: a task per entry of `apps`, each releasing and refunding against that app until
+    time is up, through the escrow queue the HTTP routes use (concurrent movements share a commit)."""
     rt = runtime(url, len(apps) + 2)
     latencies: list[float] = []
-    timed_post = ledger.post
+    timed_post = movements.post_entries
 
-    async def post_timed(*args: object, **kwargs: object) -> int | None:
+    async def post_timed(*args: object, **kwargs: object) -> list[int]:
         started = time.perf_counter()
         try:
             return await timed_post(*args, **kwargs)  # type: ignore[arg-type]
         finally:
             latencies.append(time.perf_counter() - started)
 
-    # time the ledger statement inside the real operations
-    import app.escrow.releases as releases_module
-    import app.payments.refunds as refunds_module
-
-    releases_module.post = post_timed  # type: ignore[assignment]
-    refunds_module.post = post_timed  # type: ignore[assignment]
+    # time the ledger statement (a batch's entries, the wait for the account's lock included)
+    movements.post_entries = post_timed  # type: ignore[assignment]
     async with rt.db.unit_of_work() as session:
         app_rows = {a.id: a for a in (await session.scalars(select(App).where(App.id.in_(set(apps))))).all()}
         deposit_ids = {
@@ -131,18 +130,22 @@ async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tupl
         while time.perf_counter() < deadline:
             n += 1
             deposit_id = rng.choice(deposit_ids[app_id])
+            if n % 2:
+                # what executing a release moves (the release request's own rows aside)
+                async def prepare(session: AsyncSession, deposit_id: str = deposit_id) -> tuple[ReleaseMoney, Finish]:
+                    async def finish(outcome: object) -> object:
+                        return outcome
 
-            async def release(session: AsyncSession, deposit_id: str = deposit_id) -> None:
-                await pay_owner_from_deposits(session, rt, app_rows[app_id], "NGN", [(deposit_id, 100)],
-                                              source_id=new_id("bench"), milestone_id=None)
+                    return ReleaseMoney(app=app_rows[app_id], currency="NGN", items=[(deposit_id, 100)],
+                                        source_id=new_id("bench"), milestone_id=None), finish
 
-            async def refund(session: AsyncSession, deposit_id: str = deposit_id) -> None:
-                await refund_deposit(session, rt, deposit_id, amount=100, reason="bench")
-
-            await rt.db.run(release if n % 2 else refund)
+                await rt.escrow_queue.run(prepare)
+            else:  # exactly what POST /v1/escrow/transactions/{id}/refunds runs
+                await request_refund(rt, deposit_id, amount=Decimal("1.00"), reason="bench")
             done += 1
 
     await asyncio.gather(*(worker(i, app_id) for i, app_id in enumerate(apps)))
+    movements.post_entries = timed_post  # type: ignore[assignment]
     await rt.gateway.aclose()
     await rt.db.dispose()
     return done, latencies

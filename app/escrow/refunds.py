@@ -8,11 +8,15 @@ investor's shares at once and cancels them when the refund is processed.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.money import to_major
-from app.escrow.deposits import deposit_status, lock_deposits
+from app.core.errors import InvalidAmount
+from app.core.money import MoneyError, to_major, to_minor
+from app.escrow.deposits import deposit_status, find_deposit, lock_deposits
 from app.escrow.movements import RefundMoney, apply_one
+from app.escrow.queue import Finish
 from app.escrow.schemas import RefundOut
 from app.models import EscrowTransaction, Payment, Refund
 from app.payments.refunds import SETTLEMENT_HOOKS
@@ -38,6 +42,26 @@ async def refund_deposit(
                                                       frozen_allowed=frozen_allowed))
     assert refund is not None
     return refund
+
+
+async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None, reason: str) -> RefundOut:
+    """An admin refunds `amount` (major units; default all that remains) of a deposit, in the next
+    batch of the escrow queue."""
+
+    async def prepare(session: AsyncSession) -> tuple[RefundMoney, Finish]:
+        deposit = await find_deposit(session, deposit_id)  # `apply` locks it, with the batch's others, in id order
+        try:
+            minor = None if amount is None else to_minor(amount, deposit.currency)
+        except MoneyError as exc:
+            raise InvalidAmount(str(exc)) from None
+
+        async def finish(refund: object) -> RefundOut:
+            assert isinstance(refund, Refund)
+            return await refund_out(session, refund)
+
+        return RefundMoney(deposit_id=deposit_id, amount=minor, reason=reason), finish
+
+    return await rt.escrow_queue.run(prepare)
 
 
 async def _on_refund_settled(session: AsyncSession, refund: Refund) -> None:

@@ -6,16 +6,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.core.errors import InvalidAmount, Unauthorized
+from app.core.errors import Unauthorized
 from app.core.idempotency import idempotent
-from app.core.money import MoneyError, to_minor
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.escrow import milestones, refunds, releases, reports, service
-from app.escrow.deposits import lock_deposits
 from app.escrow.schemas import (
     ApprovalIn,
     EscrowSummary,
@@ -71,14 +69,7 @@ async def refund_transaction(
         raise Unauthorized("Only an admin refunds escrow")
 
     async def refund() -> RefundOut:
-        async with rt.db.unit_of_work() as session:
-            deposit = (await lock_deposits(session, [transaction_id]))[transaction_id]
-            try:
-                amount = None if body.amount is None else to_minor(body.amount, deposit.currency)
-            except MoneyError as exc:
-                raise InvalidAmount(str(exc)) from None
-            created = await refunds.refund_deposit(session, rt, transaction_id, amount=amount, reason=body.reason)
-            return await refunds.refund_out(session, created)
+        return await refunds.request_refund(rt, transaction_id, amount=body.amount, reason=body.reason)
 
     scope = f"POST /v1/escrow/transactions/{transaction_id}/refunds"
     return await idempotent(rt.db, principal, idempotency_key, scope, body, refund)
@@ -166,8 +157,5 @@ async def decide_release(
 
 @router.post("/escrow/releases/{release_id}/execute", response_model=ReleaseOut)
 @limiter.limit(payments_limit)
-async def execute_release(
-    request: Request, release_id: str, principal: CurrentUser, session: SessionDep, rt: RuntimeDep
-) -> ReleaseOut:
-    release = await releases.execute(session, rt, principal, release_id)
-    return await releases.release_out(session, release)
+async def execute_release(request: Request, release_id: str, principal: CurrentUser, rt: RuntimeDep) -> ReleaseOut:
+    return await releases.execute(rt, principal, release_id)

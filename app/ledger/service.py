@@ -13,6 +13,7 @@ the same steps run as plain statements.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,12 +124,32 @@ async def post(
     return await _post_postgres(session, kind, legs, deltas, idempotency_key, memo[:500])
 
 
-async def post_entries(session: AsyncSession, entries: Sequence[Entry]) -> list[int | None]:
-    """Post several entries in order, as `post()` posts each; the accounts stay locked until the commit."""
-    return [
-        await post(session, kind=entry.kind, legs=entry.legs, idempotency_key=entry.idempotency_key, memo=entry.memo)
-        for entry in entries
-    ]
+async def post_entries(session: AsyncSession, entries: Sequence[Entry]) -> list[int]:
+    """Post several new entries, each balanced on its own, as `post()` would one by one; returns their ids.
+
+    On PostgreSQL, entries that all carry idempotency keys go out in one statement (a batch of
+    escrow movements): the accounts are locked once, in name order, and guarded accounts are
+    checked against the entries' total. A key posted before refuses the whole batch (the caller
+    rolls back and posts them one by one instead).
+    """
+    keys = [entry.idempotency_key for entry in entries]
+    if _is_postgres(session) and len(entries) > 1 and all(keys) and len(set(keys)) == len(keys):
+        for entry in entries:
+            _check_balanced(entry.legs)
+        await session.flush()
+        return await _post_postgres_many(session, entries)
+    ids = []
+    for entry in entries:
+        entry_id = await post(session, kind=entry.kind, legs=entry.legs, idempotency_key=entry.idempotency_key,
+                              memo=entry.memo)
+        if entry_id is None:
+            raise AlreadyPosted(entry.idempotency_key)
+        ids.append(entry_id)
+    return ids
+
+
+class AlreadyPosted(RuntimeError):
+    """An entry of a batch was posted before: the batch is retried one movement at a time."""
 
 
 # Above this many accounts an entry (a distribution to every holder) goes through array
@@ -240,6 +261,81 @@ SELECT (SELECT id FROM entry) AS entry_id,
        (SELECT balance FROM refused) AS refused_balance,
        (SELECT count(*) FROM written) AS written
 """
+
+
+# Several keyed entries in one statement: as _POST_SQL, with the entries and their legs as arrays
+# (a leg names its entry by position) and the guards checked against the entries' total.
+_POST_MANY_SQL = text("""
+WITH deltas(name, delta) AS (
+    SELECT * FROM unnest(CAST(:names AS VARCHAR[]), CAST(:deltas AS BIGINT[]))
+),
+legs(entry, name, amount, currency) AS (
+    SELECT * FROM unnest(CAST(:leg_entries AS INTEGER[]), CAST(:leg_names AS VARCHAR[]),
+                         CAST(:leg_amounts AS BIGINT[]), CAST(:leg_currencies AS VARCHAR[]))
+),
+locked AS (
+    SELECT a.id, a.name, a.balance, a.guarded FROM ledger_accounts a
+    WHERE a.name IN (SELECT name FROM deltas) ORDER BY a.name FOR UPDATE
+),
+refused AS (
+    SELECT k.name, k.balance FROM locked k JOIN deltas d ON d.name = k.name
+    WHERE k.guarded AND k.balance + d.delta < 0
+),
+entries AS (
+    INSERT INTO journal_entries (kind, idempotency_key, memo, created_at)
+    SELECT kind, key, memo, :now
+    FROM unnest(CAST(:kinds AS VARCHAR[]), CAST(:keys AS VARCHAR[]), CAST(:memos AS VARCHAR[])) AS t(kind, key, memo)
+    WHERE (SELECT count(*) FROM locked) = :accounts AND NOT EXISTS (SELECT 1 FROM refused)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, idempotency_key
+),
+written AS (
+    INSERT INTO postings (entry_id, account_id, amount, currency, created_at)
+    SELECT e.id, k.id, l.amount, l.currency, :now
+    FROM legs l JOIN entries e ON e.idempotency_key = (CAST(:keys AS VARCHAR[]))[l.entry]
+    JOIN locked k ON k.name = l.name
+),
+updated AS (
+    UPDATE ledger_accounts a SET balance = a.balance + d.delta, version = a.version + 1
+    FROM deltas d WHERE a.name = d.name AND (SELECT count(*) FROM entries) = :entries
+    RETURNING a.id
+)
+SELECT (SELECT json_object_agg(idempotency_key, id) FROM entries) AS ids,
+       (SELECT count(*) FROM locked) AS found,
+       (SELECT name FROM refused ORDER BY name LIMIT 1) AS refused_name,
+       (SELECT balance FROM refused ORDER BY name LIMIT 1) AS refused_balance,
+       (SELECT count(*) FROM updated) AS updated
+""")
+
+
+async def _post_postgres_many(session: AsyncSession, entries: Sequence[Entry]) -> list[int]:
+    deltas: dict[str, int] = defaultdict(int)
+    legs = [(position, leg) for position, entry in enumerate(entries, start=1) for leg in entry.legs]
+    for _, leg in legs:
+        deltas[leg.account] += leg.amount
+    names = sorted(deltas)
+    keys = [entry.idempotency_key for entry in entries]
+    params = {
+        "names": names, "deltas": [deltas[name] for name in names], "accounts": len(names),
+        "leg_entries": [position for position, _ in legs], "leg_names": [leg.account for _, leg in legs],
+        "leg_amounts": [leg.amount for _, leg in legs], "leg_currencies": [leg.currency for _, leg in legs],
+        "kinds": [entry.kind for entry in entries], "keys": keys, "memos": [entry.memo[:500] for entry in entries],
+        "entries": len(entries), "now": utcnow(),
+    }
+    for attempt in range(2):
+        row = (await session.execute(_POST_MANY_SQL, params)).one()
+        if row.found == len(names):
+            break
+        if attempt == 1:
+            raise RuntimeError("ledger accounts could not be created")
+        await _ensure_accounts(session, names)
+    if row.refused_name is not None:
+        raise _refuse(row.refused_name, row.refused_balance)
+    ids = json.loads(row.ids) if isinstance(row.ids, str) else (row.ids or {})
+    if len(ids) != len(entries):
+        raise AlreadyPosted(next(key for key in keys if key not in ids))
+    assert row.updated == len(names)
+    return [int(ids[key]) for key in keys]
 
 
 async def _post_postgres_bulk(

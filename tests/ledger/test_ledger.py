@@ -12,7 +12,17 @@ from app.core.db import Database
 from app.core.errors import InsufficientFunds
 from app.ledger import accounts
 from app.ledger.integrity import run_checks
-from app.ledger.service import BULK_ACCOUNTS, Leg, UnbalancedEntry, balance, move, post
+from app.ledger.service import (
+    BULK_ACCOUNTS,
+    AlreadyPosted,
+    Entry,
+    Leg,
+    UnbalancedEntry,
+    balance,
+    move,
+    post,
+    post_entries,
+)
 from app.models import JournalEntry, LedgerAccount, Posting
 
 # A guarded account with no domain rows behind it (escrow would also be checked against deposits).
@@ -108,3 +118,43 @@ async def test_integrity_finds_a_tampered_balance_and_an_orphan_posting(db: Data
     assert HELD in {m["account"] for m in failed["cached_balances_match_postings"]["mismatched"]}
     orphans = failed["postings_reference_entries_and_accounts"]["orphans"]
     assert {(o["entry_id"], o["account_id"]) for o in orphans} == {(entry_id, 999_999), (999_999, 1)}
+
+
+async def test_several_entries_post_together_each_with_its_own_postings(db: Database) -> None:
+    payable = accounts.payable("u1", "NGN")
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=move(GATEWAY, HELD, 1_000))
+    entries = [Entry("test", move(HELD, payable, 300), "batch-1"), Entry("test", move(HELD, payable, 200), "batch-2"),
+               Entry("test", move(payable, HELD, 50), "batch-3")]
+    async with db.unit_of_work() as session:
+        ids = await post_entries(session, entries)
+    assert len(set(ids)) == 3
+    assert await balances(db, HELD, payable) == [550, 450]
+    async with db.unit_of_work() as session:
+        for entry_id, amount in zip(ids, (300, 200, -50), strict=True):
+            legs = (await session.scalars(select(Posting.amount).where(Posting.entry_id == entry_id))).all()
+            assert sorted(legs) == sorted([-amount, amount])
+    assert await failed_checks(db) == {}
+
+
+async def test_a_batch_holding_an_entry_posted_before_is_refused_whole(db: Database) -> None:
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=move(GATEWAY, HELD, 1_000), idempotency_key="seen")
+    with pytest.raises(AlreadyPosted):
+        async with db.unit_of_work() as session:
+            await post_entries(session, [Entry("test", move(GATEWAY, HELD, 5), "fresh"),
+                                         Entry("test", move(GATEWAY, HELD, 7), "seen")])
+    assert await balances(db, HELD) == [1_000]
+    assert await failed_checks(db) == {}
+
+
+async def test_a_batch_that_would_overdraw_a_guarded_account_writes_nothing(db: Database) -> None:
+    payable = accounts.payable("u1", "NGN")
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=move(GATEWAY, HELD, 100))
+    with pytest.raises(InsufficientFunds):
+        async with db.unit_of_work() as session:
+            await post_entries(session, [Entry("test", move(HELD, payable, 60), "over-1"),
+                                         Entry("test", move(HELD, payable, 41), "over-2")])
+    assert await balances(db, HELD, payable) == [100, 0]
+    assert await failed_checks(db) == {}

@@ -1,0 +1,131 @@
+"""Concurrent releases and refunds share one transaction (group commit), and each still gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.escrow.movements import RefundMoney
+from app.escrow.queue import Finish
+from app.models import EscrowTransaction, Refund
+from tests.escrow.test_full_path import approve, complete, milestone
+from tests.helpers import OWNER, invest, pay, put_app
+
+Auth = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"rate_limit_enabled": False, "escrow_release_threshold": "100000000"}
+
+
+async def deposits(app: FastAPI) -> list[str]:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return list((await session.scalars(select(EscrowTransaction.id).where(
+            EscrowTransaction.type == "deposit").order_by(EscrowTransaction.id))).all())
+
+
+async def funded(client: httpx.AsyncClient, app: FastAPI, auth: Auth, investors: int) -> list[str]:
+    await put_app(client, auth("admin-1", admin=True), approvers=["approver-1"], required_approvals=1)
+    for i in range(investors):
+        await pay(client, app, await invest(client, auth(f"investor-{i}"), shares=10))  # 10000.00 each
+    return await deposits(app)
+
+
+def batches() -> tuple[float, float]:
+    """(transactions committed by the escrow queue, jobs they carried), so far in this process."""
+    return (REGISTRY.get_sample_value("escrow_batch_size_count") or 0.0,
+            REGISTRY.get_sample_value("escrow_batch_size_sum") or 0.0)
+
+
+async def test_concurrent_refunds_each_get_their_own_answer(client: httpx.AsyncClient, app: FastAPI,
+                                                            auth: Auth) -> None:
+    admin = auth("admin-1", admin=True)
+    held = await funded(client, app, auth, investors=4)
+
+    def refund(deposit_id: str, amount: str) -> Any:
+        return client.post(f"/v1/escrow/transactions/{deposit_id}/refunds", headers=admin,
+                           json={"amount": amount, "reason": "asked"})
+
+    calls = [refund(d, "1000.00") for _ in range(2) for d in held]
+    calls += [refund(held[0], "10000.01"), refund("esc_missing", "1.00")]
+    responses = await asyncio.gather(*calls)
+
+    assert [r.status_code for r in responses] == [201] * 8 + [409, 404], [r.text for r in responses]
+    assert responses[8].json()["error"]["code"] == "INSUFFICIENT_FUNDS"
+    assert {r.json()["transaction_id"] for r in responses[:8]} == set(held)
+    summary = (await client.get("/v1/apps/app-1/escrow", headers=admin)).json()["items"][0]
+    assert (summary["refunded"], summary["held"]) == ("8000.00", "32000.00")
+    integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
+    assert integrity["ok"], integrity
+
+
+async def test_one_release_executed_twice_at_once_moves_money_once(client: httpx.AsyncClient, app: FastAPI,
+                                                                   auth: Auth) -> None:
+    admin, owner = auth("admin-1", admin=True), auth(OWNER)
+    await funded(client, app, auth, investors=2)
+    ms = await milestone(client, owner, "25")
+    await complete(client, owner, ms["id"])
+    created = await client.post("/v1/escrow/releases", headers=owner, json={"milestone_id": ms["id"]})
+    assert created.status_code == 201, created.text
+    release_id = created.json()["id"]
+    assert (await approve(client, auth("approver-1"), release_id)).json()["status"] == "approved"
+
+    responses = await asyncio.gather(*(client.post(f"/v1/escrow/releases/{release_id}/execute", headers=admin)
+                                       for _ in range(3)))
+
+    assert sorted(r.status_code for r in responses) == [200, 409, 409], [r.text for r in responses]
+    done = next(r.json() for r in responses if r.status_code == 200)
+    assert (done["status"], done["amount"]) == ("released", "5000.00")
+    summary = (await client.get("/v1/apps/app-1/escrow", headers=admin)).json()["items"][0]
+    assert summary["released"] == "5000.00"
+    payouts = (await client.get("/v1/payouts/me", headers=owner)).json()["items"]
+    assert [p["amount"] for p in payouts] == ["5000.00"]
+
+
+async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.AsyncClient, app: FastAPI,
+                                                                 auth: Auth) -> None:
+    held = await funded(client, app, auth, investors=3)
+    queue = app.state.runtime.escrow_queue
+    prepared: list[str] = []
+
+    def job(deposit_id: str, *, breaks: bool = False) -> Any:
+        async def prepare(session: AsyncSession) -> tuple[RefundMoney, Finish]:
+            prepared.append(deposit_id)
+            async def finish(refund: object) -> str:
+                if breaks:
+                    raise RuntimeError("finish failed")
+                assert isinstance(refund, Refund)
+                return refund.id
+
+            return RefundMoney(deposit_id=deposit_id, amount=100_00, reason="test"), finish
+
+        return queue.run(prepare)
+
+    committed_before, carried_before = batches()
+    # gathered together, the three are waiting before the queue's task first runs: one batch
+    answers = await asyncio.gather(job(held[0]), job(held[1], breaks=True), job(held[2]),
+                                   return_exceptions=True)
+
+    assert isinstance(answers[1], RuntimeError)
+    assert prepared == [held[0], held[1], held[2], held[0], held[1], held[2]]  # together, then each alone
+    assert all(isinstance(a, str) and a.startswith("rfd_") for a in (answers[0], answers[2])), answers
+    committed, carried = batches()
+    # the batch of three rolled back and each ran alone: two commits of one (the failed one never commits)
+    assert (committed - committed_before, carried - carried_before) == (2, 2)
+    async with app.state.runtime.db.unit_of_work() as session:
+        refunds = dict((await session.execute(
+            select(Refund.escrow_transaction_id, func.count()).group_by(Refund.escrow_transaction_id))).all())
+        refunded = dict((await session.execute(
+            select(EscrowTransaction.id, EscrowTransaction.refunded).where(EscrowTransaction.type == "deposit")
+        )).all())
+    assert len(refunds) == 2
+    assert refunded == {held[0]: 100_00, held[1]: 0, held[2]: 100_00}
