@@ -29,13 +29,6 @@ def deposit_status(deposit: EscrowTransaction) -> str:
     return "refunded" if deposit.released == 0 else "closed"
 
 
-async def find_deposit(session: AsyncSession, deposit_id: str) -> EscrowTransaction:
-    deposit = await session.get(EscrowTransaction, deposit_id)
-    if deposit is None or deposit.type != "deposit":
-        raise NotFound("Deposit not found", transaction_id=deposit_id)
-    return deposit
-
-
 async def lock_found_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, EscrowTransaction]:
     """Lock the deposits among `ids` in id order, so concurrent releases and refunds cannot deadlock."""
     rows = (

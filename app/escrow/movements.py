@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
-from app.core.money import to_major
+from app.core.money import MoneyError, to_major, to_minor
 from app.escrow.deposits import available, deposit_status, lock_found_deposits, remaining
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
@@ -48,13 +49,21 @@ class RefundMoney:
     """`escrow:app -> refund:in_flight` out of one deposit; the gateway is asked after commit."""
 
     deposit_id: str
-    amount: int | None  # minor units; None: all that remains
+    amount: int | None  # minor units; None (and no amount_major): all that remains
     reason: str
     frozen_allowed: int = 0
+    amount_major: Decimal | None = None  # as a client sent it, in the deposit's currency
+
+
+@dataclass(frozen=True)
+class RefundMade:
+    refund: Refund
+    record: EscrowTransaction  # the refund's own escrow row
+    payment: Payment  # the charge it goes back to
 
 
 Movement = ReleaseMoney | RefundMoney
-Outcome = Refund | None | AppError  # a refund's row, nothing for a release, or why it was refused
+Outcome = RefundMade | None | AppError  # a refund made, nothing for a release, or why it was refused
 
 
 @dataclass
@@ -108,10 +117,15 @@ def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction],
 
 
 async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str, EscrowTransaction],
-                  payments: dict[str, Payment], writes: _Writes) -> Refund:
+                  payments: dict[str, Payment], writes: _Writes) -> RefundMade:
     deposit = _deposit(deposits, move_.deposit_id)
     left = remaining(deposit)
     amount = left if move_.amount is None else move_.amount
+    if move_.amount_major is not None:
+        try:
+            amount = to_minor(move_.amount_major, deposit.currency)
+        except MoneyError as exc:
+            raise InvalidAmount(str(exc)) from None
     if amount <= 0:
         raise InsufficientFunds("Nothing is left in this deposit to refund") if left == 0 else InvalidAmount(
             "The refund must be more than zero")
@@ -142,11 +156,11 @@ async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str,
                                refund_id=record.refund_id)
     writes.rows += [record, refund]
     writes.entries.append(entry)
-    return refund
+    return RefundMade(refund=refund, record=record, payment=payment)
 
 
 async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement]) -> list[Outcome]:
-    """Apply `movements` in order; each outcome is its refund row, None for a release, or the
+    """Apply `movements` in order; each outcome is the refund made, None for a release, or the
     `AppError` that refused it (nothing of a refused movement is written)."""
     deposit_ids = [i for m in movements for i in ([d for d, _ in m.items] if isinstance(m, ReleaseMoney)
                                                   else [m.deposit_id])]
@@ -179,7 +193,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
     return outcomes
 
 
-async def apply_one(session: AsyncSession, rt: Runtime, movement: Movement) -> Refund | None:
+async def apply_one(session: AsyncSession, rt: Runtime, movement: Movement) -> RefundMade | None:
     """One movement in the caller's transaction; a refusal raises."""
     outcome = (await apply(session, rt, [movement]))[0]
     if isinstance(outcome, AppError):

@@ -12,13 +12,12 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import InvalidAmount
-from app.core.money import MoneyError, to_major, to_minor
-from app.escrow.deposits import deposit_status, find_deposit, lock_deposits
-from app.escrow.movements import RefundMoney, apply_one
+from app.core.money import to_major
+from app.escrow.deposits import deposit_status, lock_deposits
+from app.escrow.movements import RefundMade, RefundMoney, apply_one
 from app.escrow.queue import Finish
 from app.escrow.schemas import RefundOut
-from app.models import EscrowTransaction, Payment, Refund
+from app.models import EscrowTransaction, Refund
 from app.payments.refunds import SETTLEMENT_HOOKS
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, unreserve_shares
@@ -38,28 +37,22 @@ async def refund_deposit(
     `frozen_allowed` is how much frozen money this refund may take: only dispute
     resolution, which unfreezes in the same transaction, passes it.
     """
-    refund = await apply_one(session, rt, RefundMoney(deposit_id=deposit_id, amount=amount, reason=reason,
-                                                      frozen_allowed=frozen_allowed))
-    assert refund is not None
-    return refund
+    made = await apply_one(session, rt, RefundMoney(deposit_id=deposit_id, amount=amount, reason=reason,
+                                                    frozen_allowed=frozen_allowed))
+    assert made is not None
+    return made.refund
 
 
 async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None, reason: str) -> RefundOut:
     """An admin refunds `amount` (major units; default all that remains) of a deposit, in the next
     batch of the escrow queue."""
 
-    async def prepare(session: AsyncSession) -> tuple[RefundMoney, Finish]:
-        deposit = await find_deposit(session, deposit_id)  # `apply` locks it, with the batch's others, in id order
-        try:
-            minor = None if amount is None else to_minor(amount, deposit.currency)
-        except MoneyError as exc:
-            raise InvalidAmount(str(exc)) from None
+    async def prepare(_: AsyncSession) -> tuple[RefundMoney, Finish]:
+        async def finish(made: object) -> RefundOut:
+            assert isinstance(made, RefundMade)
+            return refund_out(made)
 
-        async def finish(refund: object) -> RefundOut:
-            assert isinstance(refund, Refund)
-            return await refund_out(session, refund)
-
-        return RefundMoney(deposit_id=deposit_id, amount=minor, reason=reason), finish
+        return RefundMoney(deposit_id=deposit_id, amount=None, amount_major=amount, reason=reason), finish
 
     return await rt.escrow_queue.run(prepare)
 
@@ -86,15 +79,12 @@ async def _on_refund_settled(session: AsyncSession, refund: Refund) -> None:
 SETTLEMENT_HOOKS.append(_on_refund_settled)
 
 
-async def refund_out(session: AsyncSession, refund: Refund) -> RefundOut:
-    payment = await session.get(Payment, refund.payment_id)
-    record_id = refund.escrow_transaction_id
-    record = await session.get(EscrowTransaction, record_id) if record_id else None
+def refund_out(made: RefundMade) -> RefundOut:
+    refund = made.refund
     # the contract's statuses: pending until the gateway settles it
     status = {"processing": "pending", "needs_attention": "pending"}.get(refund.status, refund.status)
     return RefundOut(
-        id=refund.id, transaction_id=record.deposit_id if record else None,
-        escrow_transaction_id=refund.escrow_transaction_id,
-        payment_reference=payment.reference if payment else None, amount=to_major(refund.amount, refund.currency),
+        id=refund.id, transaction_id=made.record.deposit_id, escrow_transaction_id=made.record.id,
+        payment_reference=made.payment.reference, amount=to_major(refund.amount, refund.currency),
         currency=refund.currency, status=status, reason=refund.reason, created_at=refund.created_at,
     )

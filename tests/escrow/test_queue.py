@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.escrow.movements import RefundMoney
+from app.escrow.movements import RefundMade, RefundMoney
 from app.escrow.queue import Finish
 from app.models import EscrowTransaction, Refund
 from tests.escrow.test_full_path import approve, complete, milestone
@@ -100,11 +100,11 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
     def job(deposit_id: str, *, breaks: bool = False) -> Any:
         async def prepare(session: AsyncSession) -> tuple[RefundMoney, Finish]:
             prepared.append(deposit_id)
-            async def finish(refund: object) -> str:
+            async def finish(made: object) -> str:
                 if breaks:
                     raise RuntimeError("finish failed")
-                assert isinstance(refund, Refund)
-                return refund.id
+                assert isinstance(made, RefundMade)
+                return made.refund.id
 
             return RefundMoney(deposit_id=deposit_id, amount=100_00, reason="test"), finish
 
