@@ -1,17 +1,19 @@
 """Releases and refunds on ONE hot escrow account against PostgreSQL, with raw asyncpg as the ceiling.
 
-K concurrent workers run the service layer's own operations, each in its own
-unit of work: `pay_owner_from_deposits` (a release: `escrow:app ->
-payable:user:{owner}`, a release row, the owner's payout) and `refund_deposit`
-(`escrow:app -> refund:in_flight`, a refund row), alternately, against random
+K concurrent workers ask for releases and refunds, alternately, against random
 deposits of one app, so every journal entry goes through that app's escrow
-account; then each worker against its own app. In the same run, raw asyncpg
-transactions doing `UPDATE ... SET balance = balance - x` on one row give the
-ceiling; and the ledger alone (`post()` on the hot account, in pairs that
-return the money) shows what the posting path costs without the operations
-around it. Prints postings/s, the ratio to the ceiling, p50/p99 of the ledger
-statement (which includes the wait for the account's row lock) and the
-integrity check (ledger and escrow-versus-deposits).
+account; then each worker against its own app. They go through the escrow
+queue exactly as the HTTP routes do: a refund is the refund route's own
+service call (`request_refund`), a release is the movement that executing a
+release applies (`escrow:app -> payable:user:{owner}`, a release row, the
+owner's payout), and concurrent movements share a transaction and one ledger
+statement. In the same run, raw asyncpg transactions doing `UPDATE ... SET
+balance = balance - x` on one row give the ceiling; and the ledger alone
+(`post()` on the hot account, one entry per transaction, in pairs that return
+the money) shows what one posting per transaction costs. Prints postings/s, the
+ratio to the ceiling, p50/p99 of the ledger statement (a batch's entries, the
+wait for the account's row lock included) and the integrity check (ledger and
+escrow-versus-deposits).
 
     python bench/escrow.py --workers 16 --seconds 10 --processes 1
 """
