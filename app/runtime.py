@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from app.core.batching import GroupCommit, in_sequence
 from app.core.config import Settings
 from app.core.crypto import FieldCipher
 from app.core.db import Database
@@ -27,6 +28,12 @@ class Runtime:
 
     def notify_worker(self) -> None:
         self.work_available.set()
+
+    @cached_property
+    def charge_commits(self) -> GroupCommit[Any]:
+        """Verified charges applied together: each payment's own unit of work, one transaction a batch
+        (every investment in an app takes the same share-count and escrow rows)."""
+        return GroupCommit(self.db, in_sequence)
 
     @cached_property
     def escrow_queue(self) -> EscrowQueue:

@@ -165,7 +165,7 @@ async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
     async def apply(session: AsyncSession) -> Payment | None:
         return await apply_verification(session, rt, reference, verified)
 
-    return await rt.db.run(apply)
+    return await rt.charge_commits.submit(apply, key=reference)
 
 
 async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> Payment:
