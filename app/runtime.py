@@ -36,8 +36,15 @@ class Runtime:
         return GroupCommit(self.db, in_sequence)
 
     @cached_property
+    def inbox_commits(self) -> GroupCommit[Any]:
+        """Webhooks arriving together are stored with one statement and one commit."""
+        from app.payments.inbox import store_events
+
+        return GroupCommit(self.db, store_events)
+
+    @cached_property
     def escrow_queue(self) -> EscrowQueue:
-        """Group commit for escrow releases and refunds (imported here: the escrow package needs Runtime)."""
+        """Group commit for escrow releases and refunds (imported here and above: those modules need Runtime)."""
         from app.escrow.queue import EscrowQueue
 
         return EscrowQueue(self)

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -56,17 +57,38 @@ def dedup_key(event: str, data: dict[str, Any]) -> str:
     return f"{event}:{ident}"[:200]
 
 
-async def store_event(session: AsyncSession, event: str, data: dict[str, Any], raw_body: bytes) -> bool:
-    """Insert the event unless it is a duplicate. Returns True if it is new."""
+@dataclass(frozen=True)
+class Arrival:
+    """A webhook as it arrived: what the inbox stores."""
+
+    event: str
+    data: dict[str, Any]
+    raw_body: bytes
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self.event, self.data)
+
+
+async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[bool]:
+    """Insert the events that are not duplicates, in one statement; True for each one that is new.
+    Arrivals with the same dedup key must not share a call (the group commit's key sees to it)."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stored = await session.scalar(
+    now = utcnow()
+    stored = set(await session.scalars(
         insert(WebhookEvent)
-        .values(event=event[:64], dedup_key=dedup_key(event, data), payload=raw_body.decode("utf-8"),
-                status="pending", attempts=0, available_at=utcnow(), received_at=utcnow())
+        .values([{"event": a.event[:64], "dedup_key": a.dedup_key, "payload": a.raw_body.decode("utf-8"),
+                  "status": "pending", "attempts": 0, "available_at": now, "received_at": now} for a in arrivals])
         .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(WebhookEvent.id)
-    )
-    return stored is not None
+        .returning(WebhookEvent.dedup_key)
+    ))
+    return [a.dedup_key in stored for a in arrivals]
+
+
+async def store_event(rt: Runtime, arrival: Arrival) -> bool:
+    """Store one arriving event, sharing the transaction with those arriving at the same time.
+    Returns True if it is new."""
+    return bool(await rt.inbox_commits.submit(arrival, key=arrival.dedup_key))
 
 
 async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:

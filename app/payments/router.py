@@ -16,7 +16,7 @@ from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.gateway.signature import verify_signature
 from app.payments import service
-from app.payments.inbox import store_event
+from app.payments.inbox import Arrival, store_event
 from app.payments.schemas import PaymentCreate, PaymentOut, PaymentStatus, PaymentType, WebhookAck
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
@@ -85,7 +85,6 @@ async def paystack_webhook(request: Request, rt: RuntimeDep) -> WebhookAck:
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str) \
             or not isinstance(payload.get("data"), dict):
         raise ValidationFailed("Webhook body needs an event name and a data object")
-    async with rt.db.unit_of_work() as session:
-        await store_event(session, payload["event"], payload["data"], body)
+    await store_event(rt, Arrival(payload["event"], payload["data"], body))
     rt.notify_worker()
     return WebhookAck()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -181,6 +182,29 @@ async def test_duplicate_deliveries_are_acknowledged_and_credited_once(
     holdings = (await client.get("/v1/holdings/me", headers=investor)).json()["items"]
     assert [h["shares"] for h in holdings] == [3]
     assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 3
+
+
+async def test_webhooks_arriving_together_are_each_stored_once_and_credited_once(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin = auth("admin-1", admin=True)
+    await put_app(client, admin)
+    payments = [await invest(client, auth(f"investor-{i}"), shares=1 + i) for i in range(4)]
+    bodies = []
+    for payment in payments:
+        app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+        bodies.append(charge_success(app, payment["reference"]))
+
+    # each delivered twice, all at once: they share the inbox's transactions
+    responses = await asyncio.gather(*(post_signed(client, app, body) for body in bodies + bodies))
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    assert sorted(row.dedup_key for row in await webhook_rows(app)) == sorted(
+        f"charge.success:{app.state.sandbox.transactions[p['reference']].verify_data()['id']}" for p in payments)
+
+    await app.state.worker.drain()
+    assert len(await deposits(client, admin)) == 4
+    assert await ledger_balance(app, accounts.escrow("app-1", "NGN")) == 100000 * (1 + 2 + 3 + 4)
+    assert (await client.get("/v1/apps/app-1", headers=admin)).json()["shares_issued"] == 10
 
 
 async def test_unknown_event_is_stored_and_ignored(
