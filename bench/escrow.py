@@ -44,6 +44,7 @@ import app.ledger.service as ledger  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.crypto import FieldCipher  # noqa: E402
 from app.core.db import Database  # noqa: E402
+from app.escrow import queue as escrow_queue  # noqa: E402
 from app.escrow.movements import ReleaseMoney  # noqa: E402
 from app.escrow.queue import Finish  # noqa: E402
 from app.escrow.refunds import request_refund  # noqa: E402
@@ -141,7 +142,7 @@ async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tupl
                     return ReleaseMoney(app=app_rows[app_id], currency="NGN", items=[(deposit_id, 100)],
                                         source_id=new_id("bench"), milestone_id=None), finish
 
-                await rt.escrow_queue.run(prepare)
+                await escrow_queue.run(rt, prepare)
             else:  # exactly what POST /v1/escrow/transactions/{id}/refunds runs
                 await request_refund(rt, deposit_id, amount=Decimal("1.00"), reason="bench")
             done += 1

@@ -94,8 +94,3 @@ class GroupCommit(Generic[J]):
                 waiting.answer.set_exception(answer)
             else:
                 waiting.answer.set_result(answer)
-
-
-async def in_sequence(session: AsyncSession, jobs: list[Callable[[AsyncSession], Awaitable[Any]]]) -> list[Any]:
-    """The plainest batch: each job is a unit of work's body, run one after another in the shared session."""
-    return [await job(session) for job in jobs]

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import manages, require
@@ -11,7 +13,7 @@ from app.core.errors import CurrencyNotSupported, InvalidAmount, ValidationFaile
 from app.core.money import MoneyError, check_payable, to_minor
 from app.core.security import Principal
 from app.ledger import accounts
-from app.ledger.service import move, post
+from app.ledger.service import Entry, move, post_entries
 from app.models import Payment
 from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan, register
@@ -39,11 +41,12 @@ class RevenuePayment:
             raise InvalidAmount(str(exc)) from None
         return PaymentPlan(amount=amount, currency=currency, app_id=app.id, period=request.period)
 
-    async def fulfil(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None:
-        await post(session, kind="revenue",
-                   legs=move(accounts.gateway(payment.currency), accounts.revenue(payment.app_id, payment.currency),
-                             payment.amount),
-                   idempotency_key=f"revenue:{payment.reference}", memo=f"revenue {payment.period}")
+    async def fulfil(self, session: AsyncSession, rt: Runtime, payments: Sequence[Payment]) -> None:
+        await post_entries(session, [
+            Entry("revenue", move(accounts.gateway(p.currency), accounts.revenue(p.app_id, p.currency), p.amount),
+                  idempotency_key=f"revenue:{p.reference}", memo=f"revenue {p.period}")
+            for p in payments
+        ])
 
 
 register(RevenuePayment())

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
-from app.core.batching import GroupCommit
 from app.core.errors import AppError
 from app.escrow.movements import Movement, Outcome, apply
 from app.runtime import Runtime
@@ -28,27 +27,25 @@ Finish = Callable[[Outcome], Awaitable[Any]]
 Prepare = Callable[[AsyncSession], Awaitable[tuple[Movement, Finish]]]
 
 
-class EscrowQueue:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self._commits = GroupCommit(rt.db, self._work, committed=metrics.ESCROW_BATCH_SIZE.observe)
+async def run(rt: Runtime, prepare: Prepare, *, key: str | None = None) -> Any:
+    """Run one job in the next batch and return what its finish returned (or raise its refusal).
+    Jobs with the same key (one release executed twice at once) never share a batch."""
+    commits = rt.group_commit("escrow movements", lambda session, batch: _work(session, rt, batch),
+                              committed=metrics.ESCROW_BATCH_SIZE.observe)
+    return await commits.submit(prepare, key=key)
 
-    async def run(self, prepare: Prepare, *, key: str | None = None) -> Any:
-        """Run one job in the next batch and return what its finish returned (or raise its refusal).
-        Jobs with the same key (one release executed twice at once) never share a batch."""
-        return await self._commits.submit(prepare, key=key)
 
-    async def _work(self, session: AsyncSession, batch: list[Prepare]) -> list[Any]:
-        answers: list[Any] = [None] * len(batch)
-        prepared: list[tuple[int, Movement, Finish]] = []
-        for index, prepare in enumerate(batch):
-            try:
-                movement, finish = await prepare(session)
-            except AppError as refusal:
-                answers[index] = refusal
-                continue
-            prepared.append((index, movement, finish))
-        outcomes = await apply(session, self.rt, [movement for _, movement, _ in prepared])
-        for (index, _, finish), outcome in zip(prepared, outcomes, strict=True):
-            answers[index] = outcome if isinstance(outcome, AppError) else await finish(outcome)
-        return answers
+async def _work(session: AsyncSession, rt: Runtime, batch: list[Prepare]) -> list[Any]:
+    answers: list[Any] = [None] * len(batch)
+    prepared: list[tuple[int, Movement, Finish]] = []
+    for index, prepare in enumerate(batch):
+        try:
+            movement, finish = await prepare(session)
+        except AppError as refusal:
+            answers[index] = refusal
+            continue
+        prepared.append((index, movement, finish))
+    outcomes = await apply(session, rt, [movement for _, movement, _ in prepared])
+    for (index, _, finish), outcome in zip(prepared, outcomes, strict=True):
+        answers[index] = outcome if isinstance(outcome, AppError) else await finish(outcome)
+    return answers

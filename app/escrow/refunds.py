@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.money import to_major
+from app.escrow import queue as escrow_queue
 from app.escrow.deposits import deposit_status, lock_deposits
 from app.escrow.movements import RefundMade, RefundMoney, apply_one
 from app.escrow.queue import Finish
@@ -54,7 +55,7 @@ async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None
 
         return RefundMoney(deposit_id=deposit_id, amount=None, amount_major=amount, reason=reason), finish
 
-    return await rt.escrow_queue.run(prepare)
+    return await escrow_queue.run(rt, prepare)
 
 
 async def _on_refund_settled(session: AsyncSession, refund: Refund) -> None:

@@ -20,6 +20,7 @@ from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFou
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
+from app.escrow import queue as escrow_queue
 from app.escrow.milestones import get_milestone
 from app.escrow.movements import ReleaseMoney, apply_one, check_can_give
 from app.escrow.queue import Finish
@@ -183,7 +184,7 @@ async def execute(rt: Runtime, principal: Principal, release_id: str) -> Release
 
         return await _release_money(session, release, app), finish
 
-    return await rt.escrow_queue.run(prepare, key=release_id)
+    return await escrow_queue.run(rt, prepare, key=release_id)
 
 
 async def execute_release(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:

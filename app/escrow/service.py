@@ -21,10 +21,33 @@ from app.escrow.refunds import refund_deposit
 from app.escrow.releases import create_release
 from app.escrow.schemas import EscrowTransactionOut, ReleaseIn
 from app.ledger import accounts
-from app.ledger.service import move, post
+from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Refund, ReleaseRequest
 from app.models.base import new_id
 from app.runtime import Runtime
+
+
+def new_deposit(
+    app: App,
+    *,
+    investor: str,
+    amount: int,
+    currency: str,
+    gateway_reference: str,
+    payment_gateway: str = "PAYSTACK",
+    payment_id: str | None = None,
+    shares: int = 0,
+) -> tuple[EscrowTransaction, Entry]:
+    """A deposit of `amount` minor units and its journal entry (`gateway -> escrow:app`), for the caller
+    to write: `process_deposit` writes one, an investment batch writes many together."""
+    deposit = EscrowTransaction(
+        id=new_id("esc"), type="deposit", app_id=app.id, investor_id=investor, amount=amount, currency=currency,
+        status="held", payment_gateway=payment_gateway, gateway_reference=gateway_reference, payment_id=payment_id,
+        shares=shares, released=0, refunded=0, frozen=0,
+    )
+    entry = Entry("deposit", move(accounts.gateway(currency), accounts.escrow(app.id, currency), amount),
+                  idempotency_key=f"deposit:{gateway_reference}", memo=f"investment {gateway_reference}")
+    return deposit, entry
 
 
 class EscrowService:
@@ -50,31 +73,11 @@ class EscrowService:
         shares: int = 0,
     ) -> EscrowTransaction:
         """Money the gateway collected for `app` goes into its escrow: `gateway -> escrow:app`."""
-        minor = to_minor(amount, currency)
-        deposit = EscrowTransaction(
-            id=new_id("esc"),
-            type="deposit",
-            app_id=app.id,
-            investor_id=investor,
-            amount=minor,
-            currency=currency,
-            status="held",
-            payment_gateway=payment_gateway,
-            gateway_reference=gateway_reference,
-            payment_id=payment_id,
-            shares=shares,
-            released=0,
-            refunded=0,
-            frozen=0,
-        )
+        deposit, entry = new_deposit(app, investor=investor, amount=to_minor(amount, currency), currency=currency,
+                                     payment_gateway=payment_gateway, gateway_reference=gateway_reference,
+                                     payment_id=payment_id, shares=shares)
         self.session.add(deposit)
-        await post(
-            self.session,
-            kind="deposit",
-            legs=move(accounts.gateway(currency), accounts.escrow(app.id, currency), minor),
-            idempotency_key=f"deposit:{gateway_reference}",
-            memo=f"investment {gateway_reference}",
-        )
+        await post_entries(self.session, [entry])
         await self.session.flush()
         return deposit
 

@@ -88,7 +88,8 @@ async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[b
 async def store_event(rt: Runtime, arrival: Arrival) -> bool:
     """Store one arriving event, sharing the transaction with those arriving at the same time.
     Returns True if it is new."""
-    return bool(await rt.inbox_commits.submit(arrival, key=arrival.dedup_key))
+    commits = rt.group_commit("webhook inbox", store_events)
+    return bool(await commits.submit(arrival, key=arrival.dedup_key))
 
 
 async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import check_currency, get_app
 from app.core.errors import CurrencyNotSupported, InvalidAmount, SharesUnavailable
-from app.core.money import MoneyError, check_payable, major_decimal, to_major, to_minor
+from app.core.money import MoneyError, check_payable, to_major, to_minor
 from app.core.security import Principal
-from app.escrow.service import EscrowService
+from app.escrow.service import new_deposit
 from app.ledger import accounts
+from app.ledger.service import post_entries
 from app.models import Payment
 from app.payments.refunds import queue_refund
 from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan, register
 from app.runtime import Runtime
-from app.shares.service import issue_shares
+from app.shares.service import Grant, issue_shares
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +62,39 @@ class InvestmentPayment:
             raise SharesUnavailable(shares_requested=shares, shares_available=available)
         return PaymentPlan(amount=amount, currency=currency, app_id=app.id, shares=shares)
 
-    async def fulfil(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None:
-        assert payment.shares is not None
-        app = await get_app(session, payment.app_id)
-        issued = await issue_shares(
-            session, app_id=app.id, user_id=payment.user_id, shares=payment.shares, source_id=payment.id
-        )
-        if not issued:
-            # Sold out between checkout and payment: the money goes straight back.
-            log.info("shares sold out for %s; refunding", payment.reference)
-            payment.outcome_note = "shares sold out; refunded"
-            await queue_refund(
-                session,
-                payment,
-                amount=payment.amount,
-                source_account=accounts.gateway(payment.currency),
-                return_account=accounts.payable(payment.user_id, payment.currency),
-                reason="shares sold out",
-            )
-            rt.notify_worker()
-            return
-        await EscrowService(session).process_deposit(
-            app=app,
-            investor=payment.user_id,
-            amount=major_decimal(payment.amount, payment.currency),
-            currency=payment.currency,
-            payment_gateway="PAYSTACK",
-            gateway_reference=payment.reference,
-            payment_id=payment.id,
-            shares=payment.shares,
-        )
+    async def fulfil(self, session: AsyncSession, rt: Runtime, payments: Sequence[Payment]) -> None:
+        """Issue the shares and hold the money in escrow, per app, for the whole batch at once: the
+        app's share count and escrow account are written once."""
+        by_app: dict[str, list[Payment]] = defaultdict(list)
+        for payment in payments:
+            by_app[payment.app_id].append(payment)
+        for app_id, bought in by_app.items():
+            app = await get_app(session, app_id)
+            issued = await issue_shares(session, app_id=app_id, grants=[
+                Grant(user_id=p.user_id, shares=p.shares or 0, source_id=p.id) for p in bought])
+            deposits, entries = [], []
+            for payment, ok in zip(bought, issued, strict=True):
+                if ok:
+                    deposit, entry = new_deposit(app, investor=payment.user_id, amount=payment.amount,
+                                                 currency=payment.currency, gateway_reference=payment.reference,
+                                                 payment_id=payment.id, shares=payment.shares or 0)
+                    deposits.append(deposit)
+                    entries.append(entry)
+                    continue
+                # Sold out between checkout and payment: the money goes straight back.
+                log.info("shares sold out for %s; refunding", payment.reference)
+                payment.outcome_note = "shares sold out; refunded"
+                await queue_refund(
+                    session,
+                    payment,
+                    amount=payment.amount,
+                    source_account=accounts.gateway(payment.currency),
+                    return_account=accounts.payable(payment.user_id, payment.currency),
+                    reason="shares sold out",
+                )
+                rt.notify_worker()
+            session.add_all(deposits)
+            await post_entries(session, entries)
 
 
 register(InvestmentPayment())

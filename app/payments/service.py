@@ -2,7 +2,7 @@
 
 `create_payment` and `verify_payment` are orchestrations: they call the
 gateway outside any database transaction and open their own units of work.
-`apply_verification` is the single place a charge outcome is applied; the
+`apply_verifications` is the single place charge outcomes are applied; the
 webhook worker, the client's verify call and the reconciler all go through it.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -117,55 +118,65 @@ async def list_payments(
     return await fetch_page(session, stmt, Payment.id, params)
 
 
-async def apply_verification(session: AsyncSession, rt: Runtime, reference: str,
-                             verified: VerifiedTransaction) -> Payment | None:
-    """Apply the gateway's verdict on a charge, at most once. Returns the payment (None if unknown)."""
-    stmt = select(Payment).where(Payment.reference == reference).with_for_update()
-    payment = await session.scalar(stmt)
-    if payment is None:
-        return None
-    if payment.status not in ("pending", "failed", "abandoned"):
-        return payment  # already applied: the money was credited once
+async def apply_verifications(
+    session: AsyncSession, rt: Runtime, verdicts: Sequence[tuple[str, VerifiedTransaction]]
+) -> list[Payment | None]:
+    """Apply the gateway's verdicts on charges (reference, verdict), each at most once, in order;
+    returns each reference's payment (None if unknown). The successful ones are fulfilled together,
+    type by type."""
+    references = [reference for reference, _ in verdicts]
+    payments = {
+        payment.reference: payment
+        for payment in (await session.scalars(
+            select(Payment).where(Payment.reference.in_(references)).order_by(Payment.id).with_for_update()
+        )).all()
+    }
     started = time.perf_counter()
-    if verified.is_success:
-        if not verified.matches(payment.amount, payment.currency):
-            payment.flag_reason = (
-                f"gateway reports {verified.amount} {verified.currency}, "
-                f"expected {payment.amount} {payment.currency}"
-            )
-            log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
-            metrics.PAYMENTS.labels(status="flagged").inc()
-            return payment
-        payment.status = "success"
-        payment.paid_at = verified.paid_at or utcnow()
-        payment.channel = verified.channel
-        payment.gateway_transaction_id = verified.id
-        payment.flag_reason = None
-        if verified.authorization_code:
-            payment.authorization_code_encrypted = rt.cipher.encrypt(verified.authorization_code)
-        await session.flush()
-        await handler_for(payment.payment_type).fulfil(session, rt, payment)
-        metrics.PAYMENTS.labels(status="success").inc()
-        metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
-    elif payment.status == "pending" and verified.status in FAILED_STATUSES:
-        payment.status = "failed"
-        metrics.PAYMENTS.labels(status="failed").inc()
-    elif payment.status == "pending" and verified.status in ABANDONED_STATUSES:
-        payment.status = "abandoned"
-        metrics.PAYMENTS.labels(status="abandoned").inc()
-    return payment
+    succeeded: dict[str, list[Payment]] = defaultdict(list)
+    for reference, verified in verdicts:
+        payment = payments.get(reference)
+        if payment is None or payment.status not in ("pending", "failed", "abandoned"):
+            continue  # unknown, or already applied: the money was credited once
+        if verified.is_success:
+            if not verified.matches(payment.amount, payment.currency):
+                payment.flag_reason = (
+                    f"gateway reports {verified.amount} {verified.currency}, "
+                    f"expected {payment.amount} {payment.currency}"
+                )
+                log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
+                metrics.PAYMENTS.labels(status="flagged").inc()
+                continue
+            payment.status = "success"
+            payment.paid_at = verified.paid_at or utcnow()
+            payment.channel = verified.channel
+            payment.gateway_transaction_id = verified.id
+            payment.flag_reason = None
+            if verified.authorization_code:
+                payment.authorization_code_encrypted = rt.cipher.encrypt(verified.authorization_code)
+            succeeded[payment.payment_type].append(payment)
+        elif payment.status == "pending" and verified.status in FAILED_STATUSES:
+            payment.status = "failed"
+            metrics.PAYMENTS.labels(status="failed").inc()
+        elif payment.status == "pending" and verified.status in ABANDONED_STATUSES:
+            payment.status = "abandoned"
+            metrics.PAYMENTS.labels(status="abandoned").inc()
+    await session.flush()
+    for payment_type, paid in succeeded.items():
+        await handler_for(payment_type).fulfil(session, rt, paid)
+        metrics.PAYMENTS.labels(status="success").inc(len(paid))
+        for _ in paid:
+            metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
+    return [payments.get(reference) for reference in references]
 
 
 async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
-    """Ask the gateway about a charge, then apply the answer in a fresh transaction."""
+    """Ask the gateway about a charge, then apply its answer in a transaction shared with the charges
+    verified at the same time (an app's share count and escrow account are written once per batch)."""
     verified = await rt.gateway.verify_transaction(reference)
     if verified.reference != reference:
         raise GatewayError("verify answered for another reference", gateway_code="reference_mismatch")
-
-    async def apply(session: AsyncSession) -> Payment | None:
-        return await apply_verification(session, rt, reference, verified)
-
-    return await rt.charge_commits.submit(apply, key=reference)
+    commits = rt.group_commit("verified charges", lambda session, batch: apply_verifications(session, rt, batch))
+    return await commits.submit((reference, verified), key=reference)
 
 
 async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> Payment:

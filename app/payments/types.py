@@ -1,13 +1,15 @@
 """Payment types: the extension point of the payment pipeline.
 
-Each type says how to price a request (`plan`) and what a successful charge
-does (`fulfil`, called exactly once, inside the transaction that marks the
-payment successful). Investment registers here; share transfers and revenue
+Each type says how to price a request (`plan`) and what its successful charges
+do (`fulfil`, called exactly once per charge, inside the transaction that marks
+the payments successful; charges verified together come as one batch, in the
+order they were verified). Investment registers here; share transfers and revenue
 plug in the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,7 +39,7 @@ class PaymentTypeHandler(Protocol):
         self, session: AsyncSession, rt: Runtime, principal: Principal, request: PaymentCreate
     ) -> PaymentPlan: ...
 
-    async def fulfil(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None: ...
+    async def fulfil(self, session: AsyncSession, rt: Runtime, payments: Sequence[Payment]) -> None: ...
 
 
 _HANDLERS: dict[str, PaymentTypeHandler] = {}

@@ -6,10 +6,12 @@ instant can be rebuilt.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,82 +21,59 @@ from app.models import App, Holding, ShareMovement
 from app.models.base import utcnow
 
 
-class _SoldOut(Exception):
-    pass
+@dataclass(frozen=True)
+class Grant:
+    user_id: str
+    shares: int
+    source_id: str  # the payment that bought them
 
 
-async def issue_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int, source_id: str) -> bool:
-    """Issue new shares if the app still has them; False when sold out (nothing written).
-
-    The app row is every investment's hot row: the holding and movement are written first,
-    and the app's shares are claimed last, so that row stays locked only until the commit.
-    """
-    if session.bind.dialect.name == "postgresql":
-        return await _issue_shares_postgres(session, app_id, user_id, shares, source_id)
-    try:
-        async with session.begin_nested():
-            await credit_holding(session, app_id=app_id, user_id=user_id, shares=shares)
-            session.add(ShareMovement(app_id=app_id, from_user_id=None, to_user_id=user_id, shares=shares,
-                                      kind="issue", source_id=source_id, created_at=utcnow()))
-            await session.flush()
-            claimed = await session.execute(
-                update(App)
-                .where(App.id == app_id, App.shares_issued + shares <= App.total_shares)
-                .values(shares_issued=App.shares_issued + shares)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount != 1:
-                raise _SoldOut
-    except _SoldOut:
-        return False
-    return True
-
-
-# Claim the app's shares, credit the holding and record the movement in one statement: nothing is
-# written when the shares are sold out, and the app row is locked from here to the commit only.
-_ISSUE_SQL = text("""
-WITH claim AS (
-    UPDATE apps SET shares_issued = shares_issued + :shares
-    WHERE id = :app AND shares_issued + :shares <= total_shares
-    RETURNING id
-),
-holding AS (
-    INSERT INTO holdings (app_id, user_id, shares, reserved_shares, acquired_at, updated_at)
-    SELECT id, :user, :shares, 0, :now, :now FROM claim
-    ON CONFLICT (app_id, user_id) DO UPDATE
-    SET shares = holdings.shares + EXCLUDED.shares, acquired_at = EXCLUDED.acquired_at, updated_at = EXCLUDED.updated_at
-    RETURNING 1
-),
-movement AS (
-    INSERT INTO share_movements (app_id, from_user_id, to_user_id, shares, kind, source_id, created_at)
-    SELECT id, NULL, :user, :shares, 'issue', :source, :now FROM claim
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM claim) + (SELECT count(*) FROM holding) + (SELECT count(*) FROM movement)
-""")
-
-
-async def _issue_shares_postgres(session: AsyncSession, app_id: str, user_id: str, shares: int,
-                                 source_id: str) -> bool:
+async def issue_shares(session: AsyncSession, *, app_id: str, grants: Sequence[Grant]) -> list[bool]:
+    """Issue new shares for each grant, in order, while the app still has them; False for a grant
+    that no longer fits (nothing is written for it). The app row stays locked until the commit."""
+    app = await session.scalar(
+        select(App).where(App.id == app_id).with_for_update().execution_options(populate_existing=True))
+    if app is None:
+        raise InvalidState("App not found", app_id=app_id)
+    available = app.total_shares - app.shares_issued
+    issued = []
+    for grant in grants:
+        issued.append(grant.shares <= available)
+        if issued[-1]:
+            available -= grant.shares
+    granted = [grant for grant, ok in zip(grants, issued, strict=True) if ok]
+    if not granted:
+        return issued
+    per_user: dict[str, int] = defaultdict(int)
+    for grant in granted:
+        per_user[grant.user_id] += grant.shares
+    await credit_holdings(session, app_id=app_id, shares=per_user)
+    now = utcnow()
+    session.add_all(ShareMovement(app_id=app_id, from_user_id=None, to_user_id=grant.user_id, shares=grant.shares,
+                                  kind="issue", source_id=grant.source_id, created_at=now) for grant in granted)
+    app.shares_issued += sum(per_user.values())
     await session.flush()
-    written = await session.scalar(
-        _ISSUE_SQL, {"app": app_id, "user": user_id, "shares": shares, "source": source_id, "now": utcnow()}
-    )
-    return written == 3
+    return issued
 
 
 async def credit_holding(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
     """Add shares to a holding, creating it; the lock-in runs from the latest acquisition."""
+    await credit_holdings(session, app_id=app_id, shares={user_id: shares})
+
+
+async def credit_holdings(session: AsyncSession, *, app_id: str, shares: dict[str, int]) -> None:
+    """`credit_holding` for several users (user_id -> shares) in one statement."""
     now = utcnow()
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(Holding)
-        .values(app_id=app_id, user_id=user_id, shares=shares, reserved_shares=0, acquired_at=now, updated_at=now)
-        .on_conflict_do_update(
-            index_elements=["app_id", "user_id"],
-            set_={"shares": Holding.shares + shares, "acquired_at": now, "updated_at": now},
-        )
-    )
+    statement = insert(Holding).values([
+        {"app_id": app_id, "user_id": user_id, "shares": count, "reserved_shares": 0, "acquired_at": now,
+         "updated_at": now}
+        for user_id, count in sorted(shares.items())  # rows locked in one order by every caller
+    ])
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=["app_id", "user_id"],
+        set_={"shares": Holding.shares + statement.excluded.shares, "acquired_at": now, "updated_at": now},
+    ))
 
 
 async def reserve_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:

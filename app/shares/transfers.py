@@ -150,7 +150,11 @@ class ShareTransferPayment:
         return PaymentPlan(amount=transfer.amount, currency=transfer.currency, app_id=transfer.app_id,
                            share_transfer_id=transfer.id, shares=transfer.shares)
 
-    async def fulfil(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None:
+    async def fulfil(self, session: AsyncSession, rt: Runtime, payments: Sequence[Payment]) -> None:
+        for payment in payments:
+            await self._fulfil_one(session, rt, payment)
+
+    async def _fulfil_one(self, session: AsyncSession, rt: Runtime, payment: Payment) -> None:
         transfer = await session.scalar(
             select(ShareTransfer).where(ShareTransfer.id == payment.share_transfer_id).with_for_update()
         )

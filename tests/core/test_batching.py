@@ -10,12 +10,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.batching import GroupCommit, in_sequence
+from app.core.batching import GroupCommit
 from app.core.config import Settings
 from app.core.db import Database
 from app.models import JournalEntry
 
 Job = Callable[[AsyncSession], Awaitable[Any]]
+
+
+async def in_sequence(session: AsyncSession, jobs: list[Job]) -> list[Any]:
+    return [await job(session) for job in jobs]
 
 
 @pytest.fixture

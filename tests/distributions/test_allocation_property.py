@@ -129,7 +129,7 @@ async def _seed(client: httpx.AsyncClient, app: FastAPI, admin: dict[str, str], 
         )
         session.add(payment)
         await session.flush()
-        await RevenuePayment().fulfil(session, rt, payment)  # gateway -> revenue:app, as a real charge does
+        await RevenuePayment().fulfil(session, rt, [payment])  # gateway -> revenue:app, as a real charge does
     return app_id, users
 
 

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.escrow import queue as escrow_queue
 from app.escrow.movements import RefundMade, RefundMoney
 from app.escrow.queue import Finish
 from app.models import EscrowTransaction, Refund
@@ -94,7 +95,7 @@ async def test_one_release_executed_twice_at_once_moves_money_once(client: httpx
 async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.AsyncClient, app: FastAPI,
                                                                  auth: Auth) -> None:
     held = await funded(client, app, auth, investors=3)
-    queue = app.state.runtime.escrow_queue
+    rt = app.state.runtime
     prepared: list[str] = []
 
     def job(deposit_id: str, *, breaks: bool = False) -> Any:
@@ -108,7 +109,7 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
 
             return RefundMoney(deposit_id=deposit_id, amount=100_00, reason="test"), finish
 
-        return queue.run(prepare)
+        return escrow_queue.run(rt, prepare)
 
     committed_before, carried_before = batches()
     # gathered together, the three are waiting before the queue's task first runs: one batch
