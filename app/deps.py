@@ -1,4 +1,8 @@
-"""Request-scoped dependencies shared by the routers."""
+"""Request-scoped dependencies shared by the routers.
+
+All are `async def`: FastAPI runs a plain `def` dependency in a thread pool, a
+thread hand-off on every request for what is a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ from app.core.config import Settings
 from app.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.runtime.settings
 
 
