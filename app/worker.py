@@ -96,4 +96,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import uvloop  # installed with uvicorn[standard]; the API process runs on it too
+
+    uvloop.run(main())
