@@ -37,7 +37,6 @@ from app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
-FINAL = {"paid", "failed", "reversed"}
 
 
 def new_payout_reference() -> str:
