@@ -71,16 +71,16 @@ class Arrival:
 
 
 async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[bool]:
-    """Insert the events that are not duplicates, in one statement; True for each one that is new.
+    """Insert the events that are not duplicates, in one round trip; True for each one that is new.
     Arrivals with the same dedup key must not share a call (the group commit's key sees to it)."""
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     now = utcnow()
+    # One statement compiled once for any number of rows: SQLAlchemy batches the parameter sets
+    # into multi-row INSERTs itself ("insertmanyvalues"), RETURNING included.
     stored = set(await session.scalars(
-        insert(WebhookEvent)
-        .values([{"event": a.event[:64], "dedup_key": a.dedup_key, "payload": a.raw_body.decode("utf-8"),
-                  "status": "pending", "attempts": 0, "available_at": now, "received_at": now} for a in arrivals])
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(WebhookEvent.dedup_key)
+        insert(WebhookEvent).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(WebhookEvent.dedup_key),
+        [{"event": a.event[:64], "dedup_key": a.dedup_key, "payload": a.raw_body.decode("utf-8"),
+          "status": "pending", "attempts": 0, "available_at": now, "received_at": now} for a in arrivals],
     ))
     return [a.dedup_key in stored for a in arrivals]
 

@@ -19,6 +19,7 @@ from app.gateway.signature import sign
 from app.ledger import accounts
 from app.main import create_app
 from app.models import JournalEntry, LedgerAccount, WebhookEvent
+from app.payments.inbox import Arrival, store_events
 from tests.conftest import BASE_URL
 from tests.helpers import get_payment, invest, put_app
 
@@ -413,3 +414,12 @@ async def test_an_oversized_webhook_is_refused_and_not_stored(client: httpx.Asyn
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
     assert await webhook_rows(app) == []
+
+
+async def test_storing_events_reports_which_are_new(app: FastAPI) -> None:
+    first, second = (Arrival("charge.success", {"id": i, "reference": f"r{i}"}, b"{}") for i in (1, 2))
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await store_events(session, [first]) == [True]
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await store_events(session, [first, second]) == [False, True]
+    assert [row.dedup_key for row in await webhook_rows(app)] == ["charge.success:1", "charge.success:2"]
