@@ -65,15 +65,17 @@ async def credit_holdings(session: AsyncSession, *, app_id: str, shares: dict[st
     """`credit_holding` for several users (user_id -> shares) in one statement."""
     now = utcnow()
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Holding).values([
-        {"app_id": app_id, "user_id": user_id, "shares": count, "reserved_shares": 0, "acquired_at": now,
-         "updated_at": now}
-        for user_id, count in sorted(shares.items())  # rows locked in one order by every caller
-    ])
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=["app_id", "user_id"],
-        set_={"shares": Holding.shares + statement.excluded.shares, "acquired_at": now, "updated_at": now},
-    ))
+    statement = insert(Holding)
+    # parameter sets rather than one VALUES list: compiled once for any number of holders
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["app_id", "user_id"],
+            set_={"shares": Holding.shares + statement.excluded.shares, "acquired_at": now, "updated_at": now},
+        ),
+        [{"app_id": app_id, "user_id": user_id, "shares": count, "reserved_shares": 0, "acquired_at": now,
+          "updated_at": now}
+         for user_id, count in sorted(shares.items())],  # rows locked in one order by every caller
+    )
 
 
 async def reserve_shares(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
