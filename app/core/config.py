@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # Background work
     worker_in_process: bool = True
     worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
-    worker_batch_size: int = Field(default=50, ge=1)
+    worker_batch_size: int = Field(default=100, ge=1)
     worker_lease_seconds: float = Field(default=60.0, gt=0)
     reconcile_pending_after_seconds: float = Field(default=900.0, ge=0)
     abandon_pending_after_seconds: float = Field(default=86400.0, ge=0)

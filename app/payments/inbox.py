@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[Runtime, dict[str, Any]], Awaitable[str]]
 _HANDLERS: dict[str, EventHandler] = {}
 MAX_ATTEMPTS = 12
-CONCURRENCY = 16
+# Events of a claimed batch handled at once: their gateway calls overlap and their charges share commits.
+CONCURRENCY = 48
 
 
 class RetryLater(Exception):
