@@ -52,6 +52,7 @@ def build_runtime(settings: Settings, gateway_transport: httpx.AsyncBaseTranspor
             secret_key=settings.paystack_secret_key.get_secret_value(),
             timeout=settings.gateway_timeout_seconds,
             max_retries=settings.gateway_max_retries,
+            max_connections=settings.gateway_connections,
             transport=gateway_transport,
         ),
         cipher=FieldCipher.from_settings(settings),

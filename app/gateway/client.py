@@ -54,6 +54,7 @@ class PaystackClient:
         max_retries: int = 3,
         backoff_base: float = 0.2,
         max_rate_limit_wait: float = 10.0,
+        max_connections: int = 50,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not secret_key:
@@ -64,6 +65,7 @@ class PaystackClient:
             raise ValueError("max_retries must be >= 0")
         self._timeout = timeout
         self._max_retries = max_retries
+        self.max_connections = max_connections
         self._backoff_base = backoff_base
         self._max_rate_limit_wait = max_rate_limit_wait
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -71,7 +73,10 @@ class PaystackClient:
             base_url=base_url,
             headers={"Authorization": f"Bearer {secret_key}", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0),
+            # every connection stays open for reuse: closing the ones over a smaller keep-alive
+            # limit meant a new TCP connection for most calls under load
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                                keepalive_expiry=30.0),
             transport=transport,
         )
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from app.__main__ import main as cli_main
 from app.core.config import DEV_ENCRYPTION_KEY, DEV_JWT_SECRET, Settings, get_settings
 from app.core.crypto import FieldCipher
-from app.main import create_app
+from app.main import build_runtime, create_app
 from app.models import Payment
 from tests.conftest import BASE_URL
 from tests.helpers import get_payment, invest, pay, put_app
@@ -229,6 +229,21 @@ def test_test_mode_refuses_live_key() -> None:
         Settings(_env_file=None, payment_gateway_mode="test", paystack_secret_key="sk_live_x")
     assert Settings(_env_file=None, payment_gateway_mode="test", paystack_secret_key="sk_test_x").gateway_base_url \
         == "https://api.paystack.co"
+
+
+async def test_gateway_pool_is_small_for_the_local_sandbox_and_larger_for_paystack() -> None:
+    sandbox = Settings(_env_file=None)
+    remote = Settings(_env_file=None, payment_gateway_mode="test", paystack_secret_key="sk_test_x")
+    assert (sandbox.gateway_connections, remote.gateway_connections) == (8, 50)
+    assert Settings(_env_file=None, gateway_max_connections=20).gateway_connections == 20
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, gateway_max_connections=0)
+    rt = build_runtime(remote)
+    try:
+        assert rt.gateway.max_connections == 50
+    finally:
+        await rt.gateway.aclose()
+        await rt.db.dispose()
 
 
 def test_rs256_needs_a_public_key() -> None:
