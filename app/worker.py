@@ -78,11 +78,12 @@ class Worker:
 async def main() -> None:
     from app.core.config import get_settings
     from app.core.logging import configure_logging
-    from app.main import build_runtime
+    from app.main import build_runtime, freeze_long_lived_objects
 
     settings = get_settings()
     configure_logging(settings.log_level)
     rt = build_runtime(settings)
+    freeze_long_lived_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

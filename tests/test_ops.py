@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from app.main import freeze_long_lived_objects
 from tests.helpers import invest, pay, put_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,3 +82,10 @@ async def test_worker_process_starts_and_stops_cleanly(database_url: str) -> Non
     assert b"worker started" in line
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+async def test_startup_objects_are_frozen_once_per_process(app: FastAPI) -> None:
+    frozen = gc.get_freeze_count()
+    assert frozen > 0  # the app's startup froze what lives as long as the process
+    freeze_long_lived_objects()
+    assert gc.get_freeze_count() == frozen
