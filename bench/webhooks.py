@@ -8,7 +8,8 @@ accepted/s, accept latency p50/p99, seconds until every deposit is credited, cre
 server CPU ms per credited payment; then the same load of GET /healthz on the same server.
 Finally it checks every payment was credited exactly once and the ledger balances.
 
-    python bench/webhooks.py --n 2000 --c 32
+    python bench/webhooks.py --n 2000 --c 32 --workers 1   # API + one worker process (throughput shape)
+    python bench/webhooks.py --n 2000 --c 32               # the API process runs its own worker
 """
 
 from __future__ import annotations
