@@ -158,12 +158,9 @@ BULK_ACCOUNTS = 50
 CHUNK = 500
 
 
-# One statement: lock the accounts in name order, check the guards, append the entry and its
-# postings, update the cached balances. Nothing is written if an account is missing, a guard
-# would break, or the idempotency key was used before.
-_POST_SQL = """
-WITH deltas(name, delta) AS (VALUES {deltas}),
-legs(name, amount, currency) AS (VALUES {legs}),
+# The accounts of `deltas(name, delta)`, locked in name order, and the first guarded one the deltas
+# would take below zero: the part every posting statement shares.
+_LOCK_AND_CHECK = """
 locked AS (
     SELECT a.id, a.name, a.balance, a.guarded FROM ledger_accounts a
     WHERE a.name IN (SELECT name FROM deltas) ORDER BY a.name FOR UPDATE
@@ -172,7 +169,15 @@ refused AS (
     SELECT k.name, k.balance FROM locked k JOIN deltas d ON d.name = k.name
     WHERE k.guarded AND k.balance + d.delta < 0
 ),
-entry AS (
+"""
+
+# One statement: lock the accounts in name order, check the guards, append the entry and its
+# postings, update the cached balances. Nothing is written if an account is missing, a guard
+# would break, or the idempotency key was used before.
+_POST_SQL = """
+WITH deltas(name, delta) AS (VALUES {deltas}),
+legs(name, amount, currency) AS (VALUES {legs}),
+""" + _LOCK_AND_CHECK + """entry AS (
     INSERT INTO journal_entries (kind, idempotency_key, memo, created_at)
     SELECT :kind, :key, :memo, :now
     WHERE (SELECT count(*) FROM locked) = :accounts AND NOT EXISTS (SELECT 1 FROM refused)
@@ -273,15 +278,7 @@ legs(entry, name, amount, currency) AS (
     SELECT * FROM unnest(CAST(:leg_entries AS INTEGER[]), CAST(:leg_names AS VARCHAR[]),
                          CAST(:leg_amounts AS BIGINT[]), CAST(:leg_currencies AS VARCHAR[]))
 ),
-locked AS (
-    SELECT a.id, a.name, a.balance, a.guarded FROM ledger_accounts a
-    WHERE a.name IN (SELECT name FROM deltas) ORDER BY a.name FOR UPDATE
-),
-refused AS (
-    SELECT k.name, k.balance FROM locked k JOIN deltas d ON d.name = k.name
-    WHERE k.guarded AND k.balance + d.delta < 0
-),
-entries AS (
+""" + _LOCK_AND_CHECK + """entries AS (
     INSERT INTO journal_entries (kind, idempotency_key, memo, created_at)
     SELECT kind, key, memo, :now
     FROM unnest(CAST(:kinds AS VARCHAR[]), CAST(:keys AS VARCHAR[]), CAST(:memos AS VARCHAR[])) AS t(kind, key, memo)
