@@ -19,44 +19,21 @@ import asyncio
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
+from common import fresh_database, offline_runtime
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.core.config import Settings  # noqa: E402
-from app.core.crypto import FieldCipher  # noqa: E402
-from app.core.db import Database  # noqa: E402
-from app.core.money import allocate, percentage_of  # noqa: E402
-from app.core.security import Principal  # noqa: E402
-from app.distributions.schemas import DistributionIn  # noqa: E402
-from app.distributions.service import plan_distribution, write_distribution  # noqa: E402
-from app.gateway.client import PaystackClient  # noqa: E402
-from app.ledger import accounts  # noqa: E402
-from app.ledger.integrity import run_checks  # noqa: E402
-from app.ledger.service import move, post  # noqa: E402
-from app.models import Base  # noqa: E402
-from app.runtime import Runtime  # noqa: E402
+from app.core.money import allocate, percentage_of
+from app.core.security import Principal
+from app.distributions.schemas import DistributionIn
+from app.distributions.service import plan_distribution, write_distribution
+from app.ledger import accounts
+from app.ledger.integrity import run_checks
+from app.ledger.service import move, post
+from app.models import Base
+from app.runtime import Runtime
 
 REVENUE = 987_654_321_09  # minor units paid in for the period
-
-
-async def fresh_database(pg: str, name: str) -> None:
-    conn = await asyncpg.connect(f"postgresql://{pg}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-def runtime(url: str) -> Runtime:
-    settings = Settings(_env_file=None, database_url=url)
-    gateway = PaystackClient(base_url="http://127.0.0.1:9", secret_key="sk_test_bench")
-    cipher = FieldCipher.from_settings(settings)
-    return Runtime(settings=settings, db=Database(settings), gateway=gateway, cipher=cipher)
 
 
 async def seed(rt: Runtime, dsn: str, app_id: str, holders: int) -> None:
@@ -136,7 +113,7 @@ async def one_size(pg: str, holders: int) -> None:
     name = "bench_distributions"
     await fresh_database(pg, name)
     url, dsn = f"postgresql+asyncpg://{pg}/{name}", f"postgresql://{pg}/{name}"
-    rt = runtime(url)
+    rt = offline_runtime(url)
     async with rt.db.engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     await seed(rt, dsn, "app-bench", holders)

@@ -23,60 +23,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import random
 import statistics
 import sys
 import time
-from pathlib import Path
+from decimal import Decimal
 
 import asyncpg
+from common import fresh_database, offline_runtime, percentile
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import random  # noqa: E402
-from decimal import Decimal  # noqa: E402
-
-from sqlalchemy import select  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
-
-import app.escrow.movements as movements  # noqa: E402
-import app.ledger.service as ledger  # noqa: E402
-from app.core.config import Settings  # noqa: E402
-from app.core.crypto import FieldCipher  # noqa: E402
-from app.core.db import Database  # noqa: E402
-from app.escrow import queue as escrow_queue  # noqa: E402
-from app.escrow.movements import ReleaseMoney  # noqa: E402
-from app.escrow.queue import Finish  # noqa: E402
-from app.escrow.refunds import request_refund  # noqa: E402
-from app.escrow.service import EscrowService  # noqa: E402
-from app.gateway.client import PaystackClient  # noqa: E402
-from app.ledger import accounts  # noqa: E402
-from app.ledger.integrity import run_checks  # noqa: E402
-from app.ledger.service import Leg, move  # noqa: E402
-from app.models import App, Base, EscrowTransaction, Payment  # noqa: E402
-from app.models.base import new_id  # noqa: E402
-from app.runtime import Runtime  # noqa: E402
+import app.escrow.movements as movements
+import app.ledger.service as ledger
+from app.core.config import Settings
+from app.core.db import Database
+from app.escrow import queue as escrow_queue
+from app.escrow.movements import ReleaseMoney
+from app.escrow.queue import Finish
+from app.escrow.refunds import request_refund
+from app.escrow.service import EscrowService
+from app.ledger import accounts
+from app.ledger.integrity import run_checks
+from app.ledger.service import Leg, move
+from app.models import App, Base, EscrowTransaction, Payment
+from app.models.base import new_id
 
 DEPOSITS_PER_APP = 64
 DEPOSIT = Decimal("10000000000.00")  # never runs out during a run
 SEED = 10**15  # the ceiling's row starts this high
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def runtime(url: str, pool: int) -> Runtime:
-    settings = Settings(_env_file=None, database_url=url, db_pool_size=pool, db_max_overflow=0)
-    # the operations queue payouts and refunds for the worker; nothing here calls the gateway
-    gateway = PaystackClient(base_url="http://127.0.0.1:9", secret_key="sk_test_bench")
-    cipher = FieldCipher.from_settings(settings)
-    return Runtime(settings=settings, db=Database(settings), gateway=gateway, cipher=cipher)
-
-
 async def prepare(url: str, apps: list[str]) -> None:
-    rt = runtime(url, 4)
+    rt = offline_runtime(url, db_pool_size=4, db_max_overflow=0)
     async with rt.db.engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
@@ -103,7 +82,7 @@ async def prepare(url: str, apps: list[str]) -> None:
 async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tuple[int, list[float]]:
     """One process: a task per entry of `apps`, each releasing and refunding against that app until
     time is up, through the escrow queue the HTTP routes use (concurrent movements share a commit)."""
-    rt = runtime(url, len(apps) + 2)
+    rt = offline_runtime(url, db_pool_size=len(apps) + 2, db_max_overflow=0)
     latencies: list[float] = []
     timed_post = movements.post_entries
 
@@ -157,7 +136,7 @@ async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tupl
 async def posting_worker_group(url: str, workers: int, seconds: float) -> tuple[int, list[float]]:
     """The ledger alone: each worker posts `escrow:app:hot -> refund:in_flight` and back again with
     `post()`, one entry per unit of work, always finishing a pair so the books still match."""
-    rt = runtime(url, workers + 2)
+    rt = offline_runtime(url, db_pool_size=workers + 2, db_max_overflow=0)
     escrow, in_flight = accounts.escrow("hot", "NGN"), accounts.refund_in_flight("NGN")
     latencies: list[float] = []
     done = 0
@@ -248,13 +227,8 @@ async def integrity(url: str) -> bool:
     return all(check.ok for check in checks)
 
 
-async def fresh_database(pg: str, name: str) -> None:
-    conn = await asyncpg.connect(f"postgresql://{pg}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+async def fresh_database_with_ceiling_row(pg: str, name: str) -> None:
+    await fresh_database(pg, name)
     conn = await asyncpg.connect(f"postgresql://{pg}/{name}")
     try:
         await conn.execute("CREATE TABLE bench_hot (id int PRIMARY KEY, balance bigint NOT NULL)")
@@ -275,7 +249,7 @@ def main() -> None:
     dsn = f"postgresql://{args.pg}/{args.database}"
     many = [f"app-{i}" for i in range(args.workers)]
 
-    asyncio.run(fresh_database(args.pg, args.database))
+    asyncio.run(fresh_database_with_ceiling_row(args.pg, args.database))
     asyncio.run(prepare(url, ["hot", *many]))
     processes = min(args.processes, args.workers)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:

@@ -26,13 +26,11 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from common import ROOT, fresh_database, percentile
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.core.config import Settings  # noqa: E402
-from app.core.security import issue_token  # noqa: E402
-from app.gateway.signature import sign  # noqa: E402
+from app.core.config import Settings
+from app.core.security import issue_token
+from app.gateway.signature import sign
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -43,20 +41,6 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime + stime
     return total / CLOCK_TICKS
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def fresh_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 async def wait_healthy(http: httpx.AsyncClient, deadline: float = 60) -> None:
@@ -138,7 +122,7 @@ async def main() -> None:
     parser.add_argument("--database", default="bench_webhooks")
     args = parser.parse_args()
 
-    await fresh_database(f"postgresql://{args.pg}/postgres", args.database)
+    await fresh_database(args.pg, args.database)
     base = f"http://127.0.0.1:{args.port}"
     env = {
         **os.environ,

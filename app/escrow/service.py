@@ -28,7 +28,7 @@ from app.runtime import Runtime
 
 
 def new_deposit(
-    app: App,
+    app_id: str,
     *,
     investor: str,
     amount: int,
@@ -41,11 +41,11 @@ def new_deposit(
     """A deposit of `amount` minor units and its journal entry (`gateway -> escrow:app`), for the caller
     to write: `process_deposit` writes one, an investment batch writes many together."""
     deposit = EscrowTransaction(
-        id=new_id("esc"), type="deposit", app_id=app.id, investor_id=investor, amount=amount, currency=currency,
+        id=new_id("esc"), type="deposit", app_id=app_id, investor_id=investor, amount=amount, currency=currency,
         status="held", payment_gateway=payment_gateway, gateway_reference=gateway_reference, payment_id=payment_id,
         shares=shares, released=0, refunded=0, frozen=0,
     )
-    entry = Entry("deposit", move(accounts.gateway(currency), accounts.escrow(app.id, currency), amount),
+    entry = Entry("deposit", move(accounts.gateway(currency), accounts.escrow(app_id, currency), amount),
                   idempotency_key=f"deposit:{gateway_reference}", memo=f"investment {gateway_reference}")
     return deposit, entry
 
@@ -73,7 +73,7 @@ class EscrowService:
         shares: int = 0,
     ) -> EscrowTransaction:
         """Money the gateway collected for `app` goes into its escrow: `gateway -> escrow:app`."""
-        deposit, entry = new_deposit(app, investor=investor, amount=to_minor(amount, currency), currency=currency,
+        deposit, entry = new_deposit(app.id, investor=investor, amount=to_minor(amount, currency), currency=currency,
                                      payment_gateway=payment_gateway, gateway_reference=gateway_reference,
                                      payment_id=payment_id, shares=shares)
         self.session.add(deposit)

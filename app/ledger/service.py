@@ -17,8 +17,9 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Row, TextClause, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -201,6 +202,22 @@ SELECT (SELECT id FROM entry) AS entry_id,
 """
 
 
+async def _execute_posting(session: AsyncSession, statement: TextClause, params: dict[str, object],
+                           names: Sequence[str]) -> Row[Any]:
+    """Run a posting statement; if some of `names` have no account yet (nothing was written),
+    create them and run it again. A guard it reports refuses the posting."""
+    for attempt in range(2):
+        row = (await session.execute(statement, params)).one()
+        if row.found == len(names):
+            break
+        if attempt == 1:
+            raise RuntimeError("ledger accounts could not be created")
+        await _ensure_accounts(session, names)
+    if row.refused_name is not None:
+        raise _refuse(row.refused_name, row.refused_balance)
+    return row
+
+
 async def _post_postgres(
     session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
@@ -215,15 +232,7 @@ async def _post_postgres(
         params[f"ln{i}"], params[f"la{i}"], params[f"lc{i}"] = leg.account, leg.amount, leg.currency
         leg_rows.append(f"(CAST(:ln{i} AS VARCHAR), CAST(:la{i} AS BIGINT), CAST(:lc{i} AS VARCHAR))")
     statement = text(_POST_SQL.format(deltas=", ".join(delta_rows), legs=", ".join(leg_rows)))
-    for attempt in range(2):
-        row = (await session.execute(statement, params)).one()
-        if row.found == len(names):
-            break
-        if attempt == 1:
-            raise RuntimeError("ledger accounts could not be created")
-        await _ensure_accounts(session, names)
-    if row.refused_name is not None:
-        raise _refuse(row.refused_name, row.refused_balance)
+    row = await _execute_posting(session, statement, params, names)
     if row.entry_id is None:
         return None  # the idempotency key was posted before
     assert row.updated == len(names)
@@ -319,15 +328,7 @@ async def _post_postgres_many(session: AsyncSession, entries: Sequence[Entry]) -
         "kinds": [entry.kind for entry in entries], "keys": keys, "memos": [entry.memo[:500] for entry in entries],
         "entries": len(entries), "now": utcnow(),
     }
-    for attempt in range(2):
-        row = (await session.execute(_POST_MANY_SQL, params)).one()
-        if row.found == len(names):
-            break
-        if attempt == 1:
-            raise RuntimeError("ledger accounts could not be created")
-        await _ensure_accounts(session, names)
-    if row.refused_name is not None:
-        raise _refuse(row.refused_name, row.refused_balance)
+    row = await _execute_posting(session, _POST_MANY_SQL, params, names)
     ids = json.loads(row.ids) if isinstance(row.ids, str) else (row.ids or {})
     if len(ids) != len(entries):
         raise AlreadyPosted(next(key for key in keys if key not in ids))

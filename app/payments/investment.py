@@ -69,13 +69,12 @@ class InvestmentPayment:
         for payment in payments:
             by_app[payment.app_id].append(payment)
         for app_id, bought in by_app.items():
-            app = await get_app(session, app_id)
             issued = await issue_shares(session, app_id=app_id, grants=[
                 Grant(user_id=p.user_id, shares=p.shares or 0, source_id=p.id) for p in bought])
             deposits, entries = [], []
             for payment, ok in zip(bought, issued, strict=True):
                 if ok:
-                    deposit, entry = new_deposit(app, investor=payment.user_id, amount=payment.amount,
+                    deposit, entry = new_deposit(app_id, investor=payment.user_id, amount=payment.amount,
                                                  currency=payment.currency, gateway_reference=payment.reference,
                                                  payment_id=payment.id, shares=payment.shares or 0)
                     deposits.append(deposit)
