@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,3 +65,11 @@ async def get_payment(client: httpx.AsyncClient, headers: dict[str, str], refere
     response = await client.get(f"/v1/payments/{reference}", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+PAYSTACK_SAMPLES = Path(__file__).parent / "fixtures" / "paystack"
+
+
+def paystack_sample(name: str) -> dict[str, Any]:
+    """A real Paystack body from tests/fixtures/paystack (`name` without `.json`), as a fresh dict."""
+    return json.loads((PAYSTACK_SAMPLES / f"{name}.json").read_text())

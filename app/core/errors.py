@@ -103,6 +103,20 @@ class GatewayFailure(AppError):
     code, status_code, default_message = "GATEWAY_ERROR", 502, "Payment gateway error"
 
 
+class PaymentFailed(AppError):
+    code, status_code, default_message = "PAYMENT_FAILED", 402, "Payment failed"
+
+
+class InvalidBankAccount(AppError):
+    """Details the gateway cannot verify: the caller's mistake, not a gateway fault to retry."""
+
+    code, status_code, default_message = "INVALID_BANK_ACCOUNT", 422, "The gateway could not verify these details"
+
+
+class PayloadTooLarge(AppError):
+    code, status_code, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body too large"
+
+
 def error_response(
     code: str,
     message: str,

@@ -4,8 +4,9 @@
 2. autogenerate sees no difference between the migrated database and `Base.metadata`;
 3. the naming convention reached the database (`pk_payments`, `uq_...`, `fk_...`, `ck_...`, `ix_...`).
 
-The PostgreSQL variant runs in its own database (`test_migrations`, created if missing and
-emptied first) so it never touches the tables of the main test database. `env.py` calls
+The PostgreSQL variant runs in a database of this test process's own (`test_migrations_<pid>`,
+created if missing and emptied first), so it never touches the tables of the main test database
+and two runs on one server never empty each other's. `env.py` calls
 `asyncio.run`, so Alembic commands run in a worker thread.
 """
 
@@ -34,7 +35,7 @@ from sqlalchemy.pool import NullPool
 from app.models import Base
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_DATABASE = "test_migrations"
+PG_DATABASE = f"test_migrations_{os.getpid()}"
 MODEL_TABLES = set(Base.metadata.tables)
 
 
@@ -67,7 +68,7 @@ def _current_revision(conn: Connection) -> str | None:
 
 
 async def _fresh_postgres(base_url: str) -> str:
-    """URL of an empty `test_migrations` database on the server of `base_url`."""
+    """URL of an empty `PG_DATABASE` database on the server of `base_url`."""
     url = make_url(base_url)
     admin_dsn = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     conn = await asyncpg.connect(admin_dsn)
@@ -88,6 +89,25 @@ async def _fresh_postgres(base_url: str) -> str:
     finally:
         await conn.close()
     return target.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_own_postgres_database() -> Any:
+    """This run's migration database goes once the module's tests are done."""
+    yield
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        return
+
+    async def drop() -> None:
+        admin = make_url(base).set(drivername="postgresql", database="postgres")
+        conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
