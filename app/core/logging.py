@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Gone whole: secret keys, bearer tokens, webhook signatures (hex SHA-512), card authorization codes.
-_REDACT = re.compile(r"sk_(?:test|live)_[A-Za-z0-9]+|Bearer\s+[A-Za-z0-9._\-]+|[a-f0-9]{128}|AUTH_[A-Za-z0-9]+")
+_REDACT = re.compile(r"sk_(?:test|live)_[A-Za-z0-9]+|Bearer\s+[A-Za-z0-9._\-]+|[a-f0-9]{128}|\bAUTH_[A-Za-z0-9]+")
 # The value of an account number or authorization code named by its key: a query parameter
 # (`account_number=...`), JSON (`"account_number": "..."`, escaped or not) or a Python repr.
 _REDACT_VALUE = re.compile(

@@ -79,7 +79,8 @@ def test_redaction_of_authorization_codes(text: str) -> None:
 
 
 def test_redaction_keeps_what_is_not_sensitive() -> None:
-    text = '{"account_number_last4": "8264", "authorization_code": null, "reference": "pay-1", "bank_code": "057"}'
+    text = ('{"account_number_last4": "8264", "authorization_code": null, "reference": "pay-1", "bank_code": "057"}'
+            " OAUTH_TOKEN_URL")
     assert redact(text) == text
 
 
