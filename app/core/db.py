@@ -26,9 +26,11 @@ RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
+    # hide_parameters: a statement's parameters (a webhook's body, an encrypted account number) stay
+    # out of SQL error messages, which end up in tracebacks, logs and error columns.
     url = settings.database_url
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     # No pre-ping: it costs a round trip on every transaction. A connection found dead raises
@@ -38,6 +40,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

@@ -1,4 +1,5 @@
-"""JSON logs with a request id; secrets, signatures and tokens are never logged."""
+"""JSON logs with a request id; secrets, signatures, tokens, account numbers and authorization
+codes are never logged."""
 
 from __future__ import annotations
 
@@ -10,15 +11,49 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_REDACT = re.compile(r"(sk_(?:test|live)_[A-Za-z0-9]+|Bearer\s+[A-Za-z0-9._\-]+|[a-f0-9]{128})")
+# Gone whole: secret keys, bearer tokens, webhook signatures (hex SHA-512), card authorization codes.
+_REDACT = re.compile(r"sk_(?:test|live)_[A-Za-z0-9]+|Bearer\s+[A-Za-z0-9._\-]+|[a-f0-9]{128}|\bAUTH_[A-Za-z0-9]+")
+# The value of an account number or authorization code named by its key: a query parameter
+# (`account_number=...`), JSON (`"account_number": "..."`, escaped or not) or a Python repr.
+_REDACT_VALUE = re.compile(
+    r"""((?:account_number|authorization_code)\\?["']?\s*[:=]\s*\\?["']?)(?!null\b|None\b)[^\s"'&,;}\]\\]+"""
+)
+# Loggers that write one line per HTTP request with its URL: our calls to the gateway (httpx) and
+# uvicorn's access log, which also sees the sandbox's own routes.
+_REQUEST_LINE_LOGGERS = ("httpx", "uvicorn.access")
+# Third-party loggers whose DEBUG lines dump SQL parameters (aiosqlite: every statement it runs).
+_PARAMETER_DUMPING_LOGGERS = ("aiosqlite",)
 
 
 def redact(text: str) -> str:
-    return _REDACT.sub("[redacted]", text)
+    """The last line of defence: what reaches a log line or an error column goes through here."""
+    return _REDACT.sub("[redacted]", _REDACT_VALUE.sub(r"\1[redacted]", text))
+
+
+def _without_query(arg: object) -> object:
+    if isinstance(arg, httpx.URL):
+        return arg.copy_with(query=None) if arg.query else arg
+    if isinstance(arg, str):
+        return arg.partition("?")[0]
+    return arg
+
+
+class DropQueryStrings(logging.Filter):
+    """Request lines are logged with the path alone: a query string can carry an account number
+    (Paystack's `GET /bank/resolve?account_number=...`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(arg) for arg in record.args)
+        return True
+
+
+_DROP_QUERY_STRINGS = DropQueryStrings()
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,6 +78,10 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in _REQUEST_LINE_LOGGERS:
+        logging.getLogger(name).addFilter(_DROP_QUERY_STRINGS)  # once: the same filter is not added twice
+    for name in _PARAMETER_DUMPING_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
 
 
 class RequestIdMiddleware:

@@ -52,7 +52,7 @@ class WebhookEvent(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     event: Mapped[str] = mapped_column(String(64))
     dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
-    payload: Mapped[str] = mapped_column(Text)  # the raw body, as signed
+    payload: Mapped[str] = mapped_column(Text)  # event and data, redacted (inbox.redact_payload)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,4 +1,5 @@
-"""The webhook inbox: events are stored once when they arrive and processed by a worker.
+"""The webhook inbox: events are stored once when they arrive (account numbers and authorization
+codes redacted) and processed by a worker.
 
 Domains register what to do with an event name; events nobody handles are
 stored and marked ignored.
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
+from app.core.logging import redact
 from app.models import WebhookEvent
 from app.models.base import utcnow
 from app.runtime import Runtime
@@ -58,17 +60,64 @@ def dedup_key(event: str, data: dict[str, Any]) -> str:
     return f"{event}:{ident}"[:200]
 
 
+REDACTED = "[redacted]"
+
+
+def redact_payload(value: Any) -> Any:
+    """A copy of a webhook's JSON with what must never be stored in clear taken out, at any depth:
+    authorization codes (`authorization.authorization_code`, also in a dispute's transaction) are
+    replaced, account numbers (`recipient.details.account_number`, `receiver_bank_account_number`,
+    any key that holds `account_number`) keep their last 4 digits only.
+
+    Redacted rather than encrypted: no handler reads these fields (each asks the gateway for the
+    facts it acts on), so there is nothing to decrypt later, and the webhook hot path pays one walk
+    of the body it has already parsed instead of a Fernet encryption per event."""
+    kind = type(value)  # exact types, as json.loads makes them: this runs on every webhook
+    if kind is dict:
+        return _redact_object(value)
+    if kind is list:
+        return [redact_payload(item) for item in value]
+    return value
+
+
+def _redact_object(body: dict[str, Any]) -> dict[str, Any]:
+    redacted = {}
+    for key, item in body.items():
+        kind = type(item)
+        if kind is dict:
+            item = _redact_object(item)
+        elif kind is list:
+            item = [redact_payload(element) for element in item]
+        elif item is None or kind is bool:
+            pass
+        elif key == "authorization_code":
+            item = REDACTED
+        elif "account_number" in key and (kind is str or kind is int):
+            item = _last4(str(item))
+        redacted[key] = item
+    return redacted
+
+
+def _last4(number: str) -> str:
+    return "*" * len(number) if len(number) <= 4 else "*" * (len(number) - 4) + number[-4:]
+
+
 @dataclass(frozen=True)
 class Arrival:
-    """A webhook as it arrived: what the inbox stores."""
+    """A webhook as it arrived, its signature checked on the raw bytes: what the inbox stores."""
 
     event: str
     data: dict[str, Any]
-    raw_body: bytes
 
     @property
     def dedup_key(self) -> str:
         return dedup_key(self.event, self.data)
+
+    def stored_payload(self) -> str:
+        """What the worker needs later (the event and its data), redacted: the raw bytes were only
+        needed for the signature."""
+        return json.dumps({"event": self.event, "data": redact_payload(self.data)},
+                          separators=(",", ":"), ensure_ascii=False)
 
 
 async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[bool]:
@@ -80,7 +129,7 @@ async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[b
     # into multi-row INSERTs itself ("insertmanyvalues"), RETURNING included.
     stored = set(await session.scalars(
         insert(WebhookEvent).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(WebhookEvent.dedup_key),
-        [{"event": a.event[:64], "dedup_key": a.dedup_key, "payload": a.raw_body.decode("utf-8"),
+        [{"event": a.event[:64], "dedup_key": a.dedup_key, "payload": a.stored_payload(),
           "status": "pending", "attempts": 0, "available_at": now, "received_at": now} for a in arrivals],
     ))
     return [a.dedup_key in stored for a in arrivals]
@@ -130,11 +179,11 @@ async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
     except Exception as error:  # any failure: the event stays in the inbox and is retried
         if event.attempts >= MAX_ATTEMPTS:
             log.error("webhook event %s gave up after %s attempts: %s", event.id, event.attempts, error)
-            outcome, result = ("failed", repr(error)), "failed"
+            outcome, result = ("failed", redact(repr(error))), "failed"
         else:
             if not isinstance(error, RetryLater):
                 log.exception("webhook event %s failed; will retry", event.id)
-            outcome, result = ("pending", repr(error)), "retry"
+            outcome, result = ("pending", redact(repr(error))), "retry"
     metrics.WEBHOOK_EVENTS.labels(event=label, result=result).inc()
     metrics.WEBHOOK_PROCESSING.observe(time.perf_counter() - started)
     return outcome

@@ -85,6 +85,6 @@ async def paystack_webhook(request: Request, rt: RuntimeDep) -> WebhookAck:
     if not isinstance(payload, dict) or not isinstance(payload.get("event"), str) \
             or not isinstance(payload.get("data"), dict):
         raise ValidationFailed("Webhook body needs an event name and a data object")
-    await store_event(rt, Arrival(payload["event"], payload["data"], body))
+    await store_event(rt, Arrival(payload["event"], payload["data"]))
     rt.notify_worker()
     return WebhookAck()

@@ -8,8 +8,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from app.core.logging import JsonFormatter, redact, request_id
+from app.core.logging import JsonFormatter, configure_logging, redact, request_id
 
 
 def test_redaction_of_secrets_tokens_and_signatures() -> None:
@@ -46,3 +49,82 @@ async def test_a_rejected_webhook_logs_no_signature(
     rendered = "\n".join(formatter.format(record) for record in caplog.records)
     assert signature not in rendered
     assert "Bearer" not in rendered
+
+
+ACCOUNT_NUMBER = "3057918264"
+
+
+@pytest.mark.parametrize("text", [
+    f"GET /bank/resolve?account_number={ACCOUNT_NUMBER}&bank_code=057",
+    f'{{"recipient": {{"details": {{"account_number": "{ACCOUNT_NUMBER}", "bank_code": "057"}}}}}}',
+    f'{{\\"receiver_bank_account_number\\":\\"{ACCOUNT_NUMBER}\\"}}',
+    f"('transfer.success', {{'account_number': '{ACCOUNT_NUMBER}'}})",
+    f"account_number={ACCOUNT_NUMBER}",
+])
+def test_redaction_of_account_numbers_named_by_their_key(text: str) -> None:
+    cleaned = redact(text)
+    assert ACCOUNT_NUMBER not in cleaned
+    assert "account_number" in cleaned and "[redacted]" in cleaned
+
+
+@pytest.mark.parametrize("text", [
+    '{"authorization": {"authorization_code": "AUTH_f5rnfq9p", "last4": "8877"}}',
+    "card authorized as AUTH_f5rnfq9p",
+    "authorization_code=Zx81kQ",
+])
+def test_redaction_of_authorization_codes(text: str) -> None:
+    cleaned = redact(text)
+    assert "f5rnfq9p" not in cleaned and "Zx81kQ" not in cleaned
+    assert "8877" in cleaned or "8877" not in text
+
+
+def test_redaction_keeps_what_is_not_sensitive() -> None:
+    text = ('{"account_number_last4": "8264", "authorization_code": null, "reference": "pay-1", "bank_code": "057"}'
+            " OAUTH_TOKEN_URL")
+    assert redact(text) == text
+
+
+async def test_the_gateway_client_logs_no_query_string(
+    client: httpx.AsyncClient, auth: Callable[..., dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """PUT /v1/payout-accounts/me calls the gateway's GET /bank/resolve?account_number=..."""
+    with caplog.at_level(logging.DEBUG):
+        response = await client.put("/v1/payout-accounts/me", headers=auth("owner-1"),
+                                    json={"bank_code": "057", "account_number": ACCOUNT_NUMBER, "currency": "NGN"})
+    assert response.status_code == 200, response.text
+    # the messages themselves, before the JSON formatter's redaction
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("HTTP Request: GET http://testserver/sandbox/paystack/bank/resolve ") for m in messages)
+    assert not [m for m in messages if ACCOUNT_NUMBER in m]
+
+
+async def test_the_access_log_has_the_path_without_the_query(app: FastAPI, caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn's access line (its format and arguments), for the sandbox's own route."""
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50000", "GET",
+            f"/sandbox/paystack/bank/resolve?account_number={ACCOUNT_NUMBER}&bank_code=057", "1.1", 200)
+    [record] = caplog.records
+    assert record.getMessage() == '127.0.0.1:50000 - "GET /sandbox/paystack/bank/resolve HTTP/1.1" 200'
+
+
+async def test_a_logged_sql_error_carries_no_parameters(app: FastAPI, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(DBAPIError) as caught:
+        async with app.state.runtime.db.unit_of_work() as session:
+            await session.execute(text("SELECT * FROM no_such_table WHERE account = :account"),
+                                  {"account": ACCOUNT_NUMBER})
+    with caplog.at_level(logging.ERROR):
+        logging.getLogger("test").error("failed", exc_info=caught.value)
+    formatted = JsonFormatter().format(caplog.records[0])
+    assert "no_such_table" in formatted
+    assert ACCOUNT_NUMBER not in formatted and ACCOUNT_NUMBER not in str(caught.value)
+
+
+def test_configured_logging_leaves_out_sql_parameter_dumps() -> None:
+    """aiosqlite logs every statement with its parameters at DEBUG."""
+    configure_logging("DEBUG")
+    try:
+        assert not logging.getLogger("aiosqlite").isEnabledFor(logging.DEBUG)
+        assert logging.getLogger("app").isEnabledFor(logging.DEBUG)
+    finally:
+        configure_logging("WARNING")
