@@ -14,6 +14,9 @@ PAYMENT_PROCESSING = Histogram(
 WEBHOOK_EVENTS = Counter("webhook_events_total", "Webhook events by outcome", ["event", "result"])
 WEBHOOK_PROCESSING = Histogram("webhook_processing_seconds", "Processing one stored webhook event")
 ERRORS = Counter("errors_total", "Error responses by code", ["code"])
+PAYOUTS = Counter(
+    "payouts_total", "Payouts reaching a conclusive status (reversed_after_paid: sent back after success)", ["status"]
+)
 ESCROW_BATCH_SIZE = Histogram(
     "escrow_batch_size", "Escrow releases and refunds committed together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64),

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -28,6 +29,7 @@ from app.gateway.errors import (
     GatewayUnavailable,
 )
 from app.gateway.types import (
+    Balance,
     Bank,
     BulkTransferItem,
     InitializeResult,
@@ -211,15 +213,20 @@ class PaystackClient:
             "currency": currency,
         }
         # Safe to repeat: Paystack will not pay the same transfer reference twice.
-        return _transfer(_Fields(await self._data("POST", "/transfer", json_body=body, retry_safe=True)))
+        data = _Fields(await self._data("POST", "/transfer", json_body=body, retry_safe=True))
+        return _transfer(data, reference=reference)
 
     async def verify_transfer(self, reference: str) -> TransferResult:
         path = f"/transfer/verify/{_segment(reference)}"
-        return _transfer(_Fields(await self._data("GET", path, retry_safe=True)))
+        return _transfer(_Fields(await self._data("GET", path, retry_safe=True)), reference=reference)
 
     async def bulk_transfer(
         self, *, currency: str, transfers: list[BulkTransferItem]
     ) -> list[TransferResult]:
+        """One result for each item of the answer that can be told to be one of `transfers`.
+
+        A transfer left without a result has an unknown outcome: ask `verify_transfer`.
+        """
         body = {
             "currency": currency,
             "source": "balance",
@@ -230,7 +237,7 @@ class PaystackClient:
         }
         # Safe to repeat: every item carries our own reference.
         data = await self._data("POST", "/transfer/bulk", json_body=body, retry_safe=True)
-        return [_transfer(_Fields(item, "transfer")) for item in _list(data, "data")]
+        return _bulk_results([_Fields(item, "data[]") for item in _list(data, "data")], transfers)
 
     async def list_banks(self, currency: str) -> list[Bank]:
         params: dict[str, str | int] = {
@@ -256,6 +263,12 @@ class PaystackClient:
                 return banks
             params = {**params, "next": cursor}
         raise GatewayProtocolError(f"bank list did not end after {_MAX_BANK_PAGES} pages")
+
+    async def fetch_balance(self) -> list[Balance]:
+        """The integration's balance in each of its currencies."""
+        data = await self._data("GET", "/balance", retry_safe=True)
+        balances = [_Fields(item, "data[]") for item in _list(data, "data")]
+        return [Balance(currency=item.req_str("currency"), balance=item.req_int("balance")) for item in balances]
 
     async def resolve_account(self, *, account_number: str, bank_code: str) -> ResolvedAccount:
         params = {"account_number": account_number, "bank_code": bank_code}
@@ -540,11 +553,56 @@ def _refund(data: _Fields) -> RefundResult:
     )
 
 
-def _transfer(data: _Fields) -> TransferResult:
+def _transfer(data: _Fields, *, reference: str) -> TransferResult:
+    """The answer about the transfer under our `reference`. Older answers (the OTP one among them)
+    leave the reference out; one that names another transfer is off the contract."""
+    answered = data.opt_str("reference")
+    if answered and answered != reference:
+        raise GatewayProtocolError(f"Paystack answered about transfer {answered!r}, not {reference!r}")
     return TransferResult(
-        reference=data.req_str("reference"),
+        reference=reference,
         transfer_code=data.opt_str("transfer_code"),
         status=data.req_str("status"),
         amount=data.req_int("amount"),
         currency=data.req_str("currency"),
     )
+
+
+def _bulk_results(items: list[_Fields], sent: list[BulkTransferItem]) -> list[TransferResult]:
+    """Match a bulk answer's items to the transfers we sent. An item with a reference is that transfer.
+    Older answers give neither reference nor status: such an item is matched only when its recipient
+    and amount single out one transfer, among those sent and among the answer's unreferenced items;
+    anything else is left without a result (unknown outcome), never guessed."""
+    sent_references = {transfer.reference for transfer in sent}
+    referenced = {reference for item in items if (reference := item.opt_str("reference"))}
+    if foreign := referenced - sent_references:
+        raise GatewayProtocolError(f"Paystack's bulk answer names transfers we did not send: {sorted(foreign)}")
+    candidates: dict[tuple[str | None, int], list[str]] = defaultdict(list)
+    for transfer in sent:
+        if transfer.reference not in referenced:
+            candidates[(transfer.recipient, transfer.amount)].append(transfer.reference)
+    unreferenced = Counter(_recipient_and_amount(item) for item in items if not item.opt_str("reference"))
+    results = []
+    for item in items:
+        reference = item.opt_str("reference")
+        if not reference:
+            key = _recipient_and_amount(item)
+            if len(candidates[key]) != 1 or unreferenced[key] != 1:
+                continue
+            [reference] = candidates[key]
+        results.append(
+            TransferResult(
+                reference=reference,
+                transfer_code=item.opt_str("transfer_code"),
+                status=item.opt_str("status") or None,
+                amount=item.req_int("amount"),
+                currency=item.req_str("currency"),
+            )
+        )
+    return results
+
+
+def _recipient_and_amount(item: _Fields) -> tuple[str | None, int]:
+    """A bulk item's recipient code (None if the answer names it otherwise) and amount."""
+    recipient = item.raw("recipient")
+    return recipient if isinstance(recipient, str) else None, item.req_int("amount")

@@ -67,7 +67,8 @@ class TransferRecipient:
 class TransferResult:
     reference: str
     transfer_code: str | None
-    status: str
+    # None when the answer did not say (older bulk answers): the outcome is unknown until verified.
+    status: str | None
     amount: int
     currency: str
 
@@ -98,6 +99,14 @@ class Bank:
     name: str
     code: str
     currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """What the integration holds in one currency, in its subunit."""
+
+    currency: str
+    balance: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@ A payout row is written in the same transaction as the ledger entry that
 makes the money owed (`... -> payable:user`). A job sends it after commit:
 `payable -> payout:in_flight`, then the transfer. `transfer.success` settles
 it (`payout:in_flight -> gateway`); a conclusive failure returns the money
-(`payout:in_flight -> payable`). A timeout or 5xx leaves it `processing` for
-the reconciler. The reference never changes, so a retry can never pay twice.
+(`payout:in_flight -> payable`), and so does a reversal of a paid transfer
+(`gateway -> payable`). A timeout, a 5xx or an answer we cannot read leaves it
+`processing` for the reconciler. The reference never changes, so a retry can
+never pay twice.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import check_currency
-from app.core.errors import InvalidState, NotFound, ValidationFailed
+from app.core import metrics
+from app.core.errors import InvalidBankAccount, InvalidState, NotFound, ValidationFailed
 from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
-from app.gateway.errors import GatewayError, GatewayRejected, GatewayUnavailable
+from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES, BulkTransferItem, TransferResult
 from app.ledger import accounts
 from app.ledger.service import move, post
@@ -37,6 +42,8 @@ from app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
+# Refusals about our credentials or integration, not the bank details: they stay gateway errors.
+_OUR_OWN_REFUSALS = frozenset({401, 403})
 
 
 def new_payout_reference() -> str:
@@ -86,27 +93,42 @@ async def queue_payout(
 async def register_payout_account(rt: Runtime, principal: Principal, body: PayoutAccountIn) -> PayoutAccount:
     currency = check_currency(rt.settings, body.currency)
     # Gateway calls first, outside any transaction.
-    resolved = await rt.gateway.resolve_account(account_number=body.account_number, bank_code=body.bank_code)
-    recipient = await rt.gateway.create_transfer_recipient(
-        name=body.account_name or resolved.account_name,
-        account_number=body.account_number,
-        bank_code=body.bank_code,
-        currency=currency,
-        type=RECIPIENT_TYPES.get(currency, "nuban"),
-    )
-    async with rt.db.unit_of_work() as session:
-        account = await session.scalar(
-            select(PayoutAccount).where(PayoutAccount.user_id == principal.user_id).with_for_update()
+    try:
+        resolved = await rt.gateway.resolve_account(account_number=body.account_number, bank_code=body.bank_code)
+        recipient = await rt.gateway.create_transfer_recipient(
+            name=body.account_name or resolved.account_name,
+            account_number=body.account_number,
+            bank_code=body.bank_code,
+            currency=currency,
+            type=RECIPIENT_TYPES.get(currency, "nuban"),
         )
-        if account is None:
-            account = PayoutAccount(id=new_id("pa"), user_id=principal.user_id)
-            session.add(account)
-        account.currency = currency
-        account.bank_code = body.bank_code
-        account.account_number_encrypted = rt.cipher.encrypt(body.account_number)
-        account.account_last4 = body.account_number[-4:]
-        account.account_name = body.account_name or resolved.account_name
-        account.recipient_code = recipient.recipient_code
+    except GatewayRejected as error:
+        if error.status_code in _OUR_OWN_REFUSALS:
+            raise
+        # Paystack refused the details themselves: the caller's to correct, not a gateway fault to retry.
+        raise InvalidBankAccount("The gateway could not verify these bank details", **error.details()) from error
+    now = utcnow()
+    details = {
+        "currency": currency,
+        "bank_code": body.bank_code,
+        "account_number_encrypted": rt.cipher.encrypt(body.account_number),
+        "account_last4": body.account_number[-4:],
+        "account_name": body.account_name or resolved.account_name,
+        "recipient_code": recipient.recipient_code,
+        "updated_at": now,
+    }
+    insert = pg_insert if rt.db.is_postgres else sqlite_insert
+    async with rt.db.unit_of_work() as session:
+        # One statement: a user's first registrations arriving together all land on the one row.
+        account = (
+            await session.scalars(
+                insert(PayoutAccount)
+                .values(id=new_id("pa"), user_id=principal.user_id, created_at=now, **details)
+                .on_conflict_do_update(index_elements=["user_id"], set_=details)
+                .returning(PayoutAccount),
+                execution_options={"populate_existing": True},
+            )
+        ).one()
         # Money that waited for an account goes out now.
         await session.execute(
             update(Payout)
@@ -209,12 +231,15 @@ async def _send_batch(rt: Runtime, currency: str, payouts: list[Payout]) -> int:
         for payout in payouts:
             await _rejected(rt, payout, error, note=f"bulk transfer {batch}: {error.message}")
         return 0
-    except GatewayUnavailable as error:
+    except GatewayError as error:
         log.warning("bulk transfer %s outcome unknown (%s); the reconciler will ask", batch, error.message)
         return 0
+    if len(results) < len(payouts):
+        log.warning("bulk transfer %s: %d of %d transfers not told apart in the answer; the reconciler will ask",
+                    batch, len(payouts) - len(results), len(payouts))
     for result in results:
         await _record_result(rt, result)
-    return len(results)
+    return len(payouts)
 
 
 async def _record_result(rt: Runtime, result: TransferResult) -> None:
@@ -239,7 +264,14 @@ async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: s
 
 
 async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: str, note: str | None = None) -> None:
-    """Apply a conclusive transfer status once; anything else leaves the payout as it is."""
+    """Apply a conclusive transfer status once; anything else leaves the payout as it is.
+
+    A paid transfer can still come back (the receiving bank sends it back: `reversed`, with
+    `transferred_at` set): the payee is owed the money again.
+    """
+    if payout.status == "paid" and gateway_status == "reversed":
+        await _reverse_paid(session, payout, note)
+        return
     if payout.status != "processing":
         return
     in_flight = accounts.payout_in_flight(payout.currency)
@@ -248,12 +280,29 @@ async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: s
                    idempotency_key=f"payout:{payout.id}:{payout.attempts}:paid")
         payout.status = "paid"
         payout.paid_at = utcnow()
+        metrics.PAYOUTS.labels(status="paid").inc()
     elif gateway_status in TRANSFER_CONCLUSIVE_FAILURES:
         await post(session, kind="payout_returned",
                    legs=move(in_flight, accounts.payable(payout.user_id, payout.currency), payout.amount),
                    idempotency_key=f"payout:{payout.id}:{payout.attempts}:returned")
         payout.status = "reversed" if gateway_status == "reversed" else "failed"
         payout.last_error = (note or f"transfer {gateway_status}")[:1000]
+        metrics.PAYOUTS.labels(status=payout.status).inc()
+
+
+async def _reverse_paid(session: AsyncSession, payout: Payout, note: str | None) -> None:
+    """The paid entry moved the money `payout:in_flight -> gateway`; it comes back to the payee."""
+    await post(session, kind="payout_reversed",
+               legs=move(accounts.gateway(payout.currency), accounts.payable(payout.user_id, payout.currency),
+                         payout.amount),
+               idempotency_key=f"payout:{payout.id}:{payout.attempts}:reversed_after_paid",
+               memo=f"payout {payout.reference} reversed after it was paid")
+    paid_at = payout.paid_at.isoformat() if payout.paid_at else "unknown"
+    reversal = f"transfer reversed after it was paid (paid at {paid_at}); the money is owed again"
+    payout.status = "reversed"
+    payout.paid_at = None
+    payout.last_error = (note or reversal)[:1000]
+    metrics.PAYOUTS.labels(status="reversed_after_paid").inc()
 
 
 @on_event("transfer.success", "transfer.failed", "transfer.reversed")

@@ -15,6 +15,7 @@ from app.gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTim
 from app.gateway.types import (
     TRANSFER_CONCLUSIVE_FAILURES,
     TRANSFER_IN_PROGRESS,
+    Balance,
     Bank,
     BulkTransferItem,
     InitializeResult,
@@ -23,6 +24,7 @@ from app.gateway.types import (
     TransferRecipient,
     TransferResult,
 )
+from tests.helpers import paystack_sample
 
 BASE_URL = "https://api.paystack.test"
 SECRET = "sk_test_0123456789abcdef"
@@ -813,3 +815,220 @@ async def test_undecodable_body_raises_protocol_error(client: PaystackClient, ap
 
     with pytest.raises(GatewayProtocolError):
         await client.verify_transaction("ref-123")
+
+
+# Paystack's own bodies (tests/fixtures/paystack), each read by the call that receives it
+
+
+def sample(name: str, status_code: int = 200) -> httpx.Response:
+    return httpx.Response(status_code, json=paystack_sample(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "expected"),
+    [
+        ("transferrecipient_create_nuban",
+         {"name": "Tolu Robert", "account_number": "01000000010", "bank_code": "058", "currency": "NGN"},
+         TransferRecipient("RCP_m7ljkv8leesep7p", "Tolu Robert", "058", "0010")),
+        ("transferrecipient_create_nuban_guide",
+         {"name": "John Doe", "account_number": "0001234567", "bank_code": "058", "currency": "NGN"},
+         TransferRecipient("RCP_t0ya41mp35flk40", "John Doe", "058", "4567")),
+        ("transferrecipient_create_mobile_money_ghs",
+         {"name": "Abina Nana", "account_number": "0551234987", "bank_code": "MTN", "currency": "GHS",
+          "type": "mobile_money"},
+         TransferRecipient("RCP_u2tnoyjjvh95pzm", "Abina Nana", "MTN", "4987")),
+        ("transferrecipient_create_mobile_money_business_kes",
+         {"name": "Till Transfer Example", "account_number": "247247", "bank_code": "MPTILL", "currency": "KES",
+          "type": "mobile_money_business"},
+         TransferRecipient("RCP_5vl8b2yma7xdnjp", "Till Transfer Example", "MPTILL", "7247")),
+    ],
+)
+async def test_paystack_transfer_recipient_bodies(
+    client: PaystackClient, api: respx.MockRouter, name: str, call: dict[str, str], expected: TransferRecipient
+) -> None:
+    route = api.post("/transferrecipient").mock(return_value=sample(name, 201))
+
+    assert await client.create_transfer_recipient(**call) == expected
+    assert body_of(route.calls.last.request)["type"] == call.get("type", "nuban")
+
+
+@pytest.mark.parametrize(
+    ("name", "reference", "expected"),
+    [
+        ("transfer_initiate_success", "acv_9ee55786-2323-4760-98e2-6380c9cb3f68",
+         TransferResult("acv_9ee55786-2323-4760-98e2-6380c9cb3f68", "TRF_v5tip3zx8nna9o78", "success", 100000, "NGN")),
+        ("transfer_initiate_otp", "x8beye1xud",
+         TransferResult("x8beye1xud", "TRF_1aqrqhoomp0rjro", "otp", 20000, "NGN")),
+        # the older shape names no reference: the result carries the one we sent
+        ("transfer_initiate_otp_legacy", "payout-0001-legacyshape",
+         TransferResult("payout-0001-legacyshape", "TRF_1ptvuv321ahaa7q", "otp", 3794800, "NGN")),
+    ],
+)
+async def test_paystack_initiate_transfer_bodies(
+    client: PaystackClient, api: respx.MockRouter, name: str, reference: str, expected: TransferResult
+) -> None:
+    api.post("/transfer").mock(return_value=sample(name))
+
+    result = await client.initiate_transfer(
+        amount=expected.amount, recipient="RCP_x", reference=reference, reason="r", currency="NGN"
+    )
+
+    assert result == expected
+    assert result.is_success == (expected.status == "success")
+    assert result.is_in_progress == (expected.status == "otp")
+
+
+async def test_an_initiate_answer_about_another_transfer_is_off_contract(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.post("/transfer").mock(return_value=sample("transfer_initiate_success"))
+
+    with pytest.raises(GatewayProtocolError):
+        await client.initiate_transfer(
+            amount=100000, recipient="RCP_x", reference="payout-0001-someoneelse", reason="r", currency="NGN"
+        )
+
+
+async def test_paystack_verify_transfer_body(client: PaystackClient, api: respx.MockRouter) -> None:
+    reference = "acv_9ee55786-2323-4760-98e2-6380c9cb3f67"
+    api.get(f"/transfer/verify/{reference}").mock(return_value=sample("transfer_verify"))
+
+    result = await client.verify_transfer(reference)
+
+    assert result == TransferResult(reference, "TRF_8opchtrhtjlfz90n", "success", 100000, "NGN")
+
+
+async def test_a_verify_answer_about_another_transfer_is_off_contract(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.get("/transfer/verify/payout-0001-someoneelse").mock(return_value=sample("transfer_verify"))
+
+    with pytest.raises(GatewayProtocolError):
+        await client.verify_transfer("payout-0001-someoneelse")
+
+
+def _sent_as_answered(name: str) -> list[BulkTransferItem]:
+    """What we would have sent for a bulk sample's items (references made up where it has none)."""
+    return [
+        BulkTransferItem(amount=item["amount"], reference=item.get("reference", f"payout-{i:04d}-bulk-legacy"),
+                         recipient=item["recipient"], reason="distribution")
+        for i, item in enumerate(paystack_sample(name)["data"])
+    ]
+
+
+async def test_paystack_bulk_transfer_body(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.post("/transfer/bulk").mock(return_value=sample("transfer_bulk"))
+    sent = _sent_as_answered("transfer_bulk")
+
+    results = await client.bulk_transfer(currency="NGN", transfers=sent)
+
+    assert [(r.reference, r.transfer_code, r.status, r.amount) for r in results] == [
+        ("acv_2627bbfe-1a2a-4a1a-8d0e-9d2ee6c31496", "TRF_o0mv5dc2lv4t2wdb", "success", 20000),
+        ("acv_1bd0c1f8-78c2-463b-8bd4-ed9eeb36be50", "TRF_tlvxomz43gjso2py", "success", 35000),
+        ("acv_11bebfc3-18b3-40aa-a4df-c55068c93457", "TRF_yt2y2gcd3dmli8av", "success", 15000),
+    ]
+    assert all(r.is_success for r in results)
+
+
+async def test_paystack_legacy_bulk_body_with_indistinguishable_items_leaves_outcomes_unknown(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    # both items: the same recipient and amount, no reference, no status
+    api.post("/transfer/bulk").mock(return_value=sample("transfer_bulk_legacy"))
+
+    assert await client.bulk_transfer(currency="NGN", transfers=_sent_as_answered("transfer_bulk_legacy")) == []
+
+
+async def test_paystack_legacy_bulk_body_is_matched_by_recipient_and_amount(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    answer = paystack_sample("transfer_bulk_legacy")
+    answer["data"][1]["recipient"] = "RCP_second000000001"
+    answer["data"].append({"recipient": "RCP_third0000000001", "amount": 700, "transfer_code": "TRF_third",
+                           "currency": "NGN"})
+    api.post("/transfer/bulk").mock(return_value=httpx.Response(200, json=answer))
+    sent = [
+        BulkTransferItem(amount=700, reference="payout-0003-third", recipient="RCP_third0000000001", reason="c"),
+        BulkTransferItem(amount=50000, reference="payout-0002-second", recipient="RCP_second000000001", reason="b"),
+        BulkTransferItem(amount=50000, reference="payout-0001-first", recipient="RCP_db342dvqvz9qcrn", reason="a"),
+        # sent but absent from the answer: no result, outcome unknown
+        BulkTransferItem(amount=900, reference="payout-0004-missing", recipient="RCP_fourth000000001", reason="d"),
+    ]
+
+    results = await client.bulk_transfer(currency="NGN", transfers=sent)
+
+    assert results == [
+        TransferResult("payout-0001-first", "TRF_jblmryckdrc6zq4", None, 50000, "NGN"),
+        TransferResult("payout-0002-second", "TRF_yqs7t2w2xndexy7", None, 50000, "NGN"),
+        TransferResult("payout-0003-third", "TRF_third", None, 700, "NGN"),
+    ]
+    assert not any(r.is_success or r.is_conclusive_failure or r.is_in_progress for r in results)
+
+
+async def test_a_bulk_answer_naming_a_transfer_we_did_not_send_is_off_contract(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.post("/transfer/bulk").mock(return_value=sample("transfer_bulk"))
+    sent = _sent_as_answered("transfer_bulk")[:2]
+
+    with pytest.raises(GatewayProtocolError):
+        await client.bulk_transfer(currency="NGN", transfers=sent)
+
+
+async def test_paystack_bank_list_bodies_follow_the_cursor(client: PaystackClient, api: respx.MockRouter) -> None:
+    last_page = {"status": True, "message": "Banks retrieved", "data": [],
+                 "meta": {"next": None, "previous": "YmFuazoxNjk=", "perPage": 5}}
+    route = api.get("/bank").mock(side_effect=[sample("bank_list_ngn_cursor"), httpx.Response(200, json=last_page)])
+
+    banks = await client.list_banks("NGN")
+
+    assert [(b.code, b.name) for b in banks] == [
+        ("801", "Abbey Mortgage Bank"), ("559", "Coronation Merchant Bank"), ("50457", "Infinity MFB"),
+        ("999992", "Paycom"), ("50746", "Petra Mircofinance Bank Plc"),
+    ]
+    assert {b.currency for b in banks} == {"NGN"}
+    assert route.calls[1].request.url.params["next"] == "YmFuazoxNjk="
+
+
+async def test_paystack_bank_list_body_without_meta(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/bank").mock(return_value=sample("bank_list_ghs_mobile_money"))
+
+    banks = await client.list_banks("GHS")
+
+    assert banks == [Bank("AirtelTigo", "ATL", "GHS"), Bank("MTN", "MTN", "GHS"), Bank("Vodafone", "VOD", "GHS")]
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("bank_resolve", ResolvedAccount("0022728151", "WES GIBBONS", None)),
+        ("bank_resolve_with_bank_id", ResolvedAccount("0001234567", "Doe Jane Loren", 9)),
+    ],
+)
+async def test_paystack_resolve_account_bodies(
+    client: PaystackClient, api: respx.MockRouter, name: str, expected: ResolvedAccount
+) -> None:
+    api.get("/bank/resolve").mock(return_value=sample(name))
+
+    assert await client.resolve_account(account_number=expected.account_number, bank_code="058") == expected
+
+
+async def test_paystack_balance_body(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.get("/balance").mock(return_value=sample("balance"))
+
+    assert await client.fetch_balance() == [Balance(currency="NGN", balance=1700000)]
+    assert_authorized(route.calls.last.request)
+
+
+@pytest.mark.parametrize(
+    "data", [{"currency": "NGN"}, {"currency": "NGN", "balance": "1700000"}, {"balance": 1}],
+    ids=["no-balance", "balance-as-string", "no-currency"],
+)
+async def test_an_off_contract_balance_raises_protocol_error(
+    client: PaystackClient, api: respx.MockRouter, data: dict[str, Any]
+) -> None:
+    api.get("/balance").mock(return_value=ok([data]))
+
+    with pytest.raises(GatewayProtocolError):
+        await client.fetch_balance()

@@ -14,7 +14,9 @@ from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.gateway.sandbox import MOUNT_PREFIX, Sandbox
+from app.gateway.sandbox.banks import BANKS
 from app.gateway.signature import sign, verify_signature
+from tests.helpers import paystack_sample
 
 SECRET = "sk_test_sandbox_suite_0123456789"
 BASE = "http://test"
@@ -494,6 +496,21 @@ async def test_resolve_account(env: Env) -> None:
         assert_error(response, 422, "Could not resolve account name. Check parameters or try again.")
 
 
+async def test_the_failing_test_account_never_resolves_or_registers_at_any_bank(env: Env) -> None:
+    """0000000000 is Paystack's documented account that does not resolve."""
+    for bank in BANKS:
+        resolved = await env.client.get(f"{API}/bank/resolve",
+                                        params={"account_number": "0000000000", "bank_code": bank.code})
+        assert_error(resolved, 422, "Could not resolve account name. Check parameters or try again.")
+        body = {"type": bank.type, "name": "Ada", "account_number": "0000000000", "bank_code": bank.code,
+                "currency": bank.currency}
+        refused = await env.client.post(f"{API}/transferrecipient", json=body)
+        assert assert_error(refused, 400)["code"] == "invalid_account", bank
+        body["account_number"] = "0000000001"
+        assert (await env.client.post(f"{API}/transferrecipient", json=body)).status_code == 201, bank
+    assert len(env.sandbox.recipients) == len(BANKS)
+
+
 # --- transfers -------------------------------------------------------------------------------------
 
 
@@ -542,6 +559,85 @@ async def test_transfer_refuses_a_reused_reference_and_unknown_recipients(env: E
     assert list(env.sandbox.transfers) == ["payout-0002-abcdef"]
 
 
+async def test_transfer_reversed_after_success(env: Env) -> None:
+    code = await recipient(env)
+    env.sandbox.faults.transfer_outcome_next("reversed_after_success")
+    reference = "payout-0006-abcdef"
+    await env.client.post(f"{API}/transfer", json=transfer_body(code, reference))
+    await env.sandbox.wait_idle()
+
+    success, reversal = env.receiver.events()
+    assert (success["event"], success["data"]["status"]) == ("transfer.success", "success")
+    assert (reversal["event"], reversal["data"]["status"]) == ("transfer.reversed", "reversed")
+    # as Paystack's own reversal body: transferred_at stays set, and it is the same transfer
+    assert reversal["data"]["transferred_at"] == success["data"]["transferred_at"] is not None
+    assert reversal["data"]["transfer_code"] == success["data"]["transfer_code"]
+    verified = (await env.client.get(f"{API}/transfer/verify/{reference}")).json()["data"]
+    assert (verified["status"], verified["transferred_at"]) == ("reversed", success["data"]["transferred_at"])
+    # a reversed transfer may be retried under its reference
+    assert (await env.client.post(f"{API}/transfer", json=transfer_body(code, reference))).status_code == 200
+
+
+async def test_reverse_a_successful_transfer_by_hand(env: Env) -> None:
+    code = await recipient(env)
+    await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-0008-abcdef"))
+    await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-0009-abcdef"))
+    with pytest.raises(ValueError):  # still pending
+        await env.sandbox.reverse_transfer("payout-0008-abcdef")
+    await env.sandbox.wait_idle()
+
+    await env.sandbox.reverse_transfer("payout-0008-abcdef")
+    await env.sandbox.reverse_transfer("payout-0009-abcdef", send_webhook=False)
+    assert [e["event"] for e in env.receiver.events()] == ["transfer.success", "transfer.success", "transfer.reversed"]
+    assert env.receiver.events()[-1]["data"]["reference"] == "payout-0008-abcdef"
+    assert env.sandbox.transfers["payout-0009-abcdef"].status == "reversed"
+    with pytest.raises(ValueError):
+        await env.sandbox.reverse_transfer("payout-0008-abcdef")
+    with pytest.raises(KeyError):
+        await env.sandbox.reverse_transfer("payout-9999-abcdef")
+
+
+async def test_reverse_a_transfer_through_the_control_route(env: Env) -> None:
+    code = await recipient(env)
+    await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-0010-abcdef"))
+    await env.sandbox.wait_idle()
+    plain = httpx.AsyncClient(transport=env.transport, base_url=BASE)
+    async with plain:
+        route = f"{API}/_control/transfers/payout-0010-abcdef"
+        assert_error(await plain.post(route, json={"action": "explode"}), 400)
+        reversed_ = await plain.post(route, json={"action": "reverse"})
+        assert reversed_.status_code == 200, reversed_.text
+        assert reversed_.json()["data"]["status"] == "reversed"
+        assert_error(await plain.post(route, json={"action": "reverse"}), 409)
+        assert_error(await plain.post(f"{API}/_control/transfers/nope", json={"action": "reverse"}), 404)
+    await env.sandbox.wait_idle()
+    assert env.receiver.event_names() == ["transfer.success", "transfer.reversed"]
+
+
+async def test_transfer_bodies_have_paystacks_shapes(env: Env) -> None:
+    code = await recipient(env)
+    reference = "payout-0011-abcdef"
+    initiated = (await env.client.post(f"{API}/transfer", json=transfer_body(code, reference))).json()["data"]
+    await env.sandbox.wait_idle()
+    verified = (await env.client.get(f"{API}/transfer/verify/{reference}")).json()["data"]
+    [webhook] = env.receiver.events()
+
+    # what the sandbox does not emulate: Paystack's internal request ids and its transfer fees
+    not_emulated = {"request", "transfersessionid", "transfertrials", "fee_charged", "fees_breakdown"}
+    assert set(paystack_sample("transfer_initiate_success")["data"]) - not_emulated <= set(initiated)
+    assert isinstance(initiated["recipient"], int)
+    assert set(paystack_sample("transfer_verify")["data"]) - not_emulated <= set(verified)
+    assert set(paystack_sample("transfer_verify")["data"]["recipient"]) <= set(verified["recipient"])
+    real = paystack_sample("webhook_transfer_success")
+    assert set(real["data"]) - not_emulated <= set(webhook["data"])
+    # webhooks carry the integration as an object, verify as its id
+    assert set(webhook["data"]["integration"]) >= {"id", "is_live", "business_name"}
+    assert verified["integration"] == webhook["data"]["integration"]["id"]
+    recipient_sample = paystack_sample("transferrecipient_create_nuban")["data"]
+    assert set(recipient_sample) <= set(env.sandbox.recipients[code].api_data())
+    assert set(recipient_sample["details"]) == set(env.sandbox.recipients[code].api_data()["details"])
+
+
 @pytest.mark.parametrize("outcome", ["failed", "reversed"])
 async def test_transfer_outcome_fault(env: Env, outcome: Literal["failed", "reversed"]) -> None:
     code = await recipient(env)
@@ -569,6 +665,7 @@ async def test_bulk_transfer(env: Env) -> None:
     )
     assert response.status_code == 200, response.text
     data = response.json()["data"]
+    assert all(set(item) == set(paystack_sample("transfer_bulk")["data"][0]) for item in data)
     assert [item["reference"] for item in data] == ["bulk-item-0001-abc", "bulk-item-0002-abc"]
     for item, sent in zip(data, items, strict=True):
         assert item["recipient"] == code

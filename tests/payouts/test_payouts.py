@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from app.gateway.signature import sign
 from app.ledger import accounts
 from app.ledger.service import balance
-from app.models import JournalEntry, LedgerAccount, Payout, PayoutAccount, Posting
+from app.models import JournalEntry, LedgerAccount, Payout, PayoutAccount, Posting, WebhookEvent
 from app.payouts.service import reconcile_payouts, send_pending_payouts
+from tests.conftest import requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
-from tests.helpers import APPROVERS, OWNER, invest, pay, put_app, settle
+from tests.helpers import APPROVERS, OWNER, invest, pay, paystack_sample, put_app, settle
 
 Auth = Callable[..., dict[str, str]]
 RELEASED = 125_000  # 25% of a 5000.00 investment
@@ -59,11 +63,13 @@ async def _books_ok(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None
     sandbox = app.state.sandbox
     async with app.state.runtime.db.unit_of_work() as session:
         payouts = (await session.scalars(select(Payout))).all()
+        # paid out, less what came back after it was paid
         paid_out = await session.scalar(
             select(func.coalesce(func.sum(Posting.amount), 0))
             .join(JournalEntry, JournalEntry.id == Posting.entry_id)
             .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-            .where(JournalEntry.kind == "payout_paid", LedgerAccount.name == accounts.gateway("NGN"))
+            .where(JournalEntry.kind.in_(("payout_paid", "payout_reversed")),
+                   LedgerAccount.name == accounts.gateway("NGN"))
         )
         in_flight = await balance(session, accounts.payout_in_flight("NGN"))
     succeeded = [t for t in sandbox.transfers.values() if t.status == "success"]
@@ -111,18 +117,21 @@ async def test_payout_account_shows_only_the_last_four_digits(
 
 @pytest.mark.parametrize(
     ("bank_code", "account_number"),
-    [("999", "0123456789"), ("057", "012345678"), ("057", "01234567890")],
+    [("999", "0123456789"), ("057", "012345678"), ("057", "01234567890"),
+     *[(bank, "0000000000") for bank in ("044", "011", "058", "033", "057")]],
 )
-async def test_an_account_the_gateway_cannot_resolve_is_refused(
+async def test_an_account_the_gateway_cannot_resolve_is_the_callers_error(
     client: httpx.AsyncClient, app: FastAPI, auth: Auth, bank_code: str, account_number: str
 ) -> None:
     refused = await client.put("/v1/payout-accounts/me", headers=auth(OWNER),
                                json={"bank_code": bank_code, "account_number": account_number, "currency": "NGN"})
-    assert refused.status_code == 502, refused.text
+    assert refused.status_code == 422, refused.text
     error = refused.json()["error"]
-    assert error["code"] == "GATEWAY_ERROR"
+    assert error["code"] == "INVALID_BANK_ACCOUNT"
     assert error["details"]["gateway_status"] == 422
+    assert error["details"]["gateway_code"] == "invalid_bank_details"
     assert "resolve" in error["details"]["gateway_message"].lower()
+    assert account_number not in refused.text
     assert (await client.get("/v1/payout-accounts/me", headers=auth(OWNER))).status_code == 404
     assert not app.state.sandbox.recipients
 
@@ -268,6 +277,210 @@ async def test_payout_waits_for_an_account(client: httpx.AsyncClient, app: FastA
     await settle(app)
     assert (await _payout(client, auth))["status"] == "paid"
     await _books_ok(client, app, auth)
+
+
+async def _entries(app: FastAPI, kind: str) -> int:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return await session.scalar(select(func.count()).select_from(JournalEntry).where(JournalEntry.kind == kind))
+
+
+async def _post_event(client: httpx.AsyncClient, app: FastAPI, event: dict[str, Any]) -> None:
+    """Deliver a webhook body as Paystack would: compact JSON, signed with the secret key."""
+    body = json.dumps(event, separators=(",", ":")).encode()
+    secret = app.state.runtime.settings.paystack_secret_key.get_secret_value()
+    headers = {"content-type": "application/json", "x-paystack-signature": sign(body, secret)}
+    response = await client.post("/v1/webhooks/paystack", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+def _real_transfer_event(name: str, payout: dict[str, Any]) -> dict[str, Any]:
+    """One of Paystack's own transfer webhook bodies, made about `payout`."""
+    event = paystack_sample(name)
+    event["data"].update(reference=payout["reference"], amount=RELEASED)
+    return event
+
+
+async def _lose_sandbox_transfer_webhooks(app: FastAPI) -> None:
+    """The sandbox's own transfer webhooks never arrive: only what a test posts can settle a payout."""
+    await app.state.sandbox.wait_idle()
+    async with app.state.runtime.db.unit_of_work() as session:
+        await session.execute(delete(WebhookEvent).where(WebhookEvent.event.like("transfer.%")))
+
+
+async def _inbox(app: FastAPI) -> list[tuple[str, str]]:
+    async with app.state.runtime.db.unit_of_work() as session:
+        rows = (await session.scalars(select(WebhookEvent).order_by(WebhookEvent.id))).all()
+        return [(row.event, row.status) for row in rows if row.event.startswith("transfer.")]
+
+
+async def test_a_transfer_reversed_after_it_was_paid_returns_the_money(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    payout = await _release(client, app, auth)
+    await settle(app)
+    assert (await _payout(client, auth))["status"] == "paid"
+    assert await _payable(app) == 0
+
+    # the receiving bank sends the money back: transfer.reversed, with transferred_at still set
+    await app.state.sandbox.reverse_transfer(payout["reference"])
+    transfer = app.state.sandbox.transfers[payout["reference"]]
+    assert transfer.status == "reversed" and transfer.transferred_at is not None
+    await settle(app)
+
+    reversed_ = await _payout(client, auth)
+    assert (reversed_["status"], reversed_["paid_at"]) == ("reversed", None)
+    assert "reversed after it was paid" in reversed_["last_error"]
+    assert await _payable(app) == RELEASED  # owed again, and the ledger shows why
+    assert await _entries(app, "payout_reversed") == 1
+    assert await _inbox(app) == [("transfer.success", "processed"), ("transfer.reversed", "processed")]
+    await _books_ok(client, app, auth)
+
+    # the same event again, and the same reversal told by another body: nothing more
+    await _post_event(client, app, {"event": "transfer.reversed", "data": transfer.webhook_data()})
+    await _post_event(client, app, _real_transfer_event("webhook_transfer_reversed", payout))
+    await settle(app)
+    assert (await _payout(client, auth))["status"] == "reversed"
+    assert await _payable(app) == RELEASED
+    assert await _entries(app, "payout_reversed") == 1
+    await _books_ok(client, app, auth)
+
+    # a retry pays again, under the same reference
+    retried = await _retry(client, auth, payout["id"])
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["status"], retried.json()["reference"]) == ("pending", payout["reference"])
+    await settle(app)
+    paid = await _payout(client, auth)
+    assert (paid["status"], paid["reference"], paid["attempts"]) == ("paid", payout["reference"], 2)
+    assert paid["paid_at"] is not None
+    assert await _payable(app) == 0
+    _error(await _retry(client, auth, payout["id"]), 409, "INVALID_STATE")
+    await _books_ok(client, app, auth)
+
+
+async def test_a_transfer_the_sandbox_reverses_after_success_returns_the_money(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    payout = await _release(client, app, auth)
+    app.state.sandbox.faults.transfer_outcome_next("reversed_after_success")
+    await settle(app)
+
+    transfer = app.state.sandbox.transfers[payout["reference"]]
+    assert transfer.status == "reversed" and transfer.transferred_at is not None
+    # both events arrive; whichever the service sees first, the payout ends reversed and the money owed again
+    assert sorted(event for event, _ in await _inbox(app)) == ["transfer.reversed", "transfer.success"]
+    reversed_ = await _payout(client, auth)
+    assert reversed_["status"] == "reversed"
+    assert await _payable(app) == RELEASED
+    await _books_ok(client, app, auth)
+
+    assert (await _retry(client, auth, payout["id"])).status_code == 200
+    await settle(app)
+    assert (await _payout(client, auth))["status"] == "paid"
+    assert await _payable(app) == 0
+    await _books_ok(client, app, auth)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"reconcile_pending_after_seconds": 3600}])
+async def test_paystacks_transfer_reversed_body_reverses_a_paid_payout(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    payout = await _release(client, app, auth)
+    await settle(app)
+    assert (await _payout(client, auth))["status"] == "paid"
+    await app.state.sandbox.reverse_transfer(payout["reference"], send_webhook=False)
+    event = _real_transfer_event("webhook_transfer_reversed", payout)
+    assert event["data"]["transferred_at"] and event["data"]["status"] == "reversed"
+
+    await _post_event(client, app, event)
+    await app.state.worker.drain()
+
+    reversed_ = await _payout(client, auth)
+    assert reversed_["status"] == "reversed" and "after it was paid" in reversed_["last_error"]
+    assert await _payable(app) == RELEASED
+    await _books_ok(client, app, auth)
+
+    await _post_event(client, app, event)  # Paystack delivers it again
+    await app.state.worker.drain()
+    assert await _payable(app) == RELEASED
+    assert await _entries(app, "payout_reversed") == 1
+    assert (await _inbox(app))[-1] == ("transfer.reversed", "processed")
+
+    assert (await _retry(client, auth, payout["id"])).status_code == 200
+    await settle(app)
+    paid = await _payout(client, auth)
+    assert (paid["status"], paid["reference"], paid["attempts"]) == ("paid", payout["reference"], 2)
+    assert await _payable(app) == 0
+    await _books_ok(client, app, auth)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"reconcile_pending_after_seconds": 3600}])
+async def test_paystacks_transfer_success_body_pays_the_payout(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    payout = await _release(client, app, auth)
+    await send_pending_payouts(app.state.runtime)
+    await _lose_sandbox_transfer_webhooks(app)
+    assert (await _payout(client, auth))["status"] == "processing"
+
+    await _post_event(client, app, _real_transfer_event("webhook_transfer_success", payout))
+    await app.state.worker.drain()
+
+    paid = await _payout(client, auth)
+    assert (paid["status"], paid["reference"], paid["attempts"]) == ("paid", payout["reference"], 1)
+    assert await _payable(app) == 0
+    assert await _inbox(app) == [("transfer.success", "processed")]
+    await _books_ok(client, app, auth)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"reconcile_pending_after_seconds": 3600}])
+async def test_paystacks_transfer_failed_body_returns_the_money(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    payout = await _release(client, app, auth)
+    app.state.sandbox.faults.transfer_outcome_next("failed")
+    await send_pending_payouts(app.state.runtime)
+    await _lose_sandbox_transfer_webhooks(app)
+
+    await _post_event(client, app, _real_transfer_event("webhook_transfer_failed", payout))
+    await app.state.worker.drain()
+
+    failed = await _payout(client, auth)
+    assert failed["status"] == "failed" and failed["last_error"]
+    assert await _payable(app) == RELEASED
+    await _books_ok(client, app, auth)
+
+    assert (await _retry(client, auth, payout["id"])).status_code == 200
+    await settle(app)
+    paid = await _payout(client, auth)
+    assert (paid["status"], paid["reference"], paid["attempts"]) == ("paid", payout["reference"], 2)
+    await _books_ok(client, app, auth)
+
+
+async def _register_at_once(client: httpx.AsyncClient, app: FastAPI, auth: Auth, count: int = 10) -> None:
+    """A new user's first payout-account registrations, all at once: each caller gets its answer, one row."""
+    who = auth("newcomer-1")
+    responses = await asyncio.gather(*(
+        client.put("/v1/payout-accounts/me", headers=who,
+                   json={"bank_code": "057", "account_number": "0123456789", "currency": "NGN"})
+        for _ in range(count)
+    ))
+    assert [r.status_code for r in responses] == [200] * count, [r.text for r in responses if r.status_code != 200]
+    assert len({r.json()["recipient_code"] for r in responses}) == 1
+    async with app.state.runtime.db.unit_of_work() as session:
+        rows = (await session.scalars(select(PayoutAccount).where(PayoutAccount.user_id == "newcomer-1"))).all()
+    assert len(rows) == 1
+    shown = await client.get("/v1/payout-accounts/me", headers=who)
+    assert shown.json() == responses[-1].json() | {"updated_at": shown.json()["updated_at"]}
+
+
+@requires_postgres
+async def test_first_registrations_at_once_on_postgresql(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
+    await _register_at_once(client, app, auth)
+
+
+async def test_first_registrations_at_once(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
+    """The same on whichever engine the suite runs (SQLite serialises the writers)."""
+    await _register_at_once(client, app, auth)
 
 
 def _error(response: httpx.Response, status: int, code: str) -> None:

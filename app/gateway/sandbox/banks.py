@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 NUBAN = re.compile(r"[0-9]{10}")
+# Paystack's documented failing test account: it never resolves or validates, at any bank.
+FAILING_ACCOUNT = "0000000000"
 
 # Fixed so that listing banks gives the same answer on every run.
 _LISTED_AT = "2016-07-14T10:04:29.000Z"
@@ -92,8 +94,12 @@ def find_bank(code: str, *, currency: str, bank_type: str) -> Bank | None:
 
 
 def resolve_account_name(account_number: str, bank_code: str) -> str | None:
-    """Any NUBAN at a listed Nigerian bank resolves; the name depends only on the number."""
-    if not NUBAN.fullmatch(account_number) or find_bank(bank_code, currency="NGN", bank_type="nuban") is None:
+    """Any NUBAN at a listed Nigerian bank resolves (but FAILING_ACCOUNT); the name depends only on the number."""
+    if (
+        account_number == FAILING_ACCOUNT
+        or not NUBAN.fullmatch(account_number)
+        or find_bank(bank_code, currency="NGN", bank_type="nuban") is None
+    ):
         return None
     digest = int.from_bytes(hashlib.sha256(account_number.encode()).digest()[:8], "big")
     last = _LAST_NAMES[digest % len(_LAST_NAMES)]

@@ -117,6 +117,16 @@ class Sandbox:
         """
         self._settlements.settle_charge(reference, outcome, send_webhook=send_webhook, launch=self._tracker.launch)
 
+    async def reverse_transfer(self, reference: str, *, send_webhook: bool = True) -> None:
+        """The receiving bank sends a successful transfer back (`transferred_at` stays set).
+
+        Returns once transfer.reversed has been delivered or given up on.
+        KeyError: unknown reference; ValueError: not a successful transfer.
+        """
+        transfer = self._state.reverse_transfer(reference)
+        if send_webhook:
+            await self._deliver("transfer.reversed", transfer.webhook_data())
+
     async def open_dispute(self, reference: str, *, amount: int | None = None) -> None:
         """Open a chargeback on a successful charge (default: its whole amount).
 

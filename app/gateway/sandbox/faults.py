@@ -6,7 +6,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-TransferOutcome = Literal["success", "failed", "reversed"]
+# reversed_after_success: the transfer succeeds (transfer.success), then the receiving bank sends it
+# back (transfer.reversed, `transferred_at` still set).
+TransferOutcome = Literal["success", "failed", "reversed", "reversed_after_success"]
 RefundOutcome = Literal["processed", "failed"]
 
 TRANSFER_OUTCOMES: tuple[TransferOutcome, ...] = get_args(TransferOutcome)

@@ -198,9 +198,13 @@ class Recipient:
             "recipient_code": self.code,
             "type": self.type,
             "name": self.name,
+            "description": None,
+            "email": None,
+            "metadata": None,
             "currency": self.currency,
             "active": True,
             "is_deleted": False,
+            "isDeleted": False,
             "domain": DOMAIN,
             "integration": INTEGRATION_ID,
             "details": {
@@ -245,6 +249,10 @@ class Transfer:
             "status": self.status,
             "transfer_code": self.code,
             "reference": self.reference,
+            "source_details": None,
+            "failures": None,
+            "titan_code": None,
+            "transferred_at": iso_or_none(self.transferred_at),
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
         }
@@ -260,7 +268,7 @@ class Transfer:
         }
 
     def api_data(self) -> dict[str, Any]:
-        """Verify's answer and the transfer webhooks' data."""
+        """Verify's answer."""
         return {
             "id": self.id,
             "integration": INTEGRATION_ID,
@@ -278,9 +286,14 @@ class Transfer:
             "transferred_at": iso_or_none(self.transferred_at),
             "recipient": self.recipient.api_data(),
             "session": {"provider": None, "id": None},
+            "gateway_response": None,
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
         }
+
+    def webhook_data(self) -> dict[str, Any]:
+        """The transfer webhooks' data: verify's, with the integration as an object."""
+        return {**self.api_data(), "integration": {"id": INTEGRATION_ID, "is_live": False, "business_name": "Sandbox"}}
 
 
 @dataclass(eq=False)

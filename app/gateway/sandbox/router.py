@@ -277,6 +277,23 @@ def build_router(
             raise PaystackError(409, str(exc), code="invalid_state") from exc
         return ok("Charge settled", tx.verify_data())
 
+    @control.post("/_control/transfers/{reference}")
+    async def reverse_transfer(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
+        """{"action": "reverse", "send_webhook": optional}: the receiving bank sends a paid transfer back."""
+        body = await fields.json_object(request)
+        if body.get("action") != "reverse":
+            raise invalid("action must be reverse")
+        send_webhook = fields.boolean(body, "send_webhook", True)
+        try:
+            transfer = state.reverse_transfer(reference)
+        except KeyError as exc:
+            raise not_found("Transfer not found") from exc
+        except ValueError as exc:
+            raise PaystackError(409, str(exc), code="invalid_state") from exc
+        if send_webhook:
+            settlements.notify("transfer.reversed", transfer.webhook_data(), after.launch)
+        return ok("Transfer reversed", transfer.api_data())
+
     @control.post("/_control/disputes/{reference}")
     async def dispute(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
         """{"action": "open", "amount": optional} or {"action": "resolve", "resolution": ...}."""

@@ -48,4 +48,9 @@ class Settlements:
     async def _settle_transfer(self, reference: str) -> None:
         await self._tracker.sleep(self._settle_delay)
         transfer = self._state.settle_transfer(reference)
-        await self._webhooks.deliver(f"transfer.{transfer.status}", transfer.api_data())
+        await self._webhooks.deliver(f"transfer.{transfer.status}", transfer.webhook_data())
+        if transfer.outcome == "reversed_after_success":
+            await self._tracker.sleep(self._settle_delay)
+            if transfer.status == "success":  # not reversed by hand meanwhile
+                self._state.reverse_transfer(reference)
+                await self._webhooks.deliver("transfer.reversed", transfer.webhook_data())

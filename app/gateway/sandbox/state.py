@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.gateway.sandbox.banks import find_bank, resolve_account_name
+from app.gateway.sandbox.banks import FAILING_ACCOUNT, find_bank, resolve_account_name
 from app.gateway.sandbox.envelope import PaystackError, invalid, not_found
 from app.gateway.sandbox.faults import SandboxFaults
 from app.gateway.sandbox.fields import DIGITS, optional_text, parse_amount, required_text
@@ -236,7 +236,7 @@ class SandboxState:
             account_name = resolve_account_name(account_number, bank_code)
             if account_name is None:
                 raise invalid("Cannot resolve account", code="invalid_account")
-        elif DIGITS.fullmatch(account_number):
+        elif DIGITS.fullmatch(account_number) and account_number != FAILING_ACCOUNT:
             account_name = name
         else:
             raise invalid("Invalid account number", code="invalid_account")
@@ -293,10 +293,20 @@ class SandboxState:
 
     def settle_transfer(self, reference: str) -> Transfer:
         transfer = self.transfers[reference]
-        transfer.status = transfer.outcome
+        transfer.status = "success" if transfer.outcome == "reversed_after_success" else transfer.outcome
         transfer.updated_at = now()
-        if transfer.outcome != "failed":
+        if transfer.status != "failed":
             transfer.transferred_at = transfer.updated_at
+        return transfer
+
+    def reverse_transfer(self, reference: str) -> Transfer:
+        """The receiving bank sends a paid transfer back; it keeps its `transferred_at`.
+        KeyError: unknown reference; ValueError: not a successful transfer."""
+        transfer = self.transfers[reference]
+        if transfer.status != "success":
+            raise ValueError(f"only a successful transfer can be reversed; {reference} is {transfer.status}")
+        transfer.status = "reversed"
+        transfer.updated_at = now()
         return transfer
 
     # Disputes (Python control API: KeyError and ValueError)
