@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
-from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.storage import RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -81,6 +81,62 @@ def rate_limit_key(request: Request) -> str:
     return f"ip:{client_ip(request) or 'unknown'}"
 
 
+class MemoryCounters(Storage):
+    """Fixed-window counters in this process's memory.
+
+    `limits`' MemoryStorage starts a timer thread on nearly every hit to expire its keys, and
+    starting a thread waits for the OS to schedule it: milliseconds of a stalled event loop
+    on a busy machine. Here expired windows are dropped as counting goes, in one pass over
+    the keys at most every `SWEEP_SECONDS`.
+    """
+
+    SWEEP_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._windows: dict[str, tuple[int, float]] = {}  # key: (count, the window's end in time.time())
+        self._lock = threading.Lock()
+        self._next_sweep = time.time() + self.SWEEP_SECONDS
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return ValueError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._windows = {k: window for k, window in self._windows.items() if window[1] > now}
+                self._next_sweep = now + self.SWEEP_SECONDS
+            count, ends = self._windows.get(key, (0, now))
+            if ends <= now:
+                count, ends = 0, now + expiry
+            self._windows[key] = (count + amount, ends)
+            return count + amount
+
+    def get(self, key: str) -> int:
+        count, ends = self._windows.get(key, (0, 0.0))
+        return count if ends > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        _, ends = self._windows.get(key, (0, now))
+        return max(ends, now)
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            cleared = len(self._windows)
+            self._windows = {}
+        return cleared
+
+
 class RedisBreakerStorage(Storage):
     """Counters in Redis while it answers within `timeout`; in this process's memory while it does not.
 
@@ -98,7 +154,7 @@ class RedisBreakerStorage(Storage):
         self.redis = RedisStorage(
             redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
-        self.memory = MemoryStorage()
+        self.memory = MemoryCounters()
         self.probe_interval = probe_interval
         self._state = threading.Lock()
         self._open = False
@@ -174,7 +230,7 @@ class RedisBreakerStorage(Storage):
 def storage_for(settings: Settings) -> Storage:
     """Where an app's counters live: Redis behind the breaker when REDIS_URL is set, else this process's memory."""
     if not settings.redis_url:
-        return MemoryStorage()
+        return MemoryCounters()
     return RedisBreakerStorage(
         settings.redis_url,
         timeout=settings.rate_limit_redis_timeout_seconds,
@@ -210,7 +266,7 @@ def build_limiter(storage: Storage) -> Limiter:
     return built
 
 
-limiter = build_limiter(MemoryStorage())
+limiter = build_limiter(MemoryCounters())
 
 
 def _retry_after(request: Request, exc: RateLimitExceeded) -> int:

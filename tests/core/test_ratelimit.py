@@ -31,7 +31,14 @@ from slowapi.middleware import SlowAPIASGIMiddleware
 from app.core import ratelimit
 from app.core.config import Settings
 from app.core.errors import install_error_handlers
-from app.core.ratelimit import RedisBreakerStorage, build_limiter, close_storage, rate_limit_exceeded, storage_for
+from app.core.ratelimit import (
+    MemoryCounters,
+    RedisBreakerStorage,
+    build_limiter,
+    close_storage,
+    rate_limit_exceeded,
+    storage_for,
+)
 from app.main import create_app
 from tests.conftest import BASE_URL, unique
 from tests.helpers import checkout, get_payment, invest, put_app
@@ -162,6 +169,25 @@ async def test_disabled_rate_limits_never_answer_429(make_settings: MakeSettings
             assert (await http.get("/v1/payments", headers=investor)).status_code == 200
             assert (await http.post("/v1/payments", json=investment(app_id), headers=investor)).status_code == 201
             assert (await http.post("/v1/webhooks/paystack", content=b"{}")).status_code == 400
+
+
+def test_memory_counters_count_per_window_and_forget_ended_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    counters = MemoryCounters()
+    assert [counters.incr("minute", 60) for _ in range(3)] == [1, 2, 3]
+    assert counters.incr("ten-seconds", 10, amount=2) == 2
+    assert (counters.get("minute"), counters.get_expiry("minute")) == (3, 1060.0)
+
+    clock[0] = 1010.0  # the ten-second window has ended, the minute has not
+    assert counters.get("ten-seconds") == 0
+    assert counters.get("minute") == 3
+    assert counters.incr("ten-seconds", 10) == 1  # a new window
+    assert counters.get_expiry("ten-seconds") == 1020.0
+
+    clock[0] = 1060.0 + MemoryCounters.SWEEP_SECONDS
+    assert counters.incr("another", 60) == 1  # the sweep drops both ended windows
+    assert counters.reset() == 1
 
 
 # Redis down
