@@ -59,7 +59,7 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
         return total == 0, {"ledger_sum": int(total or 0)}
 
     async def redis() -> tuple[bool, dict[str, Any]]:
-        """Async, and bounded as a whole: a hung Redis makes this check fail, never the loop wait."""
+        """Async and bounded as a whole: a hung Redis fails this check within a second, never holds the loop."""
         client = Redis.from_url(
             rt.settings.redis_url or "",
             socket_timeout=REDIS_READINESS_TIMEOUT_SECONDS,
