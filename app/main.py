@@ -28,7 +28,7 @@ from app.core.crypto import FieldCipher
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import RequestIdMiddleware, configure_logging
-from app.core.ratelimit import limiter, rate_limit_exceeded, use_settings
+from app.core.ratelimit import close_storage, limiter, rate_limit_exceeded, storage_for, use_settings
 from app.distributions.router import router as distributions_router
 from app.escrow.disputes_router import router as disputes_router
 from app.escrow.router import router as escrow_router
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     app itself in-process, instead of over a socket to PUBLIC_BASE_URL."""
     settings = settings or get_settings()
     sandbox = None
+    rate_limit_storage = storage_for(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
                 await sandbox.aclose()
             await rt.gateway.aclose()
             await rt.db.dispose()
+            close_storage(rate_limit_storage)
 
     app = FastAPI(
         title="Payment service",
@@ -110,7 +112,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         lifespan=lifespan,
     )
     app.state.settings = settings
-    use_settings(settings)
+    use_settings(settings, rate_limit_storage)
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
     app.add_middleware(RequestIdMiddleware)

@@ -1,12 +1,18 @@
-"""Operations: liveness, readiness, metrics."""
+"""Operations: liveness, readiness, metrics.
+
+`/healthz` and `/metrics` are not rate limited: they never wait on the limiter's storage
+(Redis), so a hung Redis cannot make the process look dead.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 from sqlalchemy import func, select, text
 
 from app.core import metrics
@@ -16,7 +22,8 @@ from app.deps import RuntimeDep
 from app.models import Posting
 from app.payments.inbox import backlog
 
-router = APIRouter(route_class=ExactJSONRoute, tags=["operations"], dependencies=[RATE_LIMITED])
+router = APIRouter(route_class=ExactJSONRoute, tags=["operations"])
+REDIS_READINESS_TIMEOUT_SECONDS = 1.0
 
 
 @router.get("/healthz")
@@ -34,7 +41,7 @@ async def _check(name: str, checks: list[dict[str, Any]], probe: Any) -> None:
     checks.append({"name": name, "ok": ok, "details": details})
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[RATE_LIMITED])
 async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
     checks: list[dict[str, Any]] = []
 
@@ -52,11 +59,15 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
         return total == 0, {"ledger_sum": int(total or 0)}
 
     async def redis() -> tuple[bool, dict[str, Any]]:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(rt.settings.redis_url or "", socket_timeout=1, socket_connect_timeout=1)
+        """Async and bounded as a whole: a hung Redis fails this check within a second, never holds the loop."""
+        client = Redis.from_url(
+            rt.settings.redis_url or "",
+            socket_timeout=REDIS_READINESS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_READINESS_TIMEOUT_SECONDS,
+        )
         try:
-            return bool(await client.ping()), {}
+            async with asyncio.timeout(REDIS_READINESS_TIMEOUT_SECONDS):
+                return bool(await client.ping()), {}
         finally:
             await client.aclose()
 

@@ -17,7 +17,7 @@ import pytest
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 if TEST_REDIS_URL:
-    os.environ["REDIS_URL"] = TEST_REDIS_URL  # the module-level rate limiter reads it on import
+    os.environ["REDIS_URL"] = TEST_REDIS_URL  # the module-level app (app.main.app) reads it on import
 os.environ.setdefault("DATABASE_URL", "sqlite+aiosqlite:///:memory:")
 
 import httpx  # noqa: E402

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     rate_limit_default: str = "120/minute"
     rate_limit_payments: str = "30/minute"
     rate_limit_webhooks: str = "1200/minute"
+    # The limiter's Redis calls run on the event loop: none may wait longer than this (connect or read).
+    rate_limit_redis_timeout_seconds: float = Field(default=0.03, gt=0, le=1)
+    rate_limit_redis_probe_seconds: float = Field(default=1.0, gt=0)
 
     # Background work
     worker_in_process: bool = True

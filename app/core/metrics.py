@@ -22,6 +22,15 @@ ESCROW_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 WEBHOOK_BACKLOG = Gauge("webhook_inbox_backlog", "Webhook events waiting to be processed", multiprocess_mode="max")
+RATE_LIMIT_IN_MEMORY = Gauge(
+    "rate_limit_counting_in_memory",
+    "1 while this process counts rate limits in its own memory because Redis did not answer (summed over processes)",
+    multiprocess_mode="livesum",
+)
+RATE_LIMIT_REDIS_TRIPS = Counter(
+    "rate_limit_redis_trips_total", "Times the rate limiter stopped using Redis, by the failure that made it stop",
+    ["reason"],
+)
 
 KNOWN_EVENTS = {
     "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",
