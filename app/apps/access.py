@@ -29,6 +29,11 @@ def oversees(app: App, principal: Principal) -> bool:
     return manages(app, principal) or is_approver(app, principal)
 
 
+def decides(app: App, principal: Principal) -> bool:
+    """Approvers or admins, never the owner: nobody approves money going to themselves."""
+    return not is_owner(app, principal) and (principal.is_admin or is_approver(app, principal))
+
+
 def require(allowed: bool, message: str) -> None:
     if not allowed:
         raise Unauthorized(message)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from app.core.money import AmountInput, MoneyError, parse_percentage
 from app.core.schemas import StrictModel
@@ -26,6 +26,13 @@ class AppUpsert(StrictModel):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @field_validator("approvers")
+    @classmethod
+    def _not_the_owner(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("owner_id") in value:
+            raise ValueError("the owner cannot be an approver: nobody approves money going to themselves")
+        return value
 
     @field_validator("platform_fee_percentage", mode="before")
     @classmethod

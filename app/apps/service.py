@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.schemas import AppOut, AppUpsert
@@ -43,24 +45,26 @@ async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, dat
         raise InvalidAmount(str(exc), field="share_price") from None
     if share_price <= 0:
         raise InvalidAmount("share_price must be greater than zero", field="share_price")
-    app = await session.scalar(select(App).where(App.id == app_id).with_for_update())
-    if app is None:
-        app = App(id=app_id, shares_issued=0)
-        session.add(app)
-    elif app.shares_issued and (app.currency != currency or app.share_price != share_price):
+    fields = {
+        "name": data.name, "owner_id": data.owner_id, "currency": currency, "share_price": share_price,
+        "total_shares": data.total_shares, "approvers": list(data.approvers),
+        "required_approvals": data.required_approvals, "lock_in_days": data.lock_in_days,
+        "platform_fee_hundredths": parse_percentage(data.platform_fee_percentage),
+    }
+    # Concurrent first PUTs: one insert wins, the others wait for it and insert nothing; then each
+    # caller updates the row under its lock, the last one's fields staying.
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(App).values(id=app_id, shares_issued=0, **fields).on_conflict_do_nothing(index_elements=["id"])
+    )
+    app = await get_app(session, app_id, for_update=True)
+    if app.shares_issued and (app.currency != currency or app.share_price != share_price):
         raise InvalidState("Currency and share price are fixed once shares are issued")
     if data.total_shares < app.shares_issued:
         raise InvalidState("total_shares cannot go below the shares already issued",
                            shares_issued=app.shares_issued)
-    app.name = data.name
-    app.owner_id = data.owner_id
-    app.currency = currency
-    app.share_price = share_price
-    app.total_shares = data.total_shares
-    app.approvers = list(data.approvers)
-    app.required_approvals = data.required_approvals
-    app.lock_in_days = data.lock_in_days
-    app.platform_fee_hundredths = parse_percentage(data.platform_fee_percentage)
+    for name, value in fields.items():
+        setattr(app, name, value)
     await session.flush()
     return app
 

@@ -2,8 +2,9 @@
 
 Every release and refund of escrowed money goes through `apply()`. It locks the
 deposits of all its movements in one statement, checks each movement in order
-against what its deposits still hold (a refused movement writes nothing and
-gets its own error), then writes the rows of the accepted ones together and
+against what its deposits still hold, and a milestone's release also against
+what milestones already released from them (a refused movement writes nothing
+and gets its own error), then writes the rows of the accepted ones together and
 posts their journal entries. One release or refund is a batch of one;
 `app.escrow.queue.EscrowQueue` hands `apply()` the movements of concurrent
 requests at once, so a hot escrow account is locked once per batch instead of
@@ -16,15 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
-from app.core.money import MoneyError, to_major, to_minor
+from app.core.money import MoneyError, format_percentage, percentage_of, to_major, to_minor
 from app.escrow.deposits import available, deposit_status, lock_found_deposits, remaining
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
-from app.models import App, EscrowTransaction, Payment, Refund
+from app.models import App, EscrowTransaction, Milestone, Payment, Refund
 from app.models.base import new_id
 from app.payments.refunds import new_refund
 from app.payouts.service import new_payout, payout_recipients
@@ -40,7 +41,7 @@ class ReleaseMoney:
     currency: str
     items: Sequence[tuple[str, int]]  # (deposit id, minor units)
     source_id: str  # the release (or dispute) this money leaves for: one journal entry each
-    milestone_id: str | None
+    milestone_id: str | None  # None: not a milestone's release (a dispute resolved for the owner)
     frozen_allowed: int = 0  # dispute resolution only: it unfreezes in the same transaction
 
 
@@ -72,6 +73,72 @@ class _Writes:
     entries: list[Entry]
 
 
+# Each part of a release is the release's total (rounded half up) split by largest remainders:
+# less than 1.5 minor units above its exact share of the deposit. Two per part bounds that rounding.
+ROUNDING_PER_PART = 2
+
+
+@dataclass
+class _MilestoneReleases:
+    """What releases for milestones took from the locked deposits, kept up to date through a batch."""
+
+    released: set[tuple[str, str]]  # (milestone id, deposit id)
+    taken: dict[str, int]  # deposit id -> minor units
+    parts: dict[str, int]  # deposit id -> how many releases took them
+    promised: dict[str, int]  # app id -> the sum of its milestones' percentages (hundredths)
+
+    def check(self, move_: ReleaseMoney, chosen: list[tuple[EscrowTransaction, int]]) -> None:
+        """A milestone is released at most once per deposit, and milestones together never take more
+        of a deposit than their percentages of its original amount."""
+        if move_.milestone_id is None:
+            return
+        promised = self.promised.get(move_.app.id, 0)
+        for deposit, amount in chosen:
+            if (move_.milestone_id, deposit.id) in self.released:
+                raise InvalidState("This milestone is already released for this deposit",
+                                   milestone_id=move_.milestone_id, transaction_id=deposit.id)
+            most = percentage_of(deposit.amount, promised) + ROUNDING_PER_PART * (self.parts.get(deposit.id, 0) + 1)
+            if self.taken.get(deposit.id, 0) + amount > most:
+                raise InvalidState(
+                    "Releases for milestones would take more of this deposit than the app's milestones promise",
+                    transaction_id=deposit.id, milestones_percentage=format_percentage(promised),
+                    released=to_major(self.taken.get(deposit.id, 0), deposit.currency),
+                    requested=to_major(amount, deposit.currency),
+                )
+
+    def record(self, move_: ReleaseMoney, chosen: list[tuple[EscrowTransaction, int]]) -> None:
+        if move_.milestone_id is None:
+            return
+        for deposit, amount in chosen:
+            self.released.add((move_.milestone_id, deposit.id))
+            self.taken[deposit.id] = self.taken.get(deposit.id, 0) + amount
+            self.parts[deposit.id] = self.parts.get(deposit.id, 0) + 1
+
+
+async def _milestone_releases(session: AsyncSession, movements: Sequence[Movement]) -> _MilestoneReleases:
+    """Read under the deposits' locks, so a release executed concurrently has committed or waits."""
+    history = _MilestoneReleases(released=set(), taken={}, parts={}, promised={})
+    releases = [m for m in movements if isinstance(m, ReleaseMoney) and m.milestone_id is not None]
+    if not releases:
+        return history
+    rows = await session.execute(
+        select(EscrowTransaction.milestone_id, EscrowTransaction.deposit_id, EscrowTransaction.amount).where(
+            EscrowTransaction.type == "release", EscrowTransaction.milestone_id.is_not(None),
+            EscrowTransaction.deposit_id.in_({d for m in releases for d, _ in m.items}),
+        )
+    )
+    for milestone_id, deposit_id, amount in rows:
+        history.released.add((milestone_id, deposit_id))
+        history.taken[deposit_id] = history.taken.get(deposit_id, 0) + amount
+        history.parts[deposit_id] = history.parts.get(deposit_id, 0) + 1
+    promised = await session.execute(
+        select(Milestone.app_id, func.sum(Milestone.release_percentage))
+        .where(Milestone.app_id.in_({m.app.id for m in releases})).group_by(Milestone.app_id)
+    )
+    history.promised = {app_id: int(total) for app_id, total in promised}
+    return history
+
+
 def check_can_give(deposit: EscrowTransaction, amount: int, frozen_allowed: int = 0) -> None:
     left = remaining(deposit)
     if amount > left:
@@ -92,9 +159,10 @@ def _deposit(deposits: dict[str, EscrowTransaction], deposit_id: str) -> EscrowT
     return deposits[deposit_id]
 
 
-def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction],
+def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction], milestones: _MilestoneReleases,
              recipients: dict[tuple[str, str], str], writes: _Writes) -> None:
     chosen = [(_deposit(deposits, deposit_id), amount) for deposit_id, amount in move_.items]
+    milestones.check(move_, chosen)
     for deposit, amount in chosen:
         check_can_give(deposit, amount, move_.frozen_allowed)
     app, currency = move_.app, move_.currency
@@ -114,6 +182,7 @@ def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction],
         kind="release", legs=move(accounts.escrow(app.id, currency), accounts.payable(app.owner_id, currency), total),
         idempotency_key=f"release:{move_.source_id}", memo=f"release {move_.source_id}",
     ))
+    milestones.record(move_, chosen)
 
 
 async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str, EscrowTransaction],
@@ -165,6 +234,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
     deposit_ids = [i for m in movements for i in ([d for d, _ in m.items] if isinstance(m, ReleaseMoney)
                                                   else [m.deposit_id])]
     deposits = await lock_found_deposits(session, deposit_ids)
+    milestones = await _milestone_releases(session, movements)
     refunded = {deposits[m.deposit_id].payment_id for m in movements
                 if isinstance(m, RefundMoney) and m.deposit_id in deposits}
     payments = {p.id: p for p in (await session.scalars(select(Payment).where(Payment.id.in_(refunded)))).all()} \
@@ -180,7 +250,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
     for movement in movements:
         try:
             if isinstance(movement, ReleaseMoney):
-                _release(movement, deposits, recipients, writes)
+                _release(movement, deposits, milestones, recipients, writes)
                 outcomes.append(None)
             else:
                 outcomes.append(await _refund(session, movement, deposits, payments, writes))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apps.access import is_approver, manages, oversees, require
+from app.apps.access import decides, manages, oversees, require
 from app.apps.service import get_app, overseen_app_ids
-from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound, Unauthorized
+from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
@@ -31,15 +31,13 @@ from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-LIVE_STATUSES = ("pending_approval", "approved", "released")
+ALREADY_RELEASING = "This milestone is already released (or being released) for this deposit"
 
 
 async def _deposits_already_releasing(session: AsyncSession, milestone_id: str) -> set[str]:
     """Deposits this milestone already has a live release for: a milestone releases once per deposit."""
     rows = await session.scalars(
-        select(ReleaseItem.deposit_id)
-        .join(ReleaseRequest, ReleaseRequest.id == ReleaseItem.release_id)
-        .where(ReleaseItem.milestone_id == milestone_id, ReleaseRequest.status.in_(LIVE_STATUSES))
+        select(ReleaseItem.deposit_id).where(ReleaseItem.milestone_id == milestone_id, ReleaseItem.live.is_(True))
     )
     return set(rows)
 
@@ -47,7 +45,9 @@ async def _deposits_already_releasing(session: AsyncSession, milestone_id: str) 
 async def create_release(
     session: AsyncSession, rt: Runtime, principal: Principal, body: ReleaseIn
 ) -> ReleaseRequest:
-    milestone, app = await get_milestone(session, body.milestone_id)
+    # The milestone's lock makes concurrent requests for it look at its releases one at a time;
+    # the unique live item per (milestone, deposit) is the database's own refusal behind it.
+    milestone, app = await get_milestone(session, body.milestone_id, for_update=True)
     require(manages(app, principal), "Only the app's owner or an admin asks for releases")
     if milestone.status not in ("completed", "released"):
         raise InvalidState("The milestone must be completed first", status=milestone.status)
@@ -63,7 +63,7 @@ async def create_release(
         if deposit is None:
             raise NotFound("Deposit not found for this app", transaction_id=body.transaction_id)
         if deposit.id in taken:
-            raise InvalidState("This milestone is already released (or being released) for this deposit")
+            raise InvalidState(ALREADY_RELEASING, transaction_id=deposit.id)
         deposits: Sequence[EscrowTransaction] = [deposit]
     else:
         candidates = (await session.scalars(stmt.order_by(EscrowTransaction.id))).all()
@@ -87,13 +87,16 @@ async def create_release(
         required_approvals=app.required_approvals, needs_admin=total >= threshold_minor,
         status="pending_approval", requested_by=principal.user_id,
     )
-    session.add(release)
-    await session.flush()
-    session.add_all(
-        ReleaseItem(release_id=release.id, deposit_id=d.id, milestone_id=milestone.id, amount=part)
-        for d, part in items
-    )
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(release)
+            await session.flush()
+            session.add_all(
+                ReleaseItem(release_id=release.id, deposit_id=d.id, milestone_id=milestone.id, amount=part, live=True)
+                for d, part in items
+            )
+    except IntegrityError:
+        raise InvalidState(ALREADY_RELEASING) from None
     return release
 
 
@@ -126,8 +129,7 @@ async def decide(
     session: AsyncSession, rt: Runtime, principal: Principal, release_id: str, body: ApprovalIn
 ) -> ReleaseRequest:
     release, app = await get_release(session, principal, release_id, for_update=True)
-    if not (principal.is_admin or is_approver(app, principal)):
-        raise Unauthorized("Only the app's approvers or an admin decide on releases")
+    require(decides(app, principal), "Only the app's approvers or an admin, never its owner, decide on releases")
     if release.status != "pending_approval":
         raise InvalidState("This release is not waiting for approval", status=release.status)
     already = await session.scalar(
@@ -145,10 +147,15 @@ async def decide(
 
     if body.decision == "reject":
         release.status = "rejected"
+        # the milestone may be asked for again for these deposits
+        await session.execute(update(ReleaseItem).where(ReleaseItem.release_id == release.id).values(live=None))
         return release
+    # An approval the owner gave earlier (listed as an approver, or before becoming the owner) never
+    # counts: nobody approves money going to themselves.
     approvers_admin = (await session.scalars(
         select(ReleaseApproval.is_admin)
-        .where(ReleaseApproval.release_id == release.id, ReleaseApproval.decision == "approve")
+        .where(ReleaseApproval.release_id == release.id, ReleaseApproval.decision == "approve",
+               ReleaseApproval.approver_id != app.owner_id)
     )).all()
     count, has_admin = len(approvers_admin), any(approvers_admin)
     if count >= release.required_approvals and (not release.needs_admin or has_admin):
@@ -160,11 +167,12 @@ async def decide(
 
 async def _execute_automatically(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:
     """The approval stands even when the money cannot move now (frozen by a dispute, refunded
-    meanwhile): the release stays `approved` and an admin executes it later."""
+    meanwhile, the milestone already released for a deposit): the release stays `approved` and an
+    admin sees to it."""
     try:
         async with session.begin_nested():
             await execute_release(session, rt, release, app)
-    except (FundsFrozen, InsufficientFunds) as refusal:
+    except (FundsFrozen, InsufficientFunds, InvalidState) as refusal:
         await session.refresh(release)  # the rolled-back savepoint expired it
         log.info("release %s approved but not executed automatically: %s", release.id, refusal.message)
 

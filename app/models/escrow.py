@@ -88,14 +88,27 @@ class ReleaseRequest(Timestamped, Base):
 
 
 class ReleaseItem(Base):
+    """One deposit's part of a release.
+
+    A milestone is released at most once per deposit: `live` is true while the release is pending,
+    approved or released, and NULL once it is rejected. NULLs never collide in a unique constraint
+    (PostgreSQL and SQLite alike), so the database holds one live item per (milestone, deposit) and
+    a rejected release frees its deposits for a new request.
+    """
+
     __tablename__ = "release_items"
-    __table_args__ = (UniqueConstraint("release_id", "deposit_id"),)
+    __table_args__ = (
+        UniqueConstraint("release_id", "deposit_id"),
+        UniqueConstraint("milestone_id", "deposit_id", "live"),
+        CheckConstraint("live", name="live_true_or_null"),  # false would block like true: never store it
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     release_id: Mapped[str] = mapped_column(ForeignKey("release_requests.id"), index=True)
     deposit_id: Mapped[str] = mapped_column(String(40), index=True)
     milestone_id: Mapped[str] = mapped_column(String(40))
     amount: Mapped[int] = mapped_column(BigInteger)
+    live: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=True)
 
 
 class ReleaseApproval(Base):

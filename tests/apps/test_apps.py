@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
 
+from app.models import App
 from tests.helpers import put_app
 
 
@@ -57,3 +62,43 @@ async def test_only_admins_or_the_platform_manage_apps(
     response = await client.put("/v1/apps/app-x", json=body, headers=auth("owner-1"))
     assert response.status_code == 403 and response.json()["error"]["code"] == "UNAUTHORIZED"
     assert (await client.get("/v1/apps/app-x")).status_code == 401
+
+
+async def test_the_owner_cannot_be_an_approver(client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]) -> None:
+    admin = auth("admin-1", admin=True)
+    body = {"name": "X", "owner_id": "o", "currency": "NGN", "share_price": "10.00", "total_shares": 10,
+            "approvers": ["a", "o"], "required_approvals": 1}
+    response = await client.put("/v1/apps/app-x", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert [f["loc"] for f in error["details"]["fields"]] == [["body", "approvers"]]
+    assert (await client.get("/v1/apps/app-x", headers=admin)).status_code == 404
+
+    await put_app(client, admin, "app-x", owner_id="o", approvers=["a"], required_approvals=1)
+    to_owner = await client.put("/v1/apps/app-x", json={**body, "owner_id": "a", "approvers": ["a"]}, headers=admin)
+    assert to_owner.status_code == 422, to_owner.text  # an update too
+    assert (await client.get("/v1/apps/app-x", headers=admin)).json()["owner_id"] == "o"
+
+
+async def test_concurrent_first_puts_of_an_app_all_succeed(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin = auth("admin-1", admin=True)
+
+    def body(i: int) -> dict[str, Any]:
+        return {"name": f"App {i}", "owner_id": f"owner-{i}", "currency": "NGN", "share_price": "10.00",
+                "total_shares": 100 + i}
+
+    responses = await asyncio.gather(*(client.put("/v1/apps/app-new", json=body(i), headers=admin)
+                                       for i in range(20)))
+
+    assert [r.status_code for r in responses] == [200] * 20, [r.text for r in responses if r.status_code != 200]
+    async with app.state.runtime.db.unit_of_work() as session:
+        rows = (await session.scalars(select(App).where(App.id == "app-new"))).all()
+    assert len(rows) == 1
+    # one caller's fields, whole: the last writer's
+    stored = (await client.get("/v1/apps/app-new", headers=admin)).json()
+    writer = int(stored["name"].removeprefix("App "))
+    assert (stored["owner_id"], stored["total_shares"]) == (f"owner-{writer}", 100 + writer)
+    assert stored == max((r.json() for r in responses), key=lambda a: a["updated_at"])

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.core.money import to_major, to_minor
 from app.ledger import accounts
 from app.ledger.service import balance
 from app.models import EscrowTransaction
@@ -76,5 +77,43 @@ async def test_fifty_concurrent_releases_and_refunds(
     released_ok = sum(1 for r in responses if r.status_code == 200)
     listed = (await client.get("/v1/escrow/releases?status=released&limit=200", headers=admin)).json()["items"]
     assert len(listed) == released_ok
+    integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
+    assert integrity["ok"], integrity
+
+
+@pytest.mark.parametrize(("shares", "one_deposit", "released"), [
+    ([10], False, ["5000.00"]),
+    ([10], True, ["5000.00"]),
+    ([10, 4], False, ["5000.00", "2000.00"]),  # the default: every deposit of the app
+], ids=["default", "transaction_id", "two_deposits"])
+async def test_concurrent_requests_release_a_milestone_once_per_deposit(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]],
+    shares: list[int], one_deposit: bool, released: list[str],
+) -> None:
+    admin, owner, approver = auth("admin-1", admin=True), auth("owner-1"), auth("approver-1")
+    await put_app(client, admin, approvers=["approver-1"], required_approvals=1)
+    for i, count in enumerate(shares):
+        await pay(client, app, await invest(client, auth(f"investor-{i}"), shares=count))
+    deposits = (await client.get("/v1/escrow/transactions?type=deposit", headers=admin)).json()["items"]
+    by_investor = {d["investor_id"]: d["id"] for d in deposits}
+    ms = await milestone(client, owner, "50")
+    await complete(client, owner, ms["id"])
+    body = {"milestone_id": ms["id"], **({"transaction_id": by_investor["investor-0"]} if one_deposit else {})}
+
+    responses = await asyncio.gather(*(client.post("/v1/escrow/releases", headers=owner, json=body)
+                                       for _ in range(5)))
+
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409], [r.text for r in responses]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {"INVALID_STATE"}
+    listed = (await client.get("/v1/escrow/releases", headers=admin)).json()["items"]
+    for release in listed:  # approve and execute everything there is
+        assert (await approve(client, approver, release["id"])).json()["status"] == "approved"
+        executed = await client.post(f"/v1/escrow/releases/{release['id']}/execute", headers=admin)
+        assert executed.status_code == 200, executed.text
+    after = {d["investor_id"]: d["released"] for d in
+             (await client.get("/v1/escrow/transactions?type=deposit", headers=admin)).json()["items"]}
+    assert [after[f"investor-{i}"] for i in range(len(shares))] == released
+    summary = (await client.get("/v1/apps/app-1/escrow", headers=admin)).json()["items"][0]
+    assert summary["released"] == to_major(sum(to_minor(r, "NGN") for r in released), "NGN")
     integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
     assert integrity["ok"], integrity

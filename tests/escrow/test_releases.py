@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -9,14 +10,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import InvalidState
-from app.core.money import allocate, percentage_of, to_major
+from app.core.money import allocate, parse_percentage, percentage_of, to_major, to_minor
 from app.core.security import Principal
 from app.escrow.service import EscrowService
 from app.ledger import accounts
 from app.ledger.service import balance
-from app.models import EscrowTransaction, Milestone
+from app.models import App, EscrowTransaction, Milestone, Payout, ReleaseApproval, ReleaseItem, ReleaseRequest
+from app.models.base import new_id
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, invest, pay, put_app, settle
 
@@ -89,6 +93,44 @@ async def get_json(client: httpx.AsyncClient, who: dict[str, str], path: str) ->
     response = await client.get(path, headers=who)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+async def plant_release(app: FastAPI, like: dict, *, status: str, live: bool | None) -> str:
+    """A copy of release `like` (same milestone, deposits and amounts) written straight to the
+    database, past create_release's checks; `live` is its items' marker."""
+    async with app.state.runtime.db.unit_of_work() as session:
+        planted = ReleaseRequest(
+            id=new_id("rel"), app_id=like["app_id"], milestone_id=like["milestone_id"], transaction_id=None,
+            currency=like["currency"], amount=to_minor(like["amount"], like["currency"]),
+            release_percentage=parse_percentage(like["release_percentage"]), required_approvals=1,
+            needs_admin=False, status=status, requested_by=OWNER,
+        )
+        session.add(planted)
+        await session.flush()
+        # into the table itself: the ORM writes the column's default (true) for None
+        await session.execute(insert(ReleaseItem.__table__), [
+            {"release_id": planted.id, "deposit_id": item["transaction_id"], "milestone_id": like["milestone_id"],
+             "amount": to_minor(item["amount"], like["currency"]), "live": live}
+            for item in like["items"]
+        ])
+    return planted.id
+
+
+async def released_so_far(app: FastAPI) -> tuple[int, int, int]:
+    """(released from deposits, escrow balance, payouts queued), in minor units and rows."""
+    async with app.state.runtime.db.unit_of_work() as session:
+        released = await session.scalar(select(func.sum(EscrowTransaction.released)).where(
+            EscrowTransaction.type == "deposit"))
+        payouts = await session.scalar(select(func.count()).select_from(Payout))
+        return released or 0, await balance(session, accounts.escrow("app-1", "NGN")), payouts or 0
+
+
+async def list_owner_as_approver(app: FastAPI, app_id: str = "app-1") -> None:
+    """What a row written before owners were refused as approvers may hold."""
+    async with app.state.runtime.db.unit_of_work() as session:
+        row = await session.get(App, app_id)
+        assert row is not None
+        row.approvers = [OWNER, *row.approvers]
 
 
 # ---- automatic releases ---------------------------------------------------------------------------
@@ -168,6 +210,48 @@ class TestAutomaticReleases:
         assert resolved.status_code == 200, resolved.text
         executed = await execute(client, users["admin"], release["id"])
         assert executed.status_code == 200 and executed.json()["status"] == "released"
+
+    async def test_a_milestone_already_released_for_the_deposit_leaves_the_approval_standing(
+        self, client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+    ) -> None:
+        await invested(client, app, auth, users, [10])
+        owner = users["owner"]
+        release = await new_release(client, owner, await completed_milestone(client, owner, "50"))
+        await decided(client, users["approver1"], release["id"])
+        assert (await decided(client, users["approver2"], release["id"]))["status"] == "released"
+        planted = await plant_release(app, release, status="pending_approval", live=None)
+
+        assert (await decided(client, users["approver1"], planted))["status"] == "approved"  # quorum 1: not executed
+        assert await released_so_far(app) == (500_000, 500_000, 1)
+
+    async def test_the_owner_cannot_trigger_an_execution(
+        self, client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+    ) -> None:
+        await invested(client, app, auth, users, [20], approvers=[APPROVERS[0]], required_approvals=1)
+        owner = users["owner"]
+        release = await new_release(client, owner, await completed_milestone(client, owner, "25"))
+        await list_owner_as_approver(app)
+
+        for who in (owner, auth(OWNER, admin=True)):
+            assert_error(await approve(client, who, release["id"]), 403, "UNAUTHORIZED")
+        assert (await get_json(client, owner, f"/v1/escrow/releases/{release['id']}"))["status"] == "pending_approval"
+        assert await released_so_far(app) == (0, 2_000_000, 0)
+        assert (await decided(client, users["approver1"], release["id"]))["status"] == "released"
+
+    async def test_an_approval_the_owner_gave_earlier_does_not_count(
+        self, client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+    ) -> None:
+        await invested(client, app, auth, users, [20])  # two approvals needed
+        owner = users["owner"]
+        release = await new_release(client, owner, await completed_milestone(client, owner, "25"))
+        await list_owner_as_approver(app)
+        async with app.state.runtime.db.unit_of_work() as session:
+            session.add(ReleaseApproval(release_id=release["id"], approver_id=OWNER, decision="approve",
+                                        is_admin=True))
+
+        assert (await decided(client, users["approver1"], release["id"]))["status"] == "pending_approval"
+        assert await released_so_far(app) == (0, 2_000_000, 0)
+        assert (await decided(client, users["approver2"], release["id"]))["status"] == "released"
 
 
 async def test_without_automatic_releases_an_approved_release_waits_for_an_admin(
@@ -423,3 +507,130 @@ async def test_list_and_get_releases(
     for who in (other_owner, other_approver, auth("investor-0")):
         assert_error(await client.get(f"/v1/escrow/releases/{first['id']}", headers=who), 404, "NOT_FOUND")
     assert_error(await client.get("/v1/escrow/releases/rel-missing", headers=admin), 404, "NOT_FOUND")
+
+
+# ---- a milestone is released at most once per deposit ---------------------------------------------
+
+
+async def test_the_database_refuses_a_second_live_item_for_a_milestone_and_deposit(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+) -> None:
+    await invested(client, app, auth, users, [10])
+    owner = users["owner"]
+    first = await new_release(client, owner, await completed_milestone(client, owner, "50"))
+
+    with pytest.raises(IntegrityError, match=r"(?i)unique"):
+        await plant_release(app, first, status="pending_approval", live=True)
+    with pytest.raises(IntegrityError, match=r"(?i)check"):  # the marker is true or NULL, never false
+        await plant_release(app, first, status="pending_approval", live=False)
+    assert [r["id"] for r in (await get_json(client, owner, "/v1/escrow/releases"))["items"]] == [first["id"]]
+    # a rejected release's items carry no marker: any number of them may sit beside the live one
+    for _ in range(2):
+        await plant_release(app, first, status="rejected", live=None)
+
+
+async def test_rejecting_a_release_frees_its_deposits_for_the_milestone(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+) -> None:
+    deposits = await invested(client, app, auth, users, [10, 4])
+    owner, admin = users["owner"], users["admin"]
+    milestone_id = await completed_milestone(client, owner, "50")
+    first = await new_release(client, owner, milestone_id)
+    assert_error(await ask_release(client, owner, milestone_id), 409, "INVALID_STATE")
+
+    await decided(client, users["approver1"], first["id"], "reject")
+    again = await new_release(client, owner, milestone_id)
+    assert sorted((i["transaction_id"], i["amount"]) for i in again["items"]) == sorted(
+        [(deposits["investor-0"], "5000.00"), (deposits["investor-1"], "2000.00")])
+    assert_error(await ask_release(client, owner, milestone_id), 409, "INVALID_STATE")  # live again
+    await decided(client, users["approver1"], again["id"])
+    await decided(client, users["approver2"], again["id"])
+    executed = await execute(client, admin, again["id"])
+    assert executed.status_code == 200, executed.text
+    assert (await released_so_far(app))[0] == 700_000
+
+
+async def test_execute_refuses_a_milestone_already_released_for_the_deposit(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+) -> None:
+    deposit = (await invested(client, app, auth, users, [10]))["investor-0"]
+    owner, admin = users["owner"], users["admin"]
+    release = await new_release(client, owner, await completed_milestone(client, owner, "50"))
+    await decided(client, users["approver1"], release["id"])
+    await decided(client, users["approver2"], release["id"])
+    # a second approved release of the same milestone and deposit that got past create_release
+    planted = await plant_release(app, release, status="approved", live=None)
+    assert (await execute(client, admin, release["id"])).status_code == 200
+    before = await released_so_far(app)
+    assert before == (500_000, 500_000, 1)
+
+    refused = await execute(client, admin, planted)
+    assert_error(refused, 409, "INVALID_STATE")
+    assert refused.json()["error"]["details"] == {"milestone_id": release["milestone_id"], "transaction_id": deposit}
+    assert (await get_json(client, admin, f"/v1/escrow/releases/{planted}"))["status"] == "approved"
+    assert await released_so_far(app) == before
+    assert (await get_json(client, admin, "/v1/admin/integrity"))["ok"]
+
+
+async def test_two_releases_of_one_milestone_and_deposit_executed_at_once_move_money_once(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+) -> None:
+    await invested(client, app, auth, users, [10, 4])
+    owner, admin = users["owner"], users["admin"]
+    release = await new_release(client, owner, await completed_milestone(client, owner, "50"))
+    await decided(client, users["approver1"], release["id"])
+    await decided(client, users["approver2"], release["id"])
+    planted = await plant_release(app, release, status="approved", live=None)
+
+    # gathered, both wait in the escrow queue together: one batch, checked one after the other
+    responses = await asyncio.gather(execute(client, admin, release["id"]), execute(client, admin, planted))
+    assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+    assert next(r for r in responses if r.status_code == 409).json()["error"]["code"] == "INVALID_STATE"
+    assert await released_so_far(app) == (700_000, 700_000, 1)
+    assert (await get_json(client, admin, "/v1/admin/integrity"))["ok"]
+
+
+async def test_milestones_never_release_more_of_a_deposit_than_their_percentages(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+) -> None:
+    deposit = (await invested(client, app, auth, users, [10]))["investor-0"]  # 10000.00
+    owner, admin = users["owner"], users["admin"]
+    thirty, twenty = [await completed_milestone(client, owner, p) for p in ("30", "20")]
+    # the override lets one milestone take what both promise...
+    everything = await new_release(client, owner, thirty, release_percentage="50")
+    second = await new_release(client, owner, twenty)
+    for release in (everything, second):
+        await decided(client, users["approver1"], release["id"])
+        await decided(client, users["approver2"], release["id"])
+    assert (await execute(client, admin, everything["id"])).status_code == 200
+    # ...and then nothing more leaves for milestones
+    refused = await execute(client, admin, second["id"])
+    assert_error(refused, 409, "INVALID_STATE")
+    assert refused.json()["error"]["details"] == {
+        "transaction_id": deposit, "milestones_percentage": "50.00", "released": "5000.00", "requested": "2000.00"}
+    assert await released_so_far(app) == (500_000, 500_000, 1)
+    # a dispute resolved for the owner is no milestone's release
+    dispute = await client.post("/v1/disputes", headers=auth("investor-0"),
+                                json={"transaction_id": deposit, "reason": "late", "amount": "1000.00"})
+    assert dispute.status_code == 201, dispute.text
+    resolved = await client.post(f"/v1/disputes/{dispute.json()['id']}/resolve", headers=admin,
+                                 json={"outcome": "release"})
+    assert resolved.status_code == 200, resolved.text
+    assert (await released_so_far(app))[0] == 600_000
+
+
+# ---- nobody approves money going to themselves ----------------------------------------------------
+
+
+async def test_the_owner_never_approves_their_own_release(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
+) -> None:
+    await invested(client, app, auth, users, [10])
+    owner = users["owner"]
+    release = await new_release(client, owner, await completed_milestone(client, owner, "10"))
+    await list_owner_as_approver(app)
+
+    for who in (owner, auth(OWNER, admin=True)):
+        for decision in ("approve", "reject"):
+            assert_error(await approve(client, who, release["id"], decision), 403, "UNAUTHORIZED")
+    assert (await get_json(client, owner, f"/v1/escrow/releases/{release['id']}"))["approvals"] == []
