@@ -8,6 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK, Timestamped, UTCDateTime, utcnow
 
+# Longer than any reference this service issues (`pay-` + time + random, about 32 characters).
+REFERENCE_LENGTH = 64
+
 
 class Payment(Timestamped, Base):
     """A payment intent: what we asked the gateway to collect, and what happened to it."""
@@ -16,7 +19,7 @@ class Payment(Timestamped, Base):
     __table_args__ = (Index("ix_payments_status_created_at", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    reference: Mapped[str] = mapped_column(String(REFERENCE_LENGTH), unique=True)
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     app_id: Mapped[str] = mapped_column(String(64), index=True)
     payment_type: Mapped[str] = mapped_column(String(20))

@@ -28,7 +28,8 @@ from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import new_id, utcnow
-from app.payments.inbox import RetryLater, on_event
+from app.models.payments import REFERENCE_LENGTH
+from app.payments.inbox import RetryLater, on_event, text_field
 from app.payments.schemas import PaymentCreate, PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
@@ -192,7 +193,7 @@ async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> P
 @on_event("charge.success")
 async def handle_charge_success(rt: Runtime, data: dict[str, Any]) -> str:
     """Never trust the webhook body for money: look the charge up with the gateway first."""
-    reference = str(data.get("reference") or "")
+    reference = text_field(data, "reference", max_length=REFERENCE_LENGTH) or ""
     if not reference.startswith(REFERENCE_PREFIX):
         return "ignored"  # not a charge this service started
     try:
