@@ -41,6 +41,10 @@ class Payment(Timestamped, Base):
     channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     authorization_code_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Paystack's fee on the charge, and what the customer paid: `amount`, or `amount` plus the fee
+    # when the integration passes its fees on to customers.
+    gateway_fee: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    charged_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     flag_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     outcome_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -141,7 +141,8 @@ async def apply_verifications(
         if verified.is_success:
             if not verified.matches(payment.amount, payment.currency):
                 payment.flag_reason = (
-                    f"gateway reports {verified.amount} {verified.currency}, "
+                    f"gateway reports {verified.asked_amount} {verified.currency} "
+                    f"(charged {verified.amount}, fees {verified.fees}), "
                     f"expected {payment.amount} {payment.currency}"
                 )
                 log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
@@ -151,6 +152,8 @@ async def apply_verifications(
             payment.paid_at = verified.paid_at or utcnow()
             payment.channel = verified.channel
             payment.gateway_transaction_id = verified.id
+            payment.gateway_fee = verified.fees
+            payment.charged_amount = verified.amount
             payment.flag_reason = None
             if verified.authorization_code:
                 payment.authorization_code_encrypted = rt.cipher.encrypt(verified.authorization_code)
@@ -265,6 +268,8 @@ def payment_out(payment: Payment) -> PaymentOut:
         channel=payment.channel,
         paid_at=payment.paid_at,
         refunded_amount=to_major(payment.refunded_amount, payment.currency),
+        gateway_fee=None if payment.gateway_fee is None else to_major(payment.gateway_fee, payment.currency),
+        charged_amount=None if payment.charged_amount is None else to_major(payment.charged_amount, payment.currency),
         flagged=payment.flag_reason is not None,
         flag_reason=payment.flag_reason,
         note=payment.outcome_note,
