@@ -21,6 +21,9 @@ ESCROW_BATCH_SIZE = Histogram(
     "escrow_batch_size", "Escrow releases and refunds committed together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+CHARGEBACKS_FLAGGED = Counter(
+    "chargebacks_flagged_total", "Chargebacks whose money stays frozen for an admin, by why", ["reason"]
+)
 WEBHOOK_BACKLOG = Gauge("webhook_inbox_backlog", "Webhook events waiting to be processed", multiprocess_mode="max")
 RATE_LIMIT_IN_MEMORY = Gauge(
     "rate_limit_counting_in_memory",

@@ -144,7 +144,8 @@ class DisputeIn(StrictModel):
 
 
 class DisputeResolve(StrictModel):
-    outcome: Literal["refund", "partial_refund", "release", "dismiss"]
+    # `chargeback` (chargebacks only): the bank took `amount` (default: all that is disputed) back.
+    outcome: Literal["refund", "partial_refund", "release", "dismiss", "chargeback"]
     amount: AmountInput | None = None
     note: str | None = Field(default=None, max_length=1000)
 
@@ -165,6 +166,10 @@ class DisputeOut(BaseModel):
     resolved_by: str | None
     resolved_at: datetime | None
     created_at: datetime
+    # Chargebacks: Paystack's resolution, and why the money was left frozen for an admin.
+    gateway_resolution: str | None
+    flagged: bool
+    flag_reason: str | None
 
 
 class EscrowSummaryItem(BaseModel):

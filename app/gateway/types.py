@@ -36,14 +36,28 @@ class VerifiedTransaction:
     # A reusable card authorization: kept out of repr so it never lands in logs or tracebacks.
     authorization_code: str | None = field(repr=False)
     customer_email: str | None
+    # What the merchant asked for. `amount` is what the customer paid: the same, or more by `fees`
+    # when the integration passes its fees on to customers. None when the answer does not say.
+    requested_amount: int | None = None
 
     @property
     def is_success(self) -> bool:
         return self.status == "success"
 
+    @property
+    def asked_amount(self) -> int:
+        """The amount the charge was initialized with (`requested_amount`, else `amount`)."""
+        return self.amount if self.requested_amount is None else self.requested_amount
+
     def matches(self, amount: int, currency: str) -> bool:
-        """True only for a successful charge of exactly `amount` in `currency`: the condition to credit."""
-        return self.is_success and self.amount == amount and self.currency.casefold() == currency.casefold()
+        """True only for a successful charge of exactly `amount` in `currency`, paid in full: the condition
+        to credit. The customer paid either that amount or that amount plus the fees passed on to them."""
+        return (
+            self.is_success
+            and self.currency.casefold() == currency.casefold()
+            and self.asked_amount == amount
+            and self.amount in (amount, amount + (self.fees or 0))
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,9 @@ class ReleaseApproval(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+GATEWAY_DISPUTE_ID_LENGTH = 64
+
+
 class Dispute(Timestamped, Base):
     """Disputed money of one deposit, frozen until resolved."""
 
@@ -138,9 +141,14 @@ class Dispute(Timestamped, Base):
     reason: Mapped[str] = mapped_column(String(1000))
     status: Mapped[str] = mapped_column(String(20), default="open")  # open -> resolved
     source: Mapped[str] = mapped_column(String(20), default="investor")  # investor | gateway
-    gateway_dispute_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    gateway_dispute_id: Mapped[str | None] = mapped_column(String(GATEWAY_DISPUTE_ID_LENGTH), nullable=True,
+                                                           unique=True)
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
     outcome_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     resolution_note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     resolved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Chargebacks: the resolution Paystack sent, and why the service left the money frozen for an admin
+    # (a resolution it does not know, or one the rest of the event contradicts).
+    gateway_resolution: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    flag_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)

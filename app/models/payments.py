@@ -8,6 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK, Timestamped, UTCDateTime, utcnow
 
+# Longer than any reference this service issues (`pay-` + time + random, about 32 characters).
+REFERENCE_LENGTH = 64
+
 
 class Payment(Timestamped, Base):
     """A payment intent: what we asked the gateway to collect, and what happened to it."""
@@ -16,7 +19,7 @@ class Payment(Timestamped, Base):
     __table_args__ = (Index("ix_payments_status_created_at", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    reference: Mapped[str] = mapped_column(String(REFERENCE_LENGTH), unique=True)
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     app_id: Mapped[str] = mapped_column(String(64), index=True)
     payment_type: Mapped[str] = mapped_column(String(20))
@@ -38,6 +41,10 @@ class Payment(Timestamped, Base):
     channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     authorization_code_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Paystack's fee on the charge, and what the customer paid: `amount`, or `amount` plus the fee
+    # when the integration passes its fees on to customers.
+    gateway_fee: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    charged_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     flag_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     outcome_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -8,8 +8,10 @@ stored and marked ignored.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,10 +21,14 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
+from app.core.db import is_retryable
 from app.core.logging import redact
+from app.gateway.errors import GatewayError, GatewayRejected
 from app.models import WebhookEvent
 from app.models.base import utcnow
 from app.runtime import Runtime
@@ -34,10 +40,61 @@ _HANDLERS: dict[str, EventHandler] = {}
 MAX_ATTEMPTS = 12
 # Events of a claimed batch handled at once: their gateway calls overlap and their charges share commits.
 CONCURRENCY = 48
+# Paystack's bodies nest five levels (event, data, log, history, entry); far deeper is not Paystack's.
+MAX_EVENT_DEPTH = 32
+EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+DEDUP_KEY_LENGTH = 200
 
 
 class RetryLater(Exception):
     """The event cannot be applied yet (e.g. the gateway is down): try again after a backoff."""
+
+
+class MalformedEvent(Exception):
+    """The event's data can never be applied (a field of the wrong type, or longer than anything it could
+    name): the event is kept as ignored, with the reason, and never retried."""
+
+
+def _is_transient(error: Exception) -> bool:
+    """Failures another attempt can get past: the event is not applicable yet, or the gateway or the
+    database is unavailable or in conflict. Anything else (a value no column holds, a gateway refusal,
+    a request that cannot be built) fails the same way every time."""
+    if isinstance(error, RetryLater | OSError | PoolTimeout):  # OSError: refused, reset, timed out
+        return True
+    if isinstance(error, GatewayError):
+        return not isinstance(error, GatewayRejected)
+    return isinstance(error, DBAPIError) and (
+        error.connection_invalidated
+        or is_retryable(error)
+        or isinstance(error, OperationalError | IntegrityError | InterfaceError)
+    )
+
+
+def text_field(data: dict[str, Any], key: str, *, max_length: int) -> str | None:
+    """`data[key]` as text (Paystack sends ids as integers, references as strings), None when absent.
+    MalformedEvent for anything else, or for text longer than anything it could name."""
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedEvent(f"{key} is not a string")
+    text = str(value)
+    if len(text) > max_length or not text.isprintable():
+        raise MalformedEvent(f"{key} is not printable text of at most {max_length} characters")
+    return text
+
+
+def amount_field(data: dict[str, Any], key: str) -> int | None:
+    """`data[key]` as an amount in minor units (an integer, or digits in a string as some of Paystack's
+    bodies carry it), None when absent. MalformedEvent for anything else."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise MalformedEvent(f"{key} is not an amount in minor units")
+    return value
 
 
 def on_event(*names: str) -> Callable[[EventHandler], EventHandler]:
@@ -57,7 +114,11 @@ def dedup_key(event: str, data: dict[str, Any]) -> str:
     if event.startswith("transfer.") and data.get("reference"):
         # a retried payout keeps its reference: each attempt's transfer and outcome is its own event
         ident = f"{data['reference']}:{data.get('transfer_code') or data.get('id') or ''}:{data.get('status', '')}"
-    return f"{event}:{ident}"[:200]
+    key = f"{event}:{ident}"
+    if len(key) <= DEDUP_KEY_LENGTH and key.isprintable():
+        return key
+    # Paystack's ids and references are short and printable; anything else still gets a key of its own.
+    return f"{event}:sha256:{hashlib.sha256(str(ident).encode('utf-8', 'backslashreplace')).hexdigest()}"
 
 
 REDACTED = "[redacted]"
@@ -108,16 +169,71 @@ class Arrival:
 
     event: str
     data: dict[str, Any]
+    raw_body: bytes
+    # Why a signed body is not an event the inbox can process; it is then stored as ignored.
+    unreadable: str | None = None
 
     @property
     def dedup_key(self) -> str:
+        if self.unreadable is not None:
+            return f"unreadable:{hashlib.sha256(self.raw_body).hexdigest()}"
         return dedup_key(self.event, self.data)
 
-    def stored_payload(self) -> str:
-        """What the worker needs later (the event and its data), redacted: the raw bytes were only
-        needed for the signature."""
-        return json.dumps({"event": self.event, "data": redact_payload(self.data)},
-                          separators=(",", ":"), ensure_ascii=False)
+    @property
+    def payload(self) -> str:
+        """What the payload column keeps. An event: its name and data, redacted (the raw bytes were
+        only needed for the signature). An unreadable body: its text with bytes that are not UTF-8 and
+        NULs (which PostgreSQL's text cannot hold) escaped, and what `redact` recognises taken out."""
+        if self.unreadable is None:
+            return json.dumps({"event": self.event, "data": redact_payload(self.data)},
+                              separators=(",", ":"), ensure_ascii=False)
+        return redact(self.raw_body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00"))
+
+
+def read_arrival(body: bytes) -> Arrival:
+    """A signed webhook body as the inbox stores it; never raises. A body that is not a Paystack event
+    (not UTF-8 JSON, nested too deep, not an object with an event name and a data object) is Paystack's
+    all the same, since its signature holds: it is kept as unreadable, with the reason, rather than
+    refused and sent again for days."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Arrival("", {}, body, unreadable="the body is not UTF-8")
+    too_deep = f"the body nests deeper than {MAX_EVENT_DEPTH} levels"
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        return Arrival("", {}, body, unreadable=too_deep)
+    except ValueError:
+        return Arrival("", {}, body, unreadable="the body is not JSON")
+    # No deeper than it has brackets: most bodies are cleared by the count alone, without the walk.
+    if text.count("{") + text.count("[") > MAX_EVENT_DEPTH and _depth_exceeds(payload, MAX_EVENT_DEPTH):
+        return Arrival("", {}, body, unreadable=too_deep)
+    if not isinstance(payload, dict):
+        return Arrival("", {}, body, unreadable="the body is not a JSON object")
+    event, data = payload.get("event"), payload.get("data")
+    if not isinstance(event, str) or not EVENT_NAME.fullmatch(event):
+        return Arrival("", {}, body, unreadable="event is not an event name")
+    if not isinstance(data, dict):
+        return Arrival(event, {}, body, unreadable="data is not an object")
+    return Arrival(event, data, body)
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    """Whether JSON `value` nests more than `limit` levels; iterative, so depth cannot exhaust the stack."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        node, level = pending.pop()
+        if isinstance(node, dict):
+            children: list[Any] = list(node.values())
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if level > limit:
+            return True
+        pending.extend((child, level + 1) for child in children)
+    return False
 
 
 async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[bool]:
@@ -129,8 +245,10 @@ async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[b
     # into multi-row INSERTs itself ("insertmanyvalues"), RETURNING included.
     stored = set(await session.scalars(
         insert(WebhookEvent).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(WebhookEvent.dedup_key),
-        [{"event": a.event[:64], "dedup_key": a.dedup_key, "payload": a.stored_payload(),
-          "status": "pending", "attempts": 0, "available_at": now, "received_at": now} for a in arrivals],
+        [{"event": a.event, "dedup_key": a.dedup_key, "payload": a.payload,
+          "status": "pending" if a.unreadable is None else "ignored", "last_error": a.unreadable,
+          "processed_at": None if a.unreadable is None else now,
+          "attempts": 0, "available_at": now, "received_at": now} for a in arrivals],
     ))
     return [a.dedup_key in stored for a in arrivals]
 
@@ -139,7 +257,11 @@ async def store_event(rt: Runtime, arrival: Arrival) -> bool:
     """Store one arriving event, sharing the transaction with those arriving at the same time.
     Returns True if it is new."""
     commits = rt.group_commit("webhook inbox", store_events)
-    return bool(await commits.submit(arrival, key=arrival.dedup_key))
+    new = bool(await commits.submit(arrival, key=arrival.dedup_key))
+    if new and arrival.unreadable is not None:
+        log.warning("signed webhook body stored as ignored: %s", arrival.unreadable)
+        metrics.WEBHOOK_EVENTS.labels(event=metrics.event_label(arrival.event), result="unreadable").inc()
+    return new
 
 
 async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:
@@ -176,13 +298,19 @@ async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
         else:
             result = await handler(rt, data)
             outcome = ("ignored" if result == "ignored" else "processed", None)
-    except Exception as error:  # any failure: the event stays in the inbox and is retried
-        if event.attempts >= MAX_ATTEMPTS:
+    except MalformedEvent as error:
+        log.warning("webhook event %s ignored: %s", event.id, error)
+        outcome, result = ("ignored", redact(f"malformed: {error}")), "malformed"
+    except Exception as error:  # only a transient failure is worth another attempt
+        if not _is_transient(error):
+            log.exception("webhook event %s failed; another attempt would fail the same way", event.id)
+            outcome, result = ("failed", redact(repr(error))), "failed"
+        elif event.attempts >= MAX_ATTEMPTS:
             log.error("webhook event %s gave up after %s attempts: %s", event.id, event.attempts, error)
             outcome, result = ("failed", redact(repr(error))), "failed"
         else:
             if not isinstance(error, RetryLater):
-                log.exception("webhook event %s failed; will retry", event.id)
+                log.warning("webhook event %s failed; will retry", event.id, exc_info=error)
             outcome, result = ("pending", redact(repr(error))), "retry"
     metrics.WEBHOOK_EVENTS.labels(event=label, result=result).inc()
     metrics.WEBHOOK_PROCESSING.observe(time.perf_counter() - started)

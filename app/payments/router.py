@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -16,7 +15,7 @@ from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.gateway.signature import verify_signature
 from app.payments import service
-from app.payments.inbox import Arrival, store_event
+from app.payments.inbox import read_arrival, store_event
 from app.payments.schemas import PaymentCreate, PaymentOut, PaymentStatus, PaymentType, WebhookAck
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
@@ -78,13 +77,8 @@ async def paystack_webhook(request: Request, rt: RuntimeDep) -> WebhookAck:
     signature = request.headers.get("x-paystack-signature")
     if not verify_signature(body, signature, settings.paystack_secret_key.get_secret_value()):
         raise InvalidSignature()
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValidationFailed("Webhook body is not JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str) \
-            or not isinstance(payload.get("data"), dict):
-        raise ValidationFailed("Webhook body needs an event name and a data object")
-    await store_event(rt, Arrival(payload["event"], payload["data"]))
-    rt.notify_worker()
+    arrival = read_arrival(body)
+    await store_event(rt, arrival)
+    if arrival.unreadable is None:
+        rt.notify_worker()
     return WebhookAck()

@@ -92,6 +92,10 @@ class PaymentOut(BaseModel):
     channel: str | None
     paid_at: datetime | None
     refunded_amount: str
+    # Paystack's fee on the charge, and what the customer paid (more than `amount` when the fees are
+    # passed on to customers); null until the charge succeeds.
+    gateway_fee: str | None
+    charged_amount: str | None
     flagged: bool
     flag_reason: str | None
     note: str | None

@@ -28,7 +28,8 @@ from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import new_id, utcnow
-from app.payments.inbox import RetryLater, on_event
+from app.models.payments import REFERENCE_LENGTH
+from app.payments.inbox import RetryLater, on_event, text_field
 from app.payments.schemas import PaymentCreate, PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
@@ -140,7 +141,8 @@ async def apply_verifications(
         if verified.is_success:
             if not verified.matches(payment.amount, payment.currency):
                 payment.flag_reason = (
-                    f"gateway reports {verified.amount} {verified.currency}, "
+                    f"gateway reports {verified.asked_amount} {verified.currency} "
+                    f"(charged {verified.amount}, fees {verified.fees}), "
                     f"expected {payment.amount} {payment.currency}"
                 )
                 log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
@@ -150,6 +152,8 @@ async def apply_verifications(
             payment.paid_at = verified.paid_at or utcnow()
             payment.channel = verified.channel
             payment.gateway_transaction_id = verified.id
+            payment.gateway_fee = verified.fees
+            payment.charged_amount = verified.amount
             payment.flag_reason = None
             if verified.authorization_code:
                 payment.authorization_code_encrypted = rt.cipher.encrypt(verified.authorization_code)
@@ -192,7 +196,7 @@ async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> P
 @on_event("charge.success")
 async def handle_charge_success(rt: Runtime, data: dict[str, Any]) -> str:
     """Never trust the webhook body for money: look the charge up with the gateway first."""
-    reference = str(data.get("reference") or "")
+    reference = text_field(data, "reference", max_length=REFERENCE_LENGTH) or ""
     if not reference.startswith(REFERENCE_PREFIX):
         return "ignored"  # not a charge this service started
     try:
@@ -264,6 +268,8 @@ def payment_out(payment: Payment) -> PaymentOut:
         channel=payment.channel,
         paid_at=payment.paid_at,
         refunded_amount=to_major(payment.refunded_amount, payment.currency),
+        gateway_fee=None if payment.gateway_fee is None else to_major(payment.gateway_fee, payment.currency),
+        charged_amount=None if payment.charged_amount is None else to_major(payment.charged_amount, payment.currency),
         flagged=payment.flag_reason is not None,
         flag_reason=payment.flag_reason,
         note=payment.outcome_note,

@@ -115,5 +115,40 @@ async def test_concurrent_requests_release_a_milestone_once_per_deposit(
     assert [after[f"investor-{i}"] for i in range(len(shares))] == released
     summary = (await client.get("/v1/apps/app-1/escrow", headers=admin)).json()["items"][0]
     assert summary["released"] == to_major(sum(to_minor(r, "NGN") for r in released), "NGN")
+
+
+async def test_gateway_and_admin_resolving_one_chargeback_at_once_move_the_money_once(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin = auth("admin-1", admin=True)
+    await put_app(client, admin)
+    payment = await invest(client, auth("investor-1"), shares=5)
+    await pay(client, app, payment)
+    await pay(client, app, await invest(client, auth("investor-2"), shares=3))
+    await app.state.sandbox.open_dispute(payment["reference"])
+    await settle(app)
+    [dispute] = (await client.get("/v1/disputes", headers=admin)).json()["items"]
+    # the resolution arrives and waits in the inbox; the worker takes it while two admins book it too
+    await app.state.sandbox.resolve_dispute(payment["reference"], resolution="auto-accepted")
+
+    *booked, _ = await asyncio.gather(
+        *(client.post(f"/v1/disputes/{dispute['id']}/resolve", headers=admin, json={"outcome": "chargeback"})
+          for _ in range(2)),
+        app.state.worker.drain(),
+    )
+    await settle(app)
+
+    assert sorted(r.status_code for r in booked) in ([200, 409], [409, 409]), [r.text for r in booked]
+    assert all(r.json()["error"]["code"] == "INVALID_STATE" for r in booked if r.status_code == 409)
+
+    resolved = (await client.get(f"/v1/disputes/{dispute['id']}", headers=admin)).json()
+    assert resolved["status"] == "resolved" and resolved["outcome_amount"] == "5000.00"
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await balance(session, accounts.escrow("app-1", "NGN")) == 300_000
+        charged_back = (await session.scalars(select(EscrowTransaction).where(
+            EscrowTransaction.type == "refund", EscrowTransaction.status == "processed"))).all()
+        assert [tx.amount for tx in charged_back] == [500_000]
+    deposit = (await client.get(f"/v1/escrow/transactions/{dispute['transaction_id']}", headers=admin)).json()
+    assert (deposit["frozen"], deposit["refunded"]) == ("0.00", "5000.00")
     integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
     assert integrity["ok"], integrity

@@ -377,6 +377,73 @@ async def test_settle_charge_from_python(env: Env) -> None:
     assert env.receiver.attempts == 0
 
 
+# --- the shapes of Paystack's documented bodies ------------------------------------------------------
+
+
+async def test_verify_answers_with_the_keys_of_paystacks_sample(env: Env) -> None:
+    reference = await paid_charge(env)
+    paid = await verify(env, reference)
+    sample = paystack_sample("transaction_verify_success")["data"]
+    assert set(paid) == set(sample)
+    for key in ("id", "status", "reference", "amount", "requested_amount", "currency", "fees", "paid_at",
+                "channel", "gateway_response", "authorization", "customer"):
+        assert type(paid[key]) is type(sample[key]), key
+    assert paid["requested_amount"] == paid["amount"] == 500000  # fees are not passed on by default
+
+    await env.sandbox.wait_idle()
+    [event] = env.receiver.events()
+    recorded = paystack_sample("webhook_charge_success_recorded")
+    assert event["event"] == recorded["event"]
+    assert set(recorded["data"]) <= set(event["data"])
+
+
+async def test_fees_passed_on_to_customers_are_added_to_what_they_pay(env: Env) -> None:
+    plain = httpx.AsyncClient(transport=env.transport, base_url=BASE)
+    async with plain:
+        assert_error(await plain.post(f"{API}/_control/integration", json={"customer_pays_fees": "yes"}), 400)
+        turned_on = await plain.post(f"{API}/_control/integration", json={"customer_pays_fees": True})
+        assert turned_on.status_code == 200, turned_on.text
+        assert turned_on.json()["data"] == {"customer_pays_fees": True}
+        assert env.sandbox.customer_pays_fees
+
+        reference = await paid_charge(env, amount=30050)
+        paid = await verify(env, reference)
+        # NGN pricing: 1.5% (no flat NGN 100 below NGN 2,500)
+        assert (paid["requested_amount"], paid["fees"], paid["amount"]) == (30050, 451, 30501)
+        await env.sandbox.wait_idle()
+        assert env.receiver.events()[0]["data"]["amount"] == 30501
+
+        await plain.post(f"{API}/_control/integration", json={"customer_pays_fees": False})
+        later = await verify(env, await paid_charge(env, amount=30050))
+        assert (later["requested_amount"], later["fees"], later["amount"]) == (30050, 451, 30050)
+
+
+@pytest.mark.parametrize(("resolution", "status_after"),
+                         [("auto-accepted", "reversed"), ("merchant-accepted", "reversed"), ("declined", "success")])
+async def test_dispute_webhooks_have_the_shape_of_paystacks_samples(
+    env: Env, resolution: Literal["merchant-accepted", "auto-accepted", "declined"], status_after: str
+) -> None:
+    reference = await paid_charge(env)
+    await env.sandbox.wait_idle()
+    await env.sandbox.open_dispute(reference)
+    await env.sandbox.resolve_dispute(reference, resolution=resolution)
+
+    created, resolved = env.receiver.events()[1:]
+    for event, name in ((created, "webhook_charge_dispute_create"), (resolved, "webhook_charge_dispute_resolve")):
+        sample = paystack_sample(name)
+        assert event["event"] == sample["event"]
+        assert set(event["data"]) == set(sample["data"])
+        assert set(sample["data"]["transaction"]) <= set(event["data"]["transaction"])
+        assert event["data"]["transaction_reference"] is None
+        assert event["data"]["transaction"]["reference"] == reference
+        assert event["data"]["refund_amount"] == 500000
+    assert (created["data"]["status"], created["data"]["resolution"]) == ("awaiting-merchant-feedback", None)
+    assert created["data"]["transaction"]["status"] == "success"
+    assert (resolved["data"]["status"], resolved["data"]["resolution"]) == ("resolved", resolution)
+    assert resolved["data"]["transaction"]["status"] == status_after
+    assert (await verify(env, reference))["status"] == status_after
+
+
 # --- refunds ---------------------------------------------------------------------------------------
 
 
@@ -864,10 +931,15 @@ async def test_control_routes(env: Env) -> None:
 
         opened = await plain.post(f"{API}/_control/disputes/{reference}", json={"action": "open"})
         assert opened.status_code == 200, opened.text
-        resolved = await plain.post(
-            f"{API}/_control/disputes/{reference}", json={"action": "resolve", "resolution": "declined"}
+        unknown = await plain.post(
+            f"{API}/_control/disputes/{reference}", json={"action": "resolve", "resolution": "auto-declined"}
         )
-        assert resolved.json()["data"]["resolution"] == "declined"
+        assert_error(unknown, 400)
+        resolved = await plain.post(
+            f"{API}/_control/disputes/{reference}", json={"action": "resolve", "resolution": "auto-accepted"}
+        )
+        assert resolved.json()["data"]["resolution"] == "auto-accepted"
+        assert resolved.json()["data"]["transaction"]["status"] == "reversed"
 
     await env.sandbox.wait_idle()
     assert env.receiver.event_names() == ["charge.success", "charge.dispute.create", "charge.dispute.resolve"]

@@ -222,3 +222,13 @@ async def test_last_shares_bought_by_two_investors_at_once(
     assert await escrow_balance(app) == 10 * SHARE_PRICE_KOBO
     integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
     assert integrity["ok"], integrity
+
+
+async def test_unreadable_signed_body_delivered_at_once_is_kept_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+    bodies = [b"[" * 100_000 + b"]" * 100_000, b'{"event":"charge.success","data":[1]}']
+    responses = await asyncio.gather(*(post_signed(client, app, body) for body in bodies for _ in range(5)))
+    assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses if r.status_code != 200]
+    await asyncio.gather(Worker(app.state.runtime).drain(), Worker(app.state.runtime).drain())
+
+    rows = await webhook_rows(app)
+    assert [(row.status, row.attempts) for row in rows] == [("ignored", 0)] * 2

@@ -98,3 +98,39 @@ async def test_client_verify_credits_once_even_before_the_webhook(
     assert len(deposits) == 1
     holdings = (await client.get("/v1/holdings/me", headers=investor)).json()["items"]
     assert holdings[0]["shares"] == 3
+
+
+async def test_fees_passed_on_to_the_customer_still_credit_the_amount_asked(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    """With the integration charging its fees to customers, verify's `amount` is the payment plus the fee
+    (`requested_amount` is the payment): a full payment, credited once, with the fee recorded."""
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    app.state.sandbox.customer_pays_fees = True
+
+    payment = await invest(client, investor, shares=5)
+    await pay(client, app, payment, "success")
+
+    paid = await get_payment(client, investor, payment["reference"])
+    # NGN pricing: 1.5% + NGN 100 from NGN 2,500 = 175.00 on 5000.00
+    assert (paid["status"], paid["flagged"], paid["flag_reason"]) == ("success", False, None)
+    assert (paid["amount"], paid["gateway_fee"], paid["charged_amount"]) == ("5000.00", "175.00", "5175.00")
+    [deposit] = (await client.get("/v1/escrow/transactions", headers=investor)).json()["items"]
+    assert deposit["amount"] == "5000.00"
+    assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 5
+    assert (await client.get("/v1/admin/integrity", headers=admin)).json()["ok"]
+
+
+async def test_fees_borne_by_the_merchant_are_recorded_too(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=5)
+    assert (payment["gateway_fee"], payment["charged_amount"]) == (None, None)
+
+    await pay(client, app, payment, "success")
+
+    paid = await get_payment(client, investor, payment["reference"])
+    assert (paid["status"], paid["gateway_fee"], paid["charged_amount"]) == ("success", "175.00", "5000.00")

@@ -13,13 +13,17 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError, OperationalError
 
 from app.core.config import Settings
+from app.gateway.errors import GatewayRejected, GatewayTimeout, GatewayUnavailable
 from app.gateway.signature import sign
 from app.ledger import accounts
 from app.main import create_app
 from app.models import JournalEntry, LedgerAccount, WebhookEvent
-from app.payments.inbox import Arrival, store_events
+from app.payments import inbox
+from app.payments.inbox import Arrival, MalformedEvent, RetryLater, store_events
+from app.runtime import Runtime
 from tests.conftest import BASE_URL
 from tests.helpers import get_payment, invest, put_app
 
@@ -332,26 +336,124 @@ async def test_charge_success_for_a_reference_we_never_issued_is_ignored(
     assert listed == []
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"event=charge.success&reference=x",
-        b"\xff\xfe not utf-8",
-        b'["charge.success"]',
-        b'{"event":"charge.success"}',
-        b'{"event":7,"data":{}}',
-    ],
-    ids=["form", "not_utf8", "array", "no_data", "event_not_string"],
-)
-async def test_signed_body_that_is_not_an_event_is_refused_and_not_stored(
-    client: httpx.AsyncClient, app: FastAPI, body: bytes
+def _nested(levels: int) -> bytes:
+    return encode({"event": "charge.success", "data": {"reference": "pay-x", "log": 0}}).replace(
+        b'"log":0', b'"log":' + b"[" * levels + b"]" * levels)
+
+
+UNREADABLE_BODIES = {
+    "form": b"event=charge.success&reference=x",
+    "not_utf8": b"\xff\xfe not utf-8",
+    "utf16": json.dumps({"event": "charge.success", "data": {"id": 1, "reference": "pay-x"}}).encode("utf-16"),
+    "deeply_nested": b"[" * 100_000 + b"]" * 100_000,
+    "nested_too_deep_in_data": _nested(40),
+    "nul_byte": b'{"event":"charge.success","data":{}}\x00',
+    "array": b'["charge.success"]',
+    "string": b'"charge.success"',
+    "number": b"12",
+    "no_data": b'{"event":"charge.success"}',
+    "data_not_object": b'{"event":"charge.success","data":[{"reference":"pay-x"}]}',
+    "data_null": b'{"event":"charge.success","data":null}',
+    "event_not_string": b'{"event":7,"data":{}}',
+    "event_with_control_characters": b'{"event":"charge.success\\u0000","data":{"reference":"pay-x"}}',
+    "event_name_too_long": encode({"event": "charge." + "x" * 100, "data": {}}),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE_BODIES))
+async def test_signed_body_that_is_not_an_event_is_acknowledged_and_kept_as_ignored(
+    client: httpx.AsyncClient, app: FastAPI, case: str
 ) -> None:
-    response = await post_signed(client, app, body)
-    assert response.status_code in (400, 422), response.text
-    error = response.json()["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert error["code"] in ("VALIDATION_ERROR", "INVALID_SIGNATURE")
-    assert await webhook_rows(app) == []
+    """Its signature holds, so Paystack sent it: refusing it would only have it sent again for days."""
+    body = UNREADABLE_BODIES[case]
+    entries_before = await journal_entries(app)
+
+    for _ in range(2):  # a redelivery is a duplicate of the first
+        response = await post_signed(client, app, body)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "ok"}
+    await app.state.worker.drain()
+
+    [row] = await webhook_rows(app)
+    assert (row.status, row.attempts) == ("ignored", 0)
+    assert row.last_error and row.dedup_key.startswith("unreadable:")
+    assert row.processed_at is not None
+    assert await journal_entries(app) == entries_before
+
+
+async def test_a_body_nested_within_the_limit_is_processed(client: httpx.AsyncClient, app: FastAPI) -> None:
+    response = await post_signed(client, app, _nested(20))
+    assert response.status_code == 200, response.text
+    await app.state.worker.drain()
+    [row] = await webhook_rows(app)
+    assert (row.event, row.status, row.attempts) == ("charge.success", "ignored", 1)
+    assert row.last_error is None  # not ours (the gateway has no such charge), but read and handled
+
+
+MALFORMED_REFERENCES: dict[str, Any] = {
+    "100k_characters": "pay-" + "a" * 100_000,
+    "object": {"reference": "pay-x"},
+    "list": ["pay-x"],
+    "control_characters": "pay-\u0000x",
+    "boolean": True,
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_REFERENCES))
+async def test_charge_success_with_a_malformed_reference_is_ignored_after_one_attempt(
+    client: httpx.AsyncClient, app: FastAPI, case: str
+) -> None:
+    data = {"id": 4_000_000_777, "status": "success", "reference": MALFORMED_REFERENCES[case], "amount": 500000,
+            "currency": "NGN"}
+    response = await post_signed(client, app, encode({"event": "charge.success", "data": data}))
+    assert response.status_code == 200, response.text
+
+    for _ in range(3):
+        await app.state.worker.drain()
+
+    [row] = await webhook_rows(app)
+    assert (row.event, row.status, row.attempts) == ("charge.success", "ignored", 1)
+    assert row.last_error and row.last_error.startswith("malformed: reference")
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "attempts"),
+    [
+        (RetryLater("the charge is not known yet"), "pending", 1),
+        (GatewayUnavailable("Paystack answered HTTP 503", status_code=503), "pending", 1),
+        (GatewayTimeout("no answer"), "pending", 1),
+        (OperationalError("UPDATE", {}, Exception("database is locked")), "pending", 1),
+        (ValueError("invalid literal for int()"), "failed", 1),
+        (GatewayRejected("Invalid key", status_code=401), "failed", 1),
+        (DataError("INSERT", {}, Exception("value too long")), "failed", 1),
+        (MalformedEvent("id is not a string"), "ignored", 1),
+    ],
+    ids=["retry_later", "gateway_unavailable", "gateway_timeout", "database_locked", "value_error",
+         "gateway_rejected", "data_error", "malformed"],
+)
+async def test_only_transient_failures_are_retried(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, failure: Exception, status: str,
+    attempts: int,
+) -> None:
+    """The inbox decides in one place: another attempt only for what another attempt can get past."""
+
+    async def failing(rt: Runtime, data: dict[str, Any]) -> str:
+        raise failure
+
+    monkeypatch.setitem(inbox._HANDLERS, "charge.success", failing)
+    response = await post_signed(client, app, encode({"event": "charge.success", "data": {"id": 1}}))
+    assert response.status_code == 200, response.text
+
+    for _ in range(3):
+        await app.state.worker.drain()
+
+    [row] = await webhook_rows(app)
+    assert (row.status, row.attempts) == (status, attempts)
+    assert row.last_error
+    if status == "pending":
+        assert row.available_at > row.received_at  # backed off, tried again later
+    else:
+        assert row.processed_at is not None
 
 
 @contextlib.asynccontextmanager

@@ -94,6 +94,16 @@ class Sandbox:
         return self._state.recipients
 
     @property
+    def customer_pays_fees(self) -> bool:
+        """Paystack's integration setting: charges made while it is on add their fees to what the
+        customer pays (verify's `amount` = `requested_amount` + `fees`). Off by default."""
+        return self._state.customer_pays_fees
+
+    @customer_pays_fees.setter
+    def customer_pays_fees(self, value: bool) -> None:
+        self._state.customer_pays_fees = value
+
+    @property
     def disputes(self) -> Mapping[str, Dispute]:
         """The latest dispute of each transaction, by transaction reference."""
         return self._state.disputes

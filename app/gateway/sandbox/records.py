@@ -12,7 +12,10 @@ from app.gateway.sandbox.banks import Bank
 from app.gateway.sandbox.faults import RefundOutcome, TransferOutcome
 
 ChargeOutcome = Literal["success", "failed", "abandoned"]
-DisputeResolution = Literal["merchant-accepted", "declined"]
+# Merchant-accepted and declined are what a merchant answers; a chargeback left unanswered in time is
+# auto-accepted. Accepting (either way) reverses the charge.
+DisputeResolution = Literal["merchant-accepted", "auto-accepted", "declined"]
+ACCEPTED_RESOLUTIONS: tuple[DisputeResolution, ...] = ("merchant-accepted", "auto-accepted")
 CHARGE_OUTCOMES: tuple[ChargeOutcome, ...] = get_args(ChargeOutcome)
 DISPUTE_RESOLUTIONS: tuple[DisputeResolution, ...] = get_args(DisputeResolution)
 
@@ -86,25 +89,33 @@ class Transaction:
     channel: str | None = None
     gateway_response: str | None = None
     fees: int | None = None
+    # The integration passes its fees on to customers: they pay `amount` plus the fees.
+    fees_on_customer: bool = False
     authorization: dict[str, Any] = field(default_factory=dict)
     # Refunded or being refunded; a failed refund gives its amount back.
     refunded: int = 0
 
+    @property
+    def charged_amount(self) -> int:
+        """What the customer pays: the amount asked for, plus the fees when they are passed on."""
+        return self.amount + (self.fees or 0) if self.fees_on_customer else self.amount
+
     def verify_data(self) -> dict[str, Any]:
+        """Verify's answer and charge.success's data, with the keys of Paystack's documented bodies:
+        `amount` is what the customer paid, `requested_amount` what the merchant asked for."""
         created = iso(self.created_at)
+        paid = iso_or_none(self.paid_at)
         return {
             "id": self.id,
             "domain": DOMAIN,
             "status": self.status,
             "reference": self.reference,
             "receipt_number": None,
-            "amount": self.amount,
-            "requested_amount": self.amount,
+            "amount": self.charged_amount,
             "message": None,
             "gateway_response": self.gateway_response,
-            "paid_at": iso_or_none(self.paid_at),
+            "paid_at": paid,
             "created_at": created,
-            "transaction_date": created,
             "channel": self.channel,
             "currency": self.currency,
             "ip_address": None,
@@ -117,6 +128,15 @@ class Transaction:
             "plan": None,
             "split": {},
             "order_id": None,
+            "paidAt": paid,
+            "createdAt": created,
+            "requested_amount": self.amount,
+            "pos_transaction_data": None,
+            "source": None,
+            "fees_breakdown": None,
+            "connect": None,
+            "transaction_date": created,
+            "plan_object": {},
             "subaccount": {},
         }
 
@@ -308,7 +328,10 @@ class Dispute:
     resolved_at: datetime | None = None
 
     def webhook_data(self) -> dict[str, Any]:
+        """charge.dispute.create/resolve's data as Paystack documents it: `transaction_reference` null, the
+        reference in `transaction`, whose status is `reversed` once the chargeback is accepted."""
         tx = self.transaction
+        created = iso(self.created_at)
         return {
             "id": self.id,
             "refund_amount": self.amount,
@@ -316,9 +339,9 @@ class Dispute:
             "status": self.status,
             "resolution": self.resolution,
             "domain": DOMAIN,
-            "category": "chargeback",
             "transaction": tx.verify_data(),
-            "transaction_reference": tx.reference,
+            "transaction_reference": None,
+            "category": "chargeback",
             "customer": tx.customer.api_data(),
             "bin": tx.authorization.get("bin"),
             "last4": tx.authorization.get("last4"),
@@ -327,8 +350,8 @@ class Dispute:
             "evidence": None,
             "attachments": None,
             "note": None,
-            "history": [],
-            "messages": [],
-            "created_at": iso(self.created_at),
+            "history": [{"status": "pending", "by": tx.customer.email, "createdAt": created}],
+            "messages": [{"sender": tx.customer.email, "body": "Customer disputes this charge", "createdAt": created}],
+            "created_at": created,
             "updated_at": iso(self.updated_at),
         }

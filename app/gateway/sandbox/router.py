@@ -262,6 +262,13 @@ def build_router(
             raise invalid(str(exc)) from exc
         return ok("Faults updated", None)
 
+    @control.post("/_control/integration")
+    async def integration_settings(request: Request) -> Response:
+        """{"customer_pays_fees": bool}: Paystack's setting that adds the fees to what customers pay."""
+        body = await fields.json_object(request)
+        state.customer_pays_fees = fields.boolean(body, "customer_pays_fees", state.customer_pays_fees)
+        return ok("Integration updated", {"customer_pays_fees": state.customer_pays_fees})
+
     @control.post("/_control/charges/{reference}")
     async def settle_charge(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
         body = await fields.json_object(request)
@@ -308,7 +315,7 @@ def build_router(
             if action == "resolve":
                 resolution = body.get("resolution")
                 if resolution not in DISPUTE_RESOLUTIONS:
-                    raise invalid("resolution must be merchant-accepted or declined")
+                    raise invalid(f"resolution must be one of {', '.join(DISPUTE_RESOLUTIONS)}")
                 resolved = state.resolve_dispute(reference, resolution)
                 settlements.notify("charge.dispute.resolve", resolved.webhook_data(), after.launch)
                 return ok("Dispute resolved", resolved.webhook_data())

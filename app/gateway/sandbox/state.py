@@ -20,6 +20,7 @@ from app.gateway.sandbox.envelope import PaystackError, invalid, not_found
 from app.gateway.sandbox.faults import SandboxFaults
 from app.gateway.sandbox.fields import DIGITS, optional_text, parse_amount, required_text
 from app.gateway.sandbox.records import (
+    ACCEPTED_RESOLUTIONS,
     CHARGE_OUTCOMES,
     DISPUTE_RESOLUTIONS,
     ChargeOutcome,
@@ -78,6 +79,8 @@ class _TransferRequest:
 class SandboxState:
     def __init__(self, faults: SandboxFaults) -> None:
         self._faults = faults
+        # Paystack's integration setting "charge transaction fees to customers"; charges take it when made.
+        self.customer_pays_fees = False
         self.transactions: dict[str, Transaction] = {}
         self.refunds: dict[int, Refund] = {}
         self.recipients: dict[str, Recipient] = {}
@@ -126,6 +129,7 @@ class SandboxState:
             callback_url=callback_url,
             metadata=_metadata(body.get("metadata")),
             created_at=now(),
+            fees_on_customer=self.customer_pays_fees,
         )
         self.transactions[reference] = tx
         self._transactions_by_id[tx.id] = tx
@@ -339,6 +343,8 @@ class SandboxState:
         dispute.status = "resolved"
         dispute.resolution = resolution
         dispute.resolved_at = dispute.updated_at = now()
+        if resolution in ACCEPTED_RESOLUTIONS:
+            dispute.transaction.status = "reversed"
         return dispute
 
     # Helpers
