@@ -67,7 +67,8 @@ CHECKED: Final = ("sent", "unknown", "needs_attention")
 # Paystack's refund statuses -> ours; any other status it may report means it has the refund.
 FROM_GATEWAY: Final = {"processed": "processed", "failed": "failed", "needs-attention": "needs_attention"}
 MAX_CHECK_INTERVAL: Final = timedelta(hours=1)
-# A list filter that Paystack would ignore still ends: at most this many pages of a charge's refunds.
+# A list filter that Paystack would ignore still ends: at most this many pages of a charge's refunds
+# (a list longer than that never lets a refund count as absent).
 MAX_LIST_PAGES: Final = 20
 # How far before the send a refund of ours can appear in the gateway's list (clock skew, and then some).
 LIST_MARGIN: Final = timedelta(days=1)
@@ -247,18 +248,21 @@ async def _claim(rt: Runtime, statuses: tuple[str, ...], limit: int) -> list[_Cl
 
 async def send_pending_refunds(rt: Runtime) -> int:
     """Send due `pending` refunds, one POST /refund each. Each is claimed (`sending`, committed) right before
-    its call, so a lease covers one call."""
+    its call, so a lease covers one call. A rate limit, or no connection, ends the pass."""
     sent = 0
     for _ in range(rt.settings.worker_batch_size):
         claimed = await _claim(rt, ("pending",), 1)
         if not claimed:
             break
-        await _send(rt, claimed[0])
         sent += 1
+        if not await _send(rt, claimed[0]):
+            break
     return sent
 
 
-async def _send(rt: Runtime, claimed: _Claimed) -> None:
+async def _send(rt: Runtime, claimed: _Claimed) -> bool:
+    """POST /refund, once, and what its answer means for the refund. False if Paystack could not take it
+    (rate limited, or not reached): the next ones would fare no better now."""
     refund = claimed.refund
     try:
         result = await rt.gateway.create_refund(
@@ -271,11 +275,12 @@ async def _send(rt: Runtime, claimed: _Claimed) -> None:
         if isinstance(error, GatewayNotReached) or error.status_code == 429:
             log.warning("refund %s not sent (%s); it will be sent later", refund.id, error.message)
             await _in_transaction(rt, refund.id, partial(_send_later, rt, error))
-        else:
-            log.warning("refund %s outcome unknown (%s); the gateway will be asked", refund.id, error.message)
-            await _in_transaction(rt, refund.id, partial(_outcome_unknown, rt, error.message))
+            return False
+        log.warning("refund %s outcome unknown (%s); the gateway will be asked", refund.id, error.message)
+        await _in_transaction(rt, refund.id, partial(_outcome_unknown, rt, error.message))
     else:
         await _in_transaction(rt, refund.id, partial(_accepted, rt, result))
+    return True
 
 
 async def _accepted(rt: Runtime, result: RefundResult, session: AsyncSession, refund: Refund) -> bool:
@@ -329,26 +334,31 @@ async def _end_expired_leases(rt: Runtime) -> int:
         return len(expired)
 
 
+@dataclass(frozen=True)
+class _Search:
+    found: RefundResult | None
+    # True only when the gateway's whole list was read and nothing in it can be this refund
+    surely_absent: bool
+
+
 async def _check(rt: Runtime, claimed: _Claimed) -> int:
     refund = claimed.refund
-    unexplained = False
     try:
         if refund.gateway_refund_id is not None:
-            found: RefundResult | None = await rt.gateway.fetch_refund(refund.gateway_refund_id)
+            search = _Search(await rt.gateway.fetch_refund(refund.gateway_refund_id), surely_absent=False)
         else:
-            found, unexplained = await _find_at_gateway(rt, claimed)
+            search = await _find_at_gateway(rt, claimed)
     except GatewayError as error:
         log.warning("refund %s: the gateway could not be asked (%s)", refund.id, error.message)
         return 0
-    if found is not None:
-        return int(await _in_transaction(rt, refund.id, partial(_found, rt, found)))
+    if search.found is not None:
+        return int(await _in_transaction(rt, refund.id, partial(_found, rt, search.found)))
     give_up_after = timedelta(seconds=rt.settings.refund_unknown_give_up_seconds)
     if refund.status != "unknown" or refund.sent_at is None or utcnow() - refund.sent_at < give_up_after:
         return 0
-    if unexplained:
-        # A refund of this amount on this charge that names none of ours: it may be this one.
-        log.error("refund %s: the gateway has a refund of the same amount it cannot be matched to; "
-                  "left unknown for an operator", refund.id)
+    if not search.surely_absent:
+        log.error("refund %s: the gateway's list holds a refund of its amount that names none of ours, or is "
+                  "too long to read; left unknown for an operator", refund.id)
         return 0
     note = "the gateway has no record of it"
     return int(await _in_transaction(rt, refund.id, partial(_gave_up, note)))
@@ -363,10 +373,10 @@ async def _gave_up(note: str, session: AsyncSession, refund: Refund) -> bool:
     return refund.status == "unknown" and await settle_refund(session, refund, "failed", note=note)
 
 
-async def _find_at_gateway(rt: Runtime, claimed: _Claimed) -> tuple[RefundResult | None, bool]:
-    """Our refund among the charge's refunds at the gateway, by the id it carries in merchant_note; and
-    whether a refund of the same amount that names none of ours is there (then it is not safe to conclude
-    that the gateway has no record of ours)."""
+async def _find_at_gateway(rt: Runtime, claimed: _Claimed) -> _Search:
+    """Our refund among the charge's refunds at the gateway, by the id it carries in merchant_note. Its
+    absence is sure only if the whole list was read and no refund of its amount in it names none of ours
+    (one that does could be ours with its note lost)."""
     refund = claimed.refund
     charge = claimed.gateway_transaction_id or claimed.payment_reference
     since = (refund.sent_at or refund.created_at) - LIST_MARGIN
@@ -379,11 +389,11 @@ async def _find_at_gateway(rt: Runtime, claimed: _Claimed) -> tuple[RefundResult
                 continue  # another charge's: the filter was not applied
             owner = refund_id_in_note(item.merchant_note)
             if owner == refund.id:
-                return item, False
+                return _Search(item, surely_absent=False)
             unexplained |= owner is None and item.amount == refund.amount
         if not listing.has_more:
-            break
-    return None, unexplained
+            return _Search(None, surely_absent=not unexplained)
+    return _Search(None, surely_absent=False)
 
 
 # ---- webhooks ------------------------------------------------------------------------------------

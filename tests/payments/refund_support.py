@@ -85,6 +85,8 @@ class FakePaystack:
     refund_answer: RefundAnswer = "ok"
     # whether GET /refund shows the refunds recorded so far (Paystack's list may lag behind)
     lists_refunds: bool = True
+    # pages GET /refund claims to have (each holding the same refunds)
+    list_pages: int = 1
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: list[FakeRefund] = field(default_factory=list)
     refund_posts: list[dict[str, Any]] = field(default_factory=list)
@@ -159,7 +161,8 @@ class FakePaystack:
         charge = request.url.params.get("transaction", "")
         shown = [r for r in self.refunds if charge in (str(r.transaction_id), r.reference)] if self.lists_refunds \
             else []
-        meta = {"total": len(shown), "skipped": 0, "perPage": 100, "page": 1, "pageCount": 1}
+        page = int(request.url.params.get("page", "1"))
+        meta = {"total": len(shown), "skipped": 0, "perPage": 100, "page": page, "pageCount": self.list_pages}
         return httpx.Response(200, json={"status": True, "message": "Refunds retrieved",
                                          "data": [r.list_item() for r in reversed(shown)], "meta": meta})
 

@@ -178,6 +178,25 @@ async def test_an_unknown_refund_is_not_given_up_while_the_gateway_has_one_it_ca
     assert len(service.paystack.refund_posts) == 1
 
 
+async def test_an_unknown_refund_is_not_given_up_on_a_list_too_long_to_read(
+    service: ServiceInTestMode, auth: Auth
+) -> None:
+    admin = auth("admin-1", admin=True)
+    _, _, refund = await _refund_100(service, auth, "5xx_only")
+    service.paystack.list_pages = 1000  # as if the filter were ignored on a busy integration
+    await service.rounds(1)
+    async with service.app.state.runtime.db.unit_of_work() as session:
+        await session.execute(update(Refund).values(sent_at=utcnow() - timedelta(days=2)))
+
+    await many_rounds(service, 2)
+
+    assert (await refund_seen(service.client, admin, refund["id"]))["status"] == "unknown"
+    assert await in_flight(service.app) == 10000
+    pages = {call.request.url.params["page"] for call in service.paystack.router.calls
+             if call.request.url.path.endswith("/refund") and call.request.method == "GET"}
+    assert pages == {str(page) for page in range(1, 21)}  # read up to its bound, then left alone
+
+
 @pytest.mark.parametrize("answer", ["rate_limit", "unreachable"])
 async def test_a_refund_paystack_did_not_act_on_is_sent_again_later(
     service: ServiceInTestMode, auth: Auth, answer: RefundAnswer
@@ -197,6 +216,19 @@ async def test_a_refund_paystack_did_not_act_on_is_sent_again_later(
     async with service.app.state.runtime.db.unit_of_work() as session:
         row = await session.get(Refund, refund["id"])
         assert row is not None and row.gateway_refund_id == service.paystack.refunds[0].id
+
+
+async def test_a_rate_limit_ends_the_sending_pass(service: ServiceInTestMode, auth: Auth) -> None:
+    admin = auth("admin-1", admin=True)
+    _, deposit, first = await _refund_100(service, auth, "rate_limit")
+    second = await request_refund(service.client, admin, deposit["id"], "200.00")
+
+    await service.rounds(1)
+
+    retries = service.app.state.runtime.settings.gateway_max_retries
+    assert len(service.paystack.refund_posts) == retries + 1  # the first refund's, with the client's retries
+    for refund in (first, second):
+        assert (await refund_seen(service.client, admin, refund["id"]))["status"] == "pending"
 
 
 async def test_a_refund_the_gateway_refuses_fails_and_its_money_goes_back(
