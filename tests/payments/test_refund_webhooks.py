@@ -151,6 +151,27 @@ async def test_refund_needs_attention_webhook_holds_the_refund_until_it_is_proce
     await integrity_ok(service.client, admin)
 
 
+async def test_refund_needs_attention_webhook_about_an_unknown_refund_gives_us_its_id(
+    service: ServiceInTestMode, auth: Auth
+) -> None:
+    admin = auth("admin-1", admin=True)
+    payment, deposit = await service.fund(admin, auth(INVESTOR))
+    service.paystack.refund_answer = "malformed"
+    service.paystack.lists_refunds = False
+    refund = await request_refund(service.client, admin, deposit["id"], "1000.00")
+    await service.rounds(1)
+    assert (await refund_seen(service.client, admin, refund["id"]))["status"] == "unknown"
+
+    made = service.paystack.refunds[0]
+    data = refund_event("webhook_refund_needs_attention", payment["reference"], 100000, id=str(made.id))
+    assert (await service.post_webhook("refund.needs-attention", data)).status_code == 200
+    await service.rounds(1)
+
+    assert (await refund_seen(service.client, admin, refund["id"]))["status"] == "needs_attention"
+    assert await gateway_id(service, refund["id"]) == made.id
+    assert len(service.paystack.refund_posts) == 1
+
+
 async def test_refund_pending_webhook_tells_an_unknown_refund_was_made(service: ServiceInTestMode, auth: Auth) -> None:
     admin = auth("admin-1", admin=True)
     payment, deposit = await service.fund(admin, auth(INVESTOR))
@@ -192,6 +213,8 @@ async def test_refund_webhooks_about_no_refund_of_ours_are_acknowledged_and_igno
         ("refund.processed", refund_event("webhook_refund_processed", payment["reference"], "7")),  # no such amount
         ("refund.failed", refund_event("webhook_refund_failed", payment["reference"], "a lot")),
         ("refund.needs-attention", paystack_sample("webhook_refund_needs_attention")["data"]),
+        ("refund.processed", {"transaction_reference": [payment["reference"]], "amount": {"kobo": 1}, "id": True}),
+        ("refund.failed", {"transaction": {"reference": payment["reference"]}, "amount": "9" * 40, "id": "-1"}),
     ]
     for event, data in bodies:
         assert (await service.post_webhook(event, data)).status_code == 200

@@ -27,7 +27,7 @@ from app.gateway.sandbox.tasks import AfterResponse, TaskTracker
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 DISCONNECT_POLL_SECONDS = 0.1
 # An answer cut short: the start of a success envelope.
-MALFORMED_BODY = b'{"status":true,"message":"Refund has been queued for processing","data":{"transaction":'
+MALFORMED_BODY = b'{"status":true,"message":"OK","data":{"id":'
 
 
 def _invalid_key() -> PaystackError:
