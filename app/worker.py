@@ -1,4 +1,5 @@
-"""Background work: the webhook inbox, refunds (and later payouts) to send, the reconciler.
+"""Background work: the webhook inbox, refunds to send and to settle from the gateway's records, payouts,
+the reconciler.
 
 Runs inside the API process by default (`WORKER_IN_PROCESS=true`), or as its own
 processes with `python -m app.worker`; PostgreSQL's SKIP LOCKED lets several
@@ -15,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from app.payments.inbox import process_inbox
-from app.payments.refunds import send_pending_refunds
+from app.payments.refunds import check_refunds, send_pending_refunds
 from app.payments.service import reconcile_pending
 from app.payouts.service import reconcile_payouts, send_pending_payouts
 from app.runtime import Runtime
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 Job = Callable[[Runtime], Awaitable[int]]
 
 # Queues drained on every tick, in order.
-JOBS: list[Job] = [process_inbox, send_pending_refunds, send_pending_payouts, expire_transfers]
+JOBS: list[Job] = [process_inbox, send_pending_refunds, check_refunds, send_pending_payouts, expire_transfers]
 RECONCILE_EVERY_SECONDS = 60.0
 
 

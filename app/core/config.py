@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     idempotency_lease_seconds: float = Field(default=300.0, gt=0)
     share_transfer_expiry_seconds: float = Field(default=172800.0, gt=0)
     bulk_transfer_batch_size: int = Field(default=100, ge=1, le=100)
+    refund_check_interval_seconds: float = Field(default=300.0, ge=0)
+    refund_unknown_give_up_seconds: float = Field(default=86400.0, ge=0)
 
     # Sandbox behaviour (gateway mode `sandbox` only)
     sandbox_settle_delay_seconds: float = Field(default=1.0, ge=0)

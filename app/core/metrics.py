@@ -7,6 +7,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 PAYMENTS = Counter("payments_total", "Payments reaching a status", ["status"])
+REFUNDS = Counter("refunds_total", "Refunds reaching a status", ["status"])
 PAYMENT_PROCESSING = Histogram(
     "payment_processing_seconds", "From verified charge to applied fulfilment", buckets=(
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -37,7 +38,7 @@ RATE_LIMIT_REDIS_TRIPS = Counter(
 
 KNOWN_EVENTS = {
     "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",
-    "refund.processing", "refund.processed", "refund.failed", "charge.dispute.create",
+    "refund.processing", "refund.processed", "refund.failed", "refund.needs-attention", "charge.dispute.create",
     "charge.dispute.remind", "charge.dispute.resolve",
 }
 

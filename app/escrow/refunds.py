@@ -19,7 +19,7 @@ from app.escrow.movements import RefundMade, RefundMoney, apply_one
 from app.escrow.queue import Finish
 from app.escrow.schemas import RefundOut
 from app.models import EscrowTransaction, Refund
-from app.payments.refunds import SETTLEMENT_HOOKS
+from app.payments.refunds import SETTLED, SETTLEMENT_HOOKS
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, unreserve_shares
 
@@ -83,7 +83,7 @@ SETTLEMENT_HOOKS.append(_on_refund_settled)
 def refund_out(made: RefundMade) -> RefundOut:
     refund = made.refund
     # the contract's statuses: pending until the gateway settles it
-    status = {"processing": "pending", "needs_attention": "pending"}.get(refund.status, refund.status)
+    status = refund.status if refund.status in SETTLED else "pending"
     return RefundOut(
         id=refund.id, transaction_id=made.record.deposit_id, escrow_transaction_id=made.record.id,
         payment_reference=made.payment.reference, amount=to_major(refund.amount, refund.currency),

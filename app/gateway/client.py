@@ -2,8 +2,9 @@
 
 One pooled `httpx.AsyncClient` per `PaystackClient`. Network errors and 5xx are retried with
 exponential backoff only for calls that are safe to repeat; 429 is retried for every call because
-Paystack did not process the request. Every answer is checked against the documented envelope and
-turned into the typed results of `app.gateway.types`.
+Paystack did not process the request. A failure to connect at all is `GatewayNotReached`: the
+request never left, which callers of unsafe calls (refunds) may treat as "not sent". Every answer is
+checked against the documented envelope and turned into the typed results of `app.gateway.types`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import httpx
 
 from app.gateway.errors import (
     GatewayError,
+    GatewayNotReached,
     GatewayProtocolError,
     GatewayRejected,
     GatewayTimeout,
@@ -33,6 +35,7 @@ from app.gateway.types import (
     Bank,
     BulkTransferItem,
     InitializeResult,
+    RefundPage,
     RefundResult,
     ResolvedAccount,
     TransferRecipient,
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 _BANKS_PER_PAGE: Final = 100  # Paystack's maximum; the default of 50 would cut the NGN list short.
 _MAX_BANK_PAGES: Final = 50  # A cursor that never ends is a gateway bug, not a reason to loop forever.
+_REFUNDS_PER_PAGE: Final = 100
 
 
 class PaystackClient:
@@ -162,8 +166,9 @@ class PaystackClient:
             "merchant_note": merchant_note,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
-        # Never repeated on an unknown outcome: the request carries no reference of ours, so a
-        # repeat could refund twice. The caller reconciles with fetch_refund or the refund webhooks.
+        # Never repeated on an unknown outcome (timeout, 5xx, a bad answer): Paystack takes no
+        # idempotency key for refunds, so a repeat could refund twice. The caller finds out what
+        # happened with list_refunds (by the merchant_note it sent) or fetch_refund.
         data = await self._data("POST", "/refund", json_body=body, retry_safe=False)
         return _refund(_Fields(data))
 
@@ -171,6 +176,29 @@ class PaystackClient:
         return _refund(
             _Fields(await self._data("GET", f"/refund/{_segment(str(refund_id))}", retry_safe=True))
         )
+
+    async def list_refunds(
+        self,
+        *,
+        transaction: str | int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: int = 1,
+        per_page: int = _REFUNDS_PER_PAGE,
+    ) -> RefundPage:
+        """One page of the refunds of a charge (`transaction`: its id, or its reference), newest first,
+        optionally only those made between `since` and `until`."""
+        params: dict[str, str | int] = {"transaction": str(transaction), "page": page, "perPage": per_page}
+        if since is not None:
+            params["from"] = _paystack_time(since)
+        if until is not None:
+            params["to"] = _paystack_time(until)
+        body = await self._call("GET", "/refund", params=params, retry_safe=True)
+        items = [_refund(_Fields(item, "refund")) for item in _list(body["data"], "data")]
+        meta = _Fields(body.get("meta") or {}, "meta")
+        page_count = meta.opt_int("pageCount")
+        has_more = page < page_count if page_count is not None else len(items) >= per_page
+        return RefundPage(items=items, page=page, has_more=has_more)
 
     # Payouts
 
@@ -311,6 +339,9 @@ class PaystackClient:
                 async with asyncio.timeout(self._timeout):
                     response = await self._http.request(method, path, json=json_body, params=params)
             # TimeoutError: the overall deadline, which also covers transports that ignore httpx timeouts.
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                failure = GatewayNotReached(f"could not connect to Paystack: {type(exc).__name__}: {exc}")
+                failure.__cause__ = exc
             except (httpx.TimeoutException, TimeoutError) as exc:
                 failure = GatewayTimeout(f"Paystack did not answer {method} {path} within {self._timeout}s")
                 failure.__cause__ = exc
@@ -538,11 +569,14 @@ def _timestamp(value: str | None) -> datetime | None:
 
 
 def _refund(data: _Fields) -> RefundResult:
-    # Create answers with the whole transaction object; fetch with its id plus transaction_reference.
-    transaction = data.raw("transaction")
-    if isinstance(transaction, dict):
-        transaction_reference = _Fields(transaction, "data.transaction").opt_str("reference")
+    # Create answers with the whole transaction object; fetch and list with its id (and sometimes a
+    # transaction_reference); fetch and create say createdAt, list says created_at.
+    if isinstance(data.raw("transaction"), dict):
+        charge = data.opt_obj("transaction")
+        transaction_id = charge.opt_int("id") if charge else None
+        transaction_reference = charge.opt_str("reference") if charge else None
     else:
+        transaction_id = data.opt_int("transaction")
         transaction_reference = data.opt_str("transaction_reference")
     return RefundResult(
         id=data.req_int("id"),
@@ -550,7 +584,16 @@ def _refund(data: _Fields) -> RefundResult:
         amount=data.req_int("amount"),
         currency=data.req_str("currency"),
         transaction_reference=transaction_reference,
+        transaction_id=transaction_id,
+        merchant_note=data.opt_str("merchant_note"),
+        created_at=_timestamp(data.opt_str("createdAt") or data.opt_str("created_at")),
     )
+
+
+def _paystack_time(moment: datetime) -> str:
+    """A list filter's timestamp: UTC, milliseconds, `Z`, as Paystack writes its own."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _transfer(data: _Fields, *, reference: str) -> TransferResult:

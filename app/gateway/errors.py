@@ -48,5 +48,9 @@ class GatewayTimeout(GatewayUnavailable):
     """No answer in time: the outcome is unknown, never a failure."""
 
 
+class GatewayNotReached(GatewayUnavailable):
+    """No connection to Paystack could be made: the request never left, so the call had no effect."""
+
+
 class GatewayProtocolError(GatewayError):
     """The answer was not what Paystack's API promises (malformed JSON, missing fields)."""

@@ -67,6 +67,17 @@ class RefundResult:
     amount: int
     currency: str
     transaction_reference: str | None
+    transaction_id: int | None = None
+    # What we sent as merchant_note (Paystack fills in its own default when none was sent).
+    merchant_note: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPage:
+    items: list[RefundResult]
+    page: int
+    has_more: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ class WebhookEvent(Base):
 
 
 class Refund(Timestamped, Base):
-    """Money going back to a payer through the gateway. Written first, sent by a job after commit."""
+    """Money going back to a payer through the gateway. Written first, sent at most once by a job after commit."""
 
     __tablename__ = "refunds"
     __table_args__ = (Index("ix_refunds_status_available_at", "status", "available_at"),)
@@ -79,14 +79,20 @@ class Refund(Timestamped, Base):
     escrow_transaction_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    # pending (not sent) -> processing (gateway has it) -> processed | failed
+    # pending (not sent) -> sending (claimed, the call is being made) -> sent (the gateway has it) ->
+    # processed | failed; unknown: the call may have acted but we did not hear back; needs_attention:
+    # the gateway's needs-attention (see app.payments.refunds.TRANSITIONS)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     reason: Mapped[str] = mapped_column(String(500), default="")
     # where the money goes back to if the gateway fails the refund
     return_account: Mapped[str] = mapped_column(String(200))
     gateway_refund_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    # times the worker took it: to send (again only after a rate limit), or to ask the gateway about it
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # when the worker may next take it: send it, end a `sending` lease, or ask the gateway
     available_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # when POST /refund was made (the claim); an unknown outcome is given up on counting from here
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
 
 

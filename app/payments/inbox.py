@@ -114,6 +114,11 @@ def dedup_key(event: str, data: dict[str, Any]) -> str:
     if event.startswith("transfer.") and data.get("reference"):
         # a retried payout keeps its reference: each attempt's transfer and outcome is its own event
         ident = f"{data['reference']}:{data.get('transfer_code') or data.get('id') or ''}:{data.get('status', '')}"
+    if event.startswith("refund."):
+        # Refund bodies name the charge, not the refund (most carry no id): two refunds of one charge
+        # differ by their refund reference (or id), amount or status.
+        parts = ("transaction_reference", "refund_reference", "id", "amount", "status")
+        ident = ":".join(str(data.get(part) or "") for part in parts)
     key = f"{event}:{ident}"
     if len(key) <= DEDUP_KEY_LENGTH and key.isprintable():
         return key

@@ -1,31 +1,79 @@
-"""Refunds through the gateway.
+"""Refunds through the gateway, sent at most once and settled from the gateway's own records.
 
-A refund is written first (row plus ledger entry `source -> refund:in_flight`)
-in the transaction that decides it; a job sends it to the gateway after
-commit; `refund.processed` settles it (`refund:in_flight -> gateway`) and
-`refund.failed` returns the money to where the refund row says.
+A refund is written first (row plus ledger entry `source -> refund:in_flight`) in the transaction that
+decides it. A job claims it (`pending -> sending`, committed before the call) and sends `POST /refund`
+once, with the refund's id in `merchant_note` so that the gateway's records can be searched for it:
+
+- accepted: `sent`, with the gateway's refund id;
+- refused (4xx): `failed`, and the money goes back to the refund's return account;
+- rate limited after the client's own retries, or no connection at all: `pending` again after a
+  backoff (Paystack did not act on it);
+- anything else (timeout, transport error, 5xx, an answer off the contract), or a `sending` claim whose
+  lease ran out (the worker died mid-call): `unknown`.
+
+Paystack takes no idempotency key for refunds, so a refund is never sent twice. An `unknown` refund is
+settled by asking the gateway: the check job lists the charge's refunds and finds ours by the id in
+`merchant_note`; if the gateway still has no record of it `REFUND_UNKNOWN_GIVE_UP_SECONDS` after it was
+sent, it failed. `sent` and `needs_attention` refunds that no webhook settled are fetched by id. The
+`refund.*` webhooks move refunds along too. `processed` moves the money on (`refund:in_flight ->
+gateway`), `failed` returns it; either happens once.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.gateway.errors import GatewayRejected, GatewayUnavailable
+from app.core import metrics
+from app.core.errors import NotFound
+from app.core.money import to_major
+from app.core.security import Principal
+from app.gateway.errors import GatewayError, GatewayNotReached, GatewayRejected
+from app.gateway.types import RefundResult
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post, post_entries
-from app.models import Payment, Refund
+from app.models import EscrowTransaction, Payment, Refund
 from app.models.base import new_id, utcnow
-from app.payments.inbox import RetryLater, on_event
+from app.payments.inbox import on_event
+from app.payments.schemas import PaymentRefundOut
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
-MAX_SEND_ATTEMPTS = 8
+
+# Status -> the statuses it may move to. Only `pending` is ever sent, and nothing leads back to it
+# except a call Paystack certainly did not act on; nothing leaves a settled status.
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "pending": frozenset({"sending"}),
+    "sending": frozenset({"pending", "sent", "unknown", "needs_attention", "processed", "failed"}),
+    "unknown": frozenset({"sent", "needs_attention", "processed", "failed"}),
+    "sent": frozenset({"needs_attention", "processed", "failed"}),
+    "needs_attention": frozenset({"sent", "processed", "failed"}),
+    "processed": frozenset(),
+    "failed": frozenset(),
+}
+SETTLED: Final = frozenset({"processed", "failed"})
+# The gateway may hold these: webhooks can be about them.
+AT_GATEWAY: Final = ("sending", "sent", "unknown", "needs_attention")
+# Asked about by the check job: `sending` is not (its worker is still waiting for the answer).
+CHECKED: Final = ("sent", "unknown", "needs_attention")
+# Paystack's refund statuses -> ours; any other status it may report means it has the refund.
+FROM_GATEWAY: Final = {"processed": "processed", "failed": "failed", "needs-attention": "needs_attention"}
+MAX_CHECK_INTERVAL: Final = timedelta(hours=1)
+# A list filter that Paystack would ignore still ends: at most this many pages of a charge's refunds
+# (a list longer than that never lets a refund count as absent).
+MAX_LIST_PAGES: Final = 20
+# How far before the send a refund of ours can appear in the gateway's list (clock skew, and then some).
+LIST_MARGIN: Final = timedelta(days=1)
+# Our refund ids as they appear in a merchant_note (see app.models.base.new_id).
+_REFUND_ID_IN_NOTE = re.compile(r"\brfd_[0-9a-f]{28}\b")
 
 
 def new_refund(
@@ -76,126 +124,378 @@ async def queue_refund(
     return refund
 
 
-async def _claim_due(rt: Runtime) -> list[tuple[Refund, str]]:
-    lease = timedelta(seconds=rt.settings.worker_lease_seconds)
-    async with rt.db.unit_of_work() as session:
-        rows = (
-            await session.execute(
-                select(Refund, Payment.reference)
-                .join(Payment, Payment.id == Refund.payment_id)
-                .where(Refund.status == "pending", Refund.available_at <= utcnow())
-                .order_by(Refund.id)
-                .limit(rt.settings.worker_batch_size)
-                .with_for_update(skip_locked=True, of=Refund)
-            )
-        ).all()
-        for refund, _ in rows:
-            refund.attempts += 1
-            refund.available_at = utcnow() + lease
-        return [(refund, reference) for refund, reference in rows]
+def merchant_note(refund: Refund) -> str:
+    """What POST /refund carries as merchant_note: our id first, so the gateway's records can be searched."""
+    return f"{refund.id} {refund.reason}".strip()[:200]
 
 
-async def send_pending_refunds(rt: Runtime) -> int:
-    sent = 0
-    for refund, reference in await _claim_due(rt):
-        try:
-            result = await rt.gateway.create_refund(
-                transaction=reference, amount=refund.amount, currency=refund.currency,
-                merchant_note=refund.reason[:200] or None,
-            )
-        except GatewayRejected as error:
-            await _settle(rt, refund.id, "failed", note=error.message)
-            continue
-        except GatewayUnavailable as error:
-            # Unknown outcome: try again later; Paystack refuses a refund beyond what is left.
-            log.warning("refund %s not sent: %s", refund.id, error.message)
-            await _retry_later(rt, refund.id, error.message)
-            continue
-        async with rt.db.unit_of_work() as session:
-            row = await session.get(Refund, refund.id, with_for_update=True)
-            assert row is not None
-            if row.status == "pending":
-                row.status = "processing"
-                row.gateway_refund_id = result.id
-                row.last_error = None
-        sent += 1
-    return sent
+def refund_id_in_note(note: str | None) -> str | None:
+    found = _REFUND_ID_IN_NOTE.search(note or "")
+    return found.group(0) if found else None
 
 
-async def _retry_later(rt: Runtime, refund_id: str, message: str) -> None:
-    async with rt.db.unit_of_work() as session:
-        row = await session.get(Refund, refund_id, with_for_update=True)
-        assert row is not None
-        row.last_error = message[:1000]
-        if row.attempts >= MAX_SEND_ATTEMPTS:
-            row.status = "needs_attention"
-        else:
-            row.available_at = utcnow() + timedelta(seconds=min(2**row.attempts, 3600))
+def _move(refund: Refund, status: str) -> bool:
+    """Move `refund` to `status` if TRANSITIONS allows it; False (and no change) otherwise."""
+    if status not in TRANSITIONS[refund.status]:
+        return False
+    refund.status = status
+    metrics.REFUNDS.labels(status=status).inc()
+    return True
 
 
-async def _settle(rt: Runtime, refund_id: str, outcome: str, note: str | None = None) -> None:
-    async with rt.db.unit_of_work() as session:
-        refund = await session.get(Refund, refund_id, with_for_update=True)
-        assert refund is not None
-        await settle_refund(session, refund, outcome, note)
+def _check_delay(rt: Runtime, attempts: int) -> timedelta:
+    """The wait before the worker takes a refund again: doubling from REFUND_CHECK_INTERVAL_SECONDS, up to an hour."""
+    seconds = rt.settings.refund_check_interval_seconds * 2 ** min(max(attempts - 1, 0), 16)
+    return min(timedelta(seconds=seconds), MAX_CHECK_INTERVAL)
 
 
-async def settle_refund(session: AsyncSession, refund: Refund, outcome: str, note: str | None = None) -> None:
-    """`processed` or `failed`: move the in-flight money on, once."""
-    if refund.status in ("processed", "failed"):
-        return
+# ---- settling ------------------------------------------------------------------------------------
+
+
+async def settle_refund(session: AsyncSession, refund: Refund, outcome: str, note: str | None = None) -> bool:
+    """`processed` or `failed`: move the in-flight money on, once. False if it was settled already."""
+    if not _move(refund, outcome):
+        return False
     payment = await session.get(Payment, refund.payment_id, with_for_update=True)
     assert payment is not None
     in_flight = accounts.refund_in_flight(refund.currency)
     if outcome == "processed":
         await post(session, kind="refund_settled", legs=move(in_flight, accounts.gateway(refund.currency),
                    refund.amount), idempotency_key=f"refund:{refund.id}:settled")
-        refund.status = "processed"
         payment.refunded_amount += refund.amount
         payment.status = "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+        refund.last_error = None
     else:
         await post(session, kind="refund_failed", legs=move(in_flight, refund.return_account, refund.amount),
                    idempotency_key=f"refund:{refund.id}:returned")
-        refund.status = "failed"
         refund.last_error = (note or "refund failed at the gateway")[:1000]
     for hook in SETTLEMENT_HOOKS:
         await hook(session, refund)
+    return True
 
 
 # Domains that care about a refund's end (escrow deposits) register here.
 SETTLEMENT_HOOKS: list[Callable[[AsyncSession, Refund], Awaitable[None]]] = []
 
 
-async def _find_for_event(session: AsyncSession, data: dict[str, Any]) -> Refund | None:
-    refund_id = data.get("id")
-    if refund_id is not None:
-        found = await session.scalar(select(Refund).where(Refund.gateway_refund_id == int(refund_id))
-                                     .with_for_update())
-        if found is not None:
-            return found
-    # The webhook can beat our own bookkeeping of the gateway's id: match on the charge instead.
-    reference = data.get("transaction_reference") or (data.get("transaction") or {}).get("reference")
-    if not reference:
-        return None
-    return await session.scalar(
+async def apply_gateway_status(
+    session: AsyncSession, rt: Runtime, refund: Refund, gateway_status: str, *, gateway_refund_id: int | None
+) -> bool:
+    """What the gateway says about one of our refunds (its status, maybe its id), applied once.
+    True if the refund's status changed."""
+    if gateway_refund_id is not None and refund.gateway_refund_id is None:
+        refund.gateway_refund_id = gateway_refund_id
+    target = FROM_GATEWAY.get(gateway_status, "sent")
+    if target in SETTLED:
+        return await settle_refund(session, refund, target, note=f"the gateway reports the refund {gateway_status}")
+    if not _move(refund, target):
+        return False
+    refund.last_error = None
+    # a webhook normally settles it; the worker asks the gateway if none has after a while
+    refund.available_at = utcnow() + _check_delay(rt, 1)
+    return True
+
+
+RefundChange = Callable[[AsyncSession, Refund], Awaitable[bool]]
+
+
+async def _in_transaction(rt: Runtime, refund_id: str, change: RefundChange) -> bool:
+    """Apply `change` to the refund, locked, in a transaction of its own; True if it changed the refund."""
+    async with rt.db.unit_of_work() as session:
+        refund = await session.get(Refund, refund_id, with_for_update=True)
+        assert refund is not None
+        return await change(session, refund)
+
+
+# ---- sending, once -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    refund: Refund
+    payment_reference: str
+    gateway_transaction_id: int | None
+
+
+async def _claim(rt: Runtime, statuses: tuple[str, ...], limit: int) -> list[_Claimed]:
+    """Take up to `limit` due refunds in `statuses`; SKIP LOCKED lets several workers share them. A `pending`
+    one becomes `sending`, leased to this worker for one call; any other is due again after a backoff."""
+    lease = timedelta(seconds=rt.settings.worker_lease_seconds)
+    async with rt.db.unit_of_work() as session:
+        now = utcnow()
+        rows = (
+            await session.execute(
+                select(Refund, Payment.reference, Payment.gateway_transaction_id)
+                .join(Payment, Payment.id == Refund.payment_id)
+                .where(Refund.status.in_(statuses), Refund.available_at <= now)
+                .order_by(Refund.available_at, Refund.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=Refund)
+            )
+        ).all()
+        claimed = []
+        for refund, reference, transaction_id in rows:
+            refund.attempts += 1
+            if refund.status == "pending":
+                _move(refund, "sending")
+                refund.sent_at = now
+                refund.available_at = now + lease
+            else:
+                refund.available_at = now + _check_delay(rt, refund.attempts)
+            claimed.append(_Claimed(refund, reference, transaction_id))
+        return claimed
+
+
+async def send_pending_refunds(rt: Runtime) -> int:
+    """Send due `pending` refunds, one POST /refund each. Each is claimed (`sending`, committed) right before
+    its call, so a lease covers one call. A rate limit, or no connection, ends the pass."""
+    sent = 0
+    for _ in range(rt.settings.worker_batch_size):
+        claimed = await _claim(rt, ("pending",), 1)
+        if not claimed:
+            break
+        sent += 1
+        if not await _send(rt, claimed[0]):
+            break
+    return sent
+
+
+async def _send(rt: Runtime, claimed: _Claimed) -> bool:
+    """POST /refund, once, and what its answer means for the refund. False if Paystack could not take it
+    (rate limited, or not reached): the next ones would fare no better now."""
+    refund = claimed.refund
+    try:
+        result = await rt.gateway.create_refund(
+            transaction=claimed.payment_reference, amount=refund.amount, currency=refund.currency,
+            merchant_note=merchant_note(refund),
+        )
+    except GatewayRejected as error:
+        await _in_transaction(rt, refund.id, partial(settle_refund, outcome="failed", note=error.message))
+    except GatewayError as error:
+        if isinstance(error, GatewayNotReached) or error.status_code == 429:
+            log.warning("refund %s not sent (%s); it will be sent later", refund.id, error.message)
+            await _in_transaction(rt, refund.id, partial(_send_later, rt, error))
+            return False
+        log.warning("refund %s outcome unknown (%s); the gateway will be asked", refund.id, error.message)
+        await _in_transaction(rt, refund.id, partial(_outcome_unknown, rt, error.message))
+    else:
+        await _in_transaction(rt, refund.id, partial(_accepted, rt, result))
+    return True
+
+
+async def _accepted(rt: Runtime, result: RefundResult, session: AsyncSession, refund: Refund) -> bool:
+    return await apply_gateway_status(session, rt, refund, result.status, gateway_refund_id=result.id)
+
+
+async def _send_later(rt: Runtime, error: GatewayError, _: AsyncSession, refund: Refund) -> bool:
+    """Paystack did not act on the call: the refund may be sent again, after a backoff."""
+    if not _move(refund, "pending"):
+        return False
+    refund.last_error = error.message[:1000]
+    wait = max(timedelta(seconds=error.retry_after or 0), _check_delay(rt, refund.attempts))
+    refund.available_at = utcnow() + wait
+    return True
+
+
+async def _outcome_unknown(rt: Runtime, message: str, _: AsyncSession, refund: Refund) -> bool:
+    if not _move(refund, "unknown"):
+        return False
+    refund.last_error = f"outcome unknown: {message}"[:1000]
+    refund.available_at = utcnow()  # ask the gateway at once
+    return True
+
+
+# ---- asking the gateway --------------------------------------------------------------------------
+
+
+async def check_refunds(rt: Runtime) -> int:
+    """Settle refunds from the gateway's records: `sending` claims whose lease ran out become `unknown`;
+    due `unknown` refunds are looked for in the charge's refund list, `sent` and `needs_attention` ones are
+    fetched by id. Returns how many refunds changed status."""
+    changed = await _end_expired_leases(rt)
+    for claimed in await _claim(rt, CHECKED, rt.settings.worker_batch_size):
+        changed += await _check(rt, claimed)
+    return changed
+
+
+async def _end_expired_leases(rt: Runtime) -> int:
+    """A worker that claimed a refund and then died may have sent it: its outcome is unknown."""
+    async with rt.db.unit_of_work() as session:
+        now = utcnow()
+        expired = (
+            await session.scalars(
+                select(Refund).where(Refund.status == "sending", Refund.available_at <= now)
+                .order_by(Refund.id).limit(rt.settings.worker_batch_size).with_for_update(skip_locked=True)
+            )
+        ).all()
+        for refund in expired:
+            log.warning("refund %s: no answer recorded within the lease; the gateway will be asked", refund.id)
+            await _outcome_unknown(rt, "the worker sending it stopped before recording the answer", session, refund)
+        return len(expired)
+
+
+@dataclass(frozen=True)
+class _Search:
+    found: RefundResult | None
+    # True only when the gateway's whole list was read and nothing in it can be this refund
+    surely_absent: bool
+
+
+async def _check(rt: Runtime, claimed: _Claimed) -> int:
+    refund = claimed.refund
+    try:
+        if refund.gateway_refund_id is not None:
+            search = _Search(await rt.gateway.fetch_refund(refund.gateway_refund_id), surely_absent=False)
+        else:
+            search = await _find_at_gateway(rt, claimed)
+    except GatewayError as error:
+        log.warning("refund %s: the gateway could not be asked (%s)", refund.id, error.message)
+        return 0
+    if search.found is not None:
+        return int(await _in_transaction(rt, refund.id, partial(_found, rt, search.found)))
+    give_up_after = timedelta(seconds=rt.settings.refund_unknown_give_up_seconds)
+    if refund.status != "unknown" or refund.sent_at is None or utcnow() - refund.sent_at < give_up_after:
+        return 0
+    if not search.surely_absent:
+        log.error("refund %s: the gateway's list holds a refund of its amount that names none of ours, or is "
+                  "too long to read; left unknown for an operator", refund.id)
+        return 0
+    note = "the gateway has no record of it"
+    return int(await _in_transaction(rt, refund.id, partial(_gave_up, note)))
+
+
+async def _found(rt: Runtime, found: RefundResult, session: AsyncSession, refund: Refund) -> bool:
+    return await apply_gateway_status(session, rt, refund, found.status, gateway_refund_id=found.id)
+
+
+async def _gave_up(note: str, session: AsyncSession, refund: Refund) -> bool:
+    # Only an unknown refund gives up: a webhook or an answer may have moved it meanwhile.
+    return refund.status == "unknown" and await settle_refund(session, refund, "failed", note=note)
+
+
+async def _find_at_gateway(rt: Runtime, claimed: _Claimed) -> _Search:
+    """Our refund among the charge's refunds at the gateway, by the id it carries in merchant_note. Its
+    absence is sure only if the whole list was read and no refund of its amount in it names none of ours
+    (one that does could be ours with its note lost)."""
+    refund = claimed.refund
+    charge = claimed.gateway_transaction_id or claimed.payment_reference
+    since = (refund.sent_at or refund.created_at) - LIST_MARGIN
+    unexplained = False
+    for page in range(1, MAX_LIST_PAGES + 1):
+        listing = await rt.gateway.list_refunds(transaction=charge, since=since, page=page)
+        for item in listing.items:
+            if item.transaction_id is not None and claimed.gateway_transaction_id is not None \
+                    and item.transaction_id != claimed.gateway_transaction_id:
+                continue  # another charge's: the filter was not applied
+            owner = refund_id_in_note(item.merchant_note)
+            if owner == refund.id:
+                return _Search(item, surely_absent=False)
+            unexplained |= owner is None and item.amount == refund.amount
+        if not listing.has_more:
+            return _Search(None, surely_absent=not unexplained)
+    return _Search(None, surely_absent=False)
+
+
+# ---- webhooks ------------------------------------------------------------------------------------
+
+
+def _whole_number(value: object) -> int | None:
+    """An integer that Paystack may send as a JSON number or as a string of digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
+async def _refunds_for_event(session: AsyncSession, data: dict[str, Any]) -> list[Refund]:
+    """Our refunds an event can be about, locked: the one with its id when the body has one; else the ones
+    of its charge and amount that the gateway may still be working on, oldest first."""
+    gateway_id = _whole_number(data.get("id"))
+    if gateway_id is not None:
+        known = await session.scalar(select(Refund).where(Refund.gateway_refund_id == gateway_id).with_for_update())
+        if known is not None:
+            return [known]
+    transaction = data.get("transaction")
+    reference = data.get("transaction_reference") or (transaction.get("reference") if isinstance(transaction, dict)
+                                                      else None)
+    amount = _whole_number(data.get("amount"))
+    if not isinstance(reference, str) or amount is None:
+        return []
+    query = (
         select(Refund)
         .join(Payment, Payment.id == Refund.payment_id)
-        .where(Payment.reference == reference, Refund.amount == int(data.get("amount") or 0),
-               or_(Refund.status == "pending", Refund.status == "processing"))
+        .where(Payment.reference == reference, Refund.amount == amount, Refund.status.in_(AT_GATEWAY))
         .order_by(Refund.id)
-        .limit(1)
         .with_for_update(of=Refund)
+    )
+    if gateway_id is not None:
+        query = query.where(Refund.gateway_refund_id.is_(None))  # one with another id is another refund
+    return list((await session.scalars(query)).all())
+
+
+async def apply_refund_event(rt: Runtime, gateway_status: str, data: dict[str, Any]) -> str:
+    async with rt.db.unit_of_work() as session:
+        refunds = await _refunds_for_event(session, data)
+        if not refunds:
+            log.info("refund event (%s) for no refund of ours in progress: ignored", gateway_status)
+            return "ignored"
+        if len(refunds) > 1:
+            # Refunds of the same amount on one charge, and the body names none of them: ask the gateway
+            # about each (by id, or by merchant_note) instead of guessing which one this is.
+            for refund in refunds:
+                if refund.status != "sending":
+                    refund.available_at = utcnow()
+            rt.notify_worker()
+            return "processed"
+        changed = await apply_gateway_status(session, rt, refunds[0], gateway_status,
+                                             gateway_refund_id=_whole_number(data.get("id")))
+    return "processed" if changed else "ignored"
+
+
+def _refund_event_handler(gateway_status: str) -> Callable[[Runtime, dict[str, Any]], Awaitable[str]]:
+    async def handle(rt: Runtime, data: dict[str, Any]) -> str:
+        return await apply_refund_event(rt, gateway_status, data)
+
+    return handle
+
+
+# Event -> the refund status it reports. The status is taken from the event's name, not from the body.
+REFUND_EVENTS: Final = {
+    "refund.pending": "pending",
+    "refund.processing": "processing",
+    "refund.needs-attention": "needs-attention",
+    "refund.processed": "processed",
+    "refund.failed": "failed",
+}
+for event_name, reported_status in REFUND_EVENTS.items():
+    on_event(event_name)(_refund_event_handler(reported_status))
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+
+async def get_refund(session: AsyncSession, principal: Principal, refund_id: str) -> PaymentRefundOut:
+    """An admin sees any refund, the payer their own; anyone else is told it does not exist."""
+    row = (
+        await session.execute(
+            select(Refund, Payment, EscrowTransaction.deposit_id)
+            .join(Payment, Payment.id == Refund.payment_id)
+            .outerjoin(EscrowTransaction, EscrowTransaction.id == Refund.escrow_transaction_id)
+            .where(Refund.id == refund_id)
+        )
+    ).first()
+    if row is None or not (principal.is_admin or row[1].user_id == principal.user_id):
+        raise NotFound("Refund not found", refund_id=refund_id)
+    refund, payment, deposit_id = row
+    return PaymentRefundOut(
+        id=refund.id, transaction_id=deposit_id, escrow_transaction_id=refund.escrow_transaction_id,
+        payment_reference=payment.reference, amount=to_major(refund.amount, refund.currency),
+        currency=refund.currency, status=public_status(refund), created_at=refund.created_at,
+        updated_at=refund.updated_at,
     )
 
 
-@on_event("refund.processed", "refund.failed")
-async def handle_refund_outcome(rt: Runtime, data: dict[str, Any]) -> str:
-    async with rt.db.unit_of_work() as session:
-        refund = await _find_for_event(session, data)
-        if refund is None:
-            raise RetryLater("refund not known yet")
-        if refund.status in ("processed", "failed"):
-            return "duplicate"
-        outcome = "processed" if data.get("status") == "processed" else "failed"
-        await settle_refund(session, refund, outcome, note=str(data.get("status")))
-    return "processed"
+def public_status(refund: Refund) -> str:
+    """`sending` is `pending` until the gateway has answered; the other statuses are shown as they are."""
+    return "pending" if refund.status == "sending" else refund.status

@@ -14,9 +14,16 @@ from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.deps import RuntimeDep, SessionDep
 from app.gateway.signature import verify_signature
-from app.payments import service
+from app.payments import refunds, service
 from app.payments.inbox import read_arrival, store_event
-from app.payments.schemas import PaymentCreate, PaymentOut, PaymentStatus, PaymentType, WebhookAck
+from app.payments.schemas import (
+    PaymentCreate,
+    PaymentOut,
+    PaymentRefundOut,
+    PaymentStatus,
+    PaymentType,
+    WebhookAck,
+)
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
 MAX_WEBHOOK_BYTES = 1_000_000
@@ -59,6 +66,12 @@ async def get_payment(reference: str, principal: CurrentUser, session: SessionDe
 @limiter.limit(payments_limit)
 async def verify_payment(request: Request, reference: str, principal: CurrentUser, rt: RuntimeDep) -> PaymentOut:
     return service.payment_out(await service.verify_payment(rt, principal, reference))
+
+
+@router.get("/refunds/{refund_id}", response_model=PaymentRefundOut)
+async def get_refund(refund_id: str, principal: CurrentUser, session: SessionDep) -> PaymentRefundOut:
+    """An admin, or the payer of the refunded payment; anyone else's refund is 404."""
+    return await refunds.get_refund(session, principal, refund_id)
 
 
 @router.post("/webhooks/paystack", response_model=WebhookAck, tags=["webhooks"])

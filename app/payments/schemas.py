@@ -103,5 +103,22 @@ class PaymentOut(BaseModel):
     updated_at: datetime
 
 
+class PaymentRefundOut(BaseModel):
+    """A refund of a payment through the gateway. `transaction_id` is the escrow deposit it came out of
+    (none for a payment refunded before it reached escrow). `status`: pending -> sent -> processed |
+    failed; unknown while the gateway's answer is unclear; needs_attention when the gateway needs the
+    payer's bank details."""
+
+    id: str
+    transaction_id: str | None
+    escrow_transaction_id: str | None
+    payment_reference: str
+    amount: str
+    currency: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
 class WebhookAck(BaseModel):
     status: Literal["ok"] = "ok"

@@ -9,6 +9,10 @@ chargebacks, webhook bodies stored without account numbers or authorization code
 - `payments.gateway_fee`, `payments.charged_amount`: what Paystack reported for the charge.
 - `disputes.gateway_resolution`, `disputes.flag_reason`: Paystack's resolution as received, and
   why a chargeback was left frozen for an admin.
+- `refunds.sent_at`, and refund statuses for sending at most once: `processing` becomes `sent`;
+  the old `needs_attention` (given up after several sends) and a `pending` refund that was already
+  sent at least once become `unknown`: their outcome is unclear and only Paystack's records settle
+  them (the old code could have sent them more than once: check them against Paystack).
 - `webhook_events.payload`: stored events keep their name and data with account numbers reduced
   to their last four digits and authorization codes replaced; the rule is frozen here as it was
   written, so the migration does not change with the application.
@@ -26,6 +30,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+import app.models.base
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -112,6 +118,19 @@ def _mark_live_release_items() -> None:
         connection.execute(releases.update().where(releases.c.id.in_(sorted(rejected))).values(status="rejected"))
 
 
+def _move_refund_statuses() -> None:
+    refunds = sa.table("refunds", sa.column("status", sa.String), sa.column("attempts", sa.Integer),
+                       sa.column("available_at", sa.DateTime(timezone=True)))
+    now = sa.func.current_timestamp()
+    op.get_bind().execute(refunds.update().where(refunds.c.status == "processing")
+                          .values(status="sent", available_at=now))
+    op.get_bind().execute(
+        refunds.update()
+        .where((refunds.c.status == "needs_attention") | ((refunds.c.status == "pending") & (refunds.c.attempts > 0)))
+        .values(status="unknown", available_at=now)
+    )
+
+
 def upgrade() -> None:
     with op.batch_alter_table("release_items", schema=None) as batch_op:
         batch_op.add_column(sa.Column("live", sa.Boolean(), nullable=True))
@@ -130,11 +149,18 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("gateway_resolution", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("flag_reason", sa.String(length=500), nullable=True))
 
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("sent_at", app.models.base.UTCDateTime(timezone=True), nullable=True))
+    _move_refund_statuses()
+
     _redact_webhook_payloads()
 
 
 def downgrade() -> None:
-    # Redacted webhook bodies stay redacted: what was taken out is gone on purpose.
+    # Redacted webhook bodies stay redacted: what was taken out is gone on purpose; refunds keep the
+    # statuses they reached (`sent` and `unknown` mean nothing to the old code: settle them first).
+    with op.batch_alter_table("refunds", schema=None) as batch_op:
+        batch_op.drop_column("sent_at")
     with op.batch_alter_table("disputes", schema=None) as batch_op:
         batch_op.drop_column("flag_reason")
         batch_op.drop_column("gateway_resolution")

@@ -247,3 +247,23 @@ async def test_process_refund_like_the_seed(client: httpx.AsyncClient, app: Fast
     assert (deposit["refunded"], deposit["remaining"]) == ("1250.00", "3750.00")
     assert (await get_payment(client, auth(INVESTOR), payment["reference"]))["status"] == "partially_refunded"
     await _integrity_ok(client, app, auth)
+
+
+async def test_refund_the_gateway_needs_attention_for_stays_in_flight(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    payment, deposit = await _funded(client, app, auth)
+    app.state.sandbox.faults.refund_outcome_next("needs-attention")
+
+    created = await _refund(client, auth, deposit["id"], "2000.00")
+    assert created.status_code == 201, created.text
+    await settle(app)
+
+    seen = (await client.get(f"/v1/refunds/{created.json()['id']}", headers=auth("admin-1", admin=True))).json()
+    assert seen["status"] == "needs_attention"
+    refunds = (await client.get("/v1/escrow/transactions?type=refund", headers=auth(INVESTOR))).json()["items"]
+    assert [r["status"] for r in refunds] == ["pending"]  # the escrow contract: pending until it ends
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await balance(session, accounts.refund_in_flight("NGN")) == 200_000
+    assert (await get_payment(client, auth(INVESTOR), payment["reference"]))["status"] == "success"
+    assert (await client.get("/v1/admin/integrity", headers=auth("admin-1", admin=True))).json()["ok"]

@@ -11,7 +11,13 @@ import pytest
 import respx
 
 from app.gateway.client import PaystackClient
-from app.gateway.errors import GatewayProtocolError, GatewayRejected, GatewayTimeout, GatewayUnavailable
+from app.gateway.errors import (
+    GatewayNotReached,
+    GatewayProtocolError,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
 from app.gateway.types import (
     TRANSFER_CONCLUSIVE_FAILURES,
     TRANSFER_IN_PROGRESS,
@@ -19,6 +25,7 @@ from app.gateway.types import (
     Bank,
     BulkTransferItem,
     InitializeResult,
+    RefundPage,
     RefundResult,
     ResolvedAccount,
     TransferRecipient,
@@ -367,17 +374,19 @@ async def test_create_refund(client: PaystackClient, api: respx.MockRouter) -> N
                 "amount": 20000,
                 "currency": "NGN",
                 "deducted_amount": 0,
+                "merchant_note": "rfd_1 duplicate",
                 "transaction": {"id": 4099260516, "reference": "ref-123", "amount": 500000},
             }
         )
     )
 
     result = await client.create_refund(
-        transaction="ref-123", amount=20000, currency="NGN", merchant_note="duplicate"
+        transaction="ref-123", amount=20000, currency="NGN", merchant_note="rfd_1 duplicate"
     )
 
     assert result == RefundResult(
-        id=3018284, status="pending", amount=20000, currency="NGN", transaction_reference="ref-123"
+        id=3018284, status="pending", amount=20000, currency="NGN", transaction_reference="ref-123",
+        transaction_id=4099260516, merchant_note="rfd_1 duplicate",
     )
     request = route.calls.last.request
     assert request.method == "POST"
@@ -386,8 +395,22 @@ async def test_create_refund(client: PaystackClient, api: respx.MockRouter) -> N
         "transaction": "ref-123",
         "amount": 20000,
         "currency": "NGN",
-        "merchant_note": "duplicate",
+        "merchant_note": "rfd_1 duplicate",
     }
+
+
+async def test_create_refund_parses_paystacks_documented_answer(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.post("/refund").mock(return_value=httpx.Response(200, json=paystack_sample("refund_create")))
+
+    result = await client.create_refund(transaction="T685312322670591")
+
+    assert result == RefundResult(
+        id=3018284, status="pending", amount=10000, currency="NGN", transaction_reference="T685312322670591",
+        transaction_id=1004723697, merchant_note="Refund for transaction T685312322670591 by test@me.com",
+        created_at=datetime(2021, 12, 7, 9, 21, 17, 122000, tzinfo=UTC),
+    )
 
 
 async def test_fetch_refund(client: PaystackClient, api: respx.MockRouter) -> None:
@@ -407,10 +430,82 @@ async def test_fetch_refund(client: PaystackClient, api: respx.MockRouter) -> No
     result = await client.fetch_refund(3018284)
 
     assert result == RefundResult(
-        id=3018284, status="processed", amount=20000, currency="NGN", transaction_reference="ref-123"
+        id=3018284, status="processed", amount=20000, currency="NGN", transaction_reference="ref-123",
+        transaction_id=4099260516,
     )
     assert route.calls.last.request.method == "GET"
     assert_authorized(route.calls.last.request)
+
+
+async def test_fetch_refund_parses_paystacks_documented_answer(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.get("/refund/1").mock(return_value=httpx.Response(200, json=paystack_sample("refund_fetch")))
+
+    result = await client.fetch_refund(1)
+
+    # the transaction is only its id here, and no reference comes with it
+    assert result == RefundResult(
+        id=1, status="processed", amount=500000, currency="NGN", transaction_reference=None, transaction_id=1641,
+        merchant_note="xxx", created_at=datetime(2017, 9, 24, 21, 10, 59, tzinfo=UTC),
+    )
+
+
+async def test_list_refunds_parses_paystacks_documented_answer(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    route = api.get("/refund").mock(return_value=httpx.Response(200, json=paystack_sample("refund_list")))
+
+    page = await client.list_refunds(
+        transaction=1641, since=datetime(2017, 9, 1, 8, 30, tzinfo=UTC), until=datetime(2017, 10, 1, tzinfo=UTC),
+    )
+
+    assert page == RefundPage(
+        items=[
+            RefundResult(id=1, status="processed", amount=500000, currency="NGN", transaction_reference=None,
+                         transaction_id=1641, merchant_note="xxx",
+                         created_at=datetime(2017, 9, 24, 21, 10, 59, tzinfo=UTC)),
+            RefundResult(id=2, status="pending", amount=500000, currency="NGN", transaction_reference=None,
+                         transaction_id=323896, merchant_note="xxx",
+                         created_at=datetime(2017, 9, 24, 21, 11, 53, tzinfo=UTC)),
+        ],
+        page=1,
+        has_more=False,  # no meta, and fewer items than a page holds
+    )
+    request = route.calls.last.request
+    assert_authorized(request)
+    assert dict(request.url.params) == {
+        "transaction": "1641", "page": "1", "perPage": "100",
+        "from": "2017-09-01T08:30:00.000Z", "to": "2017-10-01T00:00:00.000Z",
+    }
+
+
+async def test_list_refunds_pages_by_meta(client: PaystackClient, api: respx.MockRouter) -> None:
+    item = paystack_sample("refund_list")["data"][0]
+    route = api.get("/refund").mock(
+        side_effect=[
+            ok([item], meta={"total": 2, "skipped": 0, "perPage": 1, "page": 1, "pageCount": 2}),
+            ok([{**item, "id": 7}], meta={"total": 2, "skipped": 1, "perPage": 1, "page": 2, "pageCount": 2}),
+        ]
+    )
+
+    first = await client.list_refunds(transaction="ref-123", page=1, per_page=1)
+    second = await client.list_refunds(transaction="ref-123", page=2, per_page=1)
+
+    assert (first.has_more, [r.id for r in first.items]) == (True, [1])
+    assert (second.has_more, [r.id for r in second.items]) == (False, [7])
+    assert [dict(call.request.url.params)["page"] for call in route.calls] == ["1", "2"]
+    assert "from" not in route.calls.last.request.url.params
+
+
+async def test_list_refunds_off_contract_item_is_a_protocol_error(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    item = paystack_sample("refund_list")["data"][0]
+    api.get("/refund").mock(return_value=ok([{**item, "merchant_note": 12}]))
+
+    with pytest.raises(GatewayProtocolError):
+        await client.list_refunds(transaction="ref-123")
 
 
 async def test_create_transfer_recipient(client: PaystackClient, api: respx.MockRouter) -> None:
@@ -596,7 +691,7 @@ async def test_base_url_with_a_path_prefix(sleeps: list[float]) -> None:
 # Network failures and retries
 
 
-@pytest.mark.parametrize("exception", [httpx.ConnectTimeout, httpx.ReadTimeout])
+@pytest.mark.parametrize("exception", [httpx.ReadTimeout, httpx.WriteTimeout])
 async def test_timeout_is_retried_then_raises_gateway_timeout(
     client: PaystackClient, api: respx.MockRouter, sleeps: list[float], exception: type[Exception]
 ) -> None:
@@ -623,16 +718,29 @@ async def test_timeout_on_initiate_transfer_is_retried(client: PaystackClient, a
     assert body_of(route.calls[0].request) == body_of(route.calls[1].request)
 
 
-async def test_connect_error_exhausts_retries_as_unavailable(
-    client: PaystackClient, api: respx.MockRouter
+@pytest.mark.parametrize("exception", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout])
+async def test_no_connection_exhausts_retries_as_not_reached(
+    client: PaystackClient, api: respx.MockRouter, exception: type[Exception]
 ) -> None:
-    route = api.get("/bank/resolve").mock(side_effect=httpx.ConnectError("refused"))
+    route = api.get("/bank/resolve").mock(side_effect=exception)
 
-    with pytest.raises(GatewayUnavailable) as caught:
+    with pytest.raises(GatewayNotReached) as caught:
         await client.resolve_account(account_number="0001234567", bank_code="058")
 
-    assert not isinstance(caught.value, GatewayTimeout)
+    assert isinstance(caught.value, GatewayUnavailable) and not isinstance(caught.value, GatewayTimeout)
     assert route.call_count == MAX_RETRIES + 1
+
+
+@pytest.mark.parametrize("exception", [httpx.ConnectError, httpx.ConnectTimeout])
+async def test_no_connection_on_create_refund_is_not_retried_and_says_so(
+    client: PaystackClient, api: respx.MockRouter, exception: type[Exception]
+) -> None:
+    route = api.post("/refund").mock(side_effect=exception)
+
+    with pytest.raises(GatewayNotReached):
+        await client.create_refund(transaction="ref-123")
+
+    assert route.call_count == 1
 
 
 async def test_overall_deadline_covers_transports_that_ignore_httpx_timeouts() -> None:
@@ -713,6 +821,42 @@ async def test_timeout_on_create_refund_is_not_retried(client: PaystackClient, a
         await client.create_refund(transaction="ref-123")
 
     assert route.call_count == 1
+
+
+async def test_stalled_create_refund_is_cut_at_the_deadline_and_not_retried(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    arrived: list[httpx.Request] = []
+
+    async def stall(request: httpx.Request) -> httpx.Response:
+        arrived.append(request)
+        await asyncio.sleep(30)
+        return ok({})
+
+    api.post("/refund").mock(side_effect=stall)
+
+    with pytest.raises(GatewayTimeout):
+        await client.create_refund(transaction="ref-123")  # the client's timeout is 1 s
+
+    assert len(arrived) == 1
+
+
+async def test_malformed_answer_to_create_refund_is_a_protocol_error_not_retried(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float]
+) -> None:
+    route = api.post("/refund").mock(
+        side_effect=[
+            httpx.Response(200, content=b'{"status":true,"data":{"transaction":',
+                           headers={"content-type": "application/json"}),
+            ok(paystack_sample("refund_create")["data"]),
+        ]
+    )
+
+    with pytest.raises(GatewayProtocolError):
+        await client.create_refund(transaction="ref-123")
+
+    assert route.call_count == 1
+    assert sleeps == []
 
 
 # Rate limits

@@ -120,6 +120,11 @@ async def env(make_env: EnvFactory) -> Env:
 # --- helpers ---------------------------------------------------------------------------------------
 
 
+def sample_data(name: str) -> Any:
+    """The `data` of one of Paystack's documented bodies (tests/fixtures/paystack)."""
+    return paystack_sample(name)["data"]
+
+
 def assert_error(response: httpx.Response, status: int, message: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
@@ -449,25 +454,97 @@ async def test_dispute_webhooks_have_the_shape_of_paystacks_samples(
 
 async def test_full_refund_settles_and_sends_refund_processed(env: Env) -> None:
     reference = await paid_charge(env)
-    response = await env.client.post(f"{API}/refund", json={"transaction": reference})
+    response = await env.client.post(f"{API}/refund", json={"transaction": reference, "merchant_note": "rfd_1 x"})
     assert response.status_code == 200, response.text
     refund = response.json()["data"]
     assert refund["status"] == "pending"
     assert refund["amount"] == 500000
     assert refund["transaction"]["reference"] == reference
+    assert refund["merchant_note"] == "rfd_1 x"
 
     await env.sandbox.wait_idle()
     fetched = (await env.client.get(f"{API}/refund/{refund['id']}")).json()["data"]
-    assert fetched["status"] == "processed"
+    assert (fetched["status"], fetched["id"], fetched["merchant_note"]) == ("processed", refund["id"], "rfd_1 x")
+    assert fetched["transaction"] == env.sandbox.transactions[reference].id  # an id here, as Paystack's fetch
     assert env.receiver.event_names() == ["charge.success", "refund.processed"]
+    # Paystack's refund.processed: no refund id, the amount as a string
     event = env.receiver.events()[1]["data"]
-    assert event["id"] == refund["id"]
+    assert set(event) == set(sample_data("webhook_refund_processed"))
+    assert "id" not in event
     assert event["transaction_reference"] == reference
-    assert event["amount"] == 500000
+    assert event["amount"] == "500000"
     assert event["refund_reference"]
 
     again = await env.client.post(f"{API}/refund", json={"transaction": reference, "amount": 100})
     assert_error(again, 400, "Transaction has been fully reversed")
+
+
+async def test_refund_answers_have_paystacks_shapes(env: Env) -> None:
+    reference = await paid_charge(env)
+    created = (await env.client.post(f"{API}/refund", json={"transaction": reference})).json()["data"]
+    await env.sandbox.wait_idle()
+    fetched = (await env.client.get(f"{API}/refund/{created['id']}")).json()["data"]
+    listed = (await env.client.get(f"{API}/refund", params={"transaction": reference})).json()["data"]
+
+    assert set(created) == set(sample_data("refund_create"))
+    assert set(fetched) == set(sample_data("refund_fetch"))
+    assert [set(item) for item in listed] == [set(sample_data("refund_list")[0])]
+
+
+async def test_refund_list_filters_by_charge_and_time_and_pages(env: Env) -> None:
+    first, second = await paid_charge(env), await paid_charge(env)
+    for amount in (100000, 150000):
+        await env.client.post(f"{API}/refund", json={"transaction": first, "amount": amount})
+    await env.client.post(f"{API}/refund", json={"transaction": second, "amount": 50000, "merchant_note": "mine"})
+    first_id = env.sandbox.transactions[first].id
+
+    async def listing(**params: Any) -> dict[str, Any]:
+        response = await env.client.get(f"{API}/refund", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    by_id = await listing(transaction=first_id)
+    assert [item["amount"] for item in by_id["data"]] == [150000, 100000]  # newest first
+    assert {item["transaction"] for item in by_id["data"]} == {first_id}
+    assert by_id["meta"]["total"] == 2
+    by_reference = await listing(transaction=first)
+    assert by_reference["data"] == by_id["data"]
+    # the filter's older documented name
+    assert (await listing(reference=first))["data"] == by_id["data"]
+    [other] = (await listing(transaction=second))["data"]
+    assert (other["amount"], other["merchant_note"]) == (50000, "mine")
+    assert (await listing(transaction="nobody"))["data"] == []
+    assert len((await listing())["data"]) == 3
+
+    paged = await listing(transaction=first, perPage=1, page=2)
+    assert [item["amount"] for item in paged["data"]] == [100000]
+    assert paged["meta"] == {"total": 2, "skipped": 1, "perPage": 1, "page": 2, "pageCount": 2}
+    assert (await listing(transaction=first, **{"from": "2999-01-01"}))["data"] == []
+    assert len((await listing(transaction=first, to="2999-01-01T00:00:00.000Z"))["data"]) == 2
+    assert (await listing(transaction=first, to="2000-01-01"))["data"] == []
+    for bad in ({"perPage": "0"}, {"perPage": "101"}, {"page": "x"}, {"from": "yesterday"}):
+        assert_error(await env.client.get(f"{API}/refund", params=bad), 400)
+
+
+async def test_refund_failed_and_needs_attention_webhooks_have_paystacks_shapes(env: Env) -> None:
+    reference = await paid_charge(env)
+    env.sandbox.faults.refund_outcome_next("failed")
+    env.sandbox.faults.refund_outcome_next("needs-attention")
+    await env.client.post(f"{API}/refund", json={"transaction": reference, "amount": 100000})
+    await env.sandbox.wait_idle()
+    needing = (await env.client.post(f"{API}/refund", json={"transaction": reference, "amount": 200000})).json()
+    await env.sandbox.wait_idle()
+
+    assert env.receiver.event_names() == ["charge.success", "refund.failed", "refund.needs-attention"]
+    failed, attention = (event["data"] for event in env.receiver.events()[1:])
+    assert set(failed) == set(sample_data("webhook_refund_failed"))
+    assert (failed["amount"], failed["status"]) == (100000, "failed")
+    assert failed["refund_reference"].startswith("TRF_")
+    assert set(attention) == set(sample_data("webhook_refund_needs_attention"))
+    assert (attention["id"], attention["amount"]) == (str(needing["data"]["id"]), 200000)
+    # a refund that needs attention still holds its amount; a failed one gave it back
+    assert env.sandbox.transactions[reference].refunded == 200000
+    assert env.sandbox.refunds[needing["data"]["id"]].status == "needs-attention"
 
 
 async def test_partial_refunds_up_to_the_amount_paid(env: Env) -> None:
@@ -806,6 +883,35 @@ async def test_timeout_next_processes_the_call_but_withholds_the_answer(env: Env
     assert verified.json()["data"]["status"] == "success"
 
 
+@pytest.mark.parametrize("fault", ["error_after_next", "malformed_next"])
+async def test_a_refund_that_is_made_then_answered_badly(env: Env, fault: str) -> None:
+    reference = await paid_charge(env)
+    getattr(env.sandbox.faults, fault)(path_contains="/refund")
+    response = await env.client.post(f"{API}/refund", json={"transaction": reference, "merchant_note": "rfd_2"})
+    if fault == "error_after_next":
+        assert assert_error(response, 500)["type"] == "api_error"
+    else:
+        assert response.status_code == 200
+        with pytest.raises(ValueError):
+            response.json()
+    # The refund was made all the same, and it shows in the list and settles as Paystack's would.
+    [refund] = env.sandbox.refunds.values()
+    [listed] = (await env.client.get(f"{API}/refund", params={"transaction": reference})).json()["data"]
+    assert (listed["id"], listed["merchant_note"]) == (refund.id, "rfd_2")
+    await env.sandbox.wait_idle()
+    assert refund.status == "processed"
+    assert env.receiver.event_names() == ["charge.success", "refund.processed"]
+
+
+async def test_error_after_next_takes_only_server_errors(env: Env) -> None:
+    with pytest.raises(ValueError):
+        env.sandbox.faults.error_after_next(status=400)
+    with pytest.raises(ValueError):
+        env.sandbox.faults.malformed_next(0)
+    env.sandbox.faults.error_after_next(status=503)
+    assert_error(await env.client.get(f"{API}/bank"), 503)
+
+
 async def test_timeout_next_answers_after_the_delay(env: Env) -> None:
     env.sandbox.faults.timeout_next(delay=0.05)
     response = await asyncio.wait_for(env.client.get(f"{API}/bank"), timeout=2)
@@ -916,6 +1022,14 @@ async def test_control_routes(env: Env) -> None:
         assert_error(await env.client.get(f"{API}/bank"), 503)
         bad = await plain.post(f"{API}/_control/faults", json={"action": "explode"})
         assert_error(bad, 400)
+        for action in ({"action": "error_after_next", "status": 502}, {"action": "malformed_next"}):
+            set_fault = await plain.post(f"{API}/_control/faults", json={**action, "path_contains": "/bank"})
+            assert set_fault.status_code == 200, set_fault.text
+        assert_error(await env.client.get(f"{API}/bank"), 502)
+        assert (await env.client.get(f"{API}/bank")).content.startswith(b'{"status":true')
+        assert (await env.client.get(f"{API}/bank")).json()["status"] is True
+        refused = await plain.post(f"{API}/_control/faults", json={"action": "error_after_next", "status": 404})
+        assert_error(refused, 400)
         bad_outcome = await plain.post(
             f"{API}/_control/faults", json={"action": "transfer_outcome_next", "outcome": "maybe"}
         )

@@ -9,7 +9,8 @@ from typing import Literal, get_args
 # reversed_after_success: the transfer succeeds (transfer.success), then the receiving bank sends it
 # back (transfer.reversed, `transferred_at` still set).
 TransferOutcome = Literal["success", "failed", "reversed", "reversed_after_success"]
-RefundOutcome = Literal["processed", "failed"]
+# needs-attention: Paystack needs the customer's bank details; the refund stays there until retried.
+RefundOutcome = Literal["processed", "failed", "needs-attention"]
 
 TRANSFER_OUTCOMES: tuple[TransferOutcome, ...] = get_args(TransferOutcome)
 REFUND_OUTCOMES: tuple[RefundOutcome, ...] = get_args(RefundOutcome)
@@ -17,9 +18,15 @@ REFUND_OUTCOMES: tuple[RefundOutcome, ...] = get_args(RefundOutcome)
 
 @dataclass(eq=False)
 class CallFault:
-    """What happens to the next `remaining` API calls whose path contains `path_contains`."""
+    """What happens to the next `remaining` API calls whose path contains `path_contains`.
 
-    kind: Literal["fail", "timeout"]
+    `fail`: an error answer, and the call has no effect. The others let the call take effect and then
+    spoil its answer, so that the caller cannot tell what happened: `timeout` holds it back for `delay`
+    seconds, `error_after` answers `status` (5xx) with an error body, `malformed` answers 200 with a body
+    that is not JSON.
+    """
+
+    kind: Literal["fail", "timeout", "error_after", "malformed"]
     remaining: int
     path_contains: str | None
     status: int = 500
@@ -48,6 +55,18 @@ class SandboxFaults:
         if delay < 0:
             raise ValueError("delay must not be negative")
         self._calls.append(CallFault("timeout", count, path_contains, delay=delay))
+
+    def error_after_next(self, count: int = 1, *, status: int = 500, path_contains: str | None = None) -> None:
+        """The next `count` matching API calls take effect, then answer `status` (5xx) with an error body."""
+        _check_count(count)
+        if not 500 <= status <= 599:
+            raise ValueError("status must be a server error status (500-599): a 4xx says the call had no effect")
+        self._calls.append(CallFault("error_after", count, path_contains, status=status))
+
+    def malformed_next(self, count: int = 1, *, path_contains: str | None = None) -> None:
+        """The next `count` matching API calls take effect, then answer 200 with a body that is not JSON."""
+        _check_count(count)
+        self._calls.append(CallFault("malformed", count, path_contains))
 
     def transfer_outcome_next(self, outcome: TransferOutcome, count: int = 1) -> None:
         _check_count(count)

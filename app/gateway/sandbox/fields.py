@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -75,3 +76,26 @@ def boolean(body: Mapping[str, Any], name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise invalid(f"{name} must be true or false")
     return value
+
+
+def query_integer(query: Mapping[str, str], name: str, default: int, *, maximum: int | None = None) -> int:
+    """A positive whole number from the query string (at most `maximum`), or `default` when absent."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not DIGITS.fullmatch(raw) or int(raw) < 1 or (maximum is not None and int(raw) > maximum):
+        bound = f" up to {maximum}" if maximum is not None else ""
+        raise invalid(f"{name} must be a whole number from 1{bound}")
+    return int(raw)
+
+
+def query_time(query: Mapping[str, str], name: str) -> datetime | None:
+    """A date (`2016-09-21`) or ISO 8601 timestamp from the query string, in UTC; None when absent."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise invalid(f"{name} must be a date or an ISO 8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

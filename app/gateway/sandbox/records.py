@@ -154,49 +154,108 @@ class Refund:
     updated_at: datetime
     status: str = "pending"
     refund_reference: str | None = None
+    refunded_at: datetime | None = None
 
-    def api_data(self) -> dict[str, Any]:
+    def create_data(self) -> dict[str, Any]:
+        """POST /refund's answer: the transaction is an object."""
         tx = self.transaction
         return {
-            "id": self.id,
-            "integration": INTEGRATION_ID,
-            "domain": DOMAIN,
             "transaction": {
                 "id": tx.id,
+                "domain": DOMAIN,
                 "reference": tx.reference,
                 "amount": tx.amount,
-                "currency": tx.currency,
                 "paid_at": iso_or_none(tx.paid_at),
                 "channel": tx.channel,
+                "currency": tx.currency,
             },
-            "amount": self.amount,
-            "currency": tx.currency,
+            "integration": INTEGRATION_ID,
             "deducted_amount": 0,
-            "fully_deducted": False,
             "channel": None,
-            "customer_note": self.customer_note,
             "merchant_note": self.merchant_note,
+            "customer_note": self.customer_note,
             "status": self.status,
             "refunded_by": "sandbox@paystack.test",
             "expected_at": iso(self.created_at + timedelta(days=7)),
+            "currency": tx.currency,
+            "domain": DOMAIN,
+            "amount": self.amount,
+            "fully_deducted": False,
+            "id": self.id,
             "createdAt": iso(self.created_at),
             "updatedAt": iso(self.updated_at),
         }
 
-    def webhook_data(self) -> dict[str, Any]:
-        tx = self.transaction
+    def api_data(self) -> dict[str, Any]:
+        """GET /refund/{id}'s answer: the transaction is its id; timestamps in camelCase."""
+        return {
+            "integration": INTEGRATION_ID,
+            "transaction": self.transaction.id,
+            "dispute": None,
+            "settlement": None,
+            "domain": DOMAIN,
+            "amount": self.amount,
+            "deducted_amount": self._deducted(),
+            "fully_deducted": self.status == "processed",
+            "currency": self.transaction.currency,
+            "channel": self.transaction.channel,
+            "status": self.status,
+            "refunded_by": "sandbox@paystack.test",
+            "refunded_at": iso_or_none(self.refunded_at),
+            "expected_at": iso(self.created_at + timedelta(days=7)),
+            "customer_note": self.customer_note,
+            "merchant_note": self.merchant_note,
+            "id": self.id,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }
+
+    def list_data(self) -> dict[str, Any]:
+        """One item of GET /refund: the transaction is its id; timestamps in snake_case."""
         return {
             "id": self.id,
-            "status": self.status,
+            "integration": INTEGRATION_ID,
+            "domain": DOMAIN,
+            "transaction": self.transaction.id,
+            "dispute": None,
             "amount": self.amount,
-            "currency": tx.currency,
+            "deducted_amount": self._deducted(),
+            "currency": self.transaction.currency,
+            "channel": self.transaction.channel,
+            "fully_deducted": 1 if self.status == "processed" else None,
+            "refunded_by": "sandbox@paystack.test",
+            "refunded_at": iso_or_none(self.refunded_at),
+            "expected_at": iso(self.created_at + timedelta(days=7)),
+            "settlement": None,
+            "customer_note": self.customer_note,
+            "merchant_note": self.merchant_note,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "status": self.status,
+        }
+
+    def webhook_data(self) -> dict[str, Any]:
+        """The refund.* webhooks' data as Paystack sends them: no refund id (needs-attention aside, as a
+        string, and without a processor), and the amount a string in refund.processed and refund.pending."""
+        tx = self.transaction
+        data: dict[str, Any] = {
+            "status": self.status,
             "transaction_reference": tx.reference,
             "refund_reference": self.refund_reference,
-            "processor": "mastercard",
-            "customer": tx.customer.api_data(),
+            "amount": str(self.amount) if self.status in ("processed", "pending") else self.amount,
+            "currency": tx.currency,
+            "processor": "mpgs_zen",
+            "customer": {"first_name": None, "last_name": None, "email": tx.customer.email},
             "integration": INTEGRATION_ID,
             "domain": DOMAIN,
         }
+        if self.status == "needs-attention":
+            del data["processor"]
+            data |= {"id": str(self.id), "customer_note": self.customer_note, "merchant_note": self.merchant_note}
+        return data
+
+    def _deducted(self) -> int:
+        return self.amount if self.status == "processed" else 0
 
 
 @dataclass(eq=False)

@@ -26,6 +26,8 @@ from app.gateway.sandbox.tasks import AfterResponse, TaskTracker
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 DISCONNECT_POLL_SECONDS = 0.1
+# An answer cut short: the start of a success envelope.
+MALFORMED_BODY = b'{"status":true,"message":"OK","data":{"id":'
 
 
 def _invalid_key() -> PaystackError:
@@ -110,9 +112,17 @@ def _api_route_class(*, secret_key: str, faults: SandboxFaults) -> type[APIRoute
                 if fault is not None and fault.kind == "fail":
                     return _injected_failure(fault.status).response()
                 response = await handler(request)
-                if fault is not None:
-                    await _withhold_answer(request, fault.delay)
-                return response
+                if fault is None:
+                    return response
+                # The call has taken effect; its answer is spoiled.
+                match fault.kind:
+                    case "timeout":
+                        await _withhold_answer(request, fault.delay)
+                        return response
+                    case "error_after":
+                        return _injected_failure(fault.status).response()
+                    case _:
+                        return Response(MALFORMED_BODY, media_type="application/json")
 
             return handle
 
@@ -160,7 +170,28 @@ def build_router(
     async def create_refund(request: Request, after: AfterResponse = after_response) -> Response:
         refund = state.create_refund(await fields.json_object(request))
         settlements.refund_created(refund.id, after.launch)
-        return ok("Refund has been queued for processing", refund.api_data())
+        return ok("Refund has been queued for processing", refund.create_data())
+
+    @api.get("/refund")
+    async def list_refunds(request: Request) -> Response:
+        """Paystack's reference names the charge filter `transaction` (older versions: `reference`)."""
+        query = request.query_params
+        per_page = fields.query_integer(query, "perPage", 50, maximum=100)
+        page = fields.query_integer(query, "page", 1)
+        found = state.list_refunds(
+            transaction=query.get("transaction") or query.get("reference") or None,
+            since=fields.query_time(query, "from"),
+            until=fields.query_time(query, "to"),
+        )
+        start = (page - 1) * per_page
+        meta = {
+            "total": len(found),
+            "skipped": start,
+            "perPage": per_page,
+            "page": page,
+            "pageCount": max(1, -(-len(found) // per_page)),
+        }
+        return ok("Refunds retrieved", [refund.list_data() for refund in found[start:start + per_page]], meta=meta)
 
     @api.get("/refund/{refund_id}")
     async def fetch_refund(refund_id: str) -> Response:
@@ -248,6 +279,11 @@ def build_router(
                 case "timeout_next":
                     delay = fields.number(body, "delay", 30.0)
                     faults.timeout_next(count, path_contains=path_contains, delay=delay)
+                case "error_after_next":
+                    status = fields.integer(body, "status", 500)
+                    faults.error_after_next(count, status=status, path_contains=path_contains)
+                case "malformed_next":
+                    faults.malformed_next(count, path_contains=path_contains)
                 case "transfer_outcome_next":
                     faults.transfer_outcome_next(body.get("outcome"), count)
                 case "refund_outcome_next":
@@ -256,7 +292,8 @@ def build_router(
                     faults.clear()
                 case _:
                     raise ValueError(
-                        "action must be fail_next, timeout_next, transfer_outcome_next, refund_outcome_next or clear"
+                        "action must be fail_next, timeout_next, error_after_next, malformed_next, "
+                        "transfer_outcome_next, refund_outcome_next or clear"
                     )
         except ValueError as exc:
             raise invalid(str(exc)) from exc

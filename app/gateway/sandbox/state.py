@@ -13,6 +13,7 @@ import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from app.gateway.sandbox.banks import FAILING_ACCOUNT, find_bank, resolve_account_name
@@ -209,14 +210,34 @@ class SandboxState:
             raise not_found("Refund not found")
         return refund
 
+    def list_refunds(
+        self, *, transaction: str | None, since: datetime | None, until: datetime | None
+    ) -> list[Refund]:
+        """Newest first. `transaction`: the charge's id or reference (a charge nobody has: no refunds)."""
+        found = list(self.refunds.values())
+        if transaction is not None:
+            tx = self.transactions.get(transaction)
+            if tx is None and DIGITS.fullmatch(transaction):
+                tx = self._transactions_by_id.get(int(transaction))
+            found = [refund for refund in found if refund.transaction is tx]
+        if since is not None:
+            found = [refund for refund in found if refund.created_at >= since]
+        if until is not None:
+            found = [refund for refund in found if refund.created_at <= until]
+        return sorted(found, key=lambda refund: refund.id, reverse=True)
+
     def settle_refund(self, refund_id: int) -> Refund:
         refund = self.refunds[refund_id]
         refund.status = refund.outcome
         refund.updated_at = now()
         if refund.outcome == "failed":
             refund.transaction.refunded -= refund.amount
+            refund.refund_reference = f"TRF_{token(15)}"
+        elif refund.outcome == "needs-attention":
+            refund.refund_reference = f"TRF_{token(15)}"
         else:
             refund.refund_reference = "".join(secrets.choice(string.digits) for _ in range(12))
+            refund.refunded_at = refund.updated_at
         return refund
 
     # Payouts
