@@ -174,7 +174,7 @@ class Arrival:
 
     event: str
     data: dict[str, Any]
-    raw_body: bytes
+    raw_body: bytes = b""  # kept for a body the inbox cannot read: its key and its stored text
     # Why a signed body is not an event the inbox can process; it is then stored as ignored.
     unreadable: str | None = None
 
