@@ -19,6 +19,11 @@ ESCROW_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 WEBHOOK_BACKLOG = Gauge("webhook_inbox_backlog", "Webhook events waiting to be processed", multiprocess_mode="max")
+RECONCILIATION_RUNS = Counter("reconciliation_runs_total", "Periodic reconciliations of the books with the gateway")
+RECONCILIATION_DIFFERENCES = Gauge(
+    "reconciliation_differences", "Differences the last periodic reconciliation found, by record and kind",
+    ["record", "kind"], multiprocess_mode="livemax",
+)
 
 KNOWN_EVENTS = {
     "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",
