@@ -103,7 +103,9 @@ class Window:
     end: datetime
 
     def holds(self, moment: datetime | None) -> bool:
-        return moment is not None and self.start <= moment < self.end
+        """Whether a gateway record stamped `moment` belongs here; one without a stamp was listed for
+        this window, so it does."""
+        return moment is None or self.start <= moment < self.end
 
     @property
     def listed_from(self) -> datetime:
