@@ -312,11 +312,11 @@ async def _in_flight_matches(session: AsyncSession, name: str, account: Callable
     for code in CURRENCIES:
         columns.append(select(LedgerAccount.balance).where(LedgerAccount.name == account(code)).scalar_subquery())
         columns.append(open_amounts(code))
-    row = (await session.execute(select(*columns))).one()
+    row = tuple(int(value or 0) for value in (await session.execute(select(*columns))).one())
     offenders = [
-        {"account": account(code), "ledger": int(row[2 * i] or 0), "open": int(row[2 * i + 1] or 0)}
-        for i, code in enumerate(CURRENCIES)
-        if int(row[2 * i] or 0) != int(row[2 * i + 1] or 0)
+        {"account": account(code), "ledger": ledger, "open": open_total}
+        for code, ledger, open_total in zip(CURRENCIES, row[::2], row[1::2], strict=True)
+        if ledger != open_total
     ]
     return Check(name, not offenders, {"mismatched": offenders})
 
