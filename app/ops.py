@@ -19,6 +19,7 @@ from app.core import metrics
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.deps import RuntimeDep
+from app.ledger.integrity import CHEAP_CHECKS
 from app.models import Posting
 from app.payments.inbox import backlog
 
@@ -58,6 +59,14 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
             total = await session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)))
         return total == 0, {"ledger_sum": int(total or 0)}
 
+    async def business_integrity() -> tuple[bool, dict[str, Any]]:
+        """The cheap business checks of /v1/admin/integrity: the in-flight accounts hold exactly the
+        open payouts and refunds."""
+        async with rt.db.unit_of_work() as session:
+            results = [await check(session) for check in CHEAP_CHECKS]
+        failing = [result.name for result in results if not result.ok]
+        return not failing, {"failing": failing}
+
     async def redis() -> tuple[bool, dict[str, Any]]:
         """Async and bounded as a whole: a hung Redis fails this check within a second, never holds the loop."""
         client = Redis.from_url(
@@ -76,6 +85,7 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
 
     await _check("database", checks, database)
     await _check("database_transaction_integrity", checks, transaction_integrity)
+    await _check("business_integrity", checks, business_integrity)
     if rt.settings.redis_url:
         await _check("redis", checks, redis)
     await _check("gateway", checks, gateway)

@@ -1,5 +1,5 @@
 """Background work: the webhook inbox, refunds to send and to settle from the gateway's records, payouts,
-the reconciler.
+the reconcilers, and the periodic reconciliation of the books with the gateway's records.
 
 Runs inside the API process by default (`WORKER_IN_PROCESS=true`), or as its own
 processes with `python -m app.worker`; PostgreSQL's SKIP LOCKED lets several
@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 
+from app.ledger.reconciliation import reconcile_recent
 from app.payments.inbox import process_inbox
 from app.payments.refunds import check_refunds, send_pending_refunds
 from app.payments.service import reconcile_pending
@@ -63,6 +64,33 @@ class Worker:
                 return
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        # Its own task: listing a day of the gateway's records must not hold up the queues.
+        reconciler = asyncio.create_task(self._reconcile_with_gateway(stop), name="gateway reconciliation")
+        try:
+            await self._drain_forever(stop)
+        finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+
+    async def _reconcile_with_gateway(self, stop: asyncio.Event) -> None:
+        """Every RECONCILIATION_INTERVAL_SECONDS, the first one interval after the start (a worker
+        that restarts does not ask the gateway for a day of records each time)."""
+        interval = self.rt.settings.reconciliation_interval_seconds
+        if not interval:
+            return
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                await reconcile_recent(self.rt)
+            except Exception:  # the next run tries again
+                log.exception("gateway reconciliation failed")
+
+    async def _drain_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.rt.work_available.clear()
             await self.run_once()

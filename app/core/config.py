@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     bulk_transfer_batch_size: int = Field(default=100, ge=1, le=100)
     refund_check_interval_seconds: float = Field(default=300.0, ge=0)
     refund_unknown_give_up_seconds: float = Field(default=86400.0, ge=0)
+    # 0 turns the periodic reconciliation with the gateway off; the lookback is at most 31 days.
+    reconciliation_interval_seconds: float = Field(default=3600.0, ge=0)
+    reconciliation_lookback_seconds: float = Field(default=86400.0, gt=0, le=2678400)
 
     # Sandbox behaviour (gateway mode `sandbox` only)
     sandbox_settle_delay_seconds: float = Field(default=1.0, ge=0)

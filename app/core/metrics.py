@@ -35,6 +35,11 @@ RATE_LIMIT_REDIS_TRIPS = Counter(
     "rate_limit_redis_trips_total", "Times the rate limiter stopped using Redis, by the failure that made it stop",
     ["reason"],
 )
+RECONCILIATION_RUNS = Counter("reconciliation_runs_total", "Periodic reconciliations of the books with the gateway")
+RECONCILIATION_DIFFERENCES = Gauge(
+    "reconciliation_differences", "Differences the last periodic reconciliation found, by record and kind",
+    ["record", "kind"], multiprocess_mode="livemax",
+)
 
 KNOWN_EVENTS = {
     "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",

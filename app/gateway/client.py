@@ -38,7 +38,9 @@ from app.gateway.types import (
     RefundPage,
     RefundResult,
     ResolvedAccount,
+    TransactionRecord,
     TransferRecipient,
+    TransferRecord,
     TransferResult,
     VerifiedTransaction,
 )
@@ -47,7 +49,9 @@ logger = logging.getLogger(__name__)
 
 _BANKS_PER_PAGE: Final = 100  # Paystack's maximum; the default of 50 would cut the NGN list short.
 _MAX_BANK_PAGES: Final = 50  # A cursor that never ends is a gateway bug, not a reason to loop forever.
-_REFUNDS_PER_PAGE: Final = 100
+_RECORDS_PER_PAGE: Final = 100
+# 100,000 records in one window: past that, reconcile a shorter one rather than page on for ever.
+_MAX_RECORD_PAGES: Final = 1000
 
 
 class PaystackClient:
@@ -109,6 +113,43 @@ class PaystackClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    # Reconciliation: what the gateway says moved
+
+    async def list_transactions(
+        self, *, start: datetime, end: datetime, status: str | None = None
+    ) -> list[TransactionRecord]:
+        """Charges created from `start` to `end` (GET /transaction), every page of them."""
+        params: dict[str, str | int] = {"from": _paystack_time(start), "to": _paystack_time(end)}
+        if status is not None:
+            params["status"] = status
+        items = await self._every_page("/transaction", params)
+        return [_transaction_record(_Fields(item, "transaction")) for item in items]
+
+    async def fetch_transaction_record(self, reference: str) -> TransactionRecord:
+        """One charge by reference, in the list's terms (verify answers with the same object)."""
+        path = f"/transaction/verify/{_segment(reference)}"
+        return _transaction_record(_Fields(await self._data("GET", path, retry_safe=True)))
+
+    async def list_transfers(self, *, start: datetime, end: datetime) -> list[TransferRecord]:
+        """Transfers created from `start` to `end` (GET /transfer), every page of them."""
+        items = await self._every_page("/transfer", {"from": _paystack_time(start), "to": _paystack_time(end)})
+        return [_transfer_record(_Fields(item, "transfer")) for item in items]
+
+    async def _every_page(self, path: str, params: dict[str, str | int]) -> list[Any]:
+        """Offset pagination (`page`, `perPage`): until `meta.pageCount`, or a short page when the
+        answer has no page count."""
+        items: list[Any] = []
+        for page in range(1, _MAX_RECORD_PAGES + 1):
+            body = await self._call("GET", path, params={**params, "perPage": _RECORDS_PER_PAGE, "page": page},
+                                    retry_safe=True)
+            found = _list(body["data"], "data")
+            items += found
+            page_count = _Fields(body.get("meta") or {}, "meta").opt_int("pageCount")
+            last = page >= page_count if page_count is not None else len(found) < _RECORDS_PER_PAGE
+            if last or not found:
+                return items
+        raise GatewayProtocolError(f"{path} listed more than {_MAX_RECORD_PAGES} pages; use a shorter window")
 
     # Collections
 
@@ -184,7 +225,7 @@ class PaystackClient:
         since: datetime | None = None,
         until: datetime | None = None,
         page: int = 1,
-        per_page: int = _REFUNDS_PER_PAGE,
+        per_page: int = _RECORDS_PER_PAGE,
     ) -> RefundPage:
         """One page of the refunds of a charge (`transaction`: its id, or its reference), newest first,
         optionally only those made between `since` and `until`."""
@@ -649,3 +690,32 @@ def _recipient_and_amount(item: _Fields) -> tuple[str | None, int]:
     """A bulk item's recipient code (None if the answer names it otherwise) and amount."""
     recipient = item.raw("recipient")
     return recipient if isinstance(recipient, str) else None, item.req_int("amount")
+
+
+def _created_at(data: _Fields) -> datetime | None:
+    # List items name it both ways, older ones only in camel case.
+    return _timestamp(data.opt_str("created_at") or data.opt_str("createdAt"))
+
+
+def _transaction_record(data: _Fields) -> TransactionRecord:
+    return TransactionRecord(
+        id=data.req_int("id"),
+        reference=data.req_str("reference"),
+        status=data.req_str("status"),
+        amount=data.req_int("amount"),
+        requested_amount=data.opt_int("requested_amount"),
+        currency=data.req_str("currency"),
+        paid_at=_timestamp(data.opt_str("paid_at") or data.opt_str("paidAt")),
+        created_at=_created_at(data),
+    )
+
+
+def _transfer_record(data: _Fields) -> TransferRecord:
+    return TransferRecord(
+        reference=data.opt_str("reference"),
+        transfer_code=data.opt_str("transfer_code"),
+        status=data.req_str("status"),
+        amount=data.req_int("amount"),
+        currency=data.req_str("currency"),
+        created_at=_created_at(data),
+    )

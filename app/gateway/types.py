@@ -139,3 +139,31 @@ class ResolvedAccount:
     account_number: str
     account_name: str
     bank_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """A charge as the gateway's transaction list (or verify) shows it, for reconciliation."""
+
+    id: int
+    reference: str
+    status: str
+    amount: int
+    # What the merchant asked for; `amount` also holds the fees when the customer pays them.
+    requested_amount: int | None
+    currency: str
+    paid_at: datetime | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """A transfer as the gateway's transfer list shows it, for reconciliation. Older list answers
+    carry no `reference`; the transfer code still names the transfer."""
+
+    reference: str | None
+    transfer_code: str | None
+    status: str
+    amount: int
+    currency: str
+    created_at: datetime | None

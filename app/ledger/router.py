@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.security import AdminUser
-from app.deps import SessionDep
+from app.deps import RuntimeDep, SessionDep
 from app.ledger.integrity import run_checks
+from app.ledger.reconciliation import Kind, RecordType, reconcile, requested_window
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/admin", tags=["operations"], dependencies=[RATE_LIMITED])
 
@@ -31,4 +33,38 @@ async def integrity(_: AdminUser, session: SessionDep) -> IntegrityOut:
     return IntegrityOut(
         ok=all(c.ok for c in checks),
         checks=[CheckOut(name=c.name, ok=c.ok, details=c.details) for c in checks],
+    )
+
+
+class DifferenceOut(BaseModel):
+    kind: Kind
+    record: RecordType
+    reference: str
+    ledger: dict[str, Any] | None = Field(description="Our side (amounts in minor units), or null")
+    gateway: dict[str, Any] | None = Field(description="The gateway's side (amounts in minor units), or null")
+
+
+class ReconciliationOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    ok: bool
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    differences: list[DifferenceOut]
+
+
+@router.get("/reconciliation", response_model=ReconciliationOut, response_model_by_alias=True)
+async def reconciliation(
+    _: AdminUser,
+    rt: RuntimeDep,
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+) -> ReconciliationOut:
+    """What the books say moved against what the gateway says moved, over `from`..`to` (ISO dates or
+    timestamps; default the last 7 days): charges and transfers. It only reads; nothing is corrected."""
+    result = await reconcile(rt, requested_window(start, end))
+    return ReconciliationOut(
+        ok=result.ok, start=result.window.start, end=result.window.end,
+        differences=[DifferenceOut(kind=d.kind, record=d.record, reference=d.reference, ledger=d.ledger,
+                                   gateway=d.gateway) for d in result.differences],
     )

@@ -17,7 +17,7 @@ import httpx
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.core.money import allocate, format_percentage, percentage_of, to_major
 from app.core.security import Principal
@@ -27,7 +27,7 @@ from app.distributions.service import plan_distribution, write_distribution
 from app.ledger import accounts
 from app.ledger.integrity import run_checks
 from app.ledger.service import balance
-from app.models import Distribution, DistributionAllocation, Holding, Payment, Payout
+from app.models import App, Distribution, DistributionAllocation, Holding, Payment, Payout
 from app.models.base import new_id, utcnow
 from tests.helpers import OWNER, put_app
 
@@ -122,6 +122,7 @@ async def _seed(client: httpx.AsyncClient, app: FastAPI, admin: dict[str, str], 
     async with rt.db.unit_of_work() as session:
         session.add_all(Holding(app_id=app_id, user_id=user_id, shares=held, reserved_shares=0)
                         for user_id, held in zip(users, shares, strict=True))
+        await session.execute(update(App).where(App.id == app_id).values(shares_issued=sum(shares)))
         payment = Payment(
             id=new_id("pay"), reference=f"rev-{app_id}", user_id=OWNER, app_id=app_id, payment_type="revenue",
             status="success", amount=revenue, currency="NGN", email="owner@example.com", period="2025-06",

@@ -19,6 +19,7 @@ from app.gateway.sandbox.banks import find_bank, list_banks, resolve_account_nam
 from app.gateway.sandbox.checkout import checkout_page, message_page, result_page
 from app.gateway.sandbox.envelope import PaystackError, invalid, not_found, ok
 from app.gateway.sandbox.faults import SandboxFaults
+from app.gateway.sandbox.listing import ListQuery
 from app.gateway.sandbox.records import DISPUTE_RESOLUTIONS, parse_charge_outcome
 from app.gateway.sandbox.settlement import Settlements
 from app.gateway.sandbox.state import SandboxState
@@ -166,6 +167,14 @@ def build_router(
     async def verify_transaction(reference: str) -> Response:
         return ok("Verification successful", state.verify(reference).verify_data())
 
+    @api.get("/transaction")
+    async def list_transactions(request: Request) -> Response:
+        data, meta = ListQuery.parse(request.query_params).page_of(
+            state.transactions.values(), created=lambda tx: tx.created_at, status=lambda tx: tx.status,
+            render=lambda tx: tx.verify_data(),
+        )
+        return ok("Transactions retrieved", data, meta=meta)
+
     @api.post("/refund")
     async def create_refund(request: Request, after: AfterResponse = after_response) -> Response:
         refund = state.create_refund(await fields.json_object(request))
@@ -217,6 +226,14 @@ def build_router(
     @api.get("/transfer/verify/{reference}")
     async def verify_transfer(reference: str) -> Response:
         return ok("Transfer retrieved", state.transfer(reference).api_data())
+
+    @api.get("/transfer")
+    async def list_transfers(request: Request) -> Response:
+        data, meta = ListQuery.parse(request.query_params).page_of(
+            state.transfers.values(), created=lambda transfer: transfer.created_at,
+            status=lambda transfer: transfer.status, render=lambda transfer: transfer.api_data(),
+        )
+        return ok("Transfers retrieved", data, meta=meta)
 
     @api.get("/bank")
     async def banks(currency: str = "NGN", bank_type: str | None = Query(None, alias="type")) -> Response:
