@@ -270,7 +270,7 @@ async def test_non_admin_cannot_register_apps(client: httpx.AsyncClient, auth: A
 # Server and gateway failures
 
 
-async def test_unexpected_exception_is_500_without_internals(settings: Settings) -> None:
+async def test_unexpected_exception_is_500_without_internals(settings: Settings, auth: Auth) -> None:
     application = create_app(settings, loopback=True)
 
     @application.get("/v1/boom")
@@ -283,7 +283,7 @@ async def test_unexpected_exception_is_500_without_internals(settings: Settings)
             transport=httpx.ASGITransport(application, raise_app_exceptions=False), base_url=BASE_URL
         ) as http,
     ):
-        response = await http.get("/v1/boom")
+        response = await http.get("/v1/boom", headers=auth("investor-1"))
     error = assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret detail" not in response.text
     assert "RuntimeError" not in response.text
