@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import check_currency
-from app.core.errors import InvalidState, NotFound, ValidationFailed
+from app.core.errors import InvalidBankAccount, InvalidState, NotFound, ValidationFailed
 from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
@@ -36,6 +36,9 @@ from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# Paystack's answers to account details it cannot resolve or register (unknown bank, wrong number, a currency
+# the bank does not pay out in): the caller's details are wrong, not the gateway.
+CALLERS_MISTAKE = {400, 404, 422}
 RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
 
 
@@ -86,14 +89,19 @@ async def queue_payout(
 async def register_payout_account(rt: Runtime, principal: Principal, body: PayoutAccountIn) -> PayoutAccount:
     currency = check_currency(rt.settings, body.currency)
     # Gateway calls first, outside any transaction.
-    resolved = await rt.gateway.resolve_account(account_number=body.account_number, bank_code=body.bank_code)
-    recipient = await rt.gateway.create_transfer_recipient(
-        name=body.account_name or resolved.account_name,
-        account_number=body.account_number,
-        bank_code=body.bank_code,
-        currency=currency,
-        type=RECIPIENT_TYPES.get(currency, "nuban"),
-    )
+    try:
+        resolved = await rt.gateway.resolve_account(account_number=body.account_number, bank_code=body.bank_code)
+        recipient = await rt.gateway.create_transfer_recipient(
+            name=body.account_name or resolved.account_name,
+            account_number=body.account_number,
+            bank_code=body.bank_code,
+            currency=currency,
+            type=RECIPIENT_TYPES.get(currency, "nuban"),
+        )
+    except GatewayRejected as error:
+        if error.status_code not in CALLERS_MISTAKE:
+            raise  # our key or our request is wrong: a gateway error, not the caller's
+        raise InvalidBankAccount(error.message, **error.details()) from None
     async with rt.db.unit_of_work() as session:
         account = await session.scalar(
             select(PayoutAccount).where(PayoutAccount.user_id == principal.user_id).with_for_update()

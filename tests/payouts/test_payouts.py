@@ -118,13 +118,24 @@ async def test_an_account_the_gateway_cannot_resolve_is_refused(
 ) -> None:
     refused = await client.put("/v1/payout-accounts/me", headers=auth(OWNER),
                                json={"bank_code": bank_code, "account_number": account_number, "currency": "NGN"})
-    assert refused.status_code == 502, refused.text
+    # the caller's details are wrong, not the gateway: 422 INVALID_BANK_ACCOUNT (API.md), never a 5xx
+    assert refused.status_code == 422, refused.text
     error = refused.json()["error"]
-    assert error["code"] == "GATEWAY_ERROR"
+    assert error["code"] == "INVALID_BANK_ACCOUNT"
     assert error["details"]["gateway_status"] == 422
     assert "resolve" in error["details"]["gateway_message"].lower()
     assert (await client.get("/v1/payout-accounts/me", headers=auth(OWNER))).status_code == 404
     assert not app.state.sandbox.recipients
+
+
+async def test_a_currency_the_bank_does_not_pay_out_in_is_refused(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    refused = await client.put("/v1/payout-accounts/me", headers=auth(OWNER),
+                               json={"bank_code": "057", "account_number": "0123456789", "currency": "USD"})
+    assert refused.status_code == 422, refused.text  # was a 502 GATEWAY_ERROR (found by schemathesis)
+    assert refused.json()["error"]["code"] == "INVALID_BANK_ACCOUNT"
+    assert (await client.get("/v1/payout-accounts/me", headers=auth(OWNER))).status_code == 404
 
 
 async def test_a_malformed_account_number_is_a_validation_error(client: httpx.AsyncClient, auth: Auth) -> None:
