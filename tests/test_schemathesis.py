@@ -30,7 +30,6 @@ from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 from schemathesis import APIOperation, Case, GenerationMode
 
 from app.core.config import Settings
-from app.main import create_app
 from tests.conftest import BASE_URL
 from tests.helpers import OWNER, invest, pay, put_app, settle
 
@@ -94,8 +93,17 @@ def settings_overrides() -> dict[str, Any]:
     return {"escrow_release_threshold": "10000"}
 
 
-@functools.cache
-def operations() -> tuple[APIOperation, ...]:
+_operations: list[APIOperation] = []
+
+
+def operations(app: FastAPI) -> list[APIOperation]:
+    """The schema's operations, loaded once per process (every app serves the same schema)."""
+    if not _operations:
+        _operations.extend(load_operations(app.openapi()))
+    return _operations
+
+
+def load_operations(openapi: dict[str, Any]) -> list[APIOperation]:
     config = schemathesis.Config.from_dict({
         "dictionaries": {name: {"values": values} for name, (values, _) in DICTIONARIES.items()},
         "parameters": {
@@ -103,15 +111,14 @@ def operations() -> tuple[APIOperation, ...]:
             for name, (_, targets) in DICTIONARIES.items() for target in targets
         },
     })
-    schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi(), config=config)
-    return tuple(result.ok() for result in schema.get_all_operations())
+    schema = schemathesis.openapi.from_dict(openapi, config=config)
+    return [result.ok() for result in schema.get_all_operations()]
 
 
 @functools.cache
-def generated_cases(operation_label: str, mode: GenerationMode) -> tuple[Case, ...]:
+def generated_cases(operation: APIOperation, mode: GenerationMode) -> tuple[Case, ...]:
     """The cases for one operation and mode: the same on every run (fixed seed, no example database), drawn
     once per process and shared by both roles."""
-    operation = next(op for op in operations() if op.label == operation_label)
     drawn: list[Case] = []
 
     @seed(SEED)
@@ -226,12 +233,13 @@ def describe(case: Case, request: dict[str, Any], response: httpx.Response | Non
     return f"{case.operation.label}: {problem}: {sent!r:.600} -> {answer}"
 
 
-async def run_operations(client: httpx.AsyncClient, headers: dict[str, str], known: dict[str, str]) -> Outcome:
+async def run_operations(app: FastAPI, client: httpx.AsyncClient, headers: dict[str, str],
+                         known: dict[str, str]) -> Outcome:
     outcome = Outcome()
-    for operation in operations():
+    for operation in operations(app):
         outcome.operations += 1
         for mode in MODES:
-            for case in generated_cases(operation.label, mode):
+            for case in generated_cases(operation, mode):
                 outcome.cases += 1
                 request = request_of(case, headers, known)
                 try:
@@ -255,7 +263,7 @@ async def test_no_generated_request_gets_a_server_error(
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         known = await seed_objects(client, app, auth)
         headers = auth("admin-1", admin=True) if role == "admin" else auth("investor-1")
-        outcome = await run_operations(client, headers, known)
+        outcome = await run_operations(app, client, headers, known)
     engine = "postgresql" if settings.is_postgres else "sqlite"
     with capsys.disabled():
         print(f"\nschemathesis [{engine}, {role}]: {outcome.operations} operations, {outcome.cases} cases, "
