@@ -238,6 +238,8 @@ async def run_operations(app: FastAPI, client: httpx.AsyncClient, headers: dict[
     outcome = Outcome()
     for operation in operations(app):
         outcome.operations += 1
+        if not generated_cases(operation, GenerationMode.POSITIVE):
+            outcome.failures.append(f"{operation.label}: schemathesis generated no case")
         for mode in MODES:
             for case in generated_cases(operation, mode):
                 outcome.cases += 1
