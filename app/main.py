@@ -27,6 +27,7 @@ from app.core.config import Settings, get_settings
 from app.core.crypto import FieldCipher
 from app.core.db import Database
 from app.core.errors import install_error_handlers
+from app.core.guards import RequestGuardMiddleware
 from app.core.logging import RequestIdMiddleware, configure_logging
 from app.core.ratelimit import close_storage, limiter, rate_limit_exceeded, storage_for, use_settings
 from app.distributions.router import router as distributions_router
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     use_settings(settings, rate_limit_storage)
     app.state.limiter = limiter
     app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded)
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     if settings.trusted_proxy_ips:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)

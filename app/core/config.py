@@ -18,6 +18,7 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUhISE="
 
 GatewayMode = Literal["sandbox", "test", "live"]
+MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output can be brute-forced from one token
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     default_currency: str = "NGN"
     max_payment_amount: Decimal = Decimal("10000000.00")
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
     log_level: str = "INFO"
 
     # Rate limits (slowapi strings)
@@ -99,19 +101,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_modes(self) -> Settings:
-        secret = self.paystack_secret_key.get_secret_value()
-        if self.payment_gateway_mode == "live":
-            problems = []
+        """Live keys move real money, and only in live mode: the sandbox's checkout lets anyone settle their own
+        charge. Outside the sandbox, tokens must not be forgeable from a guessable or published secret."""
+        mode, secret = self.payment_gateway_mode, self.paystack_secret_key.get_secret_value()
+        problems = []
+        if mode == "live":
             if not secret.startswith("sk_live_"):
                 problems.append("PAYSTACK_SECRET_KEY must be an sk_live_ key")
-            if self.jwt_algorithm == "HS256" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                problems.append("JWT_SECRET is the development default")
             if DEV_ENCRYPTION_KEY in self.encryption_key_list:
                 problems.append("ENCRYPTION_KEYS holds the development default")
-            if problems:
-                raise ValueError("live mode refused: " + "; ".join(problems))
-        if self.payment_gateway_mode == "test" and secret.startswith("sk_live_"):
-            raise ValueError("test mode refused: PAYSTACK_SECRET_KEY is an sk_live_ key")
+        elif secret.startswith("sk_live_"):
+            problems.append("PAYSTACK_SECRET_KEY is an sk_live_ key, which only live mode may use")
+        if mode != "sandbox" and self.jwt_algorithm == "HS256":
+            jwt_secret = self.jwt_secret.get_secret_value()
+            if jwt_secret == DEV_JWT_SECRET:
+                problems.append("JWT_SECRET is the development default")
+            elif len(jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+                problems.append(f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (a long random string)")
+        if problems:
+            raise ValueError(f"{mode} mode refused: " + "; ".join(problems))
         if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
             raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY")
         return self

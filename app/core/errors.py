@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.core import metrics
 from app.gateway.errors import GatewayError
@@ -142,8 +143,22 @@ _STATUS_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     409: "INVALID_STATE",
+    413: "PAYLOAD_TOO_LARGE",
     429: "RATE_LIMITED",
 }
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the app serves at this path: Starlette's 405 names only those of the first route that
+    matched the path, and a path often has one route per method."""
+    allowed = []
+    for method in _HTTP_METHODS:
+        probe = {"type": "http", "method": method, "path": request.scope["path"],
+                 "root_path": request.scope.get("root_path", ""), "headers": [], "query_string": b""}
+        if any(route.matches(dict(probe))[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
@@ -160,8 +175,6 @@ def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    from app.core.security import authentication_error_for
-
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return render(exc)
@@ -172,24 +185,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return render(GatewayFailure("The payment gateway did not complete the call", **exc.details()))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # The contract checks authentication before the body; FastAPI parses the
-        # body first, so an anonymous request with a bad body is answered 401 here.
-        auth_error = authentication_error_for(request)
-        if auth_error is not None:
-            return render(auth_error)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Anonymous callers never get here: app.core.guards answers them 401 before the body is read.
         amount_error = _amount_error(exc)
         if amount_error is not None:
             return render(amount_error)
         return render(ValidationFailed(**_validation_details(exc)))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code)
-        if code is None:
-            code = "VALIDATION_ERROR" if 400 <= exc.status_code < 500 else "INTERNAL_ERROR"
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status, code = exc.status_code, _STATUS_CODES.get(exc.status_code)
+        if code is None and 400 <= status < 500:
+            status, code = 422, "VALIDATION_ERROR"  # a request the framework could not read, e.g. a bad form
+        elif code is None:
+            code = "INTERNAL_ERROR"
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
-        return error_response(code, message, exc.status_code, headers=getattr(exc, "headers", None))
+        headers = dict(exc.headers or {})
+        if status == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(code, message, status, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unhandled(_: Request, exc: Exception) -> JSONResponse:

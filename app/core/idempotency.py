@@ -26,7 +26,7 @@ from app.core.security import Principal
 from app.models import IdempotencyRecord
 from app.models.base import utcnow
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
@@ -84,7 +84,7 @@ async def idempotent(
     if key is None:
         result = await handler()
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):  # `$` would let a trailing newline through
         raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters", header="Idempotency-Key")
     replay = await _claim(db, principal.user_id, key, scope, request_fingerprint(scope, body))
     if replay is not None:

@@ -38,8 +38,9 @@ CURRENCIES: dict[str, Currency] = {
     )
 }
 
-_DECIMAL_TEXT = re.compile(r"^\d{1,15}(\.\d{1,6})?$")
-_PERCENT_TEXT = re.compile(r"^\d{1,3}(\.\d{1,2})?$")
+# ASCII digits only: `\d` and `Decimal()` also take other scripts' digits (fullwidth, Arabic-Indic, ...).
+_DECIMAL_TEXT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,6})?")
+_PERCENT_TEXT = re.compile(r"[0-9]{1,3}(\.[0-9]{1,2})?")
 MAX_DIGITS = 15  # a float with at most 15 significant digits round-trips exactly
 
 
@@ -83,7 +84,7 @@ def to_decimal(value: Any) -> Decimal:
     text = value.strip()
     if text.startswith("-"):
         raise MoneyError("amount must be positive")
-    if not _DECIMAL_TEXT.match(text):
+    if not _DECIMAL_TEXT.fullmatch(text):
         raise MoneyError("amount must be a plain decimal like \"1000.00\"")
     try:
         return Decimal(text)
@@ -165,7 +166,7 @@ def parse_percentage(value: Any) -> int:
         value = repr(value)
     if isinstance(value, Decimal | int):
         value = format(Decimal(value), "f")
-    if not isinstance(value, str) or not _PERCENT_TEXT.match(value.strip()):
+    if not isinstance(value, str) or not _PERCENT_TEXT.fullmatch(value.strip()):
         raise MoneyError("percentage must be a decimal with at most two places, like \"25.00\"")
     return int(Decimal(value.strip()) * PERCENT_SCALE)
 

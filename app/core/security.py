@@ -14,9 +14,11 @@ from fastapi import Depends, Request
 
 from app.core.config import Settings
 from app.core.errors import Unauthenticated, Unauthorized
+from app.core.text import has_control_characters
 
 ADMIN = "admin"
 SERVICE = "service"
+WEBHOOKS_PREFIX = "/v1/webhooks/"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ def decode_token(token: str, settings: Settings) -> Principal:
     if not isinstance(subject, str) or not subject or len(subject) > 128 or not isinstance(roles, list):
         raise Unauthenticated("Invalid token claims")
     email = claims.get("email")
+    texts = [subject, *(r for r in roles if isinstance(r, str)), *([email] if isinstance(email, str) else [])]
+    if any(has_control_characters(text) for text in texts):
+        raise Unauthenticated("Invalid token claims")  # the user id lands in queries and columns
     return Principal(
         user_id=subject,
         roles=frozenset(r for r in roles if isinstance(r, str)),
@@ -99,10 +104,14 @@ def principal_from_request(request: Request) -> Principal | None:
     return principal
 
 
+def requires_authentication(path: str) -> bool:
+    """Every /v1/ route but Paystack's webhooks (which carry a signature instead) authenticates its caller."""
+    return path.startswith("/v1/") and not path.startswith(WEBHOOKS_PREFIX)
+
+
 def authentication_error_for(request: Request) -> Unauthenticated | None:
-    """For error handlers: the 401 an authenticated route owes this request, if any."""
-    path = request.url.path
-    if not path.startswith("/v1/") or path.startswith("/v1/webhooks/"):
+    """The 401 an authenticated route owes this request, if any: checked before its body is read."""
+    if not requires_authentication(request.url.path):
         return None
     try:
         if principal_from_request(request) is None:

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import is_owner
-from app.apps.service import get_app
+from app.apps.service import check_currency, get_app
+from app.core.config import Settings
 from app.core.errors import Unauthorized, ValidationFailed
 from app.core.money import to_major
 from app.core.security import Principal
@@ -20,8 +21,8 @@ from app.models import Distribution, DistributionAllocation, Payment, Payout
 FIELDS = ("revenue_collected", "distributed", "platform_fees", "paid_out", "owed", "recipients")
 
 
-async def monthly_revenue(session: AsyncSession, principal: Principal, year: int, app_id: str | None,
-                          currency: str | None) -> MonthlyRevenueReport:
+async def monthly_revenue(session: AsyncSession, settings: Settings, principal: Principal, year: int,
+                          app_id: str | None, currency: str | None) -> MonthlyRevenueReport:
     if not principal.is_admin:
         if app_id is None:
             raise Unauthorized("Admins see every app; an app's owner names the app (app_id)")
@@ -31,6 +32,8 @@ async def monthly_revenue(session: AsyncSession, principal: Principal, year: int
         await get_app(session, app_id)
     if not 2000 <= year <= 2200:
         raise ValidationFailed("year is out of range")
+    if currency is not None:
+        currency = check_currency(settings, currency)
     periods = [f"{year}-{month:02d}" for month in range(1, 13)]
     figures: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
 
@@ -38,7 +41,7 @@ async def monthly_revenue(session: AsyncSession, principal: Principal, year: int
         if app_id is not None:
             stmt = stmt.where(model.app_id == app_id)
         if currency is not None:
-            stmt = stmt.where(model.currency == currency.upper())
+            stmt = stmt.where(model.currency == currency)
         return stmt
 
     revenue = scoped(
@@ -77,7 +80,7 @@ async def monthly_revenue(session: AsyncSession, principal: Principal, year: int
         figures[(period, cur)]["paid_out"] += int(paid or 0)
         figures[(period, cur)]["recipients"] += int(recipients or 0)
 
-    currencies = sorted({cur for _, cur in figures} | ({currency.upper()} if currency else set()))
+    currencies = sorted({cur for _, cur in figures} | ({currency} if currency else set()))
     if not currencies and app_id is not None:
         currencies = [(await get_app(session, app_id)).currency]
     items = []

@@ -10,7 +10,7 @@ from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import PageParams, page_params
 from app.core.security import CurrentUser
-from app.deps import RuntimeDep, SessionDep
+from app.deps import RuntimeDep, SessionDep, SettingsDep
 from app.distributions import reports, service
 from app.distributions.schemas import (
     AllocationPage,
@@ -80,12 +80,13 @@ async def distribution_allocations(
 async def monthly_revenue(
     principal: CurrentUser,
     session: SessionDep,
+    settings: SettingsDep,
     year: Annotated[int, Query(ge=2000, le=2200)],
     app_id: Annotated[str | None, Query(max_length=64)] = None,
     currency: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    report = await reports.monthly_revenue(session, principal, year, app_id, currency)
+    report = await reports.monthly_revenue(session, settings, principal, year, app_id, currency)
     if format == "csv":
         return Response(reports.report_csv(report), media_type="text/csv")
     return JSONResponse(report.model_dump(mode="json"))

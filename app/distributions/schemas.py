@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, field_validator
 from app.core.money import AmountInput
 from app.core.schemas import StrictModel
 
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
 
 
 class DistributionIn(StrictModel):
@@ -20,7 +20,7 @@ class DistributionIn(StrictModel):
     @field_validator("period")
     @classmethod
     def _period(cls, value: str) -> str:
-        if not _PERIOD.match(value):
+        if not _PERIOD.fullmatch(value):
             raise ValueError("period must be YYYY-MM")
         return value
 

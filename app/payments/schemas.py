@@ -16,7 +16,7 @@ Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
 PaymentStatus = Literal["pending", "success", "failed", "abandoned", "refunded", "partially_refunded"]
 MAX_METADATA_BYTES = 4096
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
 
 
 class PaymentCreate(StrictModel):
@@ -47,7 +47,7 @@ class PaymentCreate(StrictModel):
     @field_validator("period")
     @classmethod
     def _period(cls, value: str | None) -> str | None:
-        if value is not None and not _PERIOD.match(value):
+        if value is not None and not _PERIOD.fullmatch(value):
             raise ValueError("period must be YYYY-MM")
         return value
 

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
-from app.core.errors import NotFound
+from app.core.config import Settings
+from app.core.errors import NotFound, ValidationFailed
 from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
@@ -49,7 +50,15 @@ def new_reference() -> str:
     return f"{REFERENCE_PREFIX}{int(time.time() * 1000):x}-{secrets.token_hex(8)}"
 
 
+def check_callback_url(settings: Settings, callback_url: str | None) -> None:
+    """Paystack sends the payer back there after paying: https only, but for the sandbox, whose checkout may
+    return to a frontend on a developer's machine."""
+    if callback_url is not None and not settings.is_sandbox and not callback_url.startswith("https://"):
+        raise ValidationFailed("callback_url must be an https URL", field="callback_url")
+
+
 async def create_payment(rt: Runtime, principal: Principal, request: PaymentCreate) -> Payment:
+    check_callback_url(rt.settings, request.callback_url)
     handler = handler_for(request.payment_type)
     async with rt.db.unit_of_work() as session:
         plan = await handler.plan(session, rt, principal, request)

@@ -108,6 +108,8 @@ async def test_missing_and_invalid_fields_are_listed(client: httpx.AsyncClient, 
         '"0"',
         '"0.00"',
         "12345678901234567.89",  # a JSON number that lost digits on the way through a float
+        '"\\uff11\\uff10\\uff10\\uff10"',  # fullwidth digits: were 1000.00
+        '"\\u0661\\u0660\\u0660\\u0660.\\u0660\\u0660"',  # Arabic-Indic digits: were 1000.00
     ],
 )
 async def test_bad_amounts_are_invalid_amount(
@@ -124,6 +126,28 @@ async def test_bad_amounts_are_invalid_amount(
     )
     assert_error(response, 422, "INVALID_AMOUNT")
     assert await payment_count(client, investor) == 0
+
+
+async def test_periods_and_percentages_take_ascii_digits_only(client: httpx.AsyncClient, auth: Auth) -> None:
+    admin = auth("admin-1", admin=True)
+    await put_app(client, admin)
+    revenue = {"payment_type": "revenue", "app_id": "app-1", "email": "owner@example.com", "currency": "NGN",
+               "amount": "1000.00", "period": "\uff12\uff10\uff12\uff16-05"}
+    error = assert_error(await client.post("/v1/payments", json=revenue, headers=admin), 422, "VALIDATION_ERROR")
+    assert [field["loc"] for field in error["details"]["fields"]] == [["body", "period"]]
+    distribution = {"period": "\u0662\u0660\u0662\u0666-05", "currency": "NGN"}
+    assert_error(await client.post("/v1/apps/app-1/distributions", json=distribution, headers=admin),
+                 422, "VALIDATION_ERROR")
+    milestone = {"title": "Beta", "release_percentage": "\uff12\uff15"}
+    assert_error(await client.post("/v1/apps/app-1/milestones", json=milestone, headers=admin),
+                 422, "VALIDATION_ERROR")
+    fee = {"name": "Farm Tools", "owner_id": "owner-1", "currency": "NGN", "share_price": "1000.00",
+           "total_shares": 1000, "platform_fee_percentage": "\u0662.\u0665"}
+    assert_error(await client.put("/v1/apps/app-1", json=fee, headers=admin), 422, "VALIDATION_ERROR")
+    assert_error(await client.put("/v1/apps/app-1", json={**fee, "platform_fee_percentage": "2.5",
+                                                            "share_price": "\uff15\uff10\uff10"}, headers=admin),
+                 422, "INVALID_AMOUNT")
+    assert (await client.get("/v1/apps/app-1", headers=admin)).json()["platform_fee_percentage"] == "2.50"
 
 
 async def test_amount_that_is_not_whole_shares_is_invalid_amount(client: httpx.AsyncClient, auth: Auth) -> None:
@@ -270,7 +294,7 @@ async def test_non_admin_cannot_register_apps(client: httpx.AsyncClient, auth: A
 # Server and gateway failures
 
 
-async def test_unexpected_exception_is_500_without_internals(settings: Settings) -> None:
+async def test_unexpected_exception_is_500_without_internals(settings: Settings, auth: Auth) -> None:
     application = create_app(settings, loopback=True)
 
     @application.get("/v1/boom")
@@ -283,7 +307,7 @@ async def test_unexpected_exception_is_500_without_internals(settings: Settings)
             transport=httpx.ASGITransport(application, raise_app_exceptions=False), base_url=BASE_URL
         ) as http,
     ):
-        response = await http.get("/v1/boom")
+        response = await http.get("/v1/boom", headers=auth("investor-1"))
     error = assert_error(response, 500, "INTERNAL_ERROR")
     assert "secret detail" not in response.text
     assert "RuntimeError" not in response.text

@@ -153,7 +153,7 @@ async def test_a_gateway_failure_releases_its_key(client: httpx.AsyncClient, app
     assert "Idempotent-Replayed" not in retried.headers
 
 
-@pytest.mark.parametrize("key", ["k" * 256, "has space", "tab\tkey", "caf\u00e9", ""])
+@pytest.mark.parametrize("key", ["k" * 256, "has space", "tab\tkey", "caf\u00e9", "", "key\n", "nul\x00"])
 async def test_bad_keys_are_refused(client: httpx.AsyncClient, auth: Auth, key: str) -> None:
     await put_app(client, auth("admin-1", admin=True))
     investor = auth("investor-1")

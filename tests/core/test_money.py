@@ -45,6 +45,20 @@ def test_bad_amounts_are_refused(value: object) -> None:
         to_minor(value, "NGN")
 
 
+@pytest.mark.parametrize("value", ["\uff11\uff10\uff10\uff10", "\u0661\u0660\u0660\u0660.\u0660\u0660",
+                                   "1000.\u0660\u0660", "\u0967\u0966\u0966\u0966", "1\u00b2"])
+def test_only_ascii_digits_make_an_amount(value: str) -> None:
+    # fullwidth, Arabic-Indic and Devanagari digits match \d and Decimal() reads them: both were 1000.00
+    with pytest.raises(MoneyError):
+        to_minor(value, "NGN")
+
+
+@pytest.mark.parametrize("value", ["\uff12\uff15", "\u0662\u0665.\u0665\u0660", "2\u0665"])
+def test_only_ascii_digits_make_a_percentage(value: str) -> None:
+    with pytest.raises(MoneyError):
+        parse_percentage(value)
+
+
 def test_unknown_currency_is_refused() -> None:
     with pytest.raises(MoneyError):
         to_minor("1.00", "XYZ")

@@ -185,11 +185,14 @@ def test_cli_token_refused_in_live_mode(tmp_path: Path) -> None:
 # Settings validation
 
 
+STRONG_JWT_SECRET = "a-production-secret-that-is-not-the-default-0123456789"
+
+
 def live_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "payment_gateway_mode": "live",
         "paystack_secret_key": "sk_live_x",
-        "jwt_secret": "a-production-secret-that-is-not-the-default-0123456789",
+        "jwt_secret": STRONG_JWT_SECRET,
         "encryption_keys": Fernet.generate_key().decode(),
         **overrides,
     }
@@ -224,16 +227,57 @@ def test_live_mode_lists_every_problem() -> None:
     assert "sk_live_" in message and "JWT_SECRET" in message and "ENCRYPTION_KEYS" in message
 
 
+def settings_in_test_mode(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"payment_gateway_mode": "test", "paystack_secret_key": "sk_test_x",
+                              "jwt_secret": STRONG_JWT_SECRET, **overrides}
+    return Settings(_env_file=None, **values)
+
+
 def test_test_mode_refuses_live_key() -> None:
     with pytest.raises(ValidationError, match="test mode refused"):
-        Settings(_env_file=None, payment_gateway_mode="test", paystack_secret_key="sk_live_x")
-    assert Settings(_env_file=None, payment_gateway_mode="test", paystack_secret_key="sk_test_x").gateway_base_url \
-        == "https://api.paystack.co"
+        settings_in_test_mode(paystack_secret_key="sk_live_x")
+    assert settings_in_test_mode().gateway_base_url == "https://api.paystack.co"
+
+
+def test_sandbox_mode_refuses_live_key() -> None:
+    # the sandbox's checkout page lets anyone settle their own charge: never with a key that moves real money
+    with pytest.raises(ValidationError, match="sandbox mode refused") as info:
+        Settings(_env_file=None, payment_gateway_mode="sandbox", paystack_secret_key="sk_live_x")
+    assert "sk_live_" in str(info.value)
+    assert Settings(_env_file=None, payment_gateway_mode="sandbox", paystack_secret_key="sk_test_x").is_sandbox
+
+
+@pytest.mark.parametrize("mode", ["test", "live"])
+@pytest.mark.parametrize(
+    ("jwt_secret", "problem"),
+    [("x", "at least 32 bytes"), ("s" * 31, "at least 32 bytes"), (DEV_JWT_SECRET, "development default")],
+)
+def test_outside_the_sandbox_a_weak_jwt_secret_is_refused(mode: str, jwt_secret: str, problem: str) -> None:
+    make = live_settings if mode == "live" else settings_in_test_mode
+    with pytest.raises(ValidationError, match=f"{mode} mode refused") as info:
+        make(jwt_secret=jwt_secret)
+    assert "JWT_SECRET" in str(info.value) and problem in str(info.value)
+    assert make(jwt_secret="s" * 32).jwt_secret.get_secret_value() == "s" * 32  # 32 bytes are enough
+
+
+def test_weak_jwt_secret_is_allowed_in_the_sandbox_and_with_rs256() -> None:
+    assert Settings(_env_file=None, jwt_secret="x").is_sandbox  # tests and laptops
+    rs256 = settings_in_test_mode(jwt_secret="x", jwt_algorithm="RS256", jwt_public_key="-----BEGIN PUBLIC KEY-----")
+    assert rs256.jwt_algorithm == "RS256"  # the HS256 secret is not used
+
+
+def test_weak_jwt_secret_stops_the_process_with_a_clear_message(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+    env.update(PAYMENT_GATEWAY_MODE="test", PAYSTACK_SECRET_KEY="sk_test_x", JWT_SECRET="x", PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", "import app.main"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "test mode refused: JWT_SECRET must be at least 32 bytes" in result.stderr
 
 
 async def test_gateway_pool_is_small_for_the_local_sandbox_and_larger_for_paystack() -> None:
     sandbox = Settings(_env_file=None)
-    remote = Settings(_env_file=None, payment_gateway_mode="test", paystack_secret_key="sk_test_x")
+    remote = settings_in_test_mode()
     assert (sandbox.gateway_connections, remote.gateway_connections) == (8, 50)
     assert Settings(_env_file=None, gateway_max_connections=20).gateway_connections == 20
     with pytest.raises(ValidationError):

@@ -182,3 +182,18 @@ async def test_who_may_read_the_report(books: None, client: httpx.AsyncClient, a
     error(await report(client, admin, year=1999), 422, "VALIDATION_ERROR")
     error(await report(client, admin), 422, "VALIDATION_ERROR")  # year is required
     error(await report(client, admin, year=2025, format="xml"), 422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize("currency", ["XYZ", "xyz", "€€€"])
+async def test_an_unknown_currency_is_currency_not_supported(
+    client: httpx.AsyncClient, auth: Auth, currency: str
+) -> None:
+    admin = auth(ADMIN, admin=True)
+    await put_app(client, admin)
+    for params in ({"year": 2026}, {"year": 2026, "app_id": "app-1"}, {"year": 2026, "format": "csv"}):
+        response = await report(client, admin, **params, currency=currency)  # was a 500 (MoneyError)
+        error(response, 422, "CURRENCY_NOT_SUPPORTED")
+        assert response.json()["error"]["details"]["currency"] == currency.upper()
+    known = await report(client, admin, year=2026, currency="ngn")  # the one rule: case does not matter
+    assert known.status_code == 200, known.text
+    assert {item["currency"] for item in known.json()["items"]} == {"NGN"}

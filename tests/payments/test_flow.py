@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+import respx
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from tests.helpers import checkout, get_payment, invest, pay, put_app
+from app.core.config import Settings
+from app.core.security import issue_token
+from app.main import create_app
+from tests.conftest import BASE_URL
+from tests.helpers import checkout, get_payment, invest, pay, paystack_sample, put_app
 
 
 async def test_successful_investment_lands_in_escrow_and_issues_shares(
@@ -134,3 +142,52 @@ async def test_fees_borne_by_the_merchant_are_recorded_too(
 
     paid = await get_payment(client, investor, payment["reference"])
     assert (paid["status"], paid["gateway_fee"], paid["charged_amount"]) == ("success", "175.00", "5000.00")
+
+
+async def test_http_callback_url_is_accepted_in_the_sandbox(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    await put_app(client, auth("admin-1", admin=True))
+    payment = await invest(client, auth("investor-1"), callback_url="http://localhost:3000/return")
+    assert payment["callback_url"] == "http://localhost:3000/return"
+
+
+@pytest.mark.parametrize("callback_url", ["http://frontend.example/return", "HTTP://frontend.example/return"])
+async def test_http_callback_url_is_refused_outside_the_sandbox_before_the_gateway(
+    make_settings: Callable[..., Settings], callback_url: str
+) -> None:
+    """API.md: callback_url is https, or any URL in sandbox mode. Paystack (respx) must not be called."""
+    settings = make_settings(payment_gateway_mode="test", paystack_secret_key="sk_test_callback",
+                             jwt_secret="a-test-mode-secret-of-at-least-32-bytes-0123")
+
+    def initialized(request: httpx.Request) -> httpx.Response:
+        answer = paystack_sample("transaction_initialize")
+        answer["data"]["reference"] = json.loads(request.content)["reference"]
+        return httpx.Response(200, json=answer)
+
+    def bearer(user_id: str, roles: list[str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(settings, user_id, roles)}"}
+
+    application = create_app(settings)
+    with respx.mock(base_url="https://api.paystack.co", assert_all_called=False) as paystack:
+        initialize = paystack.post("/transaction/initialize").mock(side_effect=initialized)
+        async with (
+            LifespanManager(application),
+            httpx.AsyncClient(transport=httpx.ASGITransport(application), base_url=BASE_URL) as http,
+        ):
+            await put_app(http, bearer("admin-1", ["admin"]))
+            investor = bearer("investor-1", [])
+            body: dict[str, Any] = {"payment_type": "investment", "app_id": "app-1", "email": "investor@example.com",
+                                    "currency": "NGN", "shares": 1}
+            refused = await http.post("/v1/payments", json={**body, "callback_url": callback_url}, headers=investor)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
+            assert "callback_url" in json.dumps(refused.json()["error"]["details"])
+            assert not initialize.called
+            assert (await http.get("/v1/payments", headers=investor)).json()["items"] == []
+
+            accepted = await http.post("/v1/payments", json={**body, "callback_url": "https://frontend.example/r"},
+                                       headers=investor)
+            assert accepted.status_code == 201, accepted.text
+            assert initialize.call_count == 1
+            assert json.loads(initialize.calls.last.request.content)["callback_url"] == "https://frontend.example/r"

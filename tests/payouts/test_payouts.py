@@ -136,6 +136,16 @@ async def test_an_account_the_gateway_cannot_resolve_is_the_callers_error(
     assert not app.state.sandbox.recipients
 
 
+async def test_a_currency_the_bank_does_not_pay_out_in_is_refused(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    refused = await client.put("/v1/payout-accounts/me", headers=auth(OWNER),
+                               json={"bank_code": "057", "account_number": "0123456789", "currency": "USD"})
+    assert refused.status_code == 422, refused.text  # was a 502 GATEWAY_ERROR (found by schemathesis)
+    assert refused.json()["error"]["code"] == "INVALID_BANK_ACCOUNT"
+    assert (await client.get("/v1/payout-accounts/me", headers=auth(OWNER))).status_code == 404
+
+
 async def test_a_malformed_account_number_is_a_validation_error(client: httpx.AsyncClient, auth: Auth) -> None:
     refused = await client.put("/v1/payout-accounts/me", headers=auth(OWNER),
                                json={"bank_code": "057", "account_number": "01234abcde", "currency": "NGN"})
