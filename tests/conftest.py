@@ -121,6 +121,8 @@ def make_settings(database_url: str, settings_overrides: dict[str, Any]) -> Call
             "redis_url": TEST_REDIS_URL,
             "public_base_url": BASE_URL,
             "payment_gateway_mode": "sandbox",
+            # strong enough for test mode too, which refuses a short or development JWT secret
+            "jwt_secret": "test-suite-jwt-secret-0123456789abcdef",
             "worker_in_process": False,
             "rate_limit_enabled": False,
             "gateway_timeout_seconds": 2.0,

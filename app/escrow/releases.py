@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import decides, manages, oversees, require
 from app.apps.service import get_app, overseen_app_ids
-from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound
+from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound, ValidationFailed
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
@@ -52,6 +52,15 @@ async def create_release(
     if milestone.status not in ("completed", "released"):
         raise InvalidState("The milestone must be completed first", status=milestone.status)
     percentage = parse_percentage(body.release_percentage) if body.release_percentage else milestone.release_percentage
+    promised = await session.scalar(
+        select(func.coalesce(func.sum(Milestone.release_percentage), 0)).where(Milestone.app_id == app.id)
+    )
+    if percentage > promised:
+        # Milestones never release more of a deposit than they add up to; execution checks it per
+        # deposit again, here the request that could never execute is refused at once.
+        raise ValidationFailed("release_percentage is more than the app's milestones add up to",
+                               release_percentage=format_percentage(percentage),
+                               milestones_percentage=format_percentage(int(promised)))
     taken = await _deposits_already_releasing(session, milestone.id)
 
     stmt = select(EscrowTransaction).where(

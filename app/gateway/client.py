@@ -136,6 +136,11 @@ class PaystackClient:
         items = await self._every_page("/transfer", {"from": _paystack_time(start), "to": _paystack_time(end)})
         return [_transfer_record(_Fields(item, "transfer")) for item in items]
 
+    async def list_refunds_between(self, *, start: datetime, end: datetime) -> list[RefundResult]:
+        """Refunds created from `start` to `end` (GET /refund), every page of them, whatever the charge."""
+        items = await self._every_page("/refund", {"from": _paystack_time(start), "to": _paystack_time(end)})
+        return [_refund(_Fields(item, "refund")) for item in items]
+
     async def _every_page(self, path: str, params: dict[str, str | int]) -> list[Any]:
         """Offset pagination (`page`, `perPage`): until `meta.pageCount`, or a short page when the
         answer has no page count."""

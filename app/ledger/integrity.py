@@ -252,20 +252,23 @@ def _movements(session: AsyncSession, prefix: str, suffixes: tuple[str, ...]) ->
 
 async def payouts_match_movements(session: AsyncSession) -> Check:
     """Each payout has the journal entries its status implies, over all its attempts
-    (`payout:{id}:{attempt}:sent|paid|returned`): one attempt in flight (sent, neither paid nor
-    returned) while processing, one paid entry once paid, and every other attempt returned."""
-    movements = _movements(session, "payout", ("sent", "paid", "returned"))
-    sent, paid, returned = (func.coalesce(movements.c[name], 0) for name in ("sent", "paid", "returned"))
+    (`payout:{id}:{attempt}:sent|paid|returned|reversed_after_paid`): one attempt in flight (sent,
+    neither paid nor returned) while processing, one paid entry not reversed afterwards once paid,
+    and every other attempt returned or reversed after it was paid."""
+    movements = _movements(session, "payout", ("sent", "paid", "returned", "reversed_after_paid"))
+    sent, paid, returned, reversed_ = (func.coalesce(movements.c[name], 0)
+                                       for name in ("sent", "paid", "returned", "reversed_after_paid"))
     offenders = (
         await session.execute(
-            select(Payout.id, Payout.status, sent, paid, returned)
+            select(Payout.id, Payout.status, sent, paid, returned, reversed_)
             .outerjoin(movements, movements.c.owner_id == Payout.id)
             .where(or_(
                 sent - returned - paid != case((Payout.status.in_(PAYOUT_STATUSES_IN_FLIGHT), 1), else_=0),
-                paid != case((Payout.status == "paid", 1), else_=0),
+                paid - reversed_ != case((Payout.status == "paid", 1), else_=0),
             ))
             .union_all(
-                select(movements.c.owner_id, null(), movements.c.sent, movements.c.paid, movements.c.returned)
+                select(movements.c.owner_id, null(), movements.c.sent, movements.c.paid, movements.c.returned,
+                       movements.c.reversed_after_paid)
                 .outerjoin(Payout, Payout.id == movements.c.owner_id)
                 .where(Payout.id.is_(None))
             )
@@ -273,8 +276,9 @@ async def payouts_match_movements(session: AsyncSession) -> Check:
         )
     ).all()
     return Check("payouts_match_ledger_movements", not offenders, {"mismatched": [
-        {"payout_id": i, "status": st, "sent": int(s), "paid": int(p), "returned": int(r)}
-        for i, st, s, p, r in offenders]})
+        {"payout_id": i, "status": st, "sent": int(s), "paid": int(p), "returned": int(r),
+         "reversed_after_paid": int(v)}
+        for i, st, s, p, r, v in offenders]})
 
 
 async def refunds_match_movements(session: AsyncSession) -> Check:

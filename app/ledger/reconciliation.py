@@ -31,10 +31,12 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core import metrics
 from app.core.errors import ValidationFailed
+from app.core.money import to_major
 from app.gateway.errors import GatewayRejected
 from app.gateway.types import (
     TRANSFER_CONCLUSIVE_FAILURES,
     TRANSFER_IN_PROGRESS,
+    RefundResult,
     TransactionRecord,
     TransferRecord,
     TransferResult,
@@ -155,7 +157,8 @@ class _Side:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def view(self) -> dict[str, Any]:
-        return {**self.extra, "status": self.status, "amount_minor": self.amount, "currency": self.currency}
+        return {**self.extra, "status": self.status, "amount": to_major(self.amount, self.currency),
+                "currency": self.currency}
 
 
 def _compare(record: RecordType, reference: str, ours: _Side | None, theirs: _Side | None,
@@ -361,10 +364,41 @@ async def _fetch_or_none(fetch: Awaitable[Found]) -> Found | None:
         raise
 
 
-# Refunds join when the gateway's refund list is wired in: its records become `GatewayRefund`s for
-# `compare_refunds`, beside our refunds of the window and those the records name.
+def _gateway_refund(result: RefundResult) -> GatewayRefund:
+    return GatewayRefund(id=result.id, refund_id=refund_id_in_note(result.merchant_note),
+                         transaction_reference=result.transaction_reference, amount=result.amount,
+                         currency=result.currency, status=result.status, created_at=result.created_at)
+
+
+async def _refund_differences(rt: Runtime, window: Window) -> list[Difference]:
+    listed = {result.id: _gateway_refund(result)
+              for result in await rt.gateway.list_refunds_between(start=window.listed_from, end=window.listed_to)}
+    async with rt.db.unit_of_work() as session:
+        made = (await session.scalars(
+            select(Refund).where(Refund.created_at >= window.start, Refund.created_at < window.end)
+        )).all()
+        in_window = [record for record in listed.values() if window.holds(record.created_at)]
+        known = {refund.id for refund in made}
+        named = {record.refund_id for record in in_window if record.refund_id} - known
+        refunds = [*made, *await _by_key(session, Refund, Refund.id, named)]
+        recorded = sorted({record.id for record in in_window} - {r.gateway_refund_id for r in refunds})
+        for start in range(0, len(recorded), LOOKUP_CHUNK):
+            refunds += [refund for refund in (await session.scalars(
+                select(Refund).where(Refund.gateway_refund_id.in_(recorded[start:start + LOOKUP_CHUNK]))
+            )).all() if refund.id not in known | named]
+    for refund in made:
+        if refund.gateway_refund_id is not None and refund.gateway_refund_id not in listed:
+            result = await _fetch_or_none(rt.gateway.fetch_refund(refund.gateway_refund_id))
+            if result is not None:
+                listed[result.id] = _gateway_refund(result)
+    ours = {refund.id for refund in refunds}
+    by_gateway_id = {refund.gateway_refund_id for refund in refunds if refund.gateway_refund_id is not None}
+    return compare_refunds([r for r in listed.values()
+                            if r.refund_id in ours or r.id in by_gateway_id or window.holds(r.created_at)], refunds)
+
+
 SOURCES: Final[Sequence[Callable[[Runtime, Window], Awaitable[list[Difference]]]]] = (
-    _charge_differences, _transfer_differences,
+    _charge_differences, _transfer_differences, _refund_differences,
 )
 
 

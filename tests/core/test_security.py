@@ -133,6 +133,7 @@ def default_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("default_env")
+@pytest.mark.parametrize("settings_overrides", [{"jwt_secret": DEV_JWT_SECRET}])  # the app's default, as the CLI's
 async def test_cli_token_is_accepted_by_the_app(
     client: httpx.AsyncClient, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

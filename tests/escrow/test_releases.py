@@ -387,8 +387,12 @@ async def test_release_percentage_overrides_the_milestones(
         [(deposits["investor-0"], "500.00"), (deposits["investor-1"], "1000.00")])
 
     other = await completed_milestone(client, owner, "25")
-    one = await new_release(client, owner, other, transaction_id=deposits["investor-1"], release_percentage="100")
-    assert (one["release_percentage"], one["amount"]) == ("100.00", "8000.00")
+    # at most what the app's milestones add up to (25 + 25): a milestone never releases more than that
+    beyond = await ask_release(client, owner, other, transaction_id=deposits["investor-1"], release_percentage="50.01")
+    assert_error(beyond, 422, "VALIDATION_ERROR")
+    assert beyond.json()["error"]["details"]["milestones_percentage"] == "50.00"
+    one = await new_release(client, owner, other, transaction_id=deposits["investor-1"], release_percentage="50")
+    assert (one["release_percentage"], one["amount"]) == ("50.00", "4000.00")
     bad = await ask_release(client, owner, other, release_percentage="100.01")
     assert_error(bad, 422, "VALIDATION_ERROR")
 
@@ -454,6 +458,7 @@ async def test_a_release_larger_than_what_the_deposit_holds_is_insufficient_fund
     assert [(r["amount"], r["status"]) for r in refunds] == [("9000.00", "processed")]
     assert (await get_json(client, admin, f"/v1/escrow/transactions/{deposit}"))["remaining"] == "1000.00"
 
+    await completed_milestone(client, owner, "90")  # the app's milestones promise 100%
     milestone_id = await completed_milestone(client, owner, "10")
     for extra in ({"transaction_id": deposit}, {}):
         too_much = await ask_release(client, owner, milestone_id, release_percentage="100", **extra)

@@ -196,7 +196,7 @@ async def test_a_payout_marked_paid_without_its_movements_is_caught(
     failed = await failing(client, auth)
     assert set(failed) == {"payouts_match_ledger_movements"}
     assert failed["payouts_match_ledger_movements"]["mismatched"] == [
-        {"payout_id": payout.id, "status": "paid", "sent": 0, "paid": 0, "returned": 0}]
+        {"payout_id": payout.id, "status": "paid", "sent": 0, "paid": 0, "returned": 0, "reversed_after_paid": 0}]
 
 
 async def test_a_refund_whose_status_disagrees_with_its_movements_is_caught(
@@ -224,7 +224,7 @@ async def test_movements_of_unknown_payouts_and_refunds_are_caught(
     failed = await failing(client, auth)
     assert set(failed) == {"payouts_match_ledger_movements", "refunds_match_ledger_movements"}
     assert failed["payouts_match_ledger_movements"]["mismatched"] == [
-        {"payout_id": "po_ghost", "status": None, "sent": 1, "paid": 0, "returned": 0}]
+        {"payout_id": "po_ghost", "status": None, "sent": 1, "paid": 0, "returned": 0, "reversed_after_paid": 0}]
     assert failed["refunds_match_ledger_movements"]["mismatched"] == [
         {"refund_id": "rfd_ghost", "status": None, "out": 1, "settled": 0, "returned": 0}]
 

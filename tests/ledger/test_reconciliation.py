@@ -41,7 +41,7 @@ from app.models.base import new_id, utcnow
 from app.runtime import Runtime
 from tests.conftest import BASE_URL
 from tests.gateway.test_client_lists import page, successful_item, transfer_item
-from tests.helpers import OWNER, invest
+from tests.helpers import OWNER, invest, paystack_sample
 from tests.ledger.test_integrity import clean_books
 
 Auth = Callable[..., dict[str, str]]
@@ -126,10 +126,10 @@ async def test_each_planted_difference_is_reported_with_its_kind(
     by_reference = {d["reference"]: d for d in report["differences"]}
     assert by_reference["pay-never-charged"]["gateway"] is None
     assert by_reference["pay-unknown-here"]["ledger"] is None
-    assert by_reference["pay-unknown-here"]["gateway"]["amount_minor"] == 700_000
+    assert by_reference["pay-unknown-here"]["gateway"]["amount"] == "7000.00"
     assert by_reference[unpaid["reference"]]["gateway"]["status"] == "ongoing"
-    assert (by_reference[investor_1]["ledger"]["amount_minor"], by_reference[investor_1]["gateway"]["amount_minor"]) \
-        == (500_000, 500_100)
+    assert (by_reference[investor_1]["ledger"]["amount"], by_reference[investor_1]["gateway"]["amount"]) \
+        == ("5000.00", "5001.00")
     transfer = by_reference[owner_payout.reference]
     assert (transfer["ledger"]["status"], transfer["gateway"]["status"]) == ("paid", "failed")
     assert transfer["ledger"]["payout_id"] == owner_payout.id
@@ -137,6 +137,32 @@ async def test_each_planted_difference_is_reported_with_its_kind(
     async with app.state.runtime.db.unit_of_work() as session:
         assert (await session.get(Payout, owner_payout.id)).status == "paid"  # type: ignore[union-attr]
     assert (await payment_of(app, "investor-1")).amount == 500_000
+
+
+async def test_refunds_the_gateway_made_beyond_ours_are_each_reported(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, settings: Settings
+) -> None:
+    """The fault that refunds at most once closes: one refund of ours, four at the gateway (the same
+    refund sent again after unclear answers). Reconciliation names each of the three extra ones."""
+    await clean_books(client, app, auth)
+    async with app.state.runtime.db.unit_of_work() as session:
+        [ours_] = (await session.scalars(select(Refund))).all()
+        reference = (await session.get(Payment, ours_.payment_id)).reference  # type: ignore[union-attr]
+    assert (await reconciliation(client, auth))["ok"] is True
+    key = {"Authorization": f"Bearer {settings.paystack_secret_key.get_secret_value()}"}
+    for _ in range(3):
+        sent_again = await client.post("/sandbox/paystack/refund", headers=key, json={
+            "transaction": reference, "amount": ours_.amount, "merchant_note": f"refund {ours_.id}: asked"})
+        assert sent_again.status_code == 200, sent_again.text
+    await app.state.sandbox.wait_idle()
+
+    report = await reconciliation(client, auth)
+
+    assert report["ok"] is False
+    extra = [d for d in report["differences"] if d["record"] == "refund"]
+    assert [(d["kind"], d["reference"], d["ledger"]) for d in extra] == [("missing_in_ledger", ours_.id, None)] * 3
+    assert {d["gateway"]["amount"] for d in extra} == {"500.00"}
+    assert len({d["gateway"]["id"] for d in extra}) == 3
 
 
 async def test_records_stamped_either_side_of_the_window_edge_are_not_missing(
@@ -258,6 +284,10 @@ async def test_test_mode_reconciles_against_paystacks_list_shapes(
         session.add_all([ghost_payment("pay-a", amount=30_050), ghost_payment("pay-b", amount=5_000)])
     await _sent_payout(paystack_app, "payout-otp-000000000001", "processing", 4_400, "TRF_1ptvuv321ahaa7q")
     await _sent_payout(paystack_app, "payout-paid-00000000001", "paid", 3_300, "TRF_5pr8ypzb0htx0cn")
+    async with paystack_app.state.runtime.db.unit_of_work() as session:
+        # refund 1 of Paystack's list is ours; refund 2 the books never made
+        session.add(Refund(id=new_id("rfd"), payment_id="pay_1", amount=500_000, currency="NGN", status="processed",
+                           reason="asked", return_account=accounts.escrow("app-1", "NGN"), gateway_refund_id=1))
     now = iso(utcnow())
     transactions = paystack.get("/transaction").mock(return_value=page(
         [successful_item("pay-a", created_at=now), successful_item("re4lyvq3s3", id=4099260517, created_at=now)],
@@ -270,11 +300,16 @@ async def test_test_mode_reconciles_against_paystacks_list_shapes(
         transfer_item(id=13, transfer_code="TRF_5pr8ypzb0htx0cn", reference="payout-paid-00000000001",
                       amount=3_300, status="failed", createdAt=now),
     ], total=2, skipped=0, perPage=100, page=1, pageCount=1))
+    refunds = paystack_sample("refund_list")["data"]
+    for item in refunds:
+        item["created_at"] = now
+    paystack.get("/refund").mock(return_value=page(refunds, total=2, skipped=0, perPage=100, page=1, pageCount=1))
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(paystack_app), base_url=BASE_URL) as client:
         report = await reconciliation(client, auth)
 
     assert found(report) == {
+        ("missing_in_ledger", "refund", "2"),
         ("missing_at_gateway", "charge", "pay-b"),
         ("missing_in_ledger", "charge", "re4lyvq3s3"),
         ("status_differs", "transfer", "payout-paid-00000000001"),
