@@ -22,14 +22,14 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.core.config import Settings
 from app.core.idempotency import REPLAY_HEADER
 from app.ledger import accounts
 from app.ledger.service import balance
 from app.main import create_app
-from app.models import App, PayoutAccount, WebhookEvent
+from app.models import App, LedgerAccount, PayoutAccount, WebhookEvent
 from tests.conftest import BASE_URL, requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, checkout, get_payment, invest, pay, put_app, settle
@@ -658,3 +658,41 @@ async def test_retry_payout(client: httpx.AsyncClient, clients: Clients, app: Fa
         assert await session.scalar(select(func.count()).select_from(PayoutAccount)) == 1
     await integrity_ok(client, auth)
 
+
+async def _blocked_on_a_lock(app: FastAPI) -> None:
+    """Return once some session of this database waits for a row lock (bounded: 10 s)."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND wait_event_type = 'Lock'")
+    for _ in range(1000):
+        async with app.state.runtime.db.engine.connect() as connection:
+            if await connection.scalar(query):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing waited for the lock")
+
+
+@requires_postgres
+async def test_payout_account_registered_while_a_distribution_owes_the_holder(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    """The distribution read that the holder has no payout account; the holder registers one before the
+    distribution commits. The payout it owes still goes out to that account."""
+    await funded_app(client, app, auth, shares=5)
+    owner, investor = auth(OWNER), auth(INVESTOR)
+    revenue = await client.post("/v1/payments", headers=owner, json=revenue_body())
+    await pay(client, app, revenue.json())
+    revenue_account = select(LedgerAccount).where(LedgerAccount.name == accounts.revenue("app-1", "NGN"))
+
+    async with app.state.runtime.db.engine.connect() as blocker:
+        await blocker.execute(revenue_account.with_for_update())  # the distribution's posting waits here
+        distribution = asyncio.create_task(client.post(
+            "/v1/apps/app-1/distributions", headers=owner, json={"period": REVENUE_PERIOD, "currency": "NGN"}))
+        await _blocked_on_a_lock(app)
+        await register_payout_account(client, investor)
+        await blocker.rollback()
+    assert (await distribution).status_code == 201, (await distribution).text
+    await settle(app)
+
+    [payout] = await listed(client, investor, "/v1/payouts/me")
+    assert (payout["amount"], payout["status"]) == ("9750.00", "paid")
+    await integrity_ok(client, auth)
