@@ -49,8 +49,9 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
     "PUT /v1/apps/{app_id}": (
         False, "10 x 200, one app", ["test_put_app_first_time"]),
     "PUT /v1/payout-accounts/me": (
-        False, "10 x 200, one account",
-        ["tests/payouts/test_payouts.py::test_first_registrations_at_once_on_postgresql"]),
+        False, "10 x 200, one account; racing a route that owes the payee: the payout goes to it",
+        ["tests/payouts/test_payouts.py::test_first_registrations_at_once_on_postgresql",
+         "test_payout_account_registered_while_a_payout_is_written"]),
     "POST /v1/payments": (
         True, "key: 1 x 201 + replays; none: 10 intents, never more shares issued than exist",
         ["test_payment_with_one_key", "test_investments_for_every_share_paid_at_once",
@@ -671,28 +672,46 @@ async def _blocked_on_a_lock(app: FastAPI) -> None:
     raise AssertionError("nothing waited for the lock")
 
 
-@requires_postgres
-async def test_payout_account_registered_while_a_distribution_owes_the_holder(
-    client: httpx.AsyncClient, app: FastAPI, auth: Auth
-) -> None:
-    """The distribution read that the holder has no payout account; the holder registers one before the
-    distribution commits. The payout it owes still goes out to that account."""
+async def _distribution_owing(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> tuple[str, Request]:
+    """investor-1 holds app-1 shares and revenue is paid in: the distribution owes investor-1 9750.00."""
     await funded_app(client, app, auth, shares=5)
-    owner, investor = auth(OWNER), auth(INVESTOR)
-    revenue = await client.post("/v1/payments", headers=owner, json=revenue_body())
+    revenue = await client.post("/v1/payments", headers=auth(OWNER), json=revenue_body())
     await pay(client, app, revenue.json())
-    revenue_account = select(LedgerAccount).where(LedgerAccount.name == accounts.revenue("app-1", "NGN"))
+    return INVESTOR, lambda http: http.post("/v1/apps/app-1/distributions", headers=auth(OWNER),
+                                            json={"period": REVENUE_PERIOD, "currency": "NGN"})
+
+
+async def _release_owing(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> tuple[str, Request]:
+    """An approved release of 1250.00: executing it owes the owner 1250.00."""
+    await funded_app(client, app, auth, shares=5)
+    release = await approved_release(client, auth)
+    return OWNER, lambda http: http.post(f"/v1/escrow/releases/{release['id']}/execute",
+                                         headers=auth(ADMIN, admin=True))
+
+
+@requires_postgres
+@pytest.mark.parametrize(("owing", "posted_to", "owed"), [
+    (_distribution_owing, accounts.revenue("app-1", "NGN"), "9750.00"),
+    (_release_owing, accounts.escrow("app-1", "NGN"), "1250.00"),
+], ids=["distribution", "release"])
+async def test_payout_account_registered_while_a_payout_is_written(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth,
+    owing: Callable[..., Awaitable[tuple[str, Request]]], posted_to: str, owed: str,
+) -> None:
+    """PUT /v1/payout-accounts/me racing a route that owes the payee money: the route read that there is no
+    payout account, the payee registers one before the route commits. The payout still goes out to it."""
+    payee, create = await owing(client, app, auth)
+    ledger_account = select(LedgerAccount).where(LedgerAccount.name == posted_to).with_for_update()
 
     async with app.state.runtime.db.engine.connect() as blocker:
-        await blocker.execute(revenue_account.with_for_update())  # the distribution's posting waits here
-        distribution = asyncio.create_task(client.post(
-            "/v1/apps/app-1/distributions", headers=owner, json={"period": REVENUE_PERIOD, "currency": "NGN"}))
+        await blocker.execute(ledger_account)  # the route's posting waits here, its payout written
+        created = asyncio.create_task(create(client))
         await _blocked_on_a_lock(app)
-        await register_payout_account(client, investor)
+        await register_payout_account(client, auth(payee))
         await blocker.rollback()
-    assert (await distribution).status_code == 201, (await distribution).text
+    assert (await created).status_code in (200, 201), (await created).text
     await settle(app)
 
-    [payout] = await listed(client, investor, "/v1/payouts/me")
-    assert (payout["amount"], payout["status"]) == ("9750.00", "paid")
+    [payout] = await listed(client, auth(payee), "/v1/payouts/me")
+    assert (payout["amount"], payout["status"]) == (owed, "paid")
     await integrity_ok(client, auth)
