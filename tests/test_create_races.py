@@ -50,8 +50,7 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
         False, "10 x 200, one app", ["test_put_app_first_time"]),
     "PUT /v1/payout-accounts/me": (
         False, "10 x 200, one account; racing a route that owes the payee: the payout goes to it",
-        ["tests/payouts/test_payouts.py::test_first_registrations_at_once_on_postgresql",
-         "test_payout_account_registered_while_a_payout_is_written"]),
+        ["test_register_payout_account", "test_payout_account_registered_while_a_payout_is_written"]),
     "POST /v1/payments": (
         True, "key: 1 x 201 + replays; none: 10 intents, never more shares issued than exist",
         ["test_payment_with_one_key", "test_investments_for_every_share_paid_at_once",
@@ -293,6 +292,22 @@ async def test_put_app_first_time(client: httpx.AsyncClient, clients: Clients, a
     async with app.state.runtime.db.unit_of_work() as session:
         assert await session.scalar(select(func.count()).select_from(App)) == 1
     assert (await app_view(client, auth))["shares_available"] == 1000
+
+
+@requires_postgres
+async def test_register_payout_account(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    investor = auth(INVESTOR)
+    body = {"bank_code": "057", "account_number": "0123456789", "currency": "NGN"}
+
+    responses = await ten_at_once(clients, lambda http: http.put("/v1/payout-accounts/me", headers=investor, json=body))
+
+    assert tally(responses) == {"200": TIMES}, [r.text for r in responses]
+    assert len({r.json()["recipient_code"] for r in responses}) == 1
+    assert len(app.state.sandbox.recipients) == 1  # Paystack gives the same account's recipient again
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await session.scalar(select(func.count()).select_from(PayoutAccount)) == 1
+    shown = await client.get("/v1/payout-accounts/me", headers=investor)
+    assert shown.json()["recipient_code"] == responses[0].json()["recipient_code"]
 
 
 def _payment_body(payment_type: str, transfer_id: str | None) -> dict[str, Any]:
