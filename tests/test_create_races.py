@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -43,8 +42,7 @@ TIMES = 10
 ADMIN, INVESTOR, SELLER, BUYER = "admin-1", "investor-1", "seller-1", "buyer-1"
 
 
-# Route -> (honours Idempotency-Key, what ten identical requests get, the tests that race it).
-# A test name is in this module; "path::name" points to a race tested with its own domain.
+# Route -> (honours Idempotency-Key, what ten identical requests get, the tests of this module that race it).
 RACED: dict[str, tuple[bool, str, list[str]]] = {
     "PUT /v1/apps/{app_id}": (
         False, "10 x 200, one app", ["test_put_app_first_time"]),
@@ -53,8 +51,7 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
         ["test_register_payout_account", "test_payout_account_registered_while_a_payout_is_written"]),
     "POST /v1/payments": (
         True, "key: 1 x 201 + replays; none: 10 intents, never more shares issued than exist",
-        ["test_payment_with_one_key", "test_investments_for_every_share_paid_at_once",
-         "test_payments_without_a_key"]),
+        ["test_create_payment", "test_investments_for_every_share_paid_at_once"]),
     "POST /v1/payments/{reference}/verify": (
         False, "10 x 200 success, credited once", ["test_verify_payment"]),
     "POST /v1/webhooks/paystack": (
@@ -104,10 +101,10 @@ def _write_routes(schema: dict[str, Any]) -> dict[str, bool]:
     return routes
 
 
-def _test_exists(name: str) -> bool:
-    module_path, _, test = name.rpartition("::")
-    module = importlib.import_module(module_path.removesuffix(".py").replace("/", ".")) if module_path else None
-    return callable(getattr(module, test, None) if module else globals().get(test))
+def _races_with_one_key(test: Callable[..., Any]) -> bool:
+    """Whether the test is run with one shared Idempotency-Key (parametrized by KEYS)."""
+    return any(mark.name == "parametrize" and mark.args[0] == "with_key" and True in mark.args[1]
+               for mark in getattr(test, "pytestmark", []))
 
 
 def test_every_write_route_is_raced(app: FastAPI) -> None:
@@ -116,9 +113,11 @@ def test_every_write_route_is_raced(app: FastAPI) -> None:
     assert not unraced, f"write routes with no race test (add them to RACED, or to EXEMPT with why): {unraced}"
     assert not sorted((set(RACED) | set(EXEMPT)) - set(served)), "RACED or EXEMPT name routes the app no longer has"
     assert not set(RACED) & set(EXEMPT)
-    for route, (keyed, _, tests) in RACED.items():
+    for route, (keyed, _, names) in RACED.items():
         assert keyed == served[route], f"{route}: Idempotency-Key honoured is {served[route]}, the table says {keyed}"
-        assert tests and all(_test_exists(name) for name in tests), f"{route}: {tests} not found"
+        tests = [globals().get(name) for name in names]
+        assert tests and all(callable(test) for test in tests), f"{route}: {names} not all found"
+        assert not keyed or any(_races_with_one_key(test) for test in tests), f"{route}: no race with one key"
 
 
 # ---- the service as several processes: one client per instance ----------------------------------------
@@ -190,6 +189,10 @@ async def replayed_once_more(client: httpx.AsyncClient, request: Request, made: 
 
 def keyed(headers: dict[str, str], key: str = "race-key-1") -> dict[str, str]:
     return {**headers, "Idempotency-Key": key}
+
+
+# A route that honours Idempotency-Key is raced twice: all ten requests with one key, and without one.
+KEYS = pytest.mark.parametrize("with_key", [True, False], ids=["one_key", "no_key"])
 
 
 # ---- state built through the API ------------------------------------------------------------------------
@@ -334,40 +337,32 @@ PAYMENT_TYPES = ["investment", "share_transfer", "revenue"]
 
 @requires_postgres
 @pytest.mark.parametrize("payment_type", PAYMENT_TYPES)
-async def test_payment_with_one_key(
-    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, payment_type: str
+@KEYS
+async def test_create_payment(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, payment_type: str, with_key: bool
 ) -> None:
+    """One key: one intent, the gateway asked once. No key: ten intents is what ten requests ask for, and
+    none of them issues or reserves anything."""
     payer, body = await _payer(client, app, auth, payment_type)
-    known = set(app.state.sandbox.transactions)
+    known, before = set(app.state.sandbox.transactions), await app_view(client, auth)
+    headers = keyed(payer) if with_key else payer
 
     def create(http: httpx.AsyncClient) -> Awaitable[httpx.Response]:
-        return http.post("/v1/payments", headers=keyed(payer), json=body)
+        return http.post("/v1/payments", headers=headers, json=body)
 
-    made = one_made_the_rest_replayed(await ten_at_once(clients, create))
+    responses = await ten_at_once(clients, create)
 
-    assert [p["reference"] for p in await listed(client, payer, "/v1/payments", payment_type=payment_type)] == [
-        made["reference"]]
-    assert set(app.state.sandbox.transactions) - known == {made["reference"]}  # the gateway was asked once
-    await replayed_once_more(client, create, made)
-
-
-@requires_postgres
-@pytest.mark.parametrize("payment_type", PAYMENT_TYPES)
-async def test_payments_without_a_key(
-    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, payment_type: str
-) -> None:
-    """Ten intents is what ten requests without a key ask for; none of them issues or reserves anything."""
-    payer, body = await _payer(client, app, auth, payment_type)
-    before = await app_view(client, auth)
-
-    responses = await ten_at_once(clients, lambda http: http.post("/v1/payments", headers=payer, json=body))
-
-    assert tally(responses) == {"201": TIMES}, [r.text for r in responses]
-    made = await listed(client, payer, "/v1/payments", payment_type=payment_type)
-    assert sorted(p["reference"] for p in made) == sorted(r.json()["reference"] for r in responses)
-    assert {p["status"] for p in made} == {"pending"}
-    after = await app_view(client, auth)
-    assert after["shares_issued"] == before["shares_issued"]
+    if with_key:
+        made = [one_made_the_rest_replayed(responses)]
+        await replayed_once_more(client, create, made[0])
+    else:
+        assert tally(responses) == {"201": TIMES}, [r.text for r in responses]
+        made = [r.json() for r in responses]
+    references = sorted(p["reference"] for p in made)
+    assert sorted(p["reference"] for p in await listed(client, payer, "/v1/payments", payment_type=payment_type)) == (
+        references)
+    assert sorted(set(app.state.sandbox.transactions) - known) == references  # one gateway call each
+    assert (await app_view(client, auth))["shares_issued"] == before["shares_issued"]
     await integrity_ok(client, auth)
 
 
@@ -462,7 +457,7 @@ async def test_complete_milestone(client: httpx.AsyncClient, clients: Clients, a
 
 
 @requires_postgres
-@pytest.mark.parametrize("with_key", [True, False], ids=["one_key", "no_key"])
+@KEYS
 async def test_create_release(
     client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, with_key: bool
 ) -> None:
@@ -518,7 +513,7 @@ async def test_execute_release(client: httpx.AsyncClient, clients: Clients, app:
 
 
 @requires_postgres
-@pytest.mark.parametrize("with_key", [True, False], ids=["one_key", "no_key"])
+@KEYS
 async def test_refund_deposit(
     client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, with_key: bool
 ) -> None:
@@ -582,7 +577,7 @@ async def test_resolve_dispute(client: httpx.AsyncClient, clients: Clients, app:
 
 
 @requires_postgres
-@pytest.mark.parametrize("with_key", [True, False], ids=["one_key", "no_key"])
+@KEYS
 async def test_offer_shares(
     client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, with_key: bool
 ) -> None:
@@ -617,7 +612,7 @@ async def test_cancel_share_transfer(client: httpx.AsyncClient, clients: Clients
 
 
 @requires_postgres
-@pytest.mark.parametrize("with_key", [True, False], ids=["one_key", "no_key"])
+@KEYS
 async def test_distribute_revenue(
     client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, with_key: bool
 ) -> None:
