@@ -51,7 +51,7 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
         ["test_register_payout_account", "test_payout_account_registered_while_a_payout_is_written"]),
     "POST /v1/payments": (
         True, "key: 1 x 201 + replays; none: 10 intents, never more shares issued than exist",
-        ["test_create_payment", "test_investments_for_every_share_paid_at_once"]),
+        ["test_create_payment", "test_intents_for_the_same_shares_paid_at_once"]),
     "POST /v1/payments/{reference}/verify": (
         False, "10 x 200 success, credited once", ["test_verify_payment"]),
     "POST /v1/webhooks/paystack": (
@@ -367,26 +367,35 @@ async def test_create_payment(
 
 
 @requires_postgres
-async def test_investments_for_every_share_paid_at_once(
-    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth
+@pytest.mark.parametrize("payment_type", ["investment", "share_transfer"])
+async def test_intents_for_the_same_shares_paid_at_once(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, payment_type: str
 ) -> None:
-    """Ten intents for all ten shares, all paid at once: one gets the shares, nine are refunded."""
-    await put_app(client, auth(ADMIN, admin=True), total_shares=10)
-    investor = auth(INVESTOR)
-    body = {**_payment_body("investment", None), "shares": 10}
-    created = await ten_at_once(clients, lambda http: http.post("/v1/payments", headers=investor, json=body))
+    """Ten intents for the same shares (all of an app's, or one offer's), all paid at once: one payment
+    gets them, nine are refunded, and no more shares exist or move than there are."""
+    if payment_type == "investment":
+        await put_app(client, auth(ADMIN, admin=True), total_shares=10)
+        payer, body = auth(INVESTOR), {**_payment_body("investment", None), "shares": 10}
+    else:
+        payer, body = await _payer(client, app, auth, payment_type)  # buyer-1 pays for seller-1's 4 shares
+    bought = 10 if payment_type == "investment" else 4
+    created = await ten_at_once(clients, lambda http: http.post("/v1/payments", headers=payer, json=body))
     assert tally(created) == {"201": TIMES}, [r.text for r in created]
 
     paid = await asyncio.gather(*(checkout(client, r.json(), "success") for r in created))
     assert {r.status_code for r in paid} <= {200, 303}
     await settle(app)
 
-    statuses = Counter([(await get_payment(client, investor, r.json()["reference"]))["status"] for r in created])
+    statuses = Counter([(await get_payment(client, payer, r.json()["reference"]))["status"] for r in created])
     assert statuses == {"success": 1, "refunded": TIMES - 1}
-    assert (await app_view(client, auth))["shares_issued"] == 10
-    assert await shares_held(client, investor) == {"app-1": (10, 0)}
+    assert await shares_held(client, payer) == {"app-1": (bought, 0)}
+    assert (await app_view(client, auth))["shares_issued"] == bought  # a sale moves shares, issues none
+    # one deposit: the winning investment's, or (a sale's money goes to the seller) the seller's own
     assert len(await listed(client, auth(ADMIN, admin=True), "/v1/escrow/transactions", type="deposit")) == 1
     assert sorted(r.status for r in app.state.sandbox.refunds.values()) == ["processed"] * (TIMES - 1)
+    if payment_type == "share_transfer":
+        assert await shares_held(client, auth(SELLER)) == {}
+        assert [p["reason"] for p in await listed(client, auth(SELLER), "/v1/payouts/me")] == ["share_sale"]
     await integrity_ok(client, auth)
 
 
