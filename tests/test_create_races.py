@@ -157,7 +157,10 @@ def tally(responses: list[httpx.Response]) -> dict[str, int]:
     def label(response: httpx.Response) -> str:
         if response.status_code < 400:
             return str(response.status_code)
-        return f"{response.status_code} {response.json()['error']['code']}"
+        try:
+            return f"{response.status_code} {response.json()['error']['code']}"
+        except (ValueError, KeyError, TypeError):
+            return f"{response.status_code} without the error envelope"
 
     return dict(Counter(label(r) for r in responses))
 
