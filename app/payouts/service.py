@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -150,20 +150,28 @@ async def get_payout_account(session: AsyncSession, principal: Principal) -> Pay
 
 
 async def _claim_due(rt: Runtime) -> list[Payout]:
-    """Take due payouts and move their money in flight before the transfer is asked for."""
+    """Take due payouts and move their money in flight before the transfer is asked for.
+
+    Each goes to the payee's payout account as it is now: a payout written while the account was
+    being registered (it read none, and committed after the registration updated the pending ones)
+    would otherwise wait for an account that exists."""
     lease = timedelta(seconds=rt.settings.worker_lease_seconds)
     async with rt.db.unit_of_work() as session:
-        payouts = (
-            await session.scalars(
-                select(Payout)
-                .where(Payout.status == "pending", Payout.recipient_code.is_not(None),
-                       Payout.available_at <= utcnow())
+        claimed = (
+            await session.execute(
+                select(Payout, PayoutAccount.recipient_code)
+                .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
+                           & (PayoutAccount.currency == Payout.currency))
+                .where(Payout.status == "pending", Payout.available_at <= utcnow(),
+                       or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
                 .order_by(Payout.id)
                 .limit(rt.settings.worker_batch_size)
-                .with_for_update(skip_locked=True)
+                .with_for_update(of=Payout, skip_locked=True)
             )
         ).all()
-        for payout in payouts:
+        payouts = [payout for payout, _ in claimed]
+        for payout, current_recipient in claimed:
+            payout.recipient_code = current_recipient or payout.recipient_code
             payout.attempts += 1
             payout.status = "processing"
             payout.available_at = utcnow() + lease
@@ -176,7 +184,7 @@ async def _claim_due(rt: Runtime) -> list[Payout]:
                 idempotency_key=f"payout:{payout.id}:{payout.attempts}:sent",
                 memo=f"payout {payout.reference}",
             )
-        return list(payouts)
+        return payouts
 
 
 async def send_pending_payouts(rt: Runtime) -> int:
