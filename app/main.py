@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,59 +15,17 @@ from fastapi import FastAPI
 from slowapi.errors import RateLimitExceeded
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-# Payment types and webhook event handlers register themselves on import.
-import app.distributions.revenue
-import app.escrow.disputes
-import app.payments.investment
-import app.payouts.service
-import app.shares.transfers
-from app.apps.router import router as apps_router
+from app import wiring
 from app.core.config import Settings, get_settings
-from app.core.crypto import FieldCipher
-from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.guards import RequestGuardMiddleware
 from app.core.logging import RequestIdMiddleware, configure_logging
 from app.core.ratelimit import close_storage, limiter, rate_limit_exceeded, storage_for, use_settings
-from app.distributions.router import router as distributions_router
-from app.escrow.disputes_router import router as disputes_router
-from app.escrow.router import router as escrow_router
-from app.gateway.client import PaystackClient
-from app.ledger.router import router as ledger_router
-from app.ops import router as ops_router
-from app.payments.router import router as payments_router
-from app.payouts.router import router as payouts_router
-from app.runtime import Runtime
-from app.shares.router import router as shares_router
+from app.gateway.sandbox import Sandbox
+from app.runtime import build_runtime, freeze_long_lived_objects
 from app.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-def build_runtime(settings: Settings, gateway_transport: httpx.AsyncBaseTransport | None = None) -> Runtime:
-    return Runtime(
-        settings=settings,
-        db=Database(settings),
-        gateway=PaystackClient(
-            base_url=settings.gateway_base_url,
-            secret_key=settings.paystack_secret_key.get_secret_value(),
-            timeout=settings.gateway_timeout_seconds,
-            max_retries=settings.gateway_max_retries,
-            max_connections=settings.gateway_connections,
-            transport=gateway_transport,
-        ),
-        cipher=FieldCipher.from_settings(settings),
-    )
-
-
-def freeze_long_lived_objects() -> None:
-    """What exists once the process has started (modules, routes, mappers, settings) lives as long as
-    the process: `gc.freeze` keeps the collector from walking it on every full collection, which
-    paused requests for tens of milliseconds (accept p99 in bench/webhooks.py: 101-151 ms before,
-    28-49 ms after). Once per process: tests build many apps in one."""
-    if gc.get_freeze_count() == 0:
-        gc.collect()
-        gc.freeze()
 
 
 def create_app(settings: Settings | None = None, *, loopback: bool = False) -> FastAPI:
@@ -82,7 +39,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         transport = httpx.ASGITransport(app) if loopback else None
-        rt = build_runtime(settings, transport)
+        rt = build_runtime(settings, wiring.EXTENSIONS, transport)
         app.state.runtime = rt
         app.state.worker = Worker(rt)
         stop = asyncio.Event()
@@ -122,15 +79,10 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
     install_error_handlers(app)
 
-    for router in (
-        ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
-        ledger_router, distributions_router,
-    ):
+    for router in wiring.ROUTERS:
         app.include_router(router)
 
     if settings.is_sandbox:
-        from app.gateway.sandbox import Sandbox
-
         sandbox = Sandbox(
             secret_key=settings.paystack_secret_key.get_secret_value(),
             public_base_url=settings.public_base_url,

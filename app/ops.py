@@ -18,10 +18,10 @@ from sqlalchemy import func, select, text
 from app.core import metrics
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
-from app.deps import RuntimeDep
 from app.ledger.integrity import CHEAP_CHECKS
 from app.models import Posting
-from app.payments.inbox import backlog
+from app.web.deps import RuntimeDep
+from app.webhooks.inbox import backlog
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["operations"])
 REDIS_READINESS_TIMEOUT_SECONDS = 1.0

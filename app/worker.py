@@ -13,29 +13,23 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 
-from app.ledger.reconciliation import reconcile_recent
-from app.payments.inbox import process_inbox
-from app.payments.refunds import check_refunds, send_pending_refunds
-from app.payments.service import reconcile_pending
-from app.payouts.service import reconcile_payouts, send_pending_payouts
-from app.runtime import Runtime
-from app.shares.transfers import expire_transfers
+from app import wiring
+from app.core.config import get_settings
+from app.core.logging import configure_logging
+from app.runtime import Runtime, build_runtime, freeze_long_lived_objects
+from app.wiring import Job
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[Runtime], Awaitable[int]]
-
-# Queues drained on every tick, in order.
-JOBS: list[Job] = [process_inbox, send_pending_refunds, check_refunds, send_pending_payouts, expire_transfers]
 RECONCILE_EVERY_SECONDS = 60.0
 
 
 class Worker:
-    def __init__(self, rt: Runtime, jobs: list[Job] | None = None) -> None:
+    def __init__(self, rt: Runtime, jobs: Sequence[Job] = wiring.JOBS) -> None:
         self.rt = rt
-        self.jobs = jobs if jobs is not None else JOBS
+        self.jobs = jobs
         self._last_reconcile = 0.0
         self._lock = asyncio.Lock()
 
@@ -50,7 +44,7 @@ class Worker:
                     log.exception("job %s failed", getattr(job, "__name__", job))
             if time.monotonic() - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
                 self._last_reconcile = time.monotonic()
-                for reconcile in (reconcile_pending, reconcile_payouts):
+                for reconcile in wiring.RECONCILERS:
                     try:
                         done += await reconcile(self.rt)
                     except Exception:
@@ -86,7 +80,7 @@ class Worker:
             if stop.is_set():
                 return
             try:
-                await reconcile_recent(self.rt)
+                await wiring.GATEWAY_RECONCILIATION(self.rt)
             except Exception:  # the next run tries again
                 log.exception("gateway reconciliation failed")
 
@@ -105,13 +99,9 @@ class Worker:
 
 
 async def main() -> None:
-    from app.core.config import get_settings
-    from app.core.logging import configure_logging
-    from app.main import build_runtime, freeze_long_lived_objects
-
     settings = get_settings()
     configure_logging(settings.log_level)
-    rt = build_runtime(settings)
+    rt = build_runtime(settings, wiring.EXTENSIONS)
     freeze_long_lived_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

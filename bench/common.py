@@ -14,6 +14,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app import wiring  # noqa: E402
 from app.core.config import Settings  # noqa: E402
 from app.core.crypto import FieldCipher  # noqa: E402
 from app.core.db import Database  # noqa: E402
@@ -36,7 +37,8 @@ def offline_runtime(url: str, **settings: object) -> Runtime:
     payouts and refunds for a worker that does not run)."""
     config = Settings(_env_file=None, database_url=url, **settings)
     gateway = PaystackClient(base_url="http://127.0.0.1:9", secret_key="sk_test_bench")
-    return Runtime(settings=config, db=Database(config), gateway=gateway, cipher=FieldCipher.from_settings(config))
+    return Runtime(settings=config, db=Database(config), gateway=gateway, cipher=FieldCipher.from_settings(config),
+                   extensions=wiring.EXTENSIONS)
 
 
 def percentile(values: list[float], q: float) -> float:

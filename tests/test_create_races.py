@@ -24,11 +24,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from app.core.config import Settings
-from app.core.idempotency import REPLAY_HEADER
 from app.ledger import accounts
 from app.ledger.service import balance
 from app.main import create_app
 from app.models import App, LedgerAccount, PayoutAccount, WebhookEvent
+from app.web.idempotency import REPLAY_HEADER
 from tests.conftest import BASE_URL, requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, checkout, get_payment, invest, pay, put_app, settle

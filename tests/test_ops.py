@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from app.main import freeze_long_lived_objects
+from app.runtime import freeze_long_lived_objects
 from tests.helpers import invest, pay, put_app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from app.apps.schemas import AppOut, AppUpsert
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.security import AdminOrService, CurrentUser
-from app.deps import SessionDep, SettingsDep
+from app.web.deps import SessionDep, SettingsDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/apps", tags=["apps"], dependencies=[RATE_LIMITED])
 AppId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]

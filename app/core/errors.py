@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.core import metrics
-from app.gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +103,16 @@ class GatewayFailure(AppError):
     code, status_code, default_message = "GATEWAY_ERROR", 502, "Payment gateway error"
 
 
+class UpstreamError(Exception):
+    """A service this one calls did not give a usable answer (the gateway's errors derive from it).
+    Uncaught, it is answered 502 GATEWAY_ERROR with what `details()` tells."""
+
+    message: str
+
+    def details(self) -> dict[str, object]:
+        return {}
+
+
 class PaymentFailed(AppError):
     code, status_code, default_message = "PAYMENT_FAILED", 402, "Payment failed"
 
@@ -179,8 +188,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return render(exc)
 
-    @app.exception_handler(GatewayError)
-    async def _gateway_error(_: Request, exc: GatewayError) -> JSONResponse:
+    @app.exception_handler(UpstreamError)
+    async def _upstream_error(_: Request, exc: UpstreamError) -> JSONResponse:
         log.warning("gateway error: %s", exc.message)
         return render(GatewayFailure("The payment gateway did not complete the call", **exc.details()))
 

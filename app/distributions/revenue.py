@@ -16,7 +16,7 @@ from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import Payment
 from app.payments.schemas import PaymentCreate
-from app.payments.types import PaymentPlan, register
+from app.payments.types import PaymentPlan
 from app.runtime import Runtime
 
 
@@ -49,4 +49,3 @@ class RevenuePayment:
         ])
 
 
-register(RevenuePayment())

@@ -5,12 +5,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.core.idempotency import idempotent
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import PageParams, page_params
 from app.core.security import CurrentUser
-from app.deps import RuntimeDep, SessionDep, SettingsDep
 from app.distributions import reports, service
 from app.distributions.schemas import (
     AllocationPage,
@@ -20,7 +18,8 @@ from app.distributions.schemas import (
     MonthlyRevenueReport,
     MyAllocationPage,
 )
-from app.payments.router import IdempotencyKey
+from app.web.deps import RuntimeDep, SessionDep, SettingsDep
+from app.web.idempotency import IdempotencyKey, idempotent
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["distributions"], dependencies=[RATE_LIMITED])
 

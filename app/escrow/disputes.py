@@ -27,9 +27,9 @@ from app.models import Dispute, EscrowTransaction, Payment
 from app.models.base import new_id, utcnow
 from app.models.escrow import GATEWAY_DISPUTE_ID_LENGTH
 from app.models.payments import REFERENCE_LENGTH
-from app.payments.inbox import MalformedEvent, RetryLater, amount_field, on_event, text_field
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, reserve_shares
+from app.webhooks.inbox import MalformedEvent, RetryLater, amount_field, text_field
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,6 @@ def _shown(value: object, length: int = 64) -> str:
     return value if isinstance(value, str) and value.isprintable() and len(value) <= length else repr(value)[:length]
 
 
-@on_event("charge.dispute.create")
 async def handle_chargeback(rt: Runtime, data: dict[str, Any]) -> str:
     """A chargeback freezes the deposit by itself, whatever the feature flag says about our own disputes."""
     gateway_id = _gateway_id(data)
@@ -269,7 +268,6 @@ def _flag(dispute: Dispute, label: str, reason: str, gateway_id: str) -> None:
     metrics.CHARGEBACKS_FLAGGED.labels(reason=label).inc()
 
 
-@on_event("charge.dispute.resolve")
 async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
     """Accepted: the bank took the money back; declined: we keep it and it is unfrozen. Anything unclear
     keeps the money frozen and flags the dispute for an admin."""

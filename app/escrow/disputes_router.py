@@ -8,9 +8,9 @@ from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
-from app.deps import RuntimeDep, SessionDep
 from app.escrow import disputes
 from app.escrow.schemas import DisputeIn, DisputeOut, DisputeResolve
+from app.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/disputes", tags=["disputes"], dependencies=[RATE_LIMITED])
 

@@ -19,7 +19,7 @@ from app.escrow.movements import RefundMade, RefundMoney, apply_one
 from app.escrow.queue import Finish
 from app.escrow.schemas import RefundOut
 from app.models import EscrowTransaction, Refund
-from app.payments.refunds import SETTLED, SETTLEMENT_HOOKS
+from app.payments.refunds import SETTLED
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, unreserve_shares
 
@@ -58,7 +58,7 @@ async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None
     return await escrow_queue.run(rt, prepare)
 
 
-async def _on_refund_settled(session: AsyncSession, refund: Refund) -> None:
+async def on_refund_settled(session: AsyncSession, refund: Refund) -> None:
     if refund.escrow_transaction_id is None:
         return
     record = await session.get(EscrowTransaction, refund.escrow_transaction_id, with_for_update=True)
@@ -76,8 +76,6 @@ async def _on_refund_settled(session: AsyncSession, refund: Refund) -> None:
     if record.shares:
         await unreserve_shares(session, app_id=record.app_id, user_id=record.investor_id, shares=record.shares)
 
-
-SETTLEMENT_HOOKS.append(_on_refund_settled)
 
 
 def refund_out(made: RefundMade) -> RefundOut:

@@ -7,12 +7,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.core.errors import Unauthorized
-from app.core.idempotency import idempotent
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
-from app.deps import RuntimeDep, SessionDep
 from app.escrow import milestones, refunds, releases, reports, service
 from app.escrow.schemas import (
     ApprovalIn,
@@ -29,7 +27,8 @@ from app.escrow.schemas import (
     ReleaseOut,
     Statement,
 )
-from app.payments.router import IdempotencyKey
+from app.web.deps import RuntimeDep, SessionDep
+from app.web.idempotency import IdempotencyKey, idempotent
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["escrow"], dependencies=[RATE_LIMITED])
 ReleaseStatus = Literal["pending_approval", "approved", "rejected", "released"]

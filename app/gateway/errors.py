@@ -7,8 +7,10 @@ message in `details`; callers that must tell "rejected" from "unknown outcome"
 
 from __future__ import annotations
 
+from app.core.errors import UpstreamError
 
-class GatewayError(Exception):
+
+class GatewayError(UpstreamError):
     """The gateway did not give a usable answer."""
 
     def __init__(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -42,9 +42,9 @@ from app.ledger import accounts
 from app.ledger.service import Entry, move, post, post_entries
 from app.models import EscrowTransaction, Payment, Refund
 from app.models.base import new_id, utcnow
-from app.payments.inbox import on_event
 from app.payments.schemas import PaymentRefundOut
 from app.runtime import Runtime
+from app.webhooks.inbox import EventHandler
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,9 @@ def _check_delay(rt: Runtime, attempts: int) -> timedelta:
 # ---- settling ------------------------------------------------------------------------------------
 
 
-async def settle_refund(session: AsyncSession, refund: Refund, outcome: str, note: str | None = None) -> bool:
+async def settle_refund(
+    session: AsyncSession, rt: Runtime, refund: Refund, outcome: str, note: str | None = None
+) -> bool:
     """`processed` or `failed`: move the in-flight money on, once. False if it was settled already."""
     if not _move(refund, outcome):
         return False
@@ -169,13 +171,16 @@ async def settle_refund(session: AsyncSession, refund: Refund, outcome: str, not
         await post(session, kind="refund_failed", legs=move(in_flight, refund.return_account, refund.amount),
                    idempotency_key=f"refund:{refund.id}:returned")
         refund.last_error = (note or "refund failed at the gateway")[:1000]
-    for hook in SETTLEMENT_HOOKS:
+    for hook in rt.extension(RefundSettledHooks).hooks:
         await hook(session, refund)
     return True
 
 
-# Domains that care about a refund's end (escrow deposits) register here.
-SETTLEMENT_HOOKS: list[Callable[[AsyncSession, Refund], Awaitable[None]]] = []
+@dataclass(frozen=True)
+class RefundSettledHooks:
+    """What the domains above (escrow deposits) do, in the same transaction, when a refund ends."""
+
+    hooks: Sequence[Callable[[AsyncSession, Refund], Awaitable[None]]]
 
 
 async def apply_gateway_status(
@@ -187,7 +192,7 @@ async def apply_gateway_status(
         refund.gateway_refund_id = gateway_refund_id
     target = FROM_GATEWAY.get(gateway_status, "sent")
     if target in SETTLED:
-        return await settle_refund(session, refund, target, note=f"the gateway reports the refund {gateway_status}")
+        return await settle_refund(session, rt, refund, target, note=f"the gateway reports the refund {gateway_status}")
     if not _move(refund, target):
         return False
     refund.last_error = None
@@ -270,7 +275,7 @@ async def _send(rt: Runtime, claimed: _Claimed) -> bool:
             merchant_note=merchant_note(refund),
         )
     except GatewayRejected as error:
-        await _in_transaction(rt, refund.id, partial(settle_refund, outcome="failed", note=error.message))
+        await _in_transaction(rt, refund.id, partial(_refused, rt, error.message))
     except GatewayError as error:
         if isinstance(error, GatewayNotReached) or error.status_code == 429:
             log.warning("refund %s not sent (%s); it will be sent later", refund.id, error.message)
@@ -361,16 +366,20 @@ async def _check(rt: Runtime, claimed: _Claimed) -> int:
                   "too long to read; left unknown for an operator", refund.id)
         return 0
     note = "the gateway has no record of it"
-    return int(await _in_transaction(rt, refund.id, partial(_gave_up, note)))
+    return int(await _in_transaction(rt, refund.id, partial(_gave_up, rt, note)))
 
 
 async def _found(rt: Runtime, found: RefundResult, session: AsyncSession, refund: Refund) -> bool:
     return await apply_gateway_status(session, rt, refund, found.status, gateway_refund_id=found.id)
 
 
-async def _gave_up(note: str, session: AsyncSession, refund: Refund) -> bool:
+async def _refused(rt: Runtime, note: str, session: AsyncSession, refund: Refund) -> bool:
+    return await settle_refund(session, rt, refund, "failed", note=note)
+
+
+async def _gave_up(rt: Runtime, note: str, session: AsyncSession, refund: Refund) -> bool:
     # Only an unknown refund gives up: a webhook or an answer may have moved it meanwhile.
-    return refund.status == "unknown" and await settle_refund(session, refund, "failed", note=note)
+    return refund.status == "unknown" and await settle_refund(session, rt, refund, "failed", note=note)
 
 
 async def _find_at_gateway(rt: Runtime, claimed: _Claimed) -> _Search:
@@ -453,23 +462,18 @@ async def apply_refund_event(rt: Runtime, gateway_status: str, data: dict[str, A
     return "processed" if changed else "ignored"
 
 
-def _refund_event_handler(gateway_status: str) -> Callable[[Runtime, dict[str, Any]], Awaitable[str]]:
+def _refund_event_handler(gateway_status: str) -> EventHandler:
     async def handle(rt: Runtime, data: dict[str, Any]) -> str:
         return await apply_refund_event(rt, gateway_status, data)
 
     return handle
 
 
-# Event -> the refund status it reports. The status is taken from the event's name, not from the body.
-REFUND_EVENTS: Final = {
-    "refund.pending": "pending",
-    "refund.processing": "processing",
-    "refund.needs-attention": "needs-attention",
-    "refund.processed": "processed",
-    "refund.failed": "failed",
+# Event -> what applies it. The status is taken from the event's name, not from the body.
+REFUND_EVENT_HANDLERS: Final[dict[str, EventHandler]] = {
+    f"refund.{status}": _refund_event_handler(status)
+    for status in ("pending", "processing", "needs-attention", "processed", "failed")
 }
-for event_name, reported_status in REFUND_EVENTS.items():
-    on_event(event_name)(_refund_event_handler(reported_status))
 
 
 # ---- reading -------------------------------------------------------------------------------------

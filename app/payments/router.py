@@ -2,20 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.core.errors import InvalidSignature, Unauthorized, ValidationFailed
-from app.core.idempotency import idempotent
 from app.core.net import client_ip, ip_allowed
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit, webhooks_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
-from app.deps import RuntimeDep, SessionDep
 from app.gateway.signature import verify_signature
 from app.payments import refunds, service
-from app.payments.inbox import read_arrival, store_event
 from app.payments.schemas import (
     PaymentCreate,
     PaymentOut,
@@ -24,10 +21,12 @@ from app.payments.schemas import (
     PaymentType,
     WebhookAck,
 )
+from app.web.deps import RuntimeDep, SessionDep
+from app.web.idempotency import IdempotencyKey, idempotent
+from app.webhooks.inbox import read_arrival, store_event
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
 MAX_WEBHOOK_BYTES = 1_000_000
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/payments", status_code=201, response_model=PaymentOut)

@@ -30,10 +30,10 @@ from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import new_id, utcnow
 from app.models.payments import REFERENCE_LENGTH
-from app.payments.inbox import RetryLater, on_event, text_field
 from app.payments.schemas import PaymentCreate, PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
+from app.webhooks.inbox import RetryLater, text_field
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def check_callback_url(settings: Settings, callback_url: str | None) -> None:
 
 async def create_payment(rt: Runtime, principal: Principal, request: PaymentCreate) -> Payment:
     check_callback_url(rt.settings, request.callback_url)
-    handler = handler_for(request.payment_type)
+    handler = handler_for(rt, request.payment_type)
     async with rt.db.unit_of_work() as session:
         plan = await handler.plan(session, rt, principal, request)
     reference = new_reference()
@@ -175,7 +175,7 @@ async def apply_verifications(
             metrics.PAYMENTS.labels(status="abandoned").inc()
     await session.flush()
     for payment_type, paid in succeeded.items():
-        await handler_for(payment_type).fulfil(session, rt, paid)
+        await handler_for(rt, payment_type).fulfil(session, rt, paid)
         metrics.PAYMENTS.labels(status="success").inc(len(paid))
         for _ in paid:
             metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
@@ -202,7 +202,6 @@ async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> P
     return applied
 
 
-@on_event("charge.success")
 async def handle_charge_success(rt: Runtime, data: dict[str, Any]) -> str:
     """Never trust the webhook body for money: look the charge up with the gateway first."""
     reference = text_field(data, "reference", max_length=REFERENCE_LENGTH) or ""

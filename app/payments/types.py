@@ -9,7 +9,7 @@ plug in the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,18 +42,18 @@ class PaymentTypeHandler(Protocol):
     async def fulfil(self, session: AsyncSession, rt: Runtime, payments: Sequence[Payment]) -> None: ...
 
 
-_HANDLERS: dict[str, PaymentTypeHandler] = {}
+@dataclass(frozen=True)
+class PaymentTypes:
+    by_name: Mapping[str, PaymentTypeHandler]
+
+    @classmethod
+    def of(cls, *handlers: PaymentTypeHandler) -> PaymentTypes:
+        return cls({handler.name: handler for handler in handlers})
 
 
-def register(handler: PaymentTypeHandler) -> PaymentTypeHandler:
-    _HANDLERS[handler.name] = handler
-    return handler
-
-
-def handler_for(payment_type: str) -> PaymentTypeHandler:
-    handler = _HANDLERS.get(payment_type)
+def handler_for(rt: Runtime, payment_type: str) -> PaymentTypeHandler:
+    offered = rt.extension(PaymentTypes).by_name
+    handler = offered.get(payment_type)
     if handler is None:
-        raise ValidationFailed(
-            f"payment_type {payment_type!r} is not available", supported=sorted(_HANDLERS)
-        )
+        raise ValidationFailed(f"payment_type {payment_type!r} is not available", supported=sorted(offered))
     return handler

@@ -9,9 +9,9 @@ from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import AdminUser, CurrentUser
-from app.deps import RuntimeDep, SessionDep
 from app.payouts import service
 from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
+from app.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
 PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]

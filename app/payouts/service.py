@@ -35,9 +35,9 @@ from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
 from app.models.base import new_id, utcnow
-from app.payments.inbox import RetryLater, on_event
 from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
 from app.runtime import Runtime
+from app.webhooks.inbox import RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,6 @@ async def _reverse_paid(session: AsyncSession, payout: Payout, note: str | None)
     metrics.PAYOUTS.labels(status="reversed_after_paid").inc()
 
 
-@on_event("transfer.success", "transfer.failed", "transfer.reversed")
 async def handle_transfer_event(rt: Runtime, data: dict[str, Any]) -> str:
     reference = str(data.get("reference") or "")
     status = str(data.get("status") or "")

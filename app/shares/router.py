@@ -8,16 +8,15 @@ from fastapi.responses import JSONResponse
 
 from app.apps.access import manages, require
 from app.apps.service import get_app
-from app.core.idempotency import idempotent
 from app.core.money import FULL_PERCENT, allocate, format_percentage
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
-from app.deps import RuntimeDep, SessionDep
-from app.payments.router import IdempotencyKey
 from app.shares import service, transfers
 from app.shares.schemas import CapTableItem, CapTableOut, HoldingOut, HoldingsOut, ShareTransferIn, ShareTransferOut
+from app.web.deps import RuntimeDep, SessionDep
+from app.web.idempotency import IdempotencyKey, idempotent
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["shares"], dependencies=[RATE_LIMITED])
 ROUNDING = "largest remainder over hundredths of a percent, so the percentages add up to exactly 100.00"

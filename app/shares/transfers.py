@@ -34,7 +34,7 @@ from app.models import Holding, Payment, ShareMovement, ShareTransfer
 from app.models.base import new_id, utcnow
 from app.payments.refunds import queue_refund
 from app.payments.schemas import PaymentCreate
-from app.payments.types import PaymentPlan, register
+from app.payments.types import PaymentPlan
 from app.payouts.service import queue_payout
 from app.runtime import Runtime
 from app.shares.schemas import ShareTransferIn, ShareTransferOut
@@ -213,4 +213,3 @@ def transfer_out(transfer: ShareTransfer) -> ShareTransferOut:
     )
 
 
-register(ShareTransferPayment())

@@ -22,11 +22,13 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from app import wiring
 from app.__main__ import main as cli_main
 from app.core.config import DEV_ENCRYPTION_KEY, DEV_JWT_SECRET, Settings, get_settings
 from app.core.crypto import FieldCipher
-from app.main import build_runtime, create_app
+from app.main import create_app
 from app.models import Payment
+from app.runtime import build_runtime
 from tests.conftest import BASE_URL
 from tests.helpers import get_payment, invest, pay, put_app
 
@@ -283,7 +285,7 @@ async def test_gateway_pool_is_small_for_the_local_sandbox_and_larger_for_paysta
     assert Settings(_env_file=None, gateway_max_connections=20).gateway_connections == 20
     with pytest.raises(ValidationError):
         Settings(_env_file=None, gateway_max_connections=0)
-    rt = build_runtime(remote)
+    rt = build_runtime(remote, wiring.EXTENSIONS)
     try:
         assert rt.gateway.max_connections == 50
     finally:

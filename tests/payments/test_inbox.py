@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.gateway.signature import sign
 from app.models import WebhookEvent
-from app.payments.inbox import REDACTED, redact_payload
+from app.webhooks.inbox import REDACTED, redact_payload
 from tests.helpers import PAYSTACK_SAMPLES, paystack_sample
 
 # Found in the files' text, independently of the code under test.

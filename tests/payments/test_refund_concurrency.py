@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from app.core.config import Settings
 from app.models import JournalEntry, Refund
-from app.payments.inbox import process_inbox
 from app.payments.refunds import check_refunds, send_pending_refunds, settle_refund
+from app.webhooks.inbox import process_inbox
 from tests.conftest import requires_postgres
 from tests.helpers import get_payment, paystack_sample
 from tests.payments.refund_support import (
@@ -102,7 +102,7 @@ async def test_a_webhook_and_the_gateway_check_settle_a_refund_once(service: Ser
         async with rt.db.unit_of_work() as session:
             row = await session.get(Refund, refunds[0]["id"], with_for_update=True)
             assert row is not None
-            await settle_refund(session, row, "processed")
+            await settle_refund(session, rt, row, "processed")
 
     await asyncio.gather(process_inbox(rt), check_refunds(rt), check_refunds(rt), settle_directly())
     await time_passes(service.app)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.core.config import Settings
 from app.models import Refund, WebhookEvent
-from app.payments.inbox import dedup_key
+from app.webhooks.inbox import dedup_key
 from tests.helpers import get_payment, paystack_sample
 from tests.payments.refund_support import (
     TEST_MODE,

@@ -21,9 +21,9 @@ from app.gateway.signature import sign
 from app.ledger import accounts
 from app.main import create_app
 from app.models import JournalEntry, LedgerAccount, WebhookEvent
-from app.payments import inbox
-from app.payments.inbox import Arrival, MalformedEvent, RetryLater, store_events
 from app.runtime import Runtime
+from app.webhooks import inbox
+from app.webhooks.inbox import Arrival, MalformedEvent, RetryLater, store_events
 from tests.conftest import BASE_URL
 from tests.helpers import get_payment, invest, put_app
 
@@ -440,7 +440,9 @@ async def test_only_transient_failures_are_retried(
     async def failing(rt: Runtime, data: dict[str, Any]) -> str:
         raise failure
 
-    monkeypatch.setitem(inbox._HANDLERS, "charge.success", failing)
+    rt = app.state.runtime
+    handlers = inbox.EventHandlers({**rt.extension(inbox.EventHandlers).by_event, "charge.success": failing})
+    monkeypatch.setattr(rt, "extensions", rt.extensions.replacing(handlers))
     response = await post_signed(client, app, encode({"event": "charge.success", "data": {"id": 1}}))
     assert response.status_code == 200, response.text
 

@@ -1,8 +1,8 @@
 """The webhook inbox: events are stored once when they arrive (account numbers and authorization
 codes redacted) and processed by a worker.
 
-Domains register what to do with an event name; events nobody handles are
-stored and marked ignored.
+What each event name does is the `EventHandlers` table the wiring gives the runtime; events nobody
+handles are stored and marked ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,7 +36,14 @@ from app.runtime import Runtime
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Runtime, dict[str, Any]], Awaitable[str]]
-_HANDLERS: dict[str, EventHandler] = {}
+
+
+@dataclass(frozen=True)
+class EventHandlers:
+    """Event name -> what applies it (returns "processed" or "ignored")."""
+
+    by_event: Mapping[str, EventHandler]
+
 MAX_ATTEMPTS = 12
 # Events of a claimed batch handled at once: their gateway calls overlap and their charges share commits.
 CONCURRENCY = 48
@@ -95,15 +102,6 @@ def amount_field(data: dict[str, Any], key: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
         raise MalformedEvent(f"{key} is not an amount in minor units")
     return value
-
-
-def on_event(*names: str) -> Callable[[EventHandler], EventHandler]:
-    def register(handler: EventHandler) -> EventHandler:
-        for name in names:
-            _HANDLERS[name] = handler
-        return handler
-
-    return register
 
 
 def dedup_key(event: str, data: dict[str, Any]) -> str:
@@ -294,7 +292,7 @@ async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
     """Run the event's handler; returns the inbox status it ends in and the error, if any."""
     started = time.perf_counter()
     label = metrics.event_label(event.event)
-    handler = _HANDLERS.get(event.event)
+    handler = rt.extension(EventHandlers).by_event.get(event.event)
     outcome: tuple[str, str | None]
     try:
         data = json.loads(event.payload).get("data")

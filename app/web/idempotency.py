@@ -12,8 +12,9 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import delete, select, update
@@ -28,6 +29,9 @@ from app.models.base import utcnow
 
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAY_HEADER = "Idempotent-Replayed"
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 def request_fingerprint(scope: str, body: BaseModel | dict[str, Any]) -> str:

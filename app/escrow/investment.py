@@ -18,7 +18,7 @@ from app.ledger.service import post_entries
 from app.models import Payment
 from app.payments.refunds import queue_refund
 from app.payments.schemas import PaymentCreate
-from app.payments.types import PaymentPlan, register
+from app.payments.types import PaymentPlan
 from app.runtime import Runtime
 from app.shares.service import Grant, issue_shares
 
@@ -96,4 +96,3 @@ class InvestmentPayment:
             await post_entries(session, entries)
 
 
-register(InvestmentPayment())

@@ -1,0 +1,2 @@
+"""What the routers share above the domains: request dependencies (runtime, session, principal) and
+Idempotency-Key replay."""
