@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
@@ -19,7 +20,7 @@ from app.distributions.schemas import (
     MyAllocationPage,
 )
 from app.web.deps import RuntimeDep, SessionDep, SettingsDep
-from app.web.idempotency import IdempotencyKey, idempotent
+from app.web.idempotency import IdempotencyKey, idempotent_in
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["distributions"], dependencies=[RATE_LIMITED])
 
@@ -28,22 +29,20 @@ router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["distribution
 @limiter.limit(payments_limit)
 async def create_distribution(
     request: Request, app_id: str, body: DistributionIn, principal: CurrentUser, rt: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
+    session: SessionDep, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """`dry_run` answers 200 with the same figures and writes nothing."""
     if body.dry_run:
-        async with rt.db.unit_of_work() as session:
-            plan = await service.plan_distribution(session, rt, principal, app_id, body)
+        plan = await service.plan_distribution(session, rt, principal, app_id, body)
         return JSONResponse(service.plan_out(plan, body.period).model_dump(mode="json"), status_code=200)
 
-    async def create() -> DistributionOut:
-        async with rt.db.unit_of_work() as session:
-            plan = await service.plan_distribution(session, rt, principal, app_id, body)
-            distribution = await service.write_distribution(session, rt, principal, plan, body.period)
-            return service.distribution_out(distribution)
+    async def create(session: AsyncSession) -> DistributionOut:
+        plan = await service.plan_distribution(session, rt, principal, app_id, body)
+        distribution = await service.write_distribution(session, rt, principal, plan, body.period)
+        return service.distribution_out(distribution)
 
     scope = f"POST /v1/apps/{app_id}/distributions"
-    return await idempotent(rt.db, principal, idempotency_key, scope, body, create)
+    return await idempotent_in(session, rt.db, principal, idempotency_key, scope, body, create)
 
 
 @router.get("/apps/{app_id}/distributions", response_model=DistributionList)

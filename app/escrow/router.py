@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Unauthorized
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
@@ -28,7 +29,7 @@ from app.escrow.schemas import (
     Statement,
 )
 from app.web.deps import RuntimeDep, SessionDep
-from app.web.idempotency import IdempotencyKey, idempotent
+from app.web.idempotency import IdempotencyKey, idempotent, idempotent_in
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["escrow"], dependencies=[RATE_LIMITED])
 ReleaseStatus = Literal["pending_approval", "approved", "rejected", "released"]
@@ -59,12 +60,11 @@ async def get_transaction(transaction_id: str, principal: CurrentUser, session: 
 @limiter.limit(payments_limit)
 async def refund_transaction(
     request: Request, transaction_id: str, body: RefundIn, principal: CurrentUser, rt: RuntimeDep,
-    idempotency_key: IdempotencyKey = None,
+    session: SessionDep, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     if not principal.is_admin:
         # someone else's deposit is 404; one the caller can see (its own, its app's) is 403
-        async with rt.db.unit_of_work() as session:
-            await service.get_transaction(session, principal, transaction_id)
+        await service.get_transaction(session, principal, transaction_id)
         raise Unauthorized("Only an admin refunds escrow")
 
     async def refund() -> RefundOut:
@@ -118,14 +118,15 @@ async def complete_milestone(
 @router.post("/escrow/releases", status_code=201, response_model=ReleaseOut)
 @limiter.limit(payments_limit)
 async def create_release(
-    request: Request, body: ReleaseIn, principal: CurrentUser, rt: RuntimeDep, idempotency_key: IdempotencyKey = None
+    request: Request, body: ReleaseIn, principal: CurrentUser, rt: RuntimeDep, session: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    async def create() -> ReleaseOut:
-        async with rt.db.unit_of_work() as session:
-            release = await releases.create_release(session, rt, principal, body)
-            return await releases.release_out(session, release)
+    async def create(session: AsyncSession) -> ReleaseOut:
+        release = await releases.create_release(session, rt, principal, body)
+        return await releases.release_out(session, release)
 
-    return await idempotent(rt.db, principal, idempotency_key, "POST /v1/escrow/releases", body, create)
+    scope = "POST /v1/escrow/releases"
+    return await idempotent_in(session, rt.db, principal, idempotency_key, scope, body, create)
 
 
 @router.get("/escrow/releases", response_model=Page[ReleaseOut])

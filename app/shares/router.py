@@ -1,25 +1,22 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apps.access import manages, require
-from app.apps.service import get_app
-from app.core.money import FULL_PERCENT, allocate, format_percentage
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.shares import service, transfers
-from app.shares.schemas import CapTableItem, CapTableOut, HoldingOut, HoldingsOut, ShareTransferIn, ShareTransferOut
+from app.shares.schemas import CapTableOut, HoldingOut, HoldingsOut, ShareTransferIn, ShareTransferOut
 from app.web.deps import RuntimeDep, SessionDep
-from app.web.idempotency import IdempotencyKey, idempotent
+from app.web.idempotency import IdempotencyKey, idempotent_in
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["shares"], dependencies=[RATE_LIMITED])
-ROUNDING = "largest remainder over hundredths of a percent, so the percentages add up to exactly 100.00"
 
 
 @router.get("/holdings/me", response_model=HoldingsOut)
@@ -35,32 +32,20 @@ async def my_holdings(principal: CurrentUser, session: SessionDep) -> HoldingsOu
 async def cap_table(
     app_id: str, principal: CurrentUser, session: SessionDep, as_of: datetime | None = None
 ) -> CapTableOut:
-    app = await get_app(session, app_id)
-    require(manages(app, principal), "Only the app's owner or an admin sees its cap table")
-    if as_of is not None and as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=UTC)  # a time without an offset is UTC, as everywhere in the service
-    holders = await service.cap_table(session, app_id, as_of)
-    issued = sum(shares for _, shares in holders)
-    hundredths = allocate(FULL_PERCENT, [shares for _, shares in holders]) if issued else []
-    return CapTableOut(
-        app_id=app_id, total_shares=app.total_shares, shares_issued=issued if as_of else app.shares_issued,
-        as_of=as_of, percentage_rounding=ROUNDING,
-        items=[CapTableItem(user_id=user_id, shares=shares, percentage=format_percentage(pct))
-               for (user_id, shares), pct in zip(holders, hundredths, strict=True)],
-    )
+    return await service.cap_table_of(session, principal, app_id, as_of)
 
 
 @router.post("/share-transfers", status_code=201, response_model=ShareTransferOut)
 @limiter.limit(payments_limit)
 async def offer_shares(
-    request: Request, body: ShareTransferIn, principal: CurrentUser, rt: RuntimeDep,
+    request: Request, body: ShareTransferIn, principal: CurrentUser, rt: RuntimeDep, session: SessionDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    async def create() -> ShareTransferOut:
-        async with rt.db.unit_of_work() as session:
-            return transfers.transfer_out(await transfers.offer(session, rt, principal, body))
+    async def create(session: AsyncSession) -> ShareTransferOut:
+        return transfers.transfer_out(await transfers.offer(session, rt, principal, body))
 
-    return await idempotent(rt.db, principal, idempotency_key, "POST /v1/share-transfers", body, create)
+    scope = "POST /v1/share-transfers"
+    return await idempotent_in(session, rt.db, principal, idempotency_key, scope, body, create)
 
 
 @router.get("/share-transfers", response_model=Page[ShareTransferOut])

@@ -9,16 +9,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.apps.access import manages, require
+from app.apps.service import get_app
 from app.core.errors import InvalidState
+from app.core.money import FULL_PERCENT, allocate, format_percentage
+from app.core.security import Principal
 from app.models import App, Holding, ShareMovement
 from app.models.base import utcnow
+from app.shares.schemas import CapTableItem, CapTableOut
 
 
 @dataclass(frozen=True)
@@ -149,3 +154,25 @@ async def cap_table(session: AsyncSession, app_id: str, as_of: datetime | None =
         if target is not None:
             totals[target] = totals.get(target, 0) + shares
     return sorted((user_id, shares) for user_id, shares in totals.items() if shares > 0)
+
+
+PERCENTAGE_ROUNDING = "largest remainder over hundredths of a percent, so the percentages add up to exactly 100.00"
+
+
+async def cap_table_of(
+    session: AsyncSession, principal: Principal, app_id: str, as_of: datetime | None = None
+) -> CapTableOut:
+    """The app's holders and their percentages, now or `as_of` an earlier instant; its owner's or an admin's."""
+    app = await get_app(session, app_id)
+    require(manages(app, principal), "Only the app's owner or an admin sees its cap table")
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)  # a time without an offset is UTC, as everywhere in the service
+    holders = await cap_table(session, app_id, as_of)
+    issued = sum(shares for _, shares in holders)
+    hundredths = allocate(FULL_PERCENT, [shares for _, shares in holders]) if issued else []
+    return CapTableOut(
+        app_id=app_id, total_shares=app.total_shares, shares_issued=issued if as_of else app.shares_issued,
+        as_of=as_of, percentage_rounding=PERCENTAGE_ROUNDING,
+        items=[CapTableItem(user_id=user_id, shares=shares, percentage=format_percentage(pct))
+               for (user_id, shares), pct in zip(holders, hundredths, strict=True)],
+    )

@@ -17,9 +17,10 @@ from typing import Annotated, Any
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, Update, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import Database
 from app.core.errors import IdempotencyConflict, IdempotencyInProgress, ValidationFailed
@@ -76,6 +77,24 @@ async def _claim(db: Database, user_id: str, key: str, scope: str, fingerprint: 
         return None
 
 
+def _checked_claim_key(key: str) -> str:
+    if not _KEY.fullmatch(key):  # `$` would let a trailing newline through
+        raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters", header="Idempotency-Key")
+    return key
+
+
+def _owned(principal: Principal, key: str) -> tuple[ColumnElement[bool], ...]:
+    return IdempotencyRecord.user_id == principal.user_id, IdempotencyRecord.key == key
+
+
+def _done(principal: Principal, key: str, status_code: int, payload: dict[str, Any]) -> Update:
+    return (
+        update(IdempotencyRecord)
+        .where(*_owned(principal, key))
+        .values(status="done", response_status=status_code, response_body=json.dumps(payload, separators=(",", ":")))
+    )
+
+
 async def idempotent(
     db: Database,
     principal: Principal,
@@ -85,27 +104,56 @@ async def idempotent(
     handler: Callable[[], Awaitable[BaseModel]],
     status_code: int = 201,
 ) -> JSONResponse:
+    """For a flow that owns its transactions (it calls the gateway between them): the key is claimed,
+    the flow runs, and the answer is recorded in a transaction of its own."""
     if key is None:
         result = await handler()
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
-    if not _KEY.fullmatch(key):  # `$` would let a trailing newline through
-        raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters", header="Idempotency-Key")
-    replay = await _claim(db, principal.user_id, key, scope, request_fingerprint(scope, body))
+    replay = await _claim(db, principal.user_id, _checked_claim_key(key), scope, request_fingerprint(scope, body))
     if replay is not None:
         return replay
-    owner = (IdempotencyRecord.user_id == principal.user_id, IdempotencyRecord.key == key)
     try:
         result = await handler()
     except BaseException:
-        async with db.unit_of_work() as session:
-            await session.execute(delete(IdempotencyRecord).where(*owner))
+        await _release(db, principal, key)
         raise
     payload = result.model_dump(mode="json")
     async with db.unit_of_work() as session:
-        await session.execute(
-            update(IdempotencyRecord)
-            .where(*owner)
-            .values(status="done", response_status=status_code,
-                    response_body=json.dumps(payload, separators=(",", ":")))
-        )
+        await session.execute(_done(principal, key, status_code, payload))
     return JSONResponse(payload, status_code=status_code)
+
+
+async def idempotent_in(
+    session: AsyncSession,
+    db: Database,
+    principal: Principal,
+    key: str | None,
+    scope: str,
+    body: BaseModel,
+    work: Callable[[AsyncSession], Awaitable[BaseModel]],
+    status_code: int = 201,
+) -> JSONResponse:
+    """For work done in one transaction, the request's `session`: the answer is recorded in that same
+    transaction, so a commit that fails leaves neither the work nor a recorded answer (the claim then
+    lapses after its lease and a retry does the work)."""
+    if key is None:
+        result = await work(session)
+        return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
+    replay = await _claim(db, principal.user_id, _checked_claim_key(key), scope, request_fingerprint(scope, body))
+    if replay is not None:
+        return replay
+    try:
+        result = await work(session)
+        payload = result.model_dump(mode="json")
+        await session.execute(_done(principal, key, status_code, payload))
+        await session.flush()
+    except BaseException:
+        await _release(db, principal, key)
+        raise
+    return JSONResponse(payload, status_code=status_code)
+
+
+async def _release(db: Database, principal: Principal, key: str) -> None:
+    """The work failed: forget the claim so that the client's retry runs it again."""
+    async with db.unit_of_work() as session:
+        await session.execute(delete(IdempotencyRecord).where(*_owned(principal, key)))
