@@ -8,6 +8,7 @@ money `escrow:app -> payable:user:{owner}` and queues the owner's payout.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
@@ -243,21 +244,34 @@ async def pay_owner_from_deposits(
 
 
 async def release_out(session: AsyncSession, release: ReleaseRequest) -> ReleaseOut:
-    approvals = (await session.scalars(
-        select(ReleaseApproval).where(ReleaseApproval.release_id == release.id).order_by(ReleaseApproval.id)
-    )).all()
-    items = (await session.scalars(
-        select(ReleaseItem).where(ReleaseItem.release_id == release.id).order_by(ReleaseItem.id)
-    )).all()
-    return ReleaseOut(
-        id=release.id, app_id=release.app_id, milestone_id=release.milestone_id,
-        transaction_id=release.transaction_id, status=release.status,
-        amount=to_major(release.amount, release.currency), currency=release.currency,
-        release_percentage=format_percentage(release.release_percentage),
-        required_approvals=release.required_approvals, needs_admin_approval=release.needs_admin,
-        approvals=[ApprovalOut(approver_id=a.approver_id, decision=a.decision, is_admin=a.is_admin, note=a.note,
-                               created_at=a.created_at) for a in approvals],
-        items=[ReleaseItemOut(transaction_id=i.deposit_id, amount=to_major(i.amount, release.currency))
-               for i in items],
-        requested_by=release.requested_by, executed_at=release.executed_at, created_at=release.created_at,
-    )
+    return (await releases_out(session, [release]))[0]
+
+
+async def releases_out(session: AsyncSession, releases: Sequence[ReleaseRequest]) -> list[ReleaseOut]:
+    """The releases as the API shows them, with their approvals and items: two queries for any number."""
+    ids = [release.id for release in releases]
+    approvals: dict[str, list[ReleaseApproval]] = defaultdict(list)
+    for approval in await session.scalars(
+        select(ReleaseApproval).where(ReleaseApproval.release_id.in_(ids)).order_by(ReleaseApproval.id)
+    ):
+        approvals[approval.release_id].append(approval)
+    items: dict[str, list[ReleaseItem]] = defaultdict(list)
+    for item in await session.scalars(
+        select(ReleaseItem).where(ReleaseItem.release_id.in_(ids)).order_by(ReleaseItem.id)
+    ):
+        items[item.release_id].append(item)
+    return [
+        ReleaseOut(
+            id=release.id, app_id=release.app_id, milestone_id=release.milestone_id,
+            transaction_id=release.transaction_id, status=release.status,
+            amount=to_major(release.amount, release.currency), currency=release.currency,
+            release_percentage=format_percentage(release.release_percentage),
+            required_approvals=release.required_approvals, needs_admin_approval=release.needs_admin,
+            approvals=[ApprovalOut(approver_id=a.approver_id, decision=a.decision, is_admin=a.is_admin,
+                                   note=a.note, created_at=a.created_at) for a in approvals[release.id]],
+            items=[ReleaseItemOut(transaction_id=i.deposit_id, amount=to_major(i.amount, release.currency))
+                   for i in items[release.id]],
+            requested_by=release.requested_by, executed_at=release.executed_at, created_at=release.created_at,
+        )
+        for release in releases
+    ]

@@ -138,7 +138,7 @@ async def list_releases(
     status: ReleaseStatus | None = None,
 ) -> Page[ReleaseOut]:
     rows, cursor = await releases.list_releases(session, principal, page, app_id=app_id, status=status)
-    return Page[ReleaseOut](items=[await releases.release_out(session, r) for r in rows], next_cursor=cursor)
+    return Page[ReleaseOut](items=await releases.releases_out(session, rows), next_cursor=cursor)
 
 
 @router.get("/escrow/releases/{release_id}", response_model=ReleaseOut)
