@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.schemas import AppOut, AppUpsert
 from app.core.config import Settings
-from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState, NotFound
+from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState
 from app.core.money import CURRENCIES, MoneyError, format_percentage, parse_percentage, to_major, to_minor
+from app.core.repository import get_or_404
 from app.core.security import Principal
 from app.models import App
 
@@ -28,13 +29,7 @@ def check_currency(settings: Settings, code: str) -> str:
 
 
 async def get_app(session: AsyncSession, app_id: str, *, for_update: bool = False) -> App:
-    stmt = select(App).where(App.id == app_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    app = await session.scalar(stmt)
-    if app is None:
-        raise NotFound("App not found", app_id=app_id)
-    return app
+    return await get_or_404(session, App, app_id, for_update=for_update)
 
 
 async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, data: AppUpsert) -> App:

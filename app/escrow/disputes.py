@@ -15,6 +15,7 @@ from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import FeatureDisabled, InsufficientFunds, InvalidAmount, InvalidState, NotFound, Unauthorized
 from app.core.money import MoneyError, to_major, to_minor
+from app.core.repository import get_or_404
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow.deposits import available, deposit_status, lock_deposits
@@ -82,12 +83,7 @@ async def _freeze(session: AsyncSession, deposit: EscrowTransaction, amount: int
 
 async def get_dispute(session: AsyncSession, principal: Principal, dispute_id: str,
                       *, for_update: bool = False) -> Dispute:
-    stmt = select(Dispute).where(Dispute.id == dispute_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    dispute = await session.scalar(stmt)
-    if dispute is None:
-        raise NotFound("Dispute not found", dispute_id=dispute_id)
+    dispute = await get_or_404(session, Dispute, dispute_id, for_update=for_update)
     if principal.is_admin or dispute.investor_id == principal.user_id:
         return dispute
     if oversees(await get_app(session, dispute.app_id), principal):

@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import is_owner, manages, require
 from app.apps.service import get_app
-from app.core.errors import InvalidState, NotFound, ValidationFailed
+from app.core.errors import InvalidState, ValidationFailed
 from app.core.money import FULL_PERCENT, format_percentage, parse_percentage
+from app.core.repository import get_or_404
 from app.core.security import Principal
 from app.escrow.schemas import MilestoneIn, MilestoneOut
 from app.models import App, Milestone
@@ -45,12 +46,7 @@ async def list_milestones(session: AsyncSession, app_id: str) -> Sequence[Milest
 
 
 async def get_milestone(session: AsyncSession, milestone_id: str, *, for_update: bool = False) -> tuple[Milestone, App]:
-    stmt = select(Milestone).where(Milestone.id == milestone_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    milestone = await session.scalar(stmt)
-    if milestone is None:
-        raise NotFound("Milestone not found", milestone_id=milestone_id)
+    milestone = await get_or_404(session, Milestone, milestone_id, for_update=for_update)
     return milestone, await get_app(session, milestone.app_id)
 
 

@@ -19,6 +19,7 @@ from app.apps.access import decides, manages, oversees, require
 from app.apps.service import get_app, overseen_app_ids
 from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound, ValidationFailed
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
+from app.core.repository import get_or_404
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow import queue as escrow_queue
@@ -113,12 +114,7 @@ async def create_release(
 async def get_release(
     session: AsyncSession, principal: Principal, release_id: str, *, for_update: bool = False
 ) -> tuple[ReleaseRequest, App]:
-    stmt = select(ReleaseRequest).where(ReleaseRequest.id == release_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    release = await session.scalar(stmt)
-    if release is None:
-        raise NotFound("Release not found", release_id=release_id)
+    release = await get_or_404(session, ReleaseRequest, release_id, for_update=for_update, what="release")
     app = await get_app(session, release.app_id)
     if not oversees(app, principal):
         raise NotFound("Release not found", release_id=release_id)
