@@ -28,6 +28,7 @@ from app.models import Dispute, EscrowTransaction, Payment
 from app.models.base import new_id, utcnow
 from app.models.escrow import GATEWAY_DISPUTE_ID_LENGTH
 from app.models.payments import REFERENCE_LENGTH
+from app.models.statuses import DisputeStatus, PaymentStatus, advance
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, reserve_shares
 from app.webhooks.inbox import MalformedEvent, RetryLater, amount_field, text_field
@@ -146,7 +147,7 @@ async def _unfreeze(session: AsyncSession, dispute: Dispute) -> EscrowTransactio
 
 
 def _close(dispute: Dispute, outcome: str, amount: int, note: str | None, by: str) -> None:
-    dispute.status = "resolved"
+    advance(dispute, DisputeStatus.RESOLVED)
     dispute.outcome = outcome
     dispute.outcome_amount = amount
     dispute.resolution_note = note
@@ -312,7 +313,8 @@ async def _charge_back(session: AsyncSession, dispute: Dispute, deposit: EscrowT
     payment = await session.get(Payment, deposit.payment_id, with_for_update=True)
     if payment is not None:
         payment.refunded_amount += amount
-        payment.status = "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+        advance(payment, PaymentStatus.REFUNDED if payment.refunded_amount >= payment.amount
+                else PaymentStatus.PARTIALLY_REFUNDED)
 
 
 async def _cancel_charged_back_shares(session: AsyncSession, deposit: EscrowTransaction) -> None:

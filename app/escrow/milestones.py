@@ -16,6 +16,7 @@ from app.core.security import Principal
 from app.escrow.schemas import MilestoneIn, MilestoneOut
 from app.models import App, Milestone
 from app.models.base import new_id, utcnow
+from app.models.statuses import MilestoneStatus, advance
 
 
 async def create_milestone(session: AsyncSession, principal: Principal, app_id: str, body: MilestoneIn) -> Milestone:
@@ -57,7 +58,7 @@ async def complete_milestone(
     require(is_owner(app, principal), "Only the app's owner completes its milestones")
     if milestone.status != "pending":
         raise InvalidState("Only a pending milestone can be completed", status=milestone.status)
-    milestone.status = "completed"
+    advance(milestone, MilestoneStatus.COMPLETED)
     milestone.evidence = evidence
     milestone.completed_at = utcnow()
     return milestone

@@ -29,6 +29,7 @@ from app.escrow.queue import Finish
 from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
 from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest
 from app.models.base import new_id, utcnow
+from app.models.statuses import MilestoneStatus, ReleaseStatus, advance
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ async def decide(
         raise InvalidState("You have already decided on this release") from None
 
     if body.decision == "reject":
-        release.status = "rejected"
+        advance(release, ReleaseStatus.REJECTED)
         # the milestone may be asked for again for these deposits
         await session.execute(update(ReleaseItem).where(ReleaseItem.release_id == release.id).values(live=None))
         return release
@@ -165,7 +166,7 @@ async def decide(
     )).all()
     count, has_admin = len(approvers_admin), any(approvers_admin)
     if count >= release.required_approvals and (not release.needs_admin or has_admin):
-        release.status = "approved"
+        advance(release, ReleaseStatus.APPROVED)
         if rt.settings.enable_automatic_releases and not release.needs_admin:
             await _execute_automatically(session, rt, release, app)
     return release
@@ -217,8 +218,8 @@ async def _release_money(session: AsyncSession, release: ReleaseRequest, app: Ap
 async def _mark_released(session: AsyncSession, release: ReleaseRequest) -> None:
     milestone = await session.get(Milestone, release.milestone_id, with_for_update=True)
     assert milestone is not None
-    milestone.status = "released"
-    release.status = "released"
+    advance(milestone, MilestoneStatus.RELEASED)
+    advance(release, ReleaseStatus.RELEASED)
     release.executed_at = utcnow()
 
 

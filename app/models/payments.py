@@ -81,7 +81,7 @@ class Refund(Timestamped, Base):
     currency: Mapped[str] = mapped_column(String(3))
     # pending (not sent) -> sending (claimed, the call is being made) -> sent (the gateway has it) ->
     # processed | failed; unknown: the call may have acted but we did not hear back; needs_attention:
-    # the gateway's needs-attention (see app.payments.refunds.TRANSITIONS)
+    # the gateway's needs-attention (see RefundStatus's table in app.models.statuses)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     reason: Mapped[str] = mapped_column(String(500), default="")
     # where the money goes back to if the gateway fails the refund

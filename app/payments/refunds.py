@@ -42,23 +42,14 @@ from app.ledger import accounts
 from app.ledger.service import Entry, move, post, post_entries
 from app.models import EscrowTransaction, Payment, Refund
 from app.models.base import new_id, utcnow
+from app.models.statuses import PaymentStatus, RefundStatus, advance, allowed
 from app.payments.schemas import PaymentRefundOut
 from app.runtime import Runtime
 from app.webhooks.inbox import EventHandler
 
 log = logging.getLogger(__name__)
 
-# Status -> the statuses it may move to. Only `pending` is ever sent, and nothing leads back to it
-# except a call Paystack certainly did not act on; nothing leaves a settled status.
-TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    "pending": frozenset({"sending"}),
-    "sending": frozenset({"pending", "sent", "unknown", "needs_attention", "processed", "failed"}),
-    "unknown": frozenset({"sent", "needs_attention", "processed", "failed"}),
-    "sent": frozenset({"needs_attention", "processed", "failed"}),
-    "needs_attention": frozenset({"sent", "processed", "failed"}),
-    "processed": frozenset(),
-    "failed": frozenset(),
-}
+# The moves a refund may make are RefundStatus's table in app/models/statuses.py.
 SETTLED: Final = frozenset({"processed", "failed"})
 # The gateway may hold these: webhooks can be about them.
 AT_GATEWAY: Final = ("sending", "sent", "unknown", "needs_attention")
@@ -135,8 +126,8 @@ def refund_id_in_note(note: str | None) -> str | None:
 
 
 def _move(refund: Refund, status: str) -> bool:
-    """Move `refund` to `status` if TRANSITIONS allows it; False (and no change) otherwise."""
-    if status not in TRANSITIONS[refund.status]:
+    """Move `refund` to `status` if its transition table allows it; False (and no change) otherwise."""
+    if not allowed(RefundStatus(refund.status), RefundStatus(status)):
         return False
     refund.status = status
     metrics.REFUNDS.labels(status=status).inc()
@@ -165,7 +156,8 @@ async def settle_refund(
         await post(session, kind="refund_settled", legs=move(in_flight, accounts.gateway(refund.currency),
                    refund.amount), idempotency_key=f"refund:{refund.id}:settled")
         payment.refunded_amount += refund.amount
-        payment.status = "refunded" if payment.refunded_amount >= payment.amount else "partially_refunded"
+        advance(payment, PaymentStatus.REFUNDED if payment.refunded_amount >= payment.amount
+                else PaymentStatus.PARTIALLY_REFUNDED)
         refund.last_error = None
     else:
         await post(session, kind="refund_failed", legs=move(in_flight, refund.return_account, refund.amount),

@@ -30,6 +30,7 @@ from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import new_id, utcnow
 from app.models.payments import REFERENCE_LENGTH
+from app.models.statuses import PaymentStatus, advance
 from app.payments.schemas import PaymentCreate, PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
@@ -157,7 +158,7 @@ async def apply_verifications(
                 log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
                 metrics.PAYMENTS.labels(status="flagged").inc()
                 continue
-            payment.status = "success"
+            advance(payment, PaymentStatus.SUCCESS)
             payment.paid_at = verified.paid_at or utcnow()
             payment.channel = verified.channel
             payment.gateway_transaction_id = verified.id
@@ -168,10 +169,10 @@ async def apply_verifications(
                 payment.authorization_code_encrypted = rt.cipher.encrypt(verified.authorization_code)
             succeeded[payment.payment_type].append(payment)
         elif payment.status == "pending" and verified.status in FAILED_STATUSES:
-            payment.status = "failed"
+            advance(payment, PaymentStatus.FAILED)
             metrics.PAYMENTS.labels(status="failed").inc()
         elif payment.status == "pending" and verified.status in ABANDONED_STATUSES:
-            payment.status = "abandoned"
+            advance(payment, PaymentStatus.ABANDONED)
             metrics.PAYMENTS.labels(status="abandoned").inc()
     await session.flush()
     for payment_type, paid in succeeded.items():
@@ -249,7 +250,7 @@ async def _abandon(rt: Runtime, reference: str) -> None:
     async with rt.db.unit_of_work() as session:
         payment = await session.scalar(select(Payment).where(Payment.reference == reference).with_for_update())
         if payment is not None and payment.status == "pending":
-            payment.status = "abandoned"
+            advance(payment, PaymentStatus.ABANDONED)
             payment.outcome_note = "no payment within the abandonment window"
             metrics.PAYMENTS.labels(status="abandoned").inc()
 

@@ -35,6 +35,7 @@ from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
 from app.models.base import new_id, utcnow
+from app.models.statuses import PayoutStatus, advance
 from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
 from app.runtime import Runtime
 from app.webhooks.inbox import RetryLater
@@ -173,7 +174,7 @@ async def _claim_due(rt: Runtime) -> list[Payout]:
         for payout, current_recipient in claimed:
             payout.recipient_code = current_recipient or payout.recipient_code
             payout.attempts += 1
-            payout.status = "processing"
+            advance(payout, PayoutStatus.PROCESSING)
             payout.available_at = utcnow() + lease
             payout.last_error = None
             await post(
@@ -286,14 +287,14 @@ async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: s
     if gateway_status == "success":
         await post(session, kind="payout_paid", legs=move(in_flight, accounts.gateway(payout.currency), payout.amount),
                    idempotency_key=f"payout:{payout.id}:{payout.attempts}:paid")
-        payout.status = "paid"
+        advance(payout, PayoutStatus.PAID)
         payout.paid_at = utcnow()
         metrics.PAYOUTS.labels(status="paid").inc()
     elif gateway_status in TRANSFER_CONCLUSIVE_FAILURES:
         await post(session, kind="payout_returned",
                    legs=move(in_flight, accounts.payable(payout.user_id, payout.currency), payout.amount),
                    idempotency_key=f"payout:{payout.id}:{payout.attempts}:returned")
-        payout.status = "reversed" if gateway_status == "reversed" else "failed"
+        advance(payout, PayoutStatus.REVERSED if gateway_status == "reversed" else PayoutStatus.FAILED)
         payout.last_error = (note or f"transfer {gateway_status}")[:1000]
         metrics.PAYOUTS.labels(status=payout.status).inc()
 
@@ -307,7 +308,7 @@ async def _reverse_paid(session: AsyncSession, payout: Payout, note: str | None)
                memo=f"payout {payout.reference} reversed after it was paid")
     paid_at = payout.paid_at.isoformat() if payout.paid_at else "unknown"
     reversal = f"transfer reversed after it was paid (paid at {paid_at}); the money is owed again"
-    payout.status = "reversed"
+    advance(payout, PayoutStatus.REVERSED)
     payout.paid_at = None
     payout.last_error = (note or reversal)[:1000]
     metrics.PAYOUTS.labels(status="reversed_after_paid").inc()
@@ -389,7 +390,7 @@ async def retry_payout(session: AsyncSession, payout_id: str) -> Payout:
     account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == payout.user_id))
     if account is None:
         raise ValidationFailed("The payee has no payout account")
-    payout.status = "pending"
+    advance(payout, PayoutStatus.PENDING)
     payout.recipient_code = account.recipient_code
     payout.available_at = utcnow()
     return payout

@@ -32,6 +32,7 @@ from app.ledger import accounts
 from app.ledger.service import Leg, post
 from app.models import Holding, Payment, ShareMovement, ShareTransfer
 from app.models.base import new_id, utcnow
+from app.models.statuses import ShareTransferStatus, advance
 from app.payments.refunds import queue_refund
 from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan
@@ -110,7 +111,7 @@ async def cancel(session: AsyncSession, principal: Principal, transfer_id: str) 
 async def _end(session: AsyncSession, transfer: ShareTransfer, status: str) -> None:
     if transfer.status != "pending":
         raise InvalidState(f"The transfer is {transfer.status}", status=transfer.status)
-    transfer.status = status
+    advance(transfer, ShareTransferStatus(status))
     await unreserve_shares(session, app_id=transfer.app_id, user_id=transfer.seller_id, shares=transfer.shares)
 
 
@@ -169,7 +170,7 @@ class ShareTransferPayment:
             rt.notify_worker()
             return
         await _move_shares(session, transfer)
-        transfer.status = "completed"
+        advance(transfer, ShareTransferStatus.COMPLETED)
         transfer.payment_id = payment.id
         transfer.completed_at = utcnow()
         seller_receives = transfer.amount - transfer.platform_fee
