@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute
 
 from app.core.errors import (
     _STATUS_CODES,
@@ -48,6 +48,14 @@ from app.core.security import (
     current_principal,
     requires_authentication,
 )
+
+try:  # FastAPI keeps included routers nested in app.routes since 0.137; this walks them with their dependencies
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # earlier versions copy every included route, dependencies and all, onto app.routes
+
+    def iter_route_contexts(routes: Any) -> Any:  # type: ignore[no-redef]
+        return iter(routes)
+
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 COMMAND = "python -m app docs api"
@@ -296,7 +304,7 @@ class Operation:
     path: str
     tag: str
     spec: dict[str, Any]
-    route: RouteContext  # the route as included, with its routers' dependencies
+    route: Any  # the route as included (path, methods, endpoint, and a dependant with its routers' dependencies)
     notes: RouteNotes
 
     @property
@@ -353,7 +361,7 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
 def operations(app: FastAPI) -> list[Operation]:
     """The schema's operations in its order, each with its route and notes; KeyError for a route without notes."""
     routes = {(method, context.path): context for context in iter_route_contexts(app.routes)
-              if isinstance(context.original_route, APIRoute) for method in context.methods or ()}
+              if isinstance(getattr(context, "original_route", context), APIRoute) for method in context.methods or ()}
     found = []
     for path, methods in app.openapi()["paths"].items():
         for method, spec in methods.items():
