@@ -384,12 +384,9 @@ def error_codes() -> list[tuple[str, int]]:
 
 
 def _schema_name(schema: dict[str, Any]) -> str | None:
+    """The name of a body or answer schema; None for one declared inline (a plain dict, CSV, text)."""
     ref = schema.get("$ref")
-    if ref:
-        return str(ref).rsplit("/", 1)[-1]
-    if schema.get("type") == "array" and "$ref" in schema.get("items", {}):
-        return f"list of {_schema_name(schema['items'])}"
-    return None
+    return str(ref).rsplit("/", 1)[-1] if ref else None
 
 
 def _answer(spec: dict[str, Any]) -> str:
