@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve` (migrate, then run) and `python -m app token` (dev tokens)."""
+"""Command line: `python -m app serve` (migrate, then run), `migrate`, `token` (dev tokens) and `docs api`
+(write docs/api.md)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def migrate(database_url: str | None = None, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+def write_api_doc(*, check: bool) -> int:
+    from app.apidocs import API_DOC, render
+    from app.main import app
+
+    text = render(app)
+    if check:
+        current = API_DOC.read_text() if API_DOC.is_file() else ""
+        if current != text:
+            print(f"{API_DOC} is out of date: run python -m app docs api", file=sys.stderr)
+            return 1
+        return 0
+    API_DOC.write_text(text)
+    print(f"wrote {API_DOC}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--email")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
 
+    docs = commands.add_parser("docs", help="write a generated document")
+    docs.add_argument("document", choices=["api"], help="api: docs/api.md, from the app's OpenAPI schema")
+    docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is out of date")
+
     args = parser.parse_args(argv)
+    if args.command == "docs":
+        return write_api_doc(check=args.check)
     settings = get_settings()
     if args.command == "token":
         from app.core.security import issue_token

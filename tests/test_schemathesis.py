@@ -39,7 +39,7 @@ SEED = 20260801
 EXAMPLES_PER_MODE = 10  # per operation and generation mode: keeps a run within about a minute per engine
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 PERIOD = "2026-05"
-# The contract's error codes and their statuses (API.md), and the framework's 405.
+# The contract's error codes and their statuses (docs/api.md), and the framework's 405.
 STATUS_OF_CODE = {
     "PAYMENT_FAILED": 402, "INVALID_SIGNATURE": 400, "INSUFFICIENT_FUNDS": 409, "INVALID_AMOUNT": 422,
     "UNAUTHORIZED": 403, "UNAUTHENTICATED": 401, "VALIDATION_ERROR": 422, "NOT_FOUND": 404, "INVALID_STATE": 409,

@@ -1,3 +1,5 @@
+"""HTTP routes of the app registry: `PUT /v1/apps/{app_id}` (admin or service) and `GET /v1/apps/{app_id}`."""
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -1,3 +1,6 @@
+"""Request and answer bodies of the app registry, with the rules an app's settings must keep (approvers,
+required approvals, platform fee)."""
+
 from __future__ import annotations
 
 from datetime import datetime

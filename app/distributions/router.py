@@ -1,3 +1,5 @@
+"""HTTP routes of distributions (create, dry run, list, allocations) and of the monthly revenue report."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal

@@ -1,3 +1,5 @@
+"""Request and answer bodies of distributions, allocations and the monthly revenue report."""
+
 from __future__ import annotations
 
 import re

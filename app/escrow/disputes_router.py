@@ -1,3 +1,5 @@
+"""HTTP routes of disputes: open, list, read and resolve (403 FEATURE_DISABLED when dispute resolution is off)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal

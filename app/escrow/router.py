@@ -1,3 +1,6 @@
+"""HTTP routes of escrow: transactions and their refunds, an app's escrow summary and statement, milestones,
+releases and their approval and execution."""
+
 from __future__ import annotations
 
 from datetime import date

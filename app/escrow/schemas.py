@@ -1,3 +1,6 @@
+"""Request and answer bodies of escrow: transactions, milestones, releases, refunds, disputes, summaries
+and statements."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

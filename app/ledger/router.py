@@ -1,3 +1,5 @@
+"""Admin routes over the books: `GET /v1/admin/integrity` and `GET /v1/admin/reconciliation`."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""ORM table of apps: owner, approvers, share price and count, lock-in and platform fee."""
+
 from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Integer, String

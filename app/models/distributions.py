@@ -1,3 +1,5 @@
+"""ORM tables of share transfers, distributions and their allocations per holder."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,6 @@
+"""ORM tables of escrow: transactions (deposits, releases, refunds), milestones, release requests with
+their items and approvals, disputes."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

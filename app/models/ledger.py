@@ -1,3 +1,5 @@
+"""ORM tables of the ledger: accounts with cached balances, journal entries and their postings."""
+
 from __future__ import annotations
 
 from datetime import datetime

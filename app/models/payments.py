@@ -1,3 +1,5 @@
+"""ORM tables of payments, the webhook inbox, refunds and Idempotency-Key records."""
+
 from __future__ import annotations
 
 from datetime import datetime

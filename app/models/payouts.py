@@ -1,3 +1,5 @@
+"""ORM tables of payout accounts (Paystack transfer recipients) and payouts."""
+
 from __future__ import annotations
 
 from datetime import datetime

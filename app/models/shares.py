@@ -1,3 +1,5 @@
+"""ORM tables of holdings and share movements (the history the cap table is rebuilt from)."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,4 @@
-"""The seed's calls, async: `PaymentService(runtime).create_payment(...)` and `.verify_signature(...)`."""
+"""Payments from Python, without HTTP: `PaymentService(runtime).create_payment(...)` and `.verify_signature(...)`."""
 
 from __future__ import annotations
 

@@ -1,3 +1,5 @@
+"""HTTP routes of payments (create, list, read, verify), refunds, and Paystack's webhook endpoint."""
+
 from __future__ import annotations
 
 from typing import Annotated

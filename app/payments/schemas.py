@@ -1,3 +1,5 @@
+"""Request and answer bodies of payments and refunds, and the webhook's acknowledgement."""
+
 from __future__ import annotations
 
 import json

@@ -1,0 +1,1 @@
+"""Payouts: payout accounts registered at Paystack, and money owed to people sent as transfers."""

@@ -1,3 +1,5 @@
+"""HTTP routes of payout accounts and payouts, with an admin's retry of a failed payout."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal

@@ -1,3 +1,6 @@
+"""Request and answer bodies of payout accounts (account numbers shown by their last four digits) and
+payouts."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,0 +1,1 @@
+"""Shares: holdings and the cap table, and share transfers between investors."""

@@ -1,3 +1,5 @@
+"""HTTP routes of holdings, the cap table and share transfers."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,3 +1,5 @@
+"""Request and answer bodies of holdings, share transfers and the cap table."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,4 @@
-"""Who may call each distribution and revenue report route, per API.md.
+"""Who may call each distribution and revenue report route, per the HTTP contract (docs/api.md).
 
 No token is 401 UNAUTHENTICATED; an object the caller may not see (another app's distribution) is
 404 NOT_FOUND; an action the caller may not take on something it can see (every authenticated user

@@ -1,4 +1,4 @@
-"""Who may call each escrow, dispute and payout route, per API.md.
+"""Who may call each escrow, dispute and payout route, per the HTTP contract (docs/api.md).
 
 No token is 401 UNAUTHENTICATED; someone else's object the caller may not see is
 404 NOT_FOUND; an action the caller may not take on something it can see (an app,
@@ -145,11 +145,11 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
 #                        investor other owner approver admin
 EXPECTED: dict[str, tuple[int, int, int, int, int]] = {
     "create milestone":   (403, 403, 201, 403, 201),
-    "list milestones":    (200, 200, 200, 200, 200),  # API.md names no role: any authenticated user
+    "list milestones":    (200, 200, 200, 200, 200),  # the contract names no role: any authenticated user
     "complete milestone": (403, 403, 200, 403, 403),  # the owner only, not even an admin
     "create release":     (403, 403, 201, 403, 201),
     "list releases":      (200, 200, 200, 200, 200),  # filtered: see test_lists_show_only_what_each_role_may_see
-    "get release":        (404, 404, 200, 200, 200),  # silent in API.md: readable by whoever oversees the app
+    "get release":        (404, 404, 200, 200, 200),  # the contract is silent: readable by whoever oversees the app
     "approve release":    (404, 404, 403, 200, 200),
     "execute release":    (404, 404, 403, 403, 200),
     "refund deposit":     (403, 404, 403, 403, 201),  # the investor and the app's overseers see the deposit
@@ -159,7 +159,7 @@ EXPECTED: dict[str, tuple[int, int, int, int, int]] = {
     "app statement":      (403, 403, 200, 200, 200),
     "open dispute":       (201, 404, 403, 403, 403),  # the deposit's investor only
     "list disputes":      (200, 200, 200, 200, 200),
-    "get dispute":        (200, 404, 200, 200, 200),  # silent in API.md: the investor and the app's overseers
+    "get dispute":        (200, 404, 200, 200, 200),  # the contract is silent: the investor and the app's overseers
     "resolve dispute":    (403, 404, 403, 403, 200),
     "put payout account": (200, 200, 200, 200, 200),
     "get payout account": (404, 404, 200, 404, 404),  # own account; 404 = none registered yet

@@ -156,7 +156,7 @@ async def test_http_callback_url_is_accepted_in_the_sandbox(
 async def test_http_callback_url_is_refused_outside_the_sandbox_before_the_gateway(
     make_settings: Callable[..., Settings], callback_url: str
 ) -> None:
-    """API.md: callback_url is https, or any URL in sandbox mode. Paystack (respx) must not be called."""
+    """The contract: callback_url is https, or any URL in sandbox mode. Paystack (respx) must not be called."""
     settings = make_settings(payment_gateway_mode="test", paystack_secret_key="sk_test_callback",
                              jwt_secret="a-test-mode-secret-of-at-least-32-bytes-0123")
 

@@ -1,4 +1,4 @@
-"""Who may call each shares and share-transfer route, per API.md.
+"""Who may call each shares and share-transfer route, per the HTTP contract (docs/api.md).
 
 No token is 401 UNAUTHENTICATED; someone else's transfer is 404 NOT_FOUND; an action the caller may not
 take on something it can see (an app's cap table, a transfer an admin reads) is 403 UNAUTHORIZED.
