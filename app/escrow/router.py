@@ -32,7 +32,7 @@ from app.escrow.schemas import (
     Statement,
 )
 from app.web.deps import RuntimeDep, SessionDep
-from app.web.idempotency import IdempotencyKey, idempotent, idempotent_in
+from app.web.idempotency import Answer, IdempotencyKey, idempotent, idempotent_in
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["escrow"], dependencies=[RATE_LIMITED])
 ReleaseStatus = Literal["pending_approval", "approved", "rejected", "released"]
@@ -70,7 +70,7 @@ async def refund_transaction(
         await service.get_transaction(session, principal, transaction_id)
         raise Unauthorized("Only an admin refunds escrow")
 
-    async def refund() -> RefundOut:
+    async def refund(_: Answer) -> RefundOut:  # recorded after the escrow queue's batch commits
         return await refunds.request_refund(rt, transaction_id, amount=body.amount, reason=body.reason)
 
     scope = f"POST /v1/escrow/transactions/{transaction_id}/refunds"

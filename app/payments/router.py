@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidSignature, Unauthorized, ValidationFailed
 from app.core.net import client_ip, ip_allowed
@@ -14,6 +15,7 @@ from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.gateway.signature import verify_signature
+from app.models import Payment
 from app.payments import refunds, service
 from app.payments.schemas import (
     PaymentCreate,
@@ -24,7 +26,7 @@ from app.payments.schemas import (
     WebhookAck,
 )
 from app.web.deps import RuntimeDep, SessionDep
-from app.web.idempotency import IdempotencyKey, idempotent
+from app.web.idempotency import Answer, IdempotencyKey, idempotent
 from app.webhooks.inbox import read_arrival, store_event
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payments"], dependencies=[RATE_LIMITED])
@@ -37,8 +39,11 @@ async def create_payment(
     request: Request, body: PaymentCreate, principal: CurrentUser, rt: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    async def create() -> PaymentOut:
-        return service.payment_out(await service.create_payment(rt, principal, body))
+    async def create(answer: Answer) -> PaymentOut:
+        async def written(session: AsyncSession, payment: Payment) -> None:
+            await answer.record(session, service.payment_out(payment))
+
+        return service.payment_out(await service.create_payment(rt, principal, body, written=written))
 
     return await idempotent(rt.db, principal, idempotency_key, "POST /v1/payments", body, create)
 

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -58,7 +58,15 @@ def check_callback_url(settings: Settings, callback_url: str | None) -> None:
         raise ValidationFailed("callback_url must be an https URL", field="callback_url")
 
 
-async def create_payment(rt: Runtime, principal: Principal, request: PaymentCreate) -> Payment:
+async def create_payment(
+    rt: Runtime,
+    principal: Principal,
+    request: PaymentCreate,
+    *,
+    written: Callable[[AsyncSession, Payment], Awaitable[None]] | None = None,
+) -> Payment:
+    """Plan, initialise the charge at the gateway, then write the payment; `written` runs in the
+    transaction that writes it (the route records its Idempotency-Key answer there)."""
     check_callback_url(rt.settings, request.callback_url)
     handler = handler_for(rt, request.payment_type)
     async with rt.db.unit_of_work() as session:
@@ -102,6 +110,9 @@ async def create_payment(rt: Runtime, principal: Principal, request: PaymentCrea
     )
     async with rt.db.unit_of_work() as session:
         session.add(payment)
+        if written is not None:
+            await session.flush()
+            await written(session, payment)
     metrics.PAYMENTS.labels(status="pending").inc()
     return payment
 

@@ -95,31 +95,53 @@ def _done(principal: Principal, key: str, status_code: int, payload: dict[str, A
     )
 
 
+class Answer:
+    """Hands a flow the means to record its answer in the transaction of its last write, so that a
+    process that dies between that commit and the end of the request leaves the answer recorded: the
+    client's retry is replayed instead of doing the work again."""
+
+    def __init__(self, principal: Principal, key: str | None, status_code: int) -> None:
+        self._principal, self._key, self._status_code = principal, key, status_code
+        self.recorded: dict[str, Any] | None = None
+
+    async def record(self, session: AsyncSession, result: BaseModel) -> None:
+        payload = result.model_dump(mode="json")
+        if self._key is not None:
+            await session.execute(_done(self._principal, self._key, self._status_code, payload))
+        self.recorded = payload
+
+
 async def idempotent(
     db: Database,
     principal: Principal,
     key: str | None,
     scope: str,
     body: BaseModel,
-    handler: Callable[[], Awaitable[BaseModel]],
+    handler: Callable[[Answer], Awaitable[BaseModel]],
     status_code: int = 201,
 ) -> JSONResponse:
     """For a flow that owns its transactions (it calls the gateway between them): the key is claimed,
-    the flow runs, and the answer is recorded in a transaction of its own."""
+    then the flow runs. A flow that calls `answer.record(session, result)` in its last transaction has
+    its answer recorded with its work; otherwise the answer is recorded in a transaction of its own."""
+    answer = Answer(principal, key, status_code)
     if key is None:
-        result = await handler()
+        result = await handler(answer)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
     replay = await _claim(db, principal.user_id, _checked_claim_key(key), scope, request_fingerprint(scope, body))
     if replay is not None:
         return replay
     try:
-        result = await handler()
+        result = await handler(answer)
     except BaseException:
-        await _release(db, principal, key)
+        # Recorded means the work may have committed with its answer: keep the claim (if that commit
+        # failed after all, the claim lapses after its lease and a retry does the work).
+        if answer.recorded is None:
+            await _release(db, principal, key)
         raise
     payload = result.model_dump(mode="json")
-    async with db.unit_of_work() as session:
-        await session.execute(_done(principal, key, status_code, payload))
+    if answer.recorded is None:
+        async with db.unit_of_work() as session:
+            await session.execute(_done(principal, key, status_code, payload))
     return JSONResponse(payload, status_code=status_code)
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.payments import service
 from tests.helpers import put_app
 
 Auth = Callable[..., dict[str, str]]
@@ -173,3 +174,25 @@ async def test_longest_key_is_accepted(client: httpx.AsyncClient, auth: Auth) ->
     again = await client.post("/v1/payments", json=investment(), headers=keyed(investor, key))
     assert first.status_code == again.status_code == 201, first.text
     assert first.json()["reference"] == again.json()["reference"]
+
+
+async def test_a_process_that_dies_after_the_payment_commits_leaves_its_answer_recorded(
+    client: httpx.AsyncClient, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's answer commits with the payment: a request that dies right after that commit (here, the
+    very next line of the flow raises) is replayed on retry, never made into a second payment."""
+    class DiesAfterCommit:
+        def labels(self, **_: str) -> DiesAfterCommit:
+            raise RuntimeError("the process died after the commit")
+
+    await put_app(client, auth("admin-1", admin=True))
+    investor = auth("investor-1")
+    with monkeypatch.context() as patched:
+        patched.setattr(service.metrics, "PAYMENTS", DiesAfterCommit())
+        with pytest.raises(RuntimeError, match="died after the commit"):
+            await client.post("/v1/payments", json=investment(), headers=keyed(investor, "crash-1"))
+
+    retried = await client.post("/v1/payments", json=investment(), headers=keyed(investor, "crash-1"))
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert [p["reference"] for p in await my_payments(client, investor)] == [retried.json()["reference"]]
