@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve` (migrate, then run) and `python -m app token` (dev tokens)."""
+"""Command line: `python -m app serve` (migrate, then run), `python -m app token` (dev tokens) and
+`python -m app settings env|markdown` (the settings' documentation: `.env.example`, docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--email")
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
 
+    settings_docs = commands.add_parser("settings", help="print the settings' documentation, made from the code")
+    settings_docs.add_argument("format", choices=["env", "markdown"],
+                               help="env: the body of .env.example; markdown: docs/configuration.md")
+
     args = parser.parse_args(argv)
+    if args.command == "settings":
+        # Made from the Settings class alone: neither the environment nor `.env` changes what is printed.
+        from app.core.settings_docs import env_example, markdown_page
+
+        sys.stdout.write(env_example() if args.format == "env" else markdown_page())
+        return 0
     settings = get_settings()
     if args.command == "token":
         from app.core.security import issue_token
