@@ -1,8 +1,8 @@
 """Async client for the Paystack API (and the in-process sandbox that mimics it).
 
-One pooled `httpx.AsyncClient` per `PaystackClient`. Network errors and 5xx are retried with
-exponential backoff only for calls that are safe to repeat; 429 is retried for every call because
-Paystack did not process the request. A failure to connect at all is `GatewayNotReached`: the
+One pooled `httpx.AsyncClient` per `PaystackClient`. Retries (tenacity): network errors and 5xx are
+retried with exponential backoff only for calls that are safe to repeat; 429 is retried for every call
+because Paystack did not process the request. A failure to connect at all is `GatewayNotReached`: the
 request never left, which callers of unsafe calls (refunds) may treat as "not sent". Every answer is
 checked against the documented envelope, then read with the strict models of `app.gateway.answers` into
 the typed results of `app.gateway.types`.
@@ -15,12 +15,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from app.gateway.answers import (
     AnswerList,
@@ -39,7 +41,6 @@ from app.gateway.answers import (
     parse,
 )
 from app.gateway.errors import (
-    GatewayError,
     GatewayNotReached,
     GatewayProtocolError,
     GatewayRejected,
@@ -369,72 +370,91 @@ class PaystackClient:
         json_body: dict[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
     ) -> dict[str, Any]:
-        """Send with retries; return the success envelope (`status: true`, with `data`)."""
-        attempt = 0
-        while True:
-            is_last = attempt >= self._max_retries
-            failure: GatewayError
-            try:
-                async with asyncio.timeout(self._timeout):
-                    response = await self._http.request(method, path, json=json_body, params=params)
-            # TimeoutError: the overall deadline, which also covers transports that ignore httpx timeouts.
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                failure = GatewayNotReached(f"could not connect to Paystack: {type(exc).__name__}: {exc}")
-                failure.__cause__ = exc
-            except (httpx.TimeoutException, TimeoutError) as exc:
-                failure = GatewayTimeout(f"Paystack did not answer {method} {path} within {self._timeout}s")
-                failure.__cause__ = exc
-            except httpx.TransportError as exc:
-                failure = GatewayUnavailable(f"could not reach Paystack: {type(exc).__name__}: {exc}")
-                failure.__cause__ = exc
-            except httpx.DecodingError as exc:
-                raise GatewayProtocolError(f"Paystack answered with an undecodable body: {exc}") from exc
-            else:
-                if response.status_code == 429:
-                    wait = _rate_limit_wait(response)
-                    if wait is None:
-                        wait = self._backoff(attempt)
-                    error_body = _error_body(response)
-                    if is_last or wait > self._max_rate_limit_wait:
-                        raise GatewayUnavailable(
-                            _message(error_body, response.status_code),
-                            status_code=429,
-                            gateway_code=_code(error_body),
-                            retry_after=wait,
-                        )
-                    logger.warning(
-                        "Paystack rate limit on %s %s; retry %d of %d in %.2fs",
-                        method,
-                        path,
-                        attempt + 1,
-                        self._max_retries,
-                        wait,
-                    )
-                    await self._sleep(wait)
-                    attempt += 1
-                    continue
-                if response.status_code < 500:
-                    return _envelope(response)
-                error_body = _error_body(response)
-                failure = GatewayUnavailable(
-                    _message(error_body, response.status_code),
-                    status_code=response.status_code,
-                    gateway_code=_code(error_body),
-                )
-            if is_last or not retry_safe:
-                raise failure
-            delay = self._backoff(attempt)
-            logger.warning(
-                "Paystack %s %s failed (%s); retry %d of %d in %.2fs",
-                method,
-                path,
-                failure.message,
-                attempt + 1,
-                self._max_retries,
-                delay,
+        """Send, again while `_worth_another_try` says so, at most `max_retries` more times; return the
+        success envelope (`status: true`, with `data`), or raise the last failure."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries + 1),
+            retry=retry_if_exception(partial(self._worth_another_try, retry_safe=retry_safe)),
+            wait=self._wait_before_retry,
+            sleep=self._sleep_before_retry,
+            before_sleep=partial(self._log_retry, method, path),
+            reraise=True,
+        )
+        # One retrying object per call: tenacity keeps its state on it.
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(method, path, json_body, params, attempt.retry_state.attempt_number - 1)
+        raise AssertionError("tenacity returns the answer or raises the last failure")
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        json_body: dict[str, Any] | None,
+        params: Mapping[str, str | int] | None,
+        attempt: int,
+    ) -> dict[str, Any]:
+        """Send once; a failure is the GatewayError saying whether the request left and was answered."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.request(method, path, json=json_body, params=params)
+        # TimeoutError: the overall deadline, which also covers transports that ignore httpx timeouts.
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise GatewayNotReached(f"could not connect to Paystack: {type(exc).__name__}: {exc}") from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise GatewayTimeout(f"Paystack did not answer {method} {path} within {self._timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"could not reach Paystack: {type(exc).__name__}: {exc}") from exc
+        except httpx.DecodingError as exc:
+            raise GatewayProtocolError(f"Paystack answered with an undecodable body: {exc}") from exc
+        if response.status_code == 429:
+            # Paystack says when to come back; without that, the usual backoff.
+            wait = _rate_limit_wait(response)
+            error_body = _error_body(response)
+            raise GatewayUnavailable(
+                _message(error_body, 429),
+                status_code=429,
+                gateway_code=_code(error_body),
+                retry_after=self._backoff(attempt) if wait is None else wait,
             )
-            await self._sleep(delay)
-            attempt += 1
+        if response.status_code >= 500:
+            error_body = _error_body(response)
+            raise GatewayUnavailable(
+                _message(error_body, response.status_code),
+                status_code=response.status_code,
+                gateway_code=_code(error_body),
+            )
+        return _envelope(response)
+
+    def _worth_another_try(self, error: BaseException, *, retry_safe: bool) -> bool:
+        """A 429 is retried for every call, Paystack did not process it, unless the wait it asks for is too
+        long. Network errors, timeouts and 5xx leave the outcome unknown: only calls safe to repeat are sent
+        again. Refusals (4xx) and answers off the contract are final."""
+        if not isinstance(error, GatewayUnavailable):
+            return False
+        if error.status_code == 429:
+            return error.retry_after is not None and error.retry_after <= self._max_rate_limit_wait
+        return retry_safe
+
+    def _wait_before_retry(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, GatewayUnavailable) and error.status_code == 429 and error.retry_after is not None:
+            return error.retry_after
+        return self._backoff(state.attempt_number - 1)
+
+    async def _sleep_before_retry(self, seconds: float) -> None:
+        # Looked up on every wait, so that tests can replace `_sleep` on a client already made.
+        await self._sleep(seconds)
+
+    def _log_retry(self, method: str, path: str, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        if isinstance(error, GatewayUnavailable) and error.status_code == 429:
+            logger.warning("Paystack rate limit on %s %s; retry %d of %d in %.2fs",
+                           method, path, state.attempt_number, self._max_retries, delay)
+        else:
+            logger.warning("Paystack %s %s failed (%s); retry %d of %d in %.2fs",
+                           method, path, error, state.attempt_number, self._max_retries, delay)
 
     def _backoff(self, attempt: int) -> float:
         delay = self._backoff_base * 2**attempt
