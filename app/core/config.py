@@ -323,7 +323,7 @@ class Settings(BaseSettings):
 
     @property
     def features(self) -> dict[str, bool]:
-        """The seed's FEATURES dict."""
+        """The feature flags, keyed as the platform's Python interface names them (FEATURES)."""
         return {
             "ENABLE_AUTOMATIC_RELEASES": self.enable_automatic_releases,
             "ENABLE_MULTI_CURRENCY": self.enable_multi_currency,
