@@ -1,5 +1,6 @@
-"""Command line: `python -m app serve` (migrate, then run), `migrate`, `token` (dev tokens) and `docs api`
-(write docs/api.md)."""
+"""Command line: `python -m app serve` (migrate, then run), `migrate`, `token` (dev tokens), `docs api`
+(write docs/api.md) and `settings env|markdown` (the settings' documentation: `.env.example`,
+docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 from app.core.config import get_settings
+from app.core.security import issue_token
+from app.core.settings_docs import env_example, markdown_page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,13 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     docs.add_argument("document", choices=["api"], help="api: docs/api.md, from the app's OpenAPI schema")
     docs.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is out of date")
 
+    settings_docs = commands.add_parser("settings", help="print the settings' documentation, made from the code")
+    settings_docs.add_argument("format", choices=["env", "markdown"],
+                               help="env: the body of .env.example; markdown: docs/configuration.md")
+
     args = parser.parse_args(argv)
     if args.command == "docs":
         return write_api_doc(check=args.check)
+    if args.command == "settings":
+        # Made from the Settings class alone: neither the environment nor `.env` changes what is printed.
+        sys.stdout.write(env_example() if args.format == "env" else markdown_page())
+        return 0
     settings = get_settings()
     if args.command == "token":
-        from app.core.security import issue_token
-
         try:
             print(issue_token(settings, args.sub, args.role, args.ttl, args.email))
         except RuntimeError as error:

@@ -1,6 +1,10 @@
 """Typed settings, read from the environment (and `.env`).
 
-Every setting is listed with a comment in `.env.example`.
+Each setting is documented once, by its `Field(description=...)`; `python -m app settings env` and
+`python -m app settings markdown` turn that into `.env.example` and docs/configuration.md (see
+`app.core.settings_docs`). `json_schema_extra` may add `section` (a heading that starts with this setting),
+`allowed` (the values taken, when the type does not say) and `example` (the placeholder of a setting left
+commented out: secrets and settings unset by default).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.money import CURRENCIES
+
 # Development defaults: fine on a laptop, refused in live mode.
 DEV_PAYSTACK_SECRET_KEY = "sk_test_sandbox_0000000000000000000000000000"
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
@@ -19,75 +25,266 @@ DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUhISE="
 
 GatewayMode = Literal["sandbox", "test", "live"]
 MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output can be brute-forced from one token
+RATE_LIMIT_VALUES = "N/second, N/minute, N/hour or N/day (slowapi)"
 
 
 class Settings(BaseSettings):
+    # Environment variables and `.env` may still set retired settings (PAYSTACK_PUBLIC_KEY): ignored, not refused.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    # Paystack
-    paystack_secret_key: SecretStr = SecretStr(DEV_PAYSTACK_SECRET_KEY)
-    paystack_public_key: str = "pk_test_sandbox"
-    payment_gateway_mode: GatewayMode = "sandbox"
-    paystack_base_url: str | None = None
-    gateway_timeout_seconds: float = Field(default=10.0, gt=0)
-    gateway_max_retries: int = Field(default=3, ge=0, le=10)
-    gateway_max_connections: int | None = Field(default=None, ge=1, le=1000)
+    paystack_secret_key: SecretStr = Field(
+        default=SecretStr(DEV_PAYSTACK_SECRET_KEY),
+        description="Paystack secret key: signs API calls and checks webhook signatures (HMAC-SHA512). "
+        "The development default is refused in live mode.",
+        json_schema_extra={
+            "section": "Paystack",
+            "allowed": "sk_test_... (sandbox and test mode), sk_live_... (live mode only)",
+            "example": "sk_test_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        },
+    )
+    payment_gateway_mode: GatewayMode = Field(
+        default="sandbox",
+        description="Which gateway to talk to: sandbox is the built-in emulator; test and live use "
+        "https://api.paystack.co.",
+    )
+    paystack_base_url: str | None = Field(
+        default=None,
+        description="Override of the gateway's base URL. Unset: {PUBLIC_BASE_URL}/sandbox/paystack in sandbox "
+        "mode, https://api.paystack.co in test and live mode.",
+        json_schema_extra={"allowed": "an http(s) URL", "example": "https://paystack-proxy.example.internal"},
+    )
+    gateway_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one gateway call, in seconds.")
+    gateway_max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of a gateway call that is safe to repeat after a network error, a timeout or a 5xx "
+        "(a refund is never repeated), and of any call Paystack answered 429.",
+    )
+    gateway_max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Connections kept open to the gateway (about call rate x call latency). Unset: 8 in sandbox "
+        "mode (it answers in about a millisecond), 50 in test and live mode.",
+        json_schema_extra={"example": "50"},
+    )
 
-    # Escrow and features
-    escrow_release_threshold: Decimal = Decimal("1000000")
-    enable_automatic_releases: bool = False
-    enable_multi_currency: bool = True
-    enable_dispute_resolution: bool = True
+    escrow_release_threshold: Decimal = Field(
+        default=Decimal("1000000"),
+        description="Releases at or above this amount (major units of the release's currency) also need an "
+        "admin's approval.",
+        json_schema_extra={"section": "Escrow and features"},
+    )
+    enable_automatic_releases: bool = Field(
+        default=False, description="Execute approved releases below the threshold automatically."
+    )
+    enable_multi_currency: bool = Field(
+        default=True, description="Accept apps in currencies other than DEFAULT_CURRENCY."
+    )
+    enable_dispute_resolution: bool = Field(
+        default=True, description="Enable the dispute endpoints (off: they answer 403 FEATURE_DISABLED)."
+    )
 
-    # Storage
-    database_url: str = "sqlite+aiosqlite:///./payments.db"
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
-    redis_url: str | None = None
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./payments.db",
+        description="Database, as an SQLAlchemy async URL. PostgreSQL is needed for several processes.",
+        json_schema_extra={
+            "section": "Storage",
+            "allowed": "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB",
+        },
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL only).")
+    db_max_overflow: int = Field(
+        default=20, ge=0, description="Connections allowed above the pool (PostgreSQL only)."
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for shared rate-limit counters. Unset: in-memory counters, per process.",
+        json_schema_extra={"allowed": "redis://HOST:PORT/DB or rediss://...", "example": "redis://127.0.0.1:6379/0"},
+    )
 
-    # Security
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
-    jwt_public_key: str | None = None
-    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
-    encryption_keys: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
-    webhook_ip_allowlist: str = ""
-    trusted_proxies: str = ""
+    jwt_secret: SecretStr = Field(
+        default=SecretStr(DEV_JWT_SECRET),
+        description="HS256 secret that bearer tokens are signed with. The development default is refused in test "
+        "and live mode. Generate one with "
+        '`python -c "import secrets; print(secrets.token_urlsafe(48))"`.',
+        json_schema_extra={
+            "section": "Security",
+            "allowed": "a random string; in test and live mode at least 32 bytes",
+            "example": "<long random string>",
+        },
+    )
+    jwt_public_key: str | None = Field(
+        default=None,
+        description="PEM public key that checks RS256 tokens; required when JWT_ALGORITHM=RS256.",
+        json_schema_extra={
+            "allowed": "a PEM public key",
+            "example": '"-----BEGIN PUBLIC KEY-----\\n...\\n-----END PUBLIC KEY-----"',
+        },
+    )
+    jwt_algorithm: Literal["HS256", "RS256"] = Field(default="HS256", description="Token signature algorithm.")
+    encryption_keys: SecretStr = Field(
+        default=SecretStr(DEV_ENCRYPTION_KEY),
+        description="Fernet keys that encrypt bank account numbers and authorization codes, comma-separated: the "
+        "first encrypts, all decrypt (rotation). The development default is refused in live mode. Generate one "
+        'with `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.',
+        json_schema_extra={
+            "allowed": "urlsafe-base64 32-byte Fernet keys",
+            "example": "<newest Fernet key>,<older Fernet key>",
+        },
+    )
+    webhook_ip_allowlist: str = Field(
+        default="",
+        description="IPs or CIDR ranges allowed to post webhooks. Empty: any address (the signature is always "
+        "checked).",
+        json_schema_extra={"allowed": "comma-separated IPs and CIDRs"},
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Proxies whose X-Forwarded-For is trusted for the client address. Empty: none.",
+        json_schema_extra={"allowed": "comma-separated IPs and CIDRs"},
+    )
 
-    # Service
-    public_base_url: str = "http://127.0.0.1:8000"
-    default_currency: str = "NGN"
-    max_payment_amount: Decimal = Decimal("10000000.00")
-    max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
-    log_level: str = "INFO"
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Address this service is reached at (sandbox checkout links and webhooks use it).",
+        json_schema_extra={"section": "Service", "allowed": "an http(s) URL"},
+    )
+    default_currency: str = Field(
+        default="NGN",
+        description="Currency used when multi-currency is off.",
+        json_schema_extra={"allowed": " | ".join(CURRENCIES)},
+    )
+    max_payment_amount: Decimal = Field(
+        default=Decimal("10000000.00"), description="Largest single payment, in major units."
+    )
+    max_request_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Largest request body, in bytes: larger ones are answered 413 PAYLOAD_TOO_LARGE (from "
+        "Content-Length, before reading). The Paystack webhook keeps its own 1 MB limit.",
+    )
+    log_level: str = Field(
+        default="INFO",
+        description="Level of the JSON logs.",
+        json_schema_extra={"allowed": "DEBUG | INFO | WARNING | ERROR | CRITICAL"},
+    )
 
-    # Rate limits (slowapi strings)
-    rate_limit_enabled: bool = True
-    rate_limit_default: str = "120/minute"
-    rate_limit_payments: str = "30/minute"
-    rate_limit_webhooks: str = "1200/minute"
-    # The limiter's Redis calls run on the event loop: none may wait longer than this (connect or read).
-    rate_limit_redis_timeout_seconds: float = Field(default=0.03, gt=0, le=1)
-    rate_limit_redis_probe_seconds: float = Field(default=1.0, gt=0)
+    rate_limit_enabled: bool = Field(
+        default=True,
+        description="Turn rate limiting on or off.",
+        json_schema_extra={"section": "Rate limits"},
+    )
+    rate_limit_default: str = Field(
+        default="120/minute",
+        description="Limit on every route, per user or IP.",
+        json_schema_extra={"allowed": RATE_LIMIT_VALUES},
+    )
+    rate_limit_payments: str = Field(
+        default="30/minute",
+        description="Limit on money-moving POSTs, per user.",
+        json_schema_extra={"allowed": RATE_LIMIT_VALUES},
+    )
+    rate_limit_webhooks: str = Field(
+        default="1200/minute",
+        description="Limit on the webhook endpoint, per IP.",
+        json_schema_extra={"allowed": RATE_LIMIT_VALUES},
+    )
+    rate_limit_redis_timeout_seconds: float = Field(
+        default=0.03,
+        gt=0,
+        le=1,
+        description="Connect and read timeout of one rate-limit call to Redis, in seconds. These calls run on the "
+        "event loop, so a slow or hung Redis may stall every request by at most this much, once: the first failure "
+        "or timeout switches counting to this process's memory until Redis answers again.",
+    )
+    rate_limit_redis_probe_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="While counting in memory, seconds between pings (off the event loop) that check whether "
+        "Redis answers again.",
+    )
 
-    # Background work
-    worker_in_process: bool = True
-    worker_poll_interval_seconds: float = Field(default=1.0, gt=0)
-    worker_batch_size: int = Field(default=100, ge=1)
-    worker_lease_seconds: float = Field(default=60.0, gt=0)
-    reconcile_pending_after_seconds: float = Field(default=900.0, ge=0)
-    abandon_pending_after_seconds: float = Field(default=86400.0, ge=0)
-    idempotency_lease_seconds: float = Field(default=300.0, gt=0)
-    share_transfer_expiry_seconds: float = Field(default=172800.0, gt=0)
-    bulk_transfer_batch_size: int = Field(default=100, ge=1, le=100)
-    refund_check_interval_seconds: float = Field(default=300.0, ge=0)
-    refund_unknown_give_up_seconds: float = Field(default=86400.0, ge=0)
-    # 0 turns the periodic reconciliation with the gateway off; the lookback is at most 31 days.
-    reconciliation_interval_seconds: float = Field(default=3600.0, ge=0)
-    reconciliation_lookback_seconds: float = Field(default=86400.0, gt=0, le=2678400)
+    worker_in_process: bool = Field(
+        default=True,
+        description="Run the worker inside the API process (set false when running `python -m app.worker` "
+        "separately).",
+        json_schema_extra={"section": "Background work"},
+    )
+    worker_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Seconds between worker polls when idle."
+    )
+    worker_batch_size: int = Field(default=100, ge=1, description="Jobs claimed per batch.")
+    worker_lease_seconds: float = Field(
+        default=60.0, gt=0, description="Seconds a claimed job stays leased before another worker may take it."
+    )
+    reconcile_pending_after_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description="Age in seconds after which the reconciler asks the gateway about a pending payment.",
+    )
+    abandon_pending_after_seconds: float = Field(
+        default=86400.0, ge=0, description="Age in seconds after which a still-pending payment is marked abandoned."
+    )
+    idempotency_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds an in-progress Idempotency-Key is held before it may be retried.",
+    )
 
-    # Sandbox behaviour (gateway mode `sandbox` only)
-    sandbox_settle_delay_seconds: float = Field(default=1.0, ge=0)
-    sandbox_webhook_retry_delays: str = "5,15,60,180"
+    share_transfer_expiry_seconds: float = Field(
+        default=172800.0,
+        gt=0,
+        description="Seconds an unpaid share-transfer offer stays open (172800: 48 hours) before it expires and its "
+        "shares are released.",
+        json_schema_extra={"section": "Shares and payouts"},
+    )
+    bulk_transfer_batch_size: int = Field(
+        default=100, ge=1, le=100, description="Payouts per Paystack bulk transfer when a distribution pays out."
+    )
+
+    refund_check_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a sent refund waits for its webhook before the worker asks Paystack "
+        "(GET /refund/{id}); also the first wait between lookups of a refund whose outcome is unknown. Each "
+        "further wait doubles, up to an hour.",
+        json_schema_extra={"section": "Refunds (sent to Paystack at most once)"},
+    )
+    refund_unknown_give_up_seconds: float = Field(
+        default=86400.0,
+        ge=0,
+        description="Seconds after sending after which a refund whose outcome is unknown, and of which Paystack "
+        "still has no record, counts as failed (its money goes back). It is never sent again.",
+    )
+
+    reconciliation_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds between the worker's reconciliations of the books with Paystack's records (charges, "
+        "transfers); the first runs one interval after the worker starts. 0 turns them off.",
+        json_schema_extra={"section": "Reconciliation with the gateway"},
+    )
+    reconciliation_lookback_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        le=2678400,
+        description="Seconds of history each periodic reconciliation covers, ending 10 minutes ago; at most "
+        "2678400 (31 days).",
+    )
+
+    sandbox_settle_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds before sandbox transfers and refunds settle.",
+        json_schema_extra={"section": "Sandbox (PAYMENT_GATEWAY_MODE=sandbox only)"},
+    )
+    sandbox_webhook_retry_delays: str = Field(
+        default="5,15,60,180",
+        description="Seconds between the sandbox's webhook retries.",
+        json_schema_extra={"allowed": "comma-separated numbers"},
+    )
 
     @field_validator("default_currency")
     @classmethod
@@ -126,7 +323,7 @@ class Settings(BaseSettings):
 
     @property
     def features(self) -> dict[str, bool]:
-        """The seed's FEATURES dict."""
+        """The feature flags, keyed as the platform's Python interface names them (FEATURES)."""
         return {
             "ENABLE_AUTOMATIC_RELEASES": self.enable_automatic_releases,
             "ENABLE_MULTI_CURRENCY": self.enable_multi_currency,

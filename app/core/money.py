@@ -112,10 +112,6 @@ def to_major(minor: int, currency_code: str) -> str:
     return f"{sign}{whole}.{frac:0{cur.exponent}d}"
 
 
-def major_decimal(minor: int, currency_code: str) -> Decimal:
-    return Decimal(to_major(minor, currency_code))
-
-
 def check_payable(minor: int, currency_code: str, maximum_major: Decimal) -> None:
     """A charge Paystack will take and we allow: positive, at least its minimum, at most our maximum."""
     cur = currency(currency_code)

@@ -6,9 +6,9 @@ against what its deposits still hold, and a milestone's release also against
 what milestones already released from them (a refused movement writes nothing
 and gets its own error), then writes the rows of the accepted ones together and
 posts their journal entries. One release or refund is a batch of one;
-`app.escrow.queue.EscrowQueue` hands `apply()` the movements of concurrent
-requests at once, so a hot escrow account is locked once per batch instead of
-once per movement.
+`app.escrow.queue.run` (group commit, `app.core.batching.GroupCommit`) hands
+`apply()` the movements of concurrent requests at once, so a hot escrow account
+is locked once per batch instead of once per movement.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Escrow: investors' money held per app until milestones release it.
 
-`EscrowService(session)` offers the escrow operations to Python callers, async:
+`EscrowService(session)` is the platform's Python interface to escrow, in async form:
 `await EscrowService(session).process_deposit(app=..., investor=..., amount=Decimal("1000.00"), ...)`.
 """
 

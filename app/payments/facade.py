@@ -1,4 +1,5 @@
-"""Payments from Python, without HTTP: `PaymentService(runtime).create_payment(...)` and `.verify_signature(...)`."""
+"""The platform's Python interface to payments, async: `PaymentService(runtime).create_payment(...)` and
+`.verify_signature(...)`."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class PaymentService:
         channels: list[str] | None = None,
         callback_url: str | None = None,
     ) -> dict[str, Any]:
-        """Start a payment; `metadata` names `payment_type`, `app_id` and `user_id` as in the seed.
+        """Start a payment; `metadata` names `payment_type`, `app_id` and `user_id` (and may name `email`,
+        `share_transfer_id`, `period`); the rest of it is kept as the payment's metadata.
 
         Returns the payment as a mapping (`payment_url`, `reference`, `status`, ...).
         """

@@ -229,7 +229,7 @@ async def test_refund_idempotency_key_replays(client: httpx.AsyncClient, app: Fa
     await _integrity_ok(client, app, auth)
 
 
-async def test_process_refund_like_the_seed(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
+async def test_process_refund_through_the_python_interface(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
     payment, deposit = await _funded(client, app, auth)
     runtime = app.state.runtime
 

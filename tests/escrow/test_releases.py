@@ -326,7 +326,7 @@ async def test_admin_approvals_count_toward_the_quorum(
 # ---- what a release is made of --------------------------------------------------------------------
 
 
-async def test_release_for_one_deposit_over_http_and_through_the_seed_service(
+async def test_release_for_one_deposit_over_http_and_through_the_python_interface(
     client: httpx.AsyncClient, app: FastAPI, auth: Auth, users: dict[str, dict[str, str]]
 ) -> None:
     deposits = await invested(client, app, auth, users, [4, 8])  # 4000.00 and 8000.00
@@ -342,8 +342,8 @@ async def test_release_for_one_deposit_over_http_and_through_the_seed_service(
         assert deposit is not None and ms is not None
         created = await EscrowService(session, rt).process_release(
             deposit, milestone=ms, release_percentage=Decimal("25.00"), requested_by=Principal(OWNER))
-        seed_id = created.id
-    through_service = await get_json(client, owner, f"/v1/escrow/releases/{seed_id}")
+        created_id = created.id
+    through_service = await get_json(client, owner, f"/v1/escrow/releases/{created_id}")
 
     for release, deposit_id, amount in ((over_http, first, "1000.00"), (through_service, second, "2000.00")):
         assert release["status"] == "pending_approval"

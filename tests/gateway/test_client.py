@@ -10,8 +10,10 @@ import httpx
 import pytest
 import respx
 
+from app.core.config import Settings
 from app.gateway.client import PaystackClient
 from app.gateway.errors import (
+    GatewayError,
     GatewayNotReached,
     GatewayProtocolError,
     GatewayRejected,
@@ -31,6 +33,7 @@ from app.gateway.types import (
     TransferRecipient,
     TransferResult,
 )
+from app.main import build_runtime
 from tests.helpers import paystack_sample
 
 BASE_URL = "https://api.paystack.test"
@@ -857,6 +860,116 @@ async def test_malformed_answer_to_create_refund_is_a_protocol_error_not_retried
 
     assert route.call_count == 1
     assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(500, text="boom"), httpx.Response(503, json={"status": False, "message": "down"}),
+     httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("peer closed")],
+    ids=["500", "503", "timeout", "connection-dropped"],
+)
+async def test_a_get_is_retried_up_to_the_limit_with_exponential_backoff(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], failure: httpx.Response | Exception
+) -> None:
+    route = api.get("/transfer/verify/payout_0001_abcdefgh").mock(side_effect=[failure] * (MAX_RETRIES + 2))
+
+    with pytest.raises(GatewayUnavailable):
+        await client.verify_transfer("payout_0001_abcdefgh")
+
+    assert route.call_count == MAX_RETRIES + 1
+    assert len(sleeps) == MAX_RETRIES
+    for attempt, delay in enumerate(sleeps):
+        assert BACKOFF_BASE * 2**attempt <= delay <= BACKOFF_BASE * 2**attempt * 1.1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(500, text="boom"), httpx.Response(502, text="<html>Bad Gateway</html>"),
+     httpx.Response(503, json={"status": False, "message": "down"}), httpx.ReadTimeout("slow"),
+     httpx.WriteTimeout("slow"), httpx.RemoteProtocolError("peer closed"), httpx.ConnectError("refused"),
+     httpx.Response(400, json={"status": False, "message": "Transaction reference is invalid"}),
+     httpx.Response(200, json={"status": True, "data": {"id": "7"}})],
+    ids=["500", "502", "503", "read-timeout", "write-timeout", "connection-dropped", "not-reached", "refused",
+         "off-contract"],
+)
+async def test_post_refund_is_never_sent_twice(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], failure: httpx.Response | Exception
+) -> None:
+    route = api.post("/refund").mock(
+        side_effect=[failure, ok({"id": 7, "status": "pending", "amount": 100, "currency": "NGN"})]
+    )
+
+    with pytest.raises(GatewayError):
+        await client.create_refund(transaction="ref-123", amount=100)
+
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.Response(500, text="boom"), httpx.ReadTimeout("slow"), httpx.ConnectError("refused")],
+    ids=["500", "timeout", "not-reached"],
+)
+async def test_post_transfer_is_retried_with_its_reference_up_to_the_limit(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], failure: httpx.Response | Exception
+) -> None:
+    route = api.post("/transfer").mock(side_effect=[failure] * (MAX_RETRIES + 2))
+
+    with pytest.raises(GatewayUnavailable):
+        await client.initiate_transfer(
+            amount=250000, recipient="RCP_x", reference="payout_0001_abcdefgh", reason="r", currency="NGN"
+        )
+
+    assert route.call_count == MAX_RETRIES + 1
+    assert {body_of(call.request)["reference"] for call in route.calls} == {"payout_0001_abcdefgh"}
+    assert len(sleeps) == MAX_RETRIES
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [httpx.Response(400, json={"status": False, "message": "Insufficient balance"}),
+     httpx.Response(200, json={"status": True, "data": {"status": "pending", "amount": "250000"}})],
+    ids=["refused", "off-contract"],
+)
+async def test_post_transfer_is_not_retried_after_an_answer(
+    client: PaystackClient, api: respx.MockRouter, sleeps: list[float], answer: httpx.Response
+) -> None:
+    route = api.post("/transfer").mock(side_effect=[answer, ok(transfer_data())])
+
+    with pytest.raises(GatewayError):
+        await client.initiate_transfer(
+            amount=250000, recipient="RCP_x", reference="payout_0001_abcdefgh", reason="r", currency="NGN"
+        )
+
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_the_retry_limit_comes_from_gateway_max_retries() -> None:
+    calls = 0
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503, text="down")
+
+    async def no_sleep(delay: float) -> None:
+        return None
+
+    settings = Settings(_env_file=None, payment_gateway_mode="test", paystack_base_url=BASE_URL,
+                        jwt_secret="a-test-secret-that-is-long-enough-0123456789", gateway_max_retries=4,
+                        database_url="sqlite+aiosqlite:///:memory:")
+    runtime = build_runtime(settings, gateway_transport=httpx.MockTransport(unavailable))
+    runtime.gateway._sleep = no_sleep
+    try:
+        with pytest.raises(GatewayUnavailable):
+            await runtime.gateway.verify_transaction("ref-123")
+    finally:
+        await runtime.gateway.aclose()
+        await runtime.db.dispose()
+
+    assert calls == 4 + 1
 
 
 # Rate limits

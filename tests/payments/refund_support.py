@@ -1,7 +1,8 @@
 """What the refund tests share: a small Paystack for gateway mode `test`, answered by respx at a
 loopback base URL (charges succeed; refunds are recorded as they arrive, then answered as the test
-chooses: well, stalling past the client's timeout, 5xx, malformed JSON, or never; listed and fetched in
-Paystack's documented shapes from tests/fixtures/paystack), and steps over HTTP."""
+chooses: well, stalling past the client's timeout, 5xx, malformed JSON, well-formed JSON off the
+contract, or never; listed and fetched in Paystack's documented shapes from tests/fixtures/paystack), and
+steps over HTTP."""
 
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ TEST_MODE = {
 }
 
 # What POST /refund does once it has recorded the refund (`refuse` and `unreachable` record nothing).
-RefundAnswer = Literal["ok", "stall", "5xx", "malformed", "hang", "refuse", "rate_limit", "unreachable", "5xx_only"]
-UNCLEAR_ANSWERS: tuple[RefundAnswer, ...] = ("stall", "5xx", "malformed")
+RefundAnswer = Literal["ok", "stall", "5xx", "malformed", "off_contract", "hang", "refuse", "rate_limit",
+                       "unreachable", "5xx_only"]
+UNCLEAR_ANSWERS: tuple[RefundAnswer, ...] = ("stall", "5xx", "malformed", "off_contract")
 
 
 def _iso(moment: datetime) -> str:
@@ -153,6 +155,10 @@ class FakePaystack:
                 raise AssertionError("unreachable")
             case "5xx":
                 return httpx.Response(502, text="<html>Bad Gateway</html>")
+            case "off_contract":  # well-formed JSON, but the amount is a string
+                created = refund.created()
+                created["data"]["amount"] = str(created["data"]["amount"])
+                return httpx.Response(200, json=created)
             case _:
                 return httpx.Response(200, content=b'{"status":true,"message":"Refund has been queued","data":{',
                                       headers={"content-type": "application/json"})

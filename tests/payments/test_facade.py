@@ -1,4 +1,4 @@
-"""The seed's calls in their async form."""
+"""The platform's Python interface (PaymentService, EscrowService) in its async form."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from app.payments.facade import PaymentService
 from tests.helpers import put_app
 
 
-async def test_create_payment_like_the_seed(
+async def test_create_payment_through_the_python_interface(
     client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
 ) -> None:
     await put_app(client, auth("admin-1", admin=True))
@@ -37,7 +37,7 @@ async def test_create_payment_like_the_seed(
         await service.create_payment(amount="1000.00", currency="NGN", metadata={"app_id": "app-1"})
 
 
-async def test_verify_signature_like_the_seed(app: FastAPI) -> None:
+async def test_verify_signature_through_the_python_interface(app: FastAPI) -> None:
     service = PaymentService(app.state.runtime)
     body = b'{"event":"charge.success","data":{"reference":"r"}}'
     secret = app.state.runtime.settings.paystack_secret_key.get_secret_value()
@@ -46,7 +46,7 @@ async def test_verify_signature_like_the_seed(app: FastAPI) -> None:
     assert not service.verify_signature(body, None)
 
 
-async def test_process_deposit_like_the_seed(
+async def test_process_deposit_through_the_python_interface(
     client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
 ) -> None:
     await put_app(client, auth("admin-1", admin=True))

@@ -249,8 +249,10 @@ async def test_bank_details_paystack_refuses_are_the_callers_error(
     "failure",
     [httpx.Response(500, json={"status": False, "message": "An error occurred"}),
      httpx.Response(401, json={"status": False, "message": "Invalid key"}),
-     httpx.ConnectError("refused")],
-    ids=["500", "401", "unreachable"],
+     httpx.ConnectError("refused"),
+     httpx.Response(200, json={"status": True, "message": "Account number resolved",
+                               "data": {"account_number": BANK["account_number"], "account_name": 42}})],
+    ids=["500", "401", "unreachable", "off-contract"],
 )
 async def test_gateway_trouble_while_registering_stays_a_gateway_error(
     client: httpx.AsyncClient, app: FastAPI, auth: Auth, paystack: respx.MockRouter,
@@ -262,6 +264,7 @@ async def test_gateway_trouble_while_registering_stays_a_gateway_error(
 
     assert response.status_code == 502, response.text
     assert response.json()["error"]["code"] == "GATEWAY_ERROR"
+    assert BANK["account_number"] not in response.text
     assert (await client.get("/v1/payout-accounts/me", headers=auth("owner-1"))).status_code == 404
 
 
