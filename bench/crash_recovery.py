@@ -75,7 +75,9 @@ MAX_CHECKOUT_SECONDS = 3.0
 SANDBOX_WEBHOOK_RETRY_DELAYS = ",".join(["1"] * 30)
 MIN_UPTIME_SECONDS = 1.0
 MAX_RESTART_PAUSE_SECONDS = 1.0
-RETRY_PAUSE_SECONDS = 0.2
+# A client's pause before sending again: doubling from the first to the last, so that a process coming
+# back is not slowed by a crowd of retries.
+RETRY_PAUSES_SECONDS = (0.1, 1.0)
 # How long the load may go on past `--seconds` while it retries through the last restarts.
 LOAD_GRACE_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -196,6 +198,8 @@ async def answered(what: str, send: Callable[[], Awaitable[httpx.Response]], tal
                    *, in_progress_retried: bool = False) -> httpx.Response:
     """`send()` until the server answers, as a client or Paystack would: again after no answer or a 5xx,
     and after IDEMPOTENCY_IN_PROGRESS if `in_progress_retried`. GaveUp once `deadline` (monotonic) passed."""
+    first_pause, last_pause = RETRY_PAUSES_SECONDS
+    pause = first_pause
     while True:
         try:
             response = await send()
@@ -210,7 +214,8 @@ async def answered(what: str, send: Callable[[], Awaitable[httpx.Response]], tal
                 return response
         if time.monotonic() > deadline:
             raise GaveUp(f"{what}: no answer before the load's deadline")
-        await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        await asyncio.sleep(pause)
+        pause = min(last_pause, 2 * pause)
 
 
 def plan_payments(rng: random.Random, count: int, seconds: float) -> list[PlannedPayment]:
@@ -460,9 +465,10 @@ async def main() -> None:
         with (workdir / "migrate.log").open("wb") as out:
             migrated = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "migrate", cwd=ROOT, env=env,
                                                             stdout=out, stderr=subprocess.STDOUT)
+        await sandbox.start()
         if await migrated.wait() != 0:
             raise RuntimeError(f"python -m app migrate failed: see {workdir / 'migrate.log'}")
-        await asyncio.gather(sandbox.start(), api.start(), worker.start())
+        await asyncio.gather(api.start(), worker.start())
         started = time.monotonic() - began
 
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
