@@ -9,14 +9,15 @@ On a PostgreSQL database of its own (a new name per run, migrated first, dropped
   (`python -m app serve`, WORKER_IN_PROCESS=false) and one worker (`python -m app.worker`).
 
 Load, over `--seconds`: `--payments` investments created at an even pace by a few investors, each
-with an Idempotency-Key; the sandbox settles each charge (success, or failed for about one in ten),
-which sends charge.success; the bench also posts 0 to 2 signed duplicates of that webhook at random
-moments, and asks verify for about a third of the payments, as the payer's browser would. Every
-request is retried until answered, as Paystack and clients do. Meanwhile the API and the worker are
-SIGKILLed `--kills` times each at moments drawn from `--seed` (the last kill of each at the same
-moment), each kill at least MIN_UPTIME_SECONDS after the process was ready, and restarted after a
-pause of up to a second. After the load it waits (at most `--settle-timeout` seconds) until every
-charge the sandbox made is credited and the webhook inbox is empty, then checks:
+with an Idempotency-Key; up to 3 s later the payer settles the charge at the sandbox (success, or
+failed for about one in ten), which sends charge.success; the bench also posts 0 to 2 signed
+duplicates of that webhook at random moments, and asks verify for about a third of the payments, as
+the payer's browser would. Every request is retried until answered, as Paystack and clients do.
+Meanwhile the API and the worker are SIGKILLed `--kills` times each at moments drawn from `--seed`
+(the last time both at once), each kill at least MIN_UPTIME_SECONDS after the process was ready,
+and restarted after a pause of up to a second. After the load it waits (at most `--settle-timeout`
+seconds) until every charge the sandbox made is credited, its webhook received and the inbox
+empty, then checks:
 - every charge the sandbox lists as successful is a `success` payment with one escrow deposit of its
   amount, one `deposit:` journal entry and one share issue of its shares;
 - no other payment is `success`, deposited or issued shares; the app's escrow account holds the sum
@@ -62,7 +63,6 @@ from app.ledger import accounts
 
 APP_ID = "crash"
 CURRENCY = "NGN"
-SHARE_PRICE_MINOR = 10_000  # "100.00"
 INVESTORS = 12
 FAILED_CHARGE_SHARE = 0.1
 VERIFY_SHARE = 1 / 3
@@ -181,13 +181,28 @@ class Child:
             await self.process.wait()
 
 
-async def killer(child: Child, moments: list[float], rng: random.Random, load_started: float) -> None:
-    """SIGKILL `child` at each moment (seconds after the load started), once it has been ready for
-    MIN_UPTIME_SECONDS, and restart it."""
+async def crash(children: list[Child], moments: list[float], rng: random.Random, load_started: float) -> None:
+    """SIGKILL every one of `children` at once at each moment (seconds after the load started), once each
+    has been ready for MIN_UPTIME_SECONDS, and restart them."""
     for moment in moments:
-        due = max(load_started + moment, child.ready_at + MIN_UPTIME_SECONDS)
+        due = max(load_started + moment, *(child.ready_at + MIN_UPTIME_SECONDS for child in children))
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        await child.kill_and_restart(rng, load_started)
+        await asyncio.gather(*(child.kill_and_restart(random.Random(rng.random()), load_started)
+                               for child in children))
+
+
+async def crashes(api: Child, worker: Child, kills: int, seconds: float, rng: random.Random,
+                  load_started: float) -> None:
+    """`kills - 1` SIGKILLs of the API and of the worker, each at its own moments, in the first 60 % of
+    the load; then both at once, before 85 % of it."""
+    api_moments = sorted(rng.uniform(0.1 * seconds, 0.6 * seconds) for _ in range(kills - 1))
+    worker_moments = sorted(rng.uniform(0.1 * seconds, 0.6 * seconds) for _ in range(kills - 1))
+    together = rng.uniform(0.6 * seconds, 0.85 * seconds)
+    api_rng, worker_rng = random.Random(rng.random()), random.Random(rng.random())
+    async with asyncio.TaskGroup() as each:
+        each.create_task(crash([api], api_moments, api_rng, load_started))
+        each.create_task(crash([worker], worker_moments, worker_rng, load_started))
+    await crash([api, worker], [together], rng, load_started)
 
 
 def idempotency_in_progress(response: httpx.Response) -> bool:
@@ -232,14 +247,6 @@ def plan_payments(rng: random.Random, count: int, seconds: float) -> list[Planne
         )
         for i in range(count)
     ]
-
-
-def kill_moments(rng: random.Random, kills: int, seconds: float) -> tuple[list[float], list[float]]:
-    """When to kill the API and the worker: inside the load, away from its ends; the last of each at once."""
-    api = sorted(rng.uniform(0.1 * seconds, 0.8 * seconds) for _ in range(kills))
-    worker = sorted(rng.uniform(0.1 * seconds, 0.8 * seconds) for _ in range(kills))
-    worker[-1] = api[-1] = max(api[-1], worker[-1])
-    return api, worker
 
 
 @dataclasses.dataclass
@@ -483,7 +490,6 @@ async def main() -> None:
             assert put.status_code == 200, put.text
 
             planned = plan_payments(rng, args.payments, args.seconds)
-            api_kills, worker_kills = kill_moments(rng, args.kills, args.seconds)
             load_started = time.monotonic()
             load = Load(
                 api=api_http, sandbox=sandbox_http, secret=secret,
@@ -494,8 +500,8 @@ async def main() -> None:
             async with asyncio.TaskGroup() as running:
                 for number, payment in enumerate(planned):
                     running.create_task(load.pay(number, payment, load_started))
-                running.create_task(killer(api, api_kills, random.Random(rng.random()), load_started))
-                running.create_task(killer(worker, worker_kills, random.Random(rng.random()), load_started))
+                running.create_task(crashes(api, worker, args.kills, args.seconds, random.Random(rng.random()),
+                                            load_started))
             load_seconds = time.monotonic() - load_started
 
             charges = await sandbox_charges(sandbox_http, secret)
@@ -523,20 +529,21 @@ async def main() -> None:
             finally:
                 await db.close()
 
-            integrity = (await api_http.get("/v1/admin/integrity", headers=admin)).json()
+            integrity = (await api_http.get("/v1/admin/integrity", headers=admin)).raise_for_status().json()
             if not integrity["ok"]:
                 failing = [check["name"] for check in integrity["checks"] if not check["ok"]]
                 violations.append(f"GET /v1/admin/integrity: failing {failing}")
             window = {"from": (run_started - timedelta(minutes=1)).isoformat(),
                       "to": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}
-            reconciliation = (await api_http.get("/v1/admin/reconciliation", params=window, headers=admin)).json()
+            reconciliation = (await api_http.get("/v1/admin/reconciliation", params=window, headers=admin)
+                              ).raise_for_status().json()
             differences = reconciliation["differences"]
             if not reconciliation["ok"]:
                 violations += [f"reconciliation: {d['record']} {d['reference']} {d['kind']}" for d in differences]
         if load.tally.server_errors:
             violations.append(f"5xx answers during the load: {dict(load.tally.server_errors)}")
     except BaseException:
-        print(f"crash recovery bench: interrupted; logs kept in {workdir}", file=sys.stderr)
+        print(f"crash recovery bench: stopped by an error or a signal; logs kept in {workdir}", file=sys.stderr)
         raise
     finally:
         await asyncio.gather(*(child.stop() for child in children))
