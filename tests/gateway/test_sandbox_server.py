@@ -150,3 +150,28 @@ def test_sandbox_app_refuses_a_live_key() -> None:
     with pytest.raises(ValueError, match="sk_live_"):
         create_sandbox_app(live, public_base_url="http://127.0.0.1:8001", webhook_url="http://127.0.0.1:8000/hook")
 
+
+
+async def test_a_caller_gone_before_its_body_arrived_is_no_error() -> None:
+    """A service killed while sending `POST /transaction/initialize`: the sandbox records nothing and
+    raises nothing (uvicorn would log it as an exception in the application)."""
+    settings = Settings(_env_file=None, paystack_secret_key=SECRET)
+    app = create_sandbox_app(settings, public_base_url="http://127.0.0.1:8001", webhook_url="http://127.0.0.1:9/h")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": f"{MOUNT_PREFIX}/transaction/initialize", "raw_path": b"", "root_path": "", "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {SECRET}".encode()), (b"content-type", b"application/json"),
+                    (b"content-length", b"64")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8001),
+    }
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 499
+    assert app.state.sandbox.transactions == {}
