@@ -27,7 +27,7 @@ empty, then checks:
 
 Prints a summary; exit status 1 on any violation (the processes' logs are then kept and named).
 
-    python bench/crash_recovery.py           # 400 payments over 30 s, 4 kills of each process
+    python bench/crash_recovery.py           # 600 payments over 60 s, 4 kills of each process
     python bench/crash_recovery.py --ci      # the CI size: 80 payments over 12 s, 2 kills of each
 """
 
@@ -78,7 +78,7 @@ MAX_RESTART_PAUSE_SECONDS = 1.0
 # A client's pause before sending again: doubling from the first to the last, so that a process coming
 # back is not slowed by a crowd of retries.
 RETRY_PAUSES_SECONDS = (0.1, 1.0)
-# How long the load may go on past `--seconds` while it retries through the last restarts.
+# How long a request may go unanswered once the last restart is over and the load's time is up.
 LOAD_GRACE_SECONDS = 30.0
 STOP_SECONDS = 10.0
 # The service's settings that make recovery fit in a run: a killed worker's claimed events and a killed
@@ -93,7 +93,7 @@ RECOVERY_SETTINGS = {
 
 
 class GaveUp(Exception):
-    """A request still unanswered when the load's deadline passed."""
+    """A request still unanswered at the load's deadline."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,28 +209,6 @@ def idempotency_in_progress(response: httpx.Response) -> bool:
     return response.status_code == 409 and "IDEMPOTENCY_IN_PROGRESS" in response.text
 
 
-async def answered(what: str, send: Callable[[], Awaitable[httpx.Response]], tally: Tally, deadline: float,
-                   *, in_progress_retried: bool = False) -> httpx.Response:
-    """`send()` until the server answers, as a client or Paystack would: again after no answer or a 5xx,
-    and after IDEMPOTENCY_IN_PROGRESS if `in_progress_retried`. GaveUp once `deadline` (monotonic) passed."""
-    first_pause, last_pause = RETRY_PAUSES_SECONDS
-    pause = first_pause
-    while True:
-        try:
-            response = await send()
-        except httpx.TransportError:
-            tally.dropped += 1
-        else:
-            if response.status_code >= 500:
-                tally.server_errors[response.status_code] += 1
-            elif in_progress_retried and idempotency_in_progress(response):
-                tally.in_progress += 1
-            else:
-                return response
-        if time.monotonic() > deadline:
-            raise GaveUp(f"{what}: no answer before the load's deadline")
-        await asyncio.sleep(pause)
-        pause = min(last_pause, 2 * pause)
 
 
 def plan_payments(rng: random.Random, count: int, seconds: float) -> list[PlannedPayment]:
@@ -258,9 +236,33 @@ class Load:
     secret: str
     investors: list[dict[str, str]]
     run_id: str
-    deadline: float
+    # None while processes are still to be killed: until then a request waits for the restart.
+    deadline: float | None = None
     tally: Tally = dataclasses.field(default_factory=Tally)
     outcomes: dict[str, str] = dataclasses.field(default_factory=dict)  # reference -> outcome at checkout
+
+    async def answered(self, what: str, send: Callable[[], Awaitable[httpx.Response]], *,
+                       in_progress_retried: bool = False) -> httpx.Response:
+        """`send()` until the server answers, as a client or Paystack would: again after no answer or a
+        5xx, and after IDEMPOTENCY_IN_PROGRESS if `in_progress_retried`. GaveUp after the deadline."""
+        first_pause, last_pause = RETRY_PAUSES_SECONDS
+        pause = first_pause
+        while True:
+            try:
+                response = await send()
+            except httpx.TransportError:
+                self.tally.dropped += 1
+            else:
+                if response.status_code >= 500:
+                    self.tally.server_errors[response.status_code] += 1
+                elif in_progress_retried and idempotency_in_progress(response):
+                    self.tally.in_progress += 1
+                else:
+                    return response
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise GaveUp(f"{what}: no answer before the load's deadline")
+            await asyncio.sleep(pause)
+            pause = min(last_pause, 2 * pause)
 
     async def pay(self, number: int, planned: PlannedPayment, load_started: float) -> None:
         await asyncio.sleep(max(0.0, load_started + planned.start - time.monotonic()))
@@ -268,8 +270,9 @@ class Load:
         headers = {**investor, "Idempotency-Key": f"{self.run_id}-{number}"}
         body = {"payment_type": "investment", "app_id": APP_ID, "email": f"investor{planned.investor}@example.com",
                 "currency": CURRENCY, "shares": planned.shares}
-        created = await answered("POST /v1/payments", lambda: self.api.post("/v1/payments", json=body, headers=headers),
-                                 self.tally, self.deadline, in_progress_retried=True)
+        created = await self.answered("POST /v1/payments",
+                                      lambda: self.api.post("/v1/payments", json=body, headers=headers),
+                                      in_progress_retried=True)
         if created.status_code != 201:
             raise RuntimeError(f"POST /v1/payments answered {created.status_code}: {created.text}")
         self.tally.created += 1
@@ -298,9 +301,9 @@ class Load:
         """The same signed charge.success the sandbox sends, again: Paystack delivers at least once."""
         await asyncio.sleep(delay)
         headers = {"x-paystack-signature": sign(webhook, self.secret), "Content-Type": "application/json"}
-        response = await answered("POST /v1/webhooks/paystack",
-                                  lambda: self.api.post("/v1/webhooks/paystack", content=webhook, headers=headers),
-                                  self.tally, self.deadline)
+        response = await self.answered(
+            "POST /v1/webhooks/paystack",
+            lambda: self.api.post("/v1/webhooks/paystack", content=webhook, headers=headers))
         if response.status_code != 200:
             raise RuntimeError(f"a signed webhook was refused: {response.status_code} {response.text}")
         self.tally.duplicates += 1
@@ -308,9 +311,9 @@ class Load:
     async def verify(self, reference: str, investor: dict[str, str], delay: float) -> None:
         """The payer's browser back from checkout: the API applies the charge itself, racing the worker."""
         await asyncio.sleep(delay)
-        response = await answered(f"POST /v1/payments/{reference}/verify",
-                                  lambda: self.api.post(f"/v1/payments/{reference}/verify", headers=investor),
-                                  self.tally, self.deadline)
+        response = await self.answered(
+            f"POST /v1/payments/{reference}/verify",
+            lambda: self.api.post(f"/v1/payments/{reference}/verify", headers=investor))
         if response.status_code != 200:
             raise RuntimeError(f"verify {reference} answered {response.status_code}: {response.text}")
         self.tally.verifies += 1
@@ -419,8 +422,8 @@ def describe_kills(child: Child) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--payments", type=int, default=400)
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long payments keep being created")
+    parser.add_argument("--payments", type=int, default=600)
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long payments keep being created")
     parser.add_argument("--kills", type=int, default=4, help="SIGKILLs of the API, and of the worker, during the load")
     parser.add_argument("--seed", type=int, default=1, help="draws the payments and the moments of the kills")
     parser.add_argument("--settle-timeout", type=float, default=60.0,
@@ -495,13 +498,19 @@ async def main() -> None:
                 api=api_http, sandbox=sandbox_http, secret=secret,
                 investors=[{"Authorization": f"Bearer {issue_token(settings, f'investor-{i}', [])}"}
                            for i in range(INVESTORS)],
-                run_id=f"crash-{secrets.token_hex(4)}", deadline=load_started + args.seconds + LOAD_GRACE_SECONDS,
+                run_id=f"crash-{secrets.token_hex(4)}",
             )
+            crash_rng = random.Random(rng.random())
+
+            async def kill_during_load() -> None:
+                await crashes(api, worker, args.kills, args.seconds, crash_rng, load_started)
+                # every process is back for good: what is still unanswered must be answered soon
+                load.deadline = max(time.monotonic(), load_started + args.seconds) + LOAD_GRACE_SECONDS
+
             async with asyncio.TaskGroup() as running:
                 for number, payment in enumerate(planned):
                     running.create_task(load.pay(number, payment, load_started))
-                running.create_task(crashes(api, worker, args.kills, args.seconds, random.Random(rng.random()),
-                                            load_started))
+                running.create_task(kill_during_load())
             load_seconds = time.monotonic() - load_started
 
             charges = await sandbox_charges(sandbox_http, secret)
