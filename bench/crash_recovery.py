@@ -209,8 +209,6 @@ def idempotency_in_progress(response: httpx.Response) -> bool:
     return response.status_code == 409 and "IDEMPOTENCY_IN_PROGRESS" in response.text
 
 
-
-
 def plan_payments(rng: random.Random, count: int, seconds: float) -> list[PlannedPayment]:
     return [
         PlannedPayment(
