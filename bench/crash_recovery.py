@@ -571,7 +571,8 @@ async def main() -> None:
     print(f"  requests sent again         {tally.dropped:6d}   (no answer: refused, or the server died)")
     print(f"  sandbox webhook retries     {log_count(sandbox.log, 'failed: ')}   "
           f"(given up: {log_count(sandbox.log, 'giving up')})")
-    print(f"  pending payments orphaned   {orphans:6d}   (created, then the answer lost with a kill)")
+    print(f"  payments of killed requests {orphans:6d}   (pending, never charged: the retry came after the "
+          "Idempotency-Key's lease and made its own)")
     print(f"  settled after the load in   {waited:6.1f} s   ({credited} of {len(charges)} charges credited, "
           "every webhook received)")
     print(f"  webhook inbox               {dict(sorted(inbox.items()))}   (taken more than once: {taken_again})")
