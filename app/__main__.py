@@ -1,6 +1,6 @@
-"""Command line: `python -m app serve` (migrate, then run), `migrate`, `token` (dev tokens), `docs api`
-(write docs/api.md) and `settings env|markdown` (the settings' documentation: `.env.example`,
-docs/configuration.md)."""
+"""Command line: `python -m app serve` (migrate, then run), `migrate`, `token` (dev tokens), `sandbox`
+(the Paystack sandbox as a process of its own), `docs api` (write docs/api.md) and `settings env|markdown`
+(the settings' documentation: `.env.example`, docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,31 @@ def write_api_doc(*, check: bool) -> int:
     return 0
 
 
+def served_address(host: str, port: int) -> str:
+    """The URL a server bound to `host`:`port` is reached at from this machine."""
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+def run_sandbox(host: str, port: int, webhook_url: str | None, public_url: str | None) -> None:
+    """One process, no database: the sandbox keeps its records in memory, so it is never run with
+    several workers."""
+    import uvicorn
+
+    from app.core.logging import configure_logging
+    from app.gateway.sandbox.server import create_sandbox_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    app = create_sandbox_app(
+        settings,
+        public_base_url=(public_url or served_address(host, port)).rstrip("/"),
+        webhook_url=webhook_url or f"{settings.public_base_url}/v1/webhooks/paystack",
+    )
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, log_config=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1)
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    sandbox = commands.add_parser(
+        "sandbox", help="run the Paystack sandbox alone, for services in test mode (PAYSTACK_BASE_URL)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8001)
+    sandbox.add_argument("--webhook-url",
+                         help="where its webhooks go (default: {PUBLIC_BASE_URL}/v1/webhooks/paystack)")
+    sandbox.add_argument("--public-url", help="where it is reached, for checkout links (default: the served address)")
 
     token = commands.add_parser("token", help="print a development JWT signed with JWT_SECRET")
     token.add_argument("--sub", required=True, help="user id")
@@ -90,14 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"refused: {error}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "sandbox":
+        run_sandbox(args.host, args.port, args.webhook_url, args.public_url)
+        return 0
     migrate()
     if args.command == "serve":
         import uvicorn
 
         if "PUBLIC_BASE_URL" not in os.environ and not settings.model_fields_set & {"public_base_url"}:
             # The sandbox's checkout links and webhooks must point at the port actually served.
-            host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-            os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{args.port}"
+            os.environ["PUBLIC_BASE_URL"] = served_address(args.host, args.port)
             get_settings.cache_clear()
 
         uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,

@@ -1,9 +1,10 @@
-"""What the benchmarks share: a fresh database, a runtime that never calls a gateway, percentiles, a cheap
-HTTP/1.1 client and the wait for a started server."""
+"""What the benchmarks share: a fresh database (and dropping it), a runtime that never calls a gateway,
+percentiles, a free port, a cheap HTTP/1.1 client and the wait for a started server."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,15 @@ async def fresh_database(pg: str, name: str) -> None:
         await conn.close()
 
 
+async def drop_database(pg: str, name: str) -> None:
+    """Drop database `name` on `pg` (user@host:port), closing what is still connected to it."""
+    conn = await asyncpg.connect(f"postgresql://{pg}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def offline_runtime(url: str, **settings: object) -> Runtime:
     """The service's runtime on `url`; its gateway points nowhere (service-layer benchmarks queue
     payouts and refunds for a worker that does not run)."""
@@ -46,9 +56,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def wait_healthy(http: httpx.AsyncClient, deadline: float = 60) -> None:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_healthy(http: httpx.AsyncClient, deadline: float = 60,
+                       process: asyncio.subprocess.Process | None = None) -> None:
+    """Until GET /healthz answers 200; RuntimeError after `deadline` seconds, or as soon as `process`
+    (the server, when the caller started it) has exited."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
+        if process is not None and process.returncode is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} before it became healthy")
         try:
             if (await http.get("/healthz")).status_code == 200:
                 return

@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from common import ROOT, KeepAliveConnection, percentile, wait_healthy
+from common import ROOT, KeepAliveConnection, free_port, percentile, wait_healthy
 
 from app.core.config import Settings
 from app.core.security import issue_token
@@ -58,12 +57,6 @@ class Sample:
     due: float  # seconds after the measured load started (negative: warm-up)
     latency: float  # from `due` to the answer
     status: int  # 0: no answer within ANSWER_TIMEOUT_SECONDS
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 from app.gateway.sandbox import fields
 from app.gateway.sandbox.banks import find_bank, list_banks, resolve_account_name
@@ -29,6 +30,8 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 DISCONNECT_POLL_SECONDS = 0.1
 # An answer cut short: the start of a success envelope.
 MALFORMED_BODY = b'{"status":true,"message":"OK","data":{"id":'
+# What access logs show for a request whose caller went away first (nginx's convention); never sent.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _invalid_key() -> PaystackError:
@@ -85,7 +88,9 @@ def _authorized(request: Request, secret_key: str) -> bool:
 
 
 class _EnvelopeRoute(APIRoute):
-    """Renders PaystackError itself: the host app's handlers would reshape an HTTPException."""
+    """Renders PaystackError itself: the host app's handlers would reshape an HTTPException. A caller
+    that hangs up before its body has arrived (a service killed mid-call) changed nothing and is
+    answered by no one: not an error of the sandbox's."""
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
@@ -95,6 +100,8 @@ class _EnvelopeRoute(APIRoute):
                 return await handler(request)
             except PaystackError as exc:
                 return exc.response()
+            except ClientDisconnect:
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
 
         return handle
 
