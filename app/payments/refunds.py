@@ -32,7 +32,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import metrics
+from app.core import metrics, outbox
 from app.core.errors import NotFound
 from app.core.money import to_major
 from app.core.security import Principal
@@ -136,8 +136,8 @@ def _move(refund: Refund, status: str) -> bool:
 
 def _check_delay(rt: Runtime, attempts: int) -> timedelta:
     """The wait before the worker takes a refund again: doubling from REFUND_CHECK_INTERVAL_SECONDS, up to an hour."""
-    seconds = rt.settings.refund_check_interval_seconds * 2 ** min(max(attempts - 1, 0), 16)
-    return min(timedelta(seconds=seconds), MAX_CHECK_INTERVAL)
+    return outbox.backoff(attempts, first=rt.settings.refund_check_interval_seconds,
+                          most=MAX_CHECK_INTERVAL.total_seconds())
 
 
 # ---- settling ------------------------------------------------------------------------------------
@@ -217,19 +217,16 @@ class _Claimed:
 async def _claim(rt: Runtime, statuses: tuple[str, ...], limit: int) -> list[_Claimed]:
     """Take up to `limit` due refunds in `statuses`; SKIP LOCKED lets several workers share them. A `pending`
     one becomes `sending`, leased to this worker for one call; any other is due again after a backoff."""
-    lease = timedelta(seconds=rt.settings.worker_lease_seconds)
+    lease = outbox.lease(rt.settings.worker_lease_seconds)
     async with rt.db.unit_of_work() as session:
         now = utcnow()
-        rows = (
-            await session.execute(
-                select(Refund, Payment.reference, Payment.gateway_transaction_id)
-                .join(Payment, Payment.id == Refund.payment_id)
-                .where(Refund.status.in_(statuses), Refund.available_at <= now)
-                .order_by(Refund.available_at, Refund.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True, of=Refund)
-            )
-        ).all()
+        waiting = (
+            select(Refund, Payment.reference, Payment.gateway_transaction_id)
+            .join(Payment, Payment.id == Refund.payment_id)
+            .where(Refund.status.in_(statuses))
+            .order_by(Refund.available_at, Refund.id)
+        )
+        rows = (await session.execute(outbox.due(waiting, Refund.available_at, now, limit=limit, of=Refund))).all()
         claimed = []
         for refund, reference, transaction_id in rows:
             refund.attempts += 1
@@ -319,10 +316,10 @@ async def _end_expired_leases(rt: Runtime) -> int:
     """A worker that claimed a refund and then died may have sent it: its outcome is unknown."""
     async with rt.db.unit_of_work() as session:
         now = utcnow()
+        sending = select(Refund).where(Refund.status == "sending").order_by(Refund.id)
         expired = (
             await session.scalars(
-                select(Refund).where(Refund.status == "sending", Refund.available_at <= now)
-                .order_by(Refund.id).limit(rt.settings.worker_batch_size).with_for_update(skip_locked=True)
+                outbox.due(sending, Refund.available_at, now, limit=rt.settings.worker_batch_size)
             )
         ).all()
         for refund in expired:

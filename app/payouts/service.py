@@ -24,7 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import check_currency
-from app.core import metrics
+from app.core import metrics, outbox
 from app.core.errors import InvalidBankAccount, InvalidState, NotFound, ValidationFailed
 from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
@@ -156,18 +156,19 @@ async def _claim_due(rt: Runtime) -> list[Payout]:
     Each goes to the payee's payout account as it is now: a payout written while the account was
     being registered (it read none, and committed after the registration updated the pending ones)
     would otherwise wait for an account that exists."""
-    lease = timedelta(seconds=rt.settings.worker_lease_seconds)
+    lease = outbox.lease(rt.settings.worker_lease_seconds)
     async with rt.db.unit_of_work() as session:
+        payable = (
+            select(Payout, PayoutAccount.recipient_code)
+            .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
+                       & (PayoutAccount.currency == Payout.currency))
+            .where(Payout.status == "pending",
+                   or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
+            .order_by(Payout.id)
+        )
         claimed = (
             await session.execute(
-                select(Payout, PayoutAccount.recipient_code)
-                .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
-                           & (PayoutAccount.currency == Payout.currency))
-                .where(Payout.status == "pending", Payout.available_at <= utcnow(),
-                       or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
-                .order_by(Payout.id)
-                .limit(rt.settings.worker_batch_size)
-                .with_for_update(of=Payout, skip_locked=True)
+                outbox.due(payable, Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size, of=Payout)
             )
         ).all()
         payouts = [payout for payout, _ in claimed]

@@ -15,7 +15,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -25,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import metrics
+from app.core import metrics, outbox
 from app.core.db import is_retryable
 from app.core.logging import redact
 from app.gateway.errors import GatewayError, GatewayRejected
@@ -269,22 +268,17 @@ async def store_event(rt: Runtime, arrival: Arrival) -> bool:
 
 async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:
     """Take up to `limit` due events; SKIP LOCKED lets several workers share the inbox."""
-    lease = timedelta(seconds=rt.settings.worker_lease_seconds)
     async with rt.db.unit_of_work() as session:
         now = utcnow()
+        waiting = select(WebhookEvent).where(WebhookEvent.status.in_(("pending", "processing")))
         events = (
-            await session.scalars(
-                select(WebhookEvent)
-                .where(WebhookEvent.status.in_(("pending", "processing")), WebhookEvent.available_at <= now)
-                .order_by(WebhookEvent.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
+            await session.scalars(outbox.due(waiting.order_by(WebhookEvent.id), WebhookEvent.available_at, now,
+                                             limit=limit))
         ).all()
         for event in events:
             event.status = "processing"
             event.attempts += 1
-            event.available_at = now + lease  # if this worker dies, another takes it after the lease
+            event.available_at = now + outbox.lease(rt.settings.worker_lease_seconds)
         return list(events)
 
 
@@ -331,7 +325,7 @@ async def _finish(rt: Runtime, events: list[WebhookEvent], outcomes: list[tuple[
                 await session.execute(
                     update(WebhookEvent).where(WebhookEvent.id == event.id).values(
                         status="pending", last_error=(error or "")[:1000],
-                        available_at=now + timedelta(seconds=min(2**event.attempts, 3600)))
+                        available_at=now + outbox.backoff(event.attempts + 1, first=1, most=3600))
                 )
             elif error is not None:
                 await session.execute(
