@@ -23,7 +23,7 @@ from app.escrow.router import router as escrow_router
 from app.ledger.reconciliation import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
-from app.payments.refunds import REFUND_EVENT_HANDLERS, RefundSettledHooks, check_refunds, send_pending_refunds
+from app.payments.gateway_refunds import REFUND_EVENT_HANDLERS, RefundSettledHooks, check_refunds, send_pending_refunds
 from app.payments.router import router as payments_router
 from app.payments.service import handle_charge_success, reconcile_pending
 from app.payments.types import PaymentTypes

@@ -38,9 +38,9 @@ import app.escrow.movements as movements
 import app.ledger.service as ledger
 from app.core.config import Settings
 from app.core.db import Database
-from app.escrow import queue as escrow_queue
+from app.escrow import group_commit
+from app.escrow.group_commit import Finish
 from app.escrow.movements import ReleaseMoney
-from app.escrow.queue import Finish
 from app.escrow.refunds import request_refund
 from app.escrow.service import EscrowService
 from app.ledger import accounts
@@ -121,7 +121,7 @@ async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tupl
                     return ReleaseMoney(app=app_rows[app_id], currency="NGN", items=[(deposit_id, 100)],
                                         source_id=new_id("bench"), milestone_id=None), finish
 
-                await escrow_queue.run(rt, prepare)
+                await group_commit.run(rt, prepare)
             else:  # exactly what POST /v1/escrow/transactions/{id}/refunds runs
                 await request_refund(rt, deposit_id, amount=Decimal("1.00"), reason="bench")
             done += 1

@@ -16,7 +16,7 @@ from app.escrow.service import new_deposit
 from app.ledger import accounts
 from app.ledger.service import post_entries
 from app.models import Payment
-from app.payments.refunds import queue_refund
+from app.payments.gateway_refunds import queue_refund
 from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan
 from app.runtime import Runtime

@@ -6,7 +6,7 @@ against what its deposits still hold, and a milestone's release also against
 what milestones already released from them (a refused movement writes nothing
 and gets its own error), then writes the rows of the accepted ones together and
 posts their journal entries. One release or refund is a batch of one;
-`app.escrow.queue.run` (group commit, `app.core.batching.GroupCommit`) hands
+`app.escrow.group_commit.run` (group commit, `app.core.batching.GroupCommit`) hands
 `apply()` the movements of concurrent requests at once, so a hot escrow account
 is locked once per batch instead of once per movement.
 """
@@ -27,7 +27,7 @@ from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Payment, Refund
 from app.models.base import new_id
-from app.payments.refunds import new_refund
+from app.payments.gateway_refunds import new_refund
 from app.payouts.service import new_payout, payout_recipients
 from app.runtime import Runtime
 from app.shares.service import reserve_shares

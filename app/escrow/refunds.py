@@ -13,13 +13,13 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.money import to_major
-from app.escrow import queue as escrow_queue
+from app.escrow import group_commit
 from app.escrow.deposits import deposit_status, lock_deposits
+from app.escrow.group_commit import Finish
 from app.escrow.movements import RefundMade, RefundMoney, apply_one
-from app.escrow.queue import Finish
 from app.escrow.schemas import RefundOut
 from app.models import EscrowTransaction, Refund
-from app.payments.refunds import SETTLED
+from app.payments.gateway_refunds import SETTLED
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, unreserve_shares
 
@@ -46,7 +46,7 @@ async def refund_deposit(
 
 async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None, reason: str) -> RefundOut:
     """An admin refunds `amount` (major units; default all that remains) of a deposit, in the next
-    batch of the escrow queue."""
+    batch of the escrow group commit."""
 
     async def prepare(_: AsyncSession) -> tuple[RefundMoney, Finish]:
         async def finish(made: object) -> RefundOut:
@@ -55,7 +55,7 @@ async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None
 
         return RefundMoney(deposit_id=deposit_id, amount=None, amount_major=amount, reason=reason), finish
 
-    return await escrow_queue.run(rt, prepare)
+    return await group_commit.run(rt, prepare)
 
 
 async def on_refund_settled(session: AsyncSession, refund: Refund) -> None:

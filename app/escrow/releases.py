@@ -22,10 +22,10 @@ from app.core.money import allocate, currency, format_percentage, parse_percenta
 from app.core.repository import get_or_404
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
-from app.escrow import queue as escrow_queue
+from app.escrow import group_commit
+from app.escrow.group_commit import Finish
 from app.escrow.milestones import get_milestone
 from app.escrow.movements import ReleaseMoney, apply_one, check_can_give
-from app.escrow.queue import Finish
 from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
 from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest
 from app.models.base import new_id, utcnow
@@ -185,7 +185,7 @@ async def _execute_automatically(session: AsyncSession, rt: Runtime, release: Re
 
 
 async def execute(rt: Runtime, principal: Principal, release_id: str) -> ReleaseOut:
-    """An admin executes an approved release, in the next batch of the escrow queue."""
+    """An admin executes an approved release, in the next batch of the escrow group commit."""
 
     async def prepare(session: AsyncSession) -> tuple[ReleaseMoney, Finish]:
         release, app = await get_release(session, principal, release_id, for_update=True)
@@ -199,7 +199,7 @@ async def execute(rt: Runtime, principal: Principal, release_id: str) -> Release
 
         return await _release_money(session, release, app), finish
 
-    return await escrow_queue.run(rt, prepare, key=release_id)
+    return await group_commit.run(rt, prepare, key=release_id)
 
 
 async def execute_release(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:

@@ -70,7 +70,7 @@ async def refund_transaction(
         await service.get_transaction(session, principal, transaction_id)
         raise Unauthorized("Only an admin refunds escrow")
 
-    async def refund(_: Answer) -> RefundOut:  # recorded after the escrow queue's batch commits
+    async def refund(_: Answer) -> RefundOut:  # recorded after the escrow group commit's batch commits
         return await refunds.request_refund(rt, transaction_id, amount=body.amount, reason=body.reason)
 
     scope = f"POST /v1/escrow/transactions/{transaction_id}/refunds"

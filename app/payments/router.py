@@ -16,7 +16,8 @@ from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.gateway.signature import verify_signature
 from app.models import Payment
-from app.payments import refunds, service
+from app.payments import gateway_refunds as refunds
+from app.payments import service
 from app.payments.schemas import (
     PaymentCreate,
     PaymentOut,

@@ -33,7 +33,7 @@ from app.ledger.service import Leg, post
 from app.models import Holding, Payment, ShareMovement, ShareTransfer
 from app.models.base import new_id, utcnow
 from app.models.statuses import ShareTransferStatus, advance
-from app.payments.refunds import queue_refund
+from app.payments.gateway_refunds import queue_refund
 from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan
 from app.payouts.service import queue_payout

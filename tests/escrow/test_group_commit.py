@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.escrow import queue as escrow_queue
+from app.escrow import group_commit
+from app.escrow.group_commit import Finish
 from app.escrow.movements import RefundMade, RefundMoney
-from app.escrow.queue import Finish
 from app.models import EscrowTransaction, Refund
 from tests.escrow.test_full_path import approve, complete, milestone
 from tests.helpers import OWNER, invest, pay, put_app
@@ -109,7 +109,7 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
 
             return RefundMoney(deposit_id=deposit_id, amount=100_00, reason="test"), finish
 
-        return escrow_queue.run(rt, prepare)
+        return group_commit.run(rt, prepare)
 
     committed_before, carried_before = batches()
     # gathered together, the three are waiting before the queue's task first runs: one batch
