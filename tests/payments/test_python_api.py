@@ -13,7 +13,7 @@ from app.core.errors import ValidationFailed
 from app.escrow.service import EscrowService
 from app.gateway.signature import sign
 from app.models import EscrowTransaction
-from app.payments.facade import PaymentService
+from app.payments.python_api import PaymentService
 from tests.helpers import put_app
 
 
