@@ -1,2 +1,2 @@
 """Payments: intents priced by their payment type, verification with the gateway, refunds through it, and
-the Python facade."""
+the platform's Python interface (python_api.py)."""
