@@ -9,8 +9,9 @@ from typing import Any
 from app.core.errors import ValidationFailed
 from app.core.security import Principal
 from app.gateway.signature import verify_signature
+from app.payments.flows import create_payment
 from app.payments.schemas import PaymentCreate
-from app.payments.service import create_payment, payment_out
+from app.payments.service import payment_out
 from app.runtime import Runtime
 
 

@@ -16,8 +16,8 @@ from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
 from app.gateway.signature import verify_signature
 from app.models import Payment
+from app.payments import flows, service
 from app.payments import gateway_refunds as refunds
-from app.payments import service
 from app.payments.schemas import (
     PaymentCreate,
     PaymentOut,
@@ -44,7 +44,7 @@ async def create_payment(
         async def written(session: AsyncSession, payment: Payment) -> None:
             await answer.record(session, service.payment_out(payment))
 
-        return service.payment_out(await service.create_payment(rt, principal, body, written=written))
+        return service.payment_out(await flows.create_payment(rt, principal, body, written=written))
 
     return await idempotent(rt.db, principal, idempotency_key, "POST /v1/payments", body, create)
 
@@ -72,7 +72,7 @@ async def get_payment(reference: str, principal: CurrentUser, session: SessionDe
 @router.post("/payments/{reference}/verify", response_model=PaymentOut)
 @limiter.limit(payments_limit)
 async def verify_payment(request: Request, reference: str, principal: CurrentUser, rt: RuntimeDep) -> PaymentOut:
-    return service.payment_out(await service.verify_payment(rt, principal, reference))
+    return service.payment_out(await flows.verify_payment(rt, principal, reference))
 
 
 @router.get("/refunds/{refund_id}", response_model=PaymentRefundOut)

@@ -1,9 +1,8 @@
-"""Payments: create intents, read them, and apply what the gateway says exactly once.
+"""Payments in a session the caller owns: read them, and apply what the gateway says exactly once.
 
-`create_payment` and `verify_payment` are orchestrations: they call the
-gateway outside any database transaction and open their own units of work.
-`apply_verifications` is the single place charge outcomes are applied; the
-webhook worker, the client's verify call and the reconciler all go through it.
+`apply_verifications` is the single place charge outcomes are applied; the webhook worker, the client's
+verify call and the reconciler all go through it (`flows.verify_and_apply`). Nothing here commits or
+calls the gateway: `flows.py` does, and `tasks.py` holds the worker's jobs.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,16 +22,13 @@ from app.core.errors import NotFound, ValidationFailed
 from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
-from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
-from app.models.base import new_id, utcnow
-from app.models.payments import REFERENCE_LENGTH
+from app.models.base import utcnow
 from app.models.statuses import PaymentStatus, advance
-from app.payments.schemas import PaymentCreate, PaymentOut
+from app.payments.schemas import PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
-from app.webhooks.inbox import RetryLater, text_field
 
 log = logging.getLogger(__name__)
 
@@ -56,65 +50,6 @@ def check_callback_url(settings: Settings, callback_url: str | None) -> None:
     return to a frontend on a developer's machine."""
     if callback_url is not None and not settings.is_sandbox and not callback_url.startswith("https://"):
         raise ValidationFailed("callback_url must be an https URL", field="callback_url")
-
-
-async def create_payment(
-    rt: Runtime,
-    principal: Principal,
-    request: PaymentCreate,
-    *,
-    written: Callable[[AsyncSession, Payment], Awaitable[None]] | None = None,
-) -> Payment:
-    """Plan, initialise the charge at the gateway, then write the payment; `written` runs in the
-    transaction that writes it (the route records its Idempotency-Key answer there)."""
-    check_callback_url(rt.settings, request.callback_url)
-    handler = handler_for(rt, request.payment_type)
-    async with rt.db.unit_of_work() as session:
-        plan = await handler.plan(session, rt, principal, request)
-    reference = new_reference()
-    metadata: dict[str, Any] = {
-        **request.metadata,
-        "payment_type": request.payment_type,
-        "app_id": plan.app_id,
-        "user_id": principal.user_id,
-    }
-    # The gateway call happens between two transactions, never inside one.
-    initialized = await rt.gateway.initialize_transaction(
-        email=request.email,
-        amount=plan.amount,
-        currency=plan.currency,
-        reference=reference,
-        callback_url=request.callback_url,
-        metadata=metadata,
-        channels=request.channels,
-    )
-    payment = Payment(
-        id=new_id("pay"),
-        reference=reference,
-        user_id=principal.user_id,
-        app_id=plan.app_id,
-        payment_type=request.payment_type,
-        status="pending",
-        amount=plan.amount,
-        currency=plan.currency,
-        email=request.email,
-        channels=request.channels,
-        callback_url=request.callback_url,
-        extra=request.metadata,
-        access_code=initialized.access_code,
-        authorization_url=initialized.authorization_url,
-        shares=plan.shares,
-        share_transfer_id=plan.share_transfer_id,
-        period=plan.period,
-        refunded_amount=0,
-    )
-    async with rt.db.unit_of_work() as session:
-        session.add(payment)
-        if written is not None:
-            await session.flush()
-            await written(session, payment)
-    metrics.PAYMENTS.labels(status="pending").inc()
-    return payment
 
 
 async def get_payment(session: AsyncSession, principal: Principal, reference: str) -> Payment:
@@ -192,78 +127,6 @@ async def apply_verifications(
         for _ in paid:
             metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
     return [payments.get(reference) for reference in references]
-
-
-async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
-    """Ask the gateway about a charge, then apply its answer in a transaction shared with the charges
-    verified at the same time (an app's share count and escrow account are written once per batch)."""
-    verified = await rt.gateway.verify_transaction(reference)
-    if verified.reference != reference:
-        raise GatewayError("verify answered for another reference", gateway_code="reference_mismatch")
-    commits = rt.group_commit("verified charges", lambda session, batch: apply_verifications(session, rt, batch))
-    return await commits.submit((reference, verified), key=reference)
-
-
-async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> Payment:
-    async with rt.db.unit_of_work() as session:
-        payment = await get_payment(session, principal, reference)
-    if payment.status != "pending" and payment.status not in ("failed", "abandoned"):
-        return payment
-    applied = await verify_and_apply(rt, reference)
-    assert applied is not None
-    return applied
-
-
-async def handle_charge_success(rt: Runtime, data: dict[str, Any]) -> str:
-    """Never trust the webhook body for money: look the charge up with the gateway first."""
-    reference = text_field(data, "reference", max_length=REFERENCE_LENGTH) or ""
-    if not reference.startswith(REFERENCE_PREFIX):
-        return "ignored"  # not a charge this service started
-    try:
-        payment = await verify_and_apply(rt, reference)
-    except GatewayRejected as error:
-        if error.status_code == 404:
-            return "ignored"
-        raise RetryLater(f"gateway verify failed: {error.message}") from error
-    except GatewayError as error:
-        raise RetryLater(f"gateway verify failed: {error.message}") from error
-    return "ignored" if payment is None else "processed"
-
-
-async def reconcile_pending(rt: Runtime) -> int:
-    """Ask the gateway about payments pending for a while; mark long-dead ones abandoned."""
-    settings = rt.settings
-    cutoff = utcnow() - timedelta(seconds=settings.reconcile_pending_after_seconds)
-    abandon_before = utcnow() - timedelta(seconds=settings.abandon_pending_after_seconds)
-    async with rt.db.unit_of_work() as session:
-        stale = (
-            await session.execute(
-                select(Payment.reference, Payment.created_at)
-                .where(Payment.status == "pending", Payment.flag_reason.is_(None), Payment.created_at <= cutoff)
-                .order_by(Payment.created_at)
-                .limit(200)
-            )
-        ).all()
-    checked = 0
-    for reference, created_at in stale:
-        try:
-            payment = await verify_and_apply(rt, reference)
-        except GatewayError as error:
-            log.warning("reconciler could not verify %s: %s", reference, error.message)
-            continue
-        checked += 1
-        if payment is not None and payment.status == "pending" and created_at <= abandon_before:
-            await _abandon(rt, reference)
-    return checked
-
-
-async def _abandon(rt: Runtime, reference: str) -> None:
-    async with rt.db.unit_of_work() as session:
-        payment = await session.scalar(select(Payment).where(Payment.reference == reference).with_for_update())
-        if payment is not None and payment.status == "pending":
-            advance(payment, PaymentStatus.ABANDONED)
-            payment.outcome_note = "no payment within the abandonment window"
-            metrics.PAYMENTS.labels(status="abandoned").inc()
 
 
 def payment_out(payment: Payment) -> PaymentOut:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.payments.service import reconcile_pending
+from app.payments.tasks import reconcile_pending
 from tests.helpers import get_payment, invest, put_app
 
 

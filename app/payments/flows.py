@@ -1,0 +1,104 @@
+"""Payment flows that own their transactions: creating a payment (the gateway is called between two
+units of work, never inside one) and verifying a charge with the gateway, then applying it in a group
+commit shared with the charges verified at the same time."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core import metrics
+from app.core.security import Principal
+from app.gateway.errors import GatewayError
+from app.models import Payment
+from app.models.base import new_id
+from app.payments.schemas import PaymentCreate
+from app.payments.service import (
+    apply_verifications,
+    check_callback_url,
+    get_payment,
+    new_reference,
+)
+from app.payments.types import handler_for
+from app.runtime import Runtime
+
+
+async def create_payment(
+    rt: Runtime,
+    principal: Principal,
+    request: PaymentCreate,
+    *,
+    written: Callable[[AsyncSession, Payment], Awaitable[None]] | None = None,
+) -> Payment:
+    """Plan, initialise the charge at the gateway, then write the payment; `written` runs in the
+    transaction that writes it (the route records its Idempotency-Key answer there)."""
+    check_callback_url(rt.settings, request.callback_url)
+    handler = handler_for(rt, request.payment_type)
+    async with rt.db.unit_of_work() as session:
+        plan = await handler.plan(session, rt, principal, request)
+    reference = new_reference()
+    metadata: dict[str, Any] = {
+        **request.metadata,
+        "payment_type": request.payment_type,
+        "app_id": plan.app_id,
+        "user_id": principal.user_id,
+    }
+    # The gateway call happens between two transactions, never inside one.
+    initialized = await rt.gateway.initialize_transaction(
+        email=request.email,
+        amount=plan.amount,
+        currency=plan.currency,
+        reference=reference,
+        callback_url=request.callback_url,
+        metadata=metadata,
+        channels=request.channels,
+    )
+    payment = Payment(
+        id=new_id("pay"),
+        reference=reference,
+        user_id=principal.user_id,
+        app_id=plan.app_id,
+        payment_type=request.payment_type,
+        status="pending",
+        amount=plan.amount,
+        currency=plan.currency,
+        email=request.email,
+        channels=request.channels,
+        callback_url=request.callback_url,
+        extra=request.metadata,
+        access_code=initialized.access_code,
+        authorization_url=initialized.authorization_url,
+        shares=plan.shares,
+        share_transfer_id=plan.share_transfer_id,
+        period=plan.period,
+        refunded_amount=0,
+    )
+    async with rt.db.unit_of_work() as session:
+        session.add(payment)
+        if written is not None:
+            await session.flush()
+            await written(session, payment)
+    metrics.PAYMENTS.labels(status="pending").inc()
+    return payment
+
+
+async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
+    """Ask the gateway about a charge, then apply its answer in a transaction shared with the charges
+    verified at the same time (an app's share count and escrow account are written once per batch)."""
+    verified = await rt.gateway.verify_transaction(reference)
+    if verified.reference != reference:
+        raise GatewayError("verify answered for another reference", gateway_code="reference_mismatch")
+    commits = rt.group_commit("verified charges", lambda session, batch: apply_verifications(session, rt, batch))
+    return await commits.submit((reference, verified), key=reference)
+
+
+async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> Payment:
+    async with rt.db.unit_of_work() as session:
+        payment = await get_payment(session, principal, reference)
+    if payment.status != "pending" and payment.status not in ("failed", "abandoned"):
+        return payment
+    applied = await verify_and_apply(rt, reference)
+    assert applied is not None
+    return applied
