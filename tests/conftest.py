@@ -38,6 +38,10 @@ requires_postgres = pytest.mark.skipif(
     not TEST_DATABASE_URL, reason="concurrency test: needs PostgreSQL (set TEST_DATABASE_URL)"
 )
 
+# A test's line for the end of the run (`record_property(SUMMARY_PROPERTY, line)`): under pytest-xdist a test's
+# own output never reaches the terminal, but its recorded properties travel with its report.
+SUMMARY_PROPERTY = "summary_line"
+
 _schema_ready: set[str] = set()
 _own_databases: dict[str, str] = {}
 
@@ -75,6 +79,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     if _own_databases:
         asyncio.run(drop())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+        for name, value in report.user_properties
+        if name == SUMMARY_PROPERTY
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "summary lines of tests")
+        for line in lines:
+            terminalreporter.write_line(str(line))
 
 
 async def _prepare_postgres(url: str) -> None:
