@@ -149,8 +149,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
             webhook_retry_delays=settings.sandbox_webhook_retry_schedule,
             webhook_transport=httpx.ASGITransport(app) if loopback else None,
         )
-        app.state.sandbox = sandbox
-        app.include_router(sandbox.router, prefix="/sandbox/paystack", include_in_schema=False)
+        sandbox.serve_from(app)
     return app
 
 
