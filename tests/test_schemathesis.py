@@ -118,7 +118,7 @@ def load_operations(openapi: dict[str, Any]) -> list[APIOperation]:
 @functools.cache
 def generated_cases(operation: APIOperation, mode: GenerationMode) -> tuple[Case, ...]:
     """The cases for one operation and mode: the same on every run (fixed seed, no example database), drawn
-    once per process and shared by both roles."""
+    once per process and shared by the roles tested in it."""
     drawn: list[Case] = []
 
     @seed(SEED)
@@ -256,6 +256,7 @@ async def run_operations(app: FastAPI, client: httpx.AsyncClient, headers: dict[
     return outcome
 
 
+@pytest.mark.starts_first
 @pytest.mark.parametrize("role", ["admin", "investor"])
 async def test_no_generated_request_gets_a_server_error(
     app: FastAPI, auth: Auth, settings: Settings, role: str, record_property: Callable[[str, object], None]
