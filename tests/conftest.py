@@ -1,12 +1,14 @@
 """Test wiring: a fresh schema per test, the app with its lifespan, and an HTTP client.
 
-SQLite (a temporary file per test) by default; PostgreSQL when TEST_DATABASE_URL is
-set (tables emptied after each test), Redis for rate limits when TEST_REDIS_URL is set.
+SQLite (a temporary file per test, copied from a schema built once per process) by default;
+PostgreSQL when TEST_DATABASE_URL is set (tables emptied after each test), Redis for rate limits
+when TEST_REDIS_URL is set.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ os.environ.setdefault("DATABASE_URL", "sqlite+aiosqlite:///:memory:")
 import httpx  # noqa: E402
 from asgi_lifespan import LifespanManager  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from app.core.config import Settings  # noqa: E402
@@ -35,6 +37,10 @@ BASE_URL = "http://testserver"
 requires_postgres = pytest.mark.skipif(
     not TEST_DATABASE_URL, reason="concurrency test: needs PostgreSQL (set TEST_DATABASE_URL)"
 )
+
+# A test's line for the end of the run (`record_property(SUMMARY_PROPERTY, line)`): under pytest-xdist a test's
+# own output never reaches the terminal, but its recorded properties travel with its report.
+SUMMARY_PROPERTY = "summary_line"
 
 _schema_ready: set[str] = set()
 _own_databases: dict[str, str] = {}
@@ -75,6 +81,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         asyncio.run(drop())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("starts_first") is None)  # stable: otherwise as collected
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+        for name, value in report.user_properties
+        if name == SUMMARY_PROPERTY
+    ]
+    if lines:
+        terminalreporter.write_sep("-", "summary lines of tests")
+        for line in lines:
+            terminalreporter.write_line(str(line))
+
+
 async def _prepare_postgres(url: str) -> None:
     engine = create_async_engine(url)
     async with engine.begin() as conn:
@@ -89,22 +114,29 @@ async def _prepare_postgres(url: str) -> None:
     await engine.dispose()
 
 
-async def _prepare_sqlite(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    await engine.dispose()
+@pytest.fixture(scope="session")
+def sqlite_schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file with the whole schema, built once per test process: creating the tables
+    costs far more than copying the file, which each test then does for a database of its own."""
+    template = tmp_path_factory.mktemp("schema") / "template.db"
+    engine = create_engine(f"sqlite:///{template}")
+    try:
+        with engine.begin() as conn:
+            Base.metadata.create_all(conn)
+    finally:
+        engine.dispose()
+    return template
 
 
 @pytest.fixture
-async def database_url(tmp_path: Path) -> str:
+async def database_url(tmp_path: Path, sqlite_schema_template: Path) -> str:
     if TEST_DATABASE_URL:
         url = await _own_database(TEST_DATABASE_URL)
         await _prepare_postgres(url)
         return url
-    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    await _prepare_sqlite(url)
-    return url
+    database = tmp_path / "test.db"
+    shutil.copyfile(sqlite_schema_template, database)
+    return f"sqlite+aiosqlite:///{database}"
 
 
 @pytest.fixture

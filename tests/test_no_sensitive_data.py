@@ -230,6 +230,7 @@ def _stored_text(database: Path) -> dict[str, list[str]]:
         engine.dispose()
 
 
+@pytest.mark.starts_first
 async def test_no_account_number_or_authorization_code_in_logs_or_columns(server: Server) -> None:
     settings = Settings(_env_file=None, jwt_secret=JWT_SECRET)
 

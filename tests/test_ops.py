@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from app.core.config import Settings
+from app.main import create_app
 from app.runtime import freeze_long_lived_objects
+from app.wiring import ROUTERS
 from tests.helpers import invest, pay, put_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +72,19 @@ async def test_openapi_documents_the_contract(client: httpx.AsyncClient) -> None
     assert "/v1/payments" in schema["paths"]
     assert "/v1/webhooks/paystack" in schema["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+def test_the_apps_routes_are_those_its_routers_serve_when_included(settings: Settings) -> None:
+    """create_app adds the routers' routes to the app instead of including the routers (see there): the
+    documented API must be what including them gives."""
+    included = FastAPI()
+    for router in ROUTERS:
+        included.include_router(router)
+    served = create_app(settings).openapi()
+    expected = included.openapi()
+    assert list(served["paths"]) == list(expected["paths"])
+    assert served["paths"] == expected["paths"]
+    assert served["components"] == expected["components"]
 
 
 async def test_worker_process_starts_and_stops_cleanly(database_url: str) -> None:

@@ -30,7 +30,7 @@ from hypothesis.errors import FailedHealthCheck, Unsatisfiable
 from schemathesis import APIOperation, Case, GenerationMode
 
 from app.core.config import Settings
-from tests.conftest import BASE_URL
+from tests.conftest import BASE_URL, SUMMARY_PROPERTY
 from tests.helpers import OWNER, invest, pay, put_app, settle
 
 Auth = Callable[..., dict[str, str]]
@@ -118,7 +118,7 @@ def load_operations(openapi: dict[str, Any]) -> list[APIOperation]:
 @functools.cache
 def generated_cases(operation: APIOperation, mode: GenerationMode) -> tuple[Case, ...]:
     """The cases for one operation and mode: the same on every run (fixed seed, no example database), drawn
-    once per process and shared by both roles."""
+    once per process and shared by the roles tested in it."""
     drawn: list[Case] = []
 
     @seed(SEED)
@@ -256,9 +256,10 @@ async def run_operations(app: FastAPI, client: httpx.AsyncClient, headers: dict[
     return outcome
 
 
+@pytest.mark.starts_first
 @pytest.mark.parametrize("role", ["admin", "investor"])
 async def test_no_generated_request_gets_a_server_error(
-    app: FastAPI, auth: Auth, settings: Settings, role: str, capsys: pytest.CaptureFixture[str]
+    app: FastAPI, auth: Auth, settings: Settings, role: str, record_property: Callable[[str, object], None]
 ) -> None:
     started = time.perf_counter()
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
@@ -267,8 +268,8 @@ async def test_no_generated_request_gets_a_server_error(
         headers = auth("admin-1", admin=True) if role == "admin" else auth("investor-1")
         outcome = await run_operations(app, client, headers, known)
     engine = "postgresql" if settings.is_postgres else "sqlite"
-    with capsys.disabled():
-        print(f"\nschemathesis [{engine}, {role}]: {outcome.operations} operations, {outcome.cases} cases, "
-              f"seed {SEED}, statuses {dict(sorted(outcome.statuses.items()))}, "
-              f"{len(outcome.failures)} failures, {time.perf_counter() - started:.1f} s")
+    # Shown at the end of the run by conftest's pytest_terminal_summary: a test's own output is lost under xdist.
+    record_property(SUMMARY_PROPERTY, f"schemathesis [{engine}, {role}]: {outcome.operations} operations, "
+                    f"{outcome.cases} cases, seed {SEED}, statuses {dict(sorted(outcome.statuses.items()))}, "
+                    f"{len(outcome.failures)} failures, {time.perf_counter() - started:.1f} s")
     assert not outcome.failures, "\n".join(outcome.failures[:40])

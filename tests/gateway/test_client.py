@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 
+from app import wiring
 from app.core.config import Settings
 from app.gateway.client import PaystackClient
 from app.gateway.errors import (
@@ -33,7 +34,7 @@ from app.gateway.types import (
     TransferRecipient,
     TransferResult,
 )
-from app.main import build_runtime
+from app.runtime import build_runtime
 from tests.helpers import paystack_sample
 
 BASE_URL = "https://api.paystack.test"
@@ -960,7 +961,7 @@ async def test_the_retry_limit_comes_from_gateway_max_retries() -> None:
     settings = Settings(_env_file=None, payment_gateway_mode="test", paystack_base_url=BASE_URL,
                         jwt_secret="a-test-secret-that-is-long-enough-0123456789", gateway_max_retries=4,
                         database_url="sqlite+aiosqlite:///:memory:")
-    runtime = build_runtime(settings, gateway_transport=httpx.MockTransport(unavailable))
+    runtime = build_runtime(settings, wiring.EXTENSIONS, gateway_transport=httpx.MockTransport(unavailable))
     runtime.gateway._sleep = no_sleep
     try:
         with pytest.raises(GatewayUnavailable):

@@ -100,7 +100,7 @@ async def make_env() -> AsyncIterator[EnvFactory]:
             **sandbox_options,
         }
         sandbox = Sandbox(secret_key=SECRET, public_base_url=BASE, webhook_url=f"{BASE}{WEBHOOK_PATH}", **options)
-        app.include_router(sandbox.router, prefix=MOUNT_PREFIX)
+        sandbox.serve_from(app)
         client = httpx.AsyncClient(transport=transport, base_url=BASE, headers={"Authorization": f"Bearer {SECRET}"})
         env = Env(client, sandbox, receiver, transport)
         opened.append(env)

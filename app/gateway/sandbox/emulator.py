@@ -1,4 +1,4 @@
-"""The Sandbox: an in-process emulator of Paystack's API, served over HTTP by `router`."""
+"""The Sandbox: an in-process emulator of Paystack's API, served over HTTP by the routes of `router`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from app.gateway.sandbox.faults import SandboxFaults
 from app.gateway.sandbox.records import (
@@ -19,20 +20,17 @@ from app.gateway.sandbox.records import (
     Transaction,
     Transfer,
 )
-from app.gateway.sandbox.router import build_router
+from app.gateway.sandbox.router import MOUNT_PREFIX, ROUTES, SandboxWiring
 from app.gateway.sandbox.settlement import Settlements
 from app.gateway.sandbox.state import SandboxState
 from app.gateway.sandbox.tasks import TaskTracker
 from app.gateway.sandbox.webhooks import WebhookSender
 
-# Where the host app mounts `Sandbox.router`; checkout URLs are built under it.
-MOUNT_PREFIX = "/sandbox/paystack"
-
 
 class Sandbox:
     """Paystack as the service sees it: API, checkout page, settlements and signed webhooks.
 
-    `router` holds the routes without MOUNT_PREFIX. Charges settle when the customer
+    `serve_from(app)` serves it from an app, under MOUNT_PREFIX. Charges settle when the customer
     chooses an outcome at checkout (or `settle_charge`); refunds and transfers settle by
     themselves `settle_delay` seconds after they are made. Webhooks go to `webhook_url`,
     retried after each of `webhook_retry_delays` seconds when not answered with 2xx.
@@ -64,7 +62,7 @@ class Sandbox:
         self._settlements = Settlements(
             state=self._state, tracker=self._tracker, webhooks=self._webhooks, settle_delay=settle_delay
         )
-        self.router = build_router(
+        self.wiring = SandboxWiring(
             state=self._state,
             faults=self.faults,
             tracker=self._tracker,
@@ -72,6 +70,12 @@ class Sandbox:
             secret_key=secret_key,
             checkout_base_url=f"{public_base_url.rstrip('/')}{MOUNT_PREFIX}/checkout",
         )
+
+    def serve_from(self, app: FastAPI) -> None:
+        """Add the sandbox's routes (Paystack's API, checkout, control) to `app`, under MOUNT_PREFIX and out of its
+        OpenAPI schema. The routes are the same objects in every app; they find this sandbox in `app.state`."""
+        app.state.sandbox = self
+        app.router.routes.extend(ROUTES)
 
     @property
     def transactions(self) -> Mapping[str, Transaction]:

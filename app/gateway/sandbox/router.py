@@ -1,19 +1,25 @@
 """HTTP face of the sandbox: Paystack's API paths, the checkout page and the control routes.
 
+The routes are built once per process, under MOUNT_PREFIX, and work on the sandbox of the app that
+serves them (`Sandbox.serve_from`): FastAPI's analysis of each route is paid once instead of once per
+sandbox, and FastAPI's caches keyed by endpoint keep no sandbox (nor its app) alive.
+
 Annotations are evaluated at import (no `from __future__ import annotations`) because
 FastAPI reads the endpoints' signatures.
 """
 
 import asyncio
 import hmac
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute
 
 from app.gateway.sandbox import fields
 from app.gateway.sandbox.banks import find_bank, list_banks, resolve_account_name
@@ -26,12 +32,45 @@ from app.gateway.sandbox.settlement import Settlements
 from app.gateway.sandbox.state import SandboxState
 from app.gateway.sandbox.tasks import AfterResponse, TaskTracker
 
+# Where a host app serves the sandbox; checkout URLs are built under it.
+MOUNT_PREFIX = "/sandbox/paystack"
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 DISCONNECT_POLL_SECONDS = 0.1
 # An answer cut short: the start of a success envelope.
 MALFORMED_BODY = b'{"status":true,"message":"OK","data":{"id":'
 # What access logs show for a request whose caller went away first (nginx's convention); never sent.
 CLIENT_CLOSED_REQUEST = 499
+
+
+@dataclass(frozen=True)
+class SandboxWiring:
+    """What the routes work on: the parts of one sandbox."""
+
+    state: SandboxState
+    faults: SandboxFaults
+    tracker: TaskTracker
+    settlements: Settlements
+    secret_key: str
+    checkout_base_url: str
+
+
+def _wiring(request: Request) -> SandboxWiring:
+    """The sandbox of the app serving the request (`Sandbox.serve_from` put it in the app's state)."""
+    wiring: SandboxWiring = request.app.state.sandbox.wiring
+    return wiring
+
+
+async def _after_response(request: Request) -> AsyncIterator[AfterResponse]:
+    """FastAPI dependency giving a request an AfterResponse.
+
+    FastAPI closes request-scoped dependencies after the response has been sent, and
+    also when the request is cancelled (a client that gave up), so held work always starts.
+    """
+    pending = AfterResponse(_wiring(request).tracker)
+    try:
+        yield pending
+    finally:
+        pending.release()
 
 
 def _invalid_key() -> PaystackError:
@@ -106,35 +145,33 @@ class _EnvelopeRoute(APIRoute):
         return handle
 
 
-def _api_route_class(*, secret_key: str, faults: SandboxFaults) -> type[APIRoute]:
-    class PaystackApiRoute(_EnvelopeRoute):
-        """Paystack's key check and the injected faults, around every emulated API endpoint."""
+class _PaystackApiRoute(_EnvelopeRoute):
+    """Paystack's key check and the injected faults, around every emulated API endpoint."""
 
-        def get_route_handler(self) -> Handler:
-            handler = super().get_route_handler()
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
 
-            async def handle(request: Request) -> Response:
-                if not _authorized(request, secret_key):
-                    return _invalid_key().response()
-                fault = faults.take_call_fault(request.url.path)
-                if fault is not None and fault.kind == "fail":
-                    return _injected_failure(fault.status).response()
-                response = await handler(request)
-                if fault is None:
+        async def handle(request: Request) -> Response:
+            sandbox = _wiring(request)
+            if not _authorized(request, sandbox.secret_key):
+                return _invalid_key().response()
+            fault = sandbox.faults.take_call_fault(request.url.path)
+            if fault is not None and fault.kind == "fail":
+                return _injected_failure(fault.status).response()
+            response = await handler(request)
+            if fault is None:
+                return response
+            # The call has taken effect; its answer is spoiled.
+            match fault.kind:
+                case "timeout":
+                    await _withhold_answer(request, fault.delay)
                     return response
-                # The call has taken effect; its answer is spoiled.
-                match fault.kind:
-                    case "timeout":
-                        await _withhold_answer(request, fault.delay)
-                        return response
-                    case "error_after":
-                        return _injected_failure(fault.status).response()
-                    case _:
-                        return Response(MALFORMED_BODY, media_type="application/json")
+                case "error_after":
+                    return _injected_failure(fault.status).response()
+                case _:
+                    return Response(MALFORMED_BODY, media_type="application/json")
 
-            return handle
-
-    return PaystackApiRoute
+        return handle
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -143,58 +180,55 @@ def _with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def build_router(
-    *,
-    state: SandboxState,
-    faults: SandboxFaults,
-    tracker: TaskTracker,
-    settlements: Settlements,
-    secret_key: str,
-    checkout_base_url: str,
-) -> APIRouter:
-    api_route_class = _api_route_class(secret_key=secret_key, faults=faults)
-    api = APIRouter(route_class=api_route_class, tags=["paystack sandbox"])
-    checkout = APIRouter(include_in_schema=False)
-    control = APIRouter(route_class=_EnvelopeRoute, include_in_schema=False)
-    after_response = Depends(tracker.after_response)
+def _build_routes() -> list[BaseRoute]:
+    api = APIRouter(prefix=MOUNT_PREFIX, route_class=_PaystackApiRoute, tags=["paystack sandbox"],
+                    include_in_schema=False)
+    checkout = APIRouter(prefix=MOUNT_PREFIX, include_in_schema=False)
+    control = APIRouter(prefix=MOUNT_PREFIX, route_class=_EnvelopeRoute, include_in_schema=False)
+    after_response = Depends(_after_response)
 
     # --- Paystack API ---------------------------------------------------------------------------
 
     @api.post("/transaction/initialize")
     async def initialize_transaction(request: Request) -> Response:
-        tx = state.initialize(await fields.json_object(request))
+        sandbox = _wiring(request)
+        tx = sandbox.state.initialize(await fields.json_object(request))
         data = {
-            "authorization_url": f"{checkout_base_url}/{tx.access_code}",
+            "authorization_url": f"{sandbox.checkout_base_url}/{tx.access_code}",
             "access_code": tx.access_code,
             "reference": tx.reference,
         }
         return ok("Authorization URL created", data)
 
     @api.get("/transaction/verify/{reference}")
-    async def verify_transaction(reference: str) -> Response:
-        return ok("Verification successful", state.verify(reference).verify_data())
+    async def verify_transaction(reference: str, request: Request) -> Response:
+        sandbox = _wiring(request)
+        return ok("Verification successful", sandbox.state.verify(reference).verify_data())
 
     @api.get("/transaction")
     async def list_transactions(request: Request) -> Response:
+        sandbox = _wiring(request)
         data, meta = ListQuery.parse(request.query_params).page_of(
-            state.transactions.values(), created=lambda tx: tx.created_at, status=lambda tx: tx.status,
+            sandbox.state.transactions.values(), created=lambda tx: tx.created_at, status=lambda tx: tx.status,
             render=lambda tx: tx.verify_data(),
         )
         return ok("Transactions retrieved", data, meta=meta)
 
     @api.post("/refund")
     async def create_refund(request: Request, after: AfterResponse = after_response) -> Response:
-        refund = state.create_refund(await fields.json_object(request))
-        settlements.refund_created(refund.id, after.launch)
+        sandbox = _wiring(request)
+        refund = sandbox.state.create_refund(await fields.json_object(request))
+        sandbox.settlements.refund_created(refund.id, after.launch)
         return ok("Refund has been queued for processing", refund.create_data())
 
     @api.get("/refund")
     async def list_refunds(request: Request) -> Response:
         """Paystack's reference names the charge filter `transaction` (older versions: `reference`)."""
+        sandbox = _wiring(request)
         query = request.query_params
         per_page = fields.query_integer(query, "perPage", 50, maximum=100)
         page = fields.query_integer(query, "page", 1)
-        found = state.list_refunds(
+        found = sandbox.state.list_refunds(
             transaction=query.get("transaction") or query.get("reference") or None,
             since=fields.query_time(query, "from"),
             until=fields.query_time(query, "to"),
@@ -210,34 +244,40 @@ def build_router(
         return ok("Refunds retrieved", [refund.list_data() for refund in found[start:start + per_page]], meta=meta)
 
     @api.get("/refund/{refund_id}")
-    async def fetch_refund(refund_id: str) -> Response:
-        return ok("Refund retrieved", state.refund(refund_id).api_data())
+    async def fetch_refund(refund_id: str, request: Request) -> Response:
+        sandbox = _wiring(request)
+        return ok("Refund retrieved", sandbox.state.refund(refund_id).api_data())
 
     @api.post("/transferrecipient")
     async def create_recipient(request: Request) -> Response:
-        recipient, _ = state.create_recipient(await fields.json_object(request))
+        sandbox = _wiring(request)
+        recipient, _ = sandbox.state.create_recipient(await fields.json_object(request))
         return ok("Transfer recipient created successfully", recipient.api_data(), status_code=201)
 
     @api.post("/transfer")
     async def create_transfer(request: Request, after: AfterResponse = after_response) -> Response:
-        transfer = state.create_transfer(await fields.json_object(request))
-        settlements.transfers_created([transfer.reference], after.launch)
+        sandbox = _wiring(request)
+        transfer = sandbox.state.create_transfer(await fields.json_object(request))
+        sandbox.settlements.transfers_created([transfer.reference], after.launch)
         return ok("Transfer has been queued", transfer.initiate_data())
 
     @api.post("/transfer/bulk")
     async def create_bulk_transfer(request: Request, after: AfterResponse = after_response) -> Response:
-        transfers = state.create_bulk_transfer(await fields.json_object(request))
-        settlements.transfers_created([transfer.reference for transfer in transfers], after.launch)
+        sandbox = _wiring(request)
+        transfers = sandbox.state.create_bulk_transfer(await fields.json_object(request))
+        sandbox.settlements.transfers_created([transfer.reference for transfer in transfers], after.launch)
         return ok(f"{len(transfers)} transfers queued.", [transfer.bulk_item() for transfer in transfers])
 
     @api.get("/transfer/verify/{reference}")
-    async def verify_transfer(reference: str) -> Response:
-        return ok("Transfer retrieved", state.transfer(reference).api_data())
+    async def verify_transfer(reference: str, request: Request) -> Response:
+        sandbox = _wiring(request)
+        return ok("Transfer retrieved", sandbox.state.transfer(reference).api_data())
 
     @api.get("/transfer")
     async def list_transfers(request: Request) -> Response:
+        sandbox = _wiring(request)
         data, meta = ListQuery.parse(request.query_params).page_of(
-            state.transfers.values(), created=lambda transfer: transfer.created_at,
+            sandbox.state.transfers.values(), created=lambda transfer: transfer.created_at,
             status=lambda transfer: transfer.status, render=lambda transfer: transfer.api_data(),
         )
         return ok("Transfers retrieved", data, meta=meta)
@@ -264,22 +304,24 @@ def build_router(
     # --- checkout (what the customer's browser sees) ----------------------------------------------
 
     @checkout.get("/checkout/{access_code}")
-    async def show_checkout(access_code: str) -> Response:
-        tx = state.transaction_by_access_code(access_code)
+    async def show_checkout(access_code: str, request: Request) -> Response:
+        sandbox = _wiring(request)
+        tx = sandbox.state.transaction_by_access_code(access_code)
         if tx is None:
             return HTMLResponse(message_page("Unknown checkout", "No payment has this access code."), 404)
         return HTMLResponse(checkout_page(tx))
 
     @checkout.post("/checkout/{access_code}")
     async def submit_checkout(access_code: str, request: Request, after: AfterResponse = after_response) -> Response:
-        tx = state.transaction_by_access_code(access_code)
+        sandbox = _wiring(request)
+        tx = sandbox.state.transaction_by_access_code(access_code)
         if tx is None:
             return HTMLResponse(message_page("Unknown checkout", "No payment has this access code."), 404)
         outcome = parse_charge_outcome((await request.form()).get("outcome"))
         if outcome is None:
             return HTMLResponse(message_page("Choose an outcome", "Send outcome = success, failed or abandoned."), 400)
         try:
-            settlements.settle_charge(tx.reference, outcome, send_webhook=True, launch=after.launch)
+            sandbox.settlements.settle_charge(tx.reference, outcome, send_webhook=True, launch=after.launch)
         except ValueError:
             already = message_page("Payment already settled", f"This payment is already {tx.status}.")
             return HTMLResponse(already, 409)
@@ -292,6 +334,7 @@ def build_router(
 
     @control.post("/_control/faults")
     async def set_faults(request: Request) -> Response:
+        sandbox = _wiring(request)
         body = await fields.json_object(request)
         count = fields.integer(body, "count", 1)
         path_contains = fields.optional_text(body, "path_contains")
@@ -299,21 +342,21 @@ def build_router(
             match body.get("action"):
                 case "fail_next":
                     status = fields.integer(body, "status", 500)
-                    faults.fail_next(count, status=status, path_contains=path_contains)
+                    sandbox.faults.fail_next(count, status=status, path_contains=path_contains)
                 case "timeout_next":
                     delay = fields.number(body, "delay", 30.0)
-                    faults.timeout_next(count, path_contains=path_contains, delay=delay)
+                    sandbox.faults.timeout_next(count, path_contains=path_contains, delay=delay)
                 case "error_after_next":
                     status = fields.integer(body, "status", 500)
-                    faults.error_after_next(count, status=status, path_contains=path_contains)
+                    sandbox.faults.error_after_next(count, status=status, path_contains=path_contains)
                 case "malformed_next":
-                    faults.malformed_next(count, path_contains=path_contains)
+                    sandbox.faults.malformed_next(count, path_contains=path_contains)
                 case "transfer_outcome_next":
-                    faults.transfer_outcome_next(body.get("outcome"), count)
+                    sandbox.faults.transfer_outcome_next(body.get("outcome"), count)
                 case "refund_outcome_next":
-                    faults.refund_outcome_next(body.get("outcome"), count)
+                    sandbox.faults.refund_outcome_next(body.get("outcome"), count)
                 case "clear":
-                    faults.clear()
+                    sandbox.faults.clear()
                 case _:
                     raise ValueError(
                         "action must be fail_next, timeout_next, error_after_next, malformed_next, "
@@ -326,19 +369,21 @@ def build_router(
     @control.post("/_control/integration")
     async def integration_settings(request: Request) -> Response:
         """{"customer_pays_fees": bool}: Paystack's setting that adds the fees to what customers pay."""
+        sandbox = _wiring(request)
         body = await fields.json_object(request)
-        state.customer_pays_fees = fields.boolean(body, "customer_pays_fees", state.customer_pays_fees)
-        return ok("Integration updated", {"customer_pays_fees": state.customer_pays_fees})
+        sandbox.state.customer_pays_fees = fields.boolean(body, "customer_pays_fees", sandbox.state.customer_pays_fees)
+        return ok("Integration updated", {"customer_pays_fees": sandbox.state.customer_pays_fees})
 
     @control.post("/_control/charges/{reference}")
     async def settle_charge(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
+        sandbox = _wiring(request)
         body = await fields.json_object(request)
         outcome = parse_charge_outcome(body.get("outcome"))
         if outcome is None:
             raise invalid("outcome must be success, failed or abandoned")
         send_webhook = fields.boolean(body, "send_webhook", True)
         try:
-            tx = settlements.settle_charge(reference, outcome, send_webhook=send_webhook, launch=after.launch)
+            tx = sandbox.settlements.settle_charge(reference, outcome, send_webhook=send_webhook, launch=after.launch)
         except KeyError as exc:
             raise not_found("Transaction reference not found") from exc
         except ValueError as exc:
@@ -348,37 +393,39 @@ def build_router(
     @control.post("/_control/transfers/{reference}")
     async def reverse_transfer(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
         """{"action": "reverse", "send_webhook": optional}: the receiving bank sends a paid transfer back."""
+        sandbox = _wiring(request)
         body = await fields.json_object(request)
         if body.get("action") != "reverse":
             raise invalid("action must be reverse")
         send_webhook = fields.boolean(body, "send_webhook", True)
         try:
-            transfer = state.reverse_transfer(reference)
+            transfer = sandbox.state.reverse_transfer(reference)
         except KeyError as exc:
             raise not_found("Transfer not found") from exc
         except ValueError as exc:
             raise PaystackError(409, str(exc), code="invalid_state") from exc
         if send_webhook:
-            settlements.notify("transfer.reversed", transfer.webhook_data(), after.launch)
+            sandbox.settlements.notify("transfer.reversed", transfer.webhook_data(), after.launch)
         return ok("Transfer reversed", transfer.api_data())
 
     @control.post("/_control/disputes/{reference}")
     async def dispute(reference: str, request: Request, after: AfterResponse = after_response) -> Response:
         """{"action": "open", "amount": optional} or {"action": "resolve", "resolution": ...}."""
+        sandbox = _wiring(request)
         body = await fields.json_object(request)
         action = body.get("action", "open")
         try:
             if action == "open":
                 amount = None if body.get("amount") is None else fields.parse_amount(body.get("amount"))
-                opened = state.open_dispute(reference, amount)
-                settlements.notify("charge.dispute.create", opened.webhook_data(), after.launch)
+                opened = sandbox.state.open_dispute(reference, amount)
+                sandbox.settlements.notify("charge.dispute.create", opened.webhook_data(), after.launch)
                 return ok("Dispute opened", opened.webhook_data())
             if action == "resolve":
                 resolution = body.get("resolution")
                 if resolution not in DISPUTE_RESOLUTIONS:
                     raise invalid(f"resolution must be one of {', '.join(DISPUTE_RESOLUTIONS)}")
-                resolved = state.resolve_dispute(reference, resolution)
-                settlements.notify("charge.dispute.resolve", resolved.webhook_data(), after.launch)
+                resolved = sandbox.state.resolve_dispute(reference, resolution)
+                sandbox.settlements.notify("charge.dispute.resolve", resolved.webhook_data(), after.launch)
                 return ok("Dispute resolved", resolved.webhook_data())
         except KeyError as exc:
             raise not_found("Transaction reference not found") from exc
@@ -386,8 +433,7 @@ def build_router(
             raise PaystackError(409, str(exc), code="invalid_state") from exc
         raise invalid("action must be open or resolve")
 
-    router = APIRouter()
-    router.include_router(api)
-    router.include_router(checkout)
-    router.include_router(control)
-    return router
+    return [*api.routes, *checkout.routes, *control.routes]
+
+
+ROUTES: Final = tuple(_build_routes())

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.gateway.sandbox.emulator import MOUNT_PREFIX, Sandbox
+from app.gateway.sandbox.emulator import Sandbox
 
 
 def create_sandbox_app(settings: Settings, *, public_base_url: str, webhook_url: str) -> FastAPI:
@@ -41,8 +41,7 @@ def create_sandbox_app(settings: Settings, *, public_base_url: str, webhook_url:
             await sandbox.aclose()
 
     app = FastAPI(title="Paystack sandbox", lifespan=lifespan, openapi_url=None)
-    app.state.sandbox = sandbox
-    app.include_router(sandbox.router, prefix=MOUNT_PREFIX)
+    sandbox.serve_from(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

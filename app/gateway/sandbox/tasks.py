@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -75,18 +75,6 @@ class TaskTracker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def after_response(self) -> AsyncIterator[AfterResponse]:
-        """FastAPI dependency giving a request an AfterResponse.
-
-        FastAPI closes request-scoped dependencies after the response has been sent, and
-        also when the request is cancelled (a client that gave up), so held work always starts.
-        """
-        pending = AfterResponse(self)
-        try:
-            yield pending
-        finally:
-            pending.release()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from app.gateway.client import tls_context
 from app.gateway.sandbox.tasks import TaskTracker
 from app.gateway.signature import sign
 
@@ -36,7 +37,7 @@ class WebhookSender:
         self._secret_key = secret_key
         self._retry_delays = retry_delays
         self._tracker = tracker
-        self._client = httpx.AsyncClient(transport=transport, timeout=DELIVERY_TIMEOUT_SECONDS)
+        self._client = httpx.AsyncClient(transport=transport, timeout=DELIVERY_TIMEOUT_SECONDS, verify=tls_context())
 
     async def deliver(self, event: str, data: Mapping[str, Any]) -> None:
         """Post the event until it is accepted (2xx) or the retry schedule runs out."""
