@@ -170,6 +170,9 @@ async def idempotent_in(
         await session.execute(_done(principal, key, status_code, payload))
         await session.flush()
     except BaseException:
+        # The request's transaction is given up first: on SQLite its write lock would keep the release
+        # below from starting.
+        await session.rollback()
         await _release(db, principal, key)
         raise
     return JSONResponse(payload, status_code=status_code)

@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.payments import service
-from tests.helpers import put_app
+from tests.escrow.test_full_path import complete, milestone
+from tests.helpers import OWNER, put_app
 
 Auth = Callable[..., dict[str, str]]
 
@@ -196,3 +197,25 @@ async def test_a_process_that_dies_after_the_payment_commits_leaves_its_answer_r
     assert retried.status_code == 201, retried.text
     assert retried.headers["Idempotent-Replayed"] == "true"
     assert [p["reference"] for p in await my_payments(client, investor)] == [retried.json()["reference"]]
+
+
+async def test_a_refused_keyed_release_answers_its_refusal_and_frees_its_key(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    """Work done in the request's transaction (POST /v1/escrow/releases) that is refused rolls back before
+    the key is released: on SQLite the request's write lock would otherwise keep the release from starting
+    (a 500 that schemathesis found)."""
+    await put_app(client, auth("admin-1", admin=True))
+    owner = auth(OWNER)
+    milestone_id = (await milestone(client, owner, "50"))["id"]
+    body = {"milestone_id": milestone_id}
+
+    refused = await client.post("/v1/escrow/releases", json=body, headers=keyed(owner, "release-1"))
+    assert refused.status_code == 409, refused.text  # the milestone is not completed yet
+    assert refused.json()["error"]["message"] == "The milestone must be completed first"
+
+    await complete(client, owner, milestone_id)
+    again = await client.post("/v1/escrow/releases", json=body, headers=keyed(owner, "release-1"))
+    # the key was freed: the retry is judged afresh (no deposit to release from yet), not replayed or held
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["message"] == "No deposit of this app has funds left for this milestone"

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
-from app import worker as worker_module
+from app import wiring
 from app.core.config import Settings
 from app.gateway.sandbox.records import iso
 from app.gateway.types import TransactionRecord, TransferRecord
@@ -225,7 +225,7 @@ async def test_the_worker_reconciles_periodically_and_counts_the_differences(
         ran.set()
         return results[-1]
 
-    monkeypatch.setattr(worker_module, "reconcile_recent", observed)
+    monkeypatch.setattr(wiring, "GATEWAY_RECONCILIATION", observed)
     runs_before = REGISTRY.get_sample_value("reconciliation_runs_total") or 0
     stop = asyncio.Event()
     worker = asyncio.create_task(app.state.worker.run_forever(stop))
