@@ -1,7 +1,7 @@
 """Test wiring: a fresh schema per test, the app with its lifespan, and an HTTP client.
 
 SQLite (a temporary file per test, copied from a schema built once per process) by default;
-PostgreSQL when TEST_DATABASE_URL is set (tables emptied after each test), Redis for rate limits
+PostgreSQL when TEST_DATABASE_URL is set (tables emptied before each test), Redis for rate limits
 when TEST_REDIS_URL is set.
 """
 
@@ -42,7 +42,8 @@ requires_postgres = pytest.mark.skipif(
 # own output never reaches the terminal, but its recorded properties travel with its report.
 SUMMARY_PROPERTY = "summary_line"
 
-_schema_ready: set[str] = set()
+# Per PostgreSQL database of this process: the statements that empty it between tests.
+_emptying_scripts: dict[str, str] = {}
 _own_databases: dict[str, str] = {}
 
 
@@ -101,17 +102,33 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 async def _prepare_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        if url not in _schema_ready:
+    """The schema on the first call, then empty tables for each test.
+
+    Emptied with DELETE, children first, and the sequences restarted (what TRUNCATE ... RESTART IDENTITY
+    does): TRUNCATE gives every table new files, about 0.1 s a test, for the few rows a test leaves.
+    One round trip: the statements of one simple query run in one transaction."""
+    if url not in _emptying_scripts:
+        engine = create_async_engine(url)
+        async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.drop_all)
             await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
             await conn.run_sync(Base.metadata.create_all)
-            _schema_ready.add(url)
-        else:
-            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await engine.dispose()
+            sequences = (await conn.execute(
+                text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+            )).scalars().all()
+        await engine.dispose()
+        _emptying_scripts[url] = "".join(
+            [f'DELETE FROM "{table.name}";' for table in reversed(Base.metadata.sorted_tables)]
+            + [f'ALTER SEQUENCE "{sequence}" RESTART;' for sequence in sequences]
+        )
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(_emptying_scripts[url])
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
