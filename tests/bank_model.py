@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 import traceback
@@ -35,6 +36,7 @@ from app.core.idempotency import REPLAY_HEADER
 from app.core.money import to_major
 from app.core.security import issue_token
 from app.gateway.sandbox import Sandbox
+from app.gateway.signature import sign
 from app.ledger import accounts
 from app.main import create_app
 from app.models import Dispute as DisputeRow
@@ -100,7 +102,7 @@ class AppSpec:
 
 
 APPS = (
-    AppSpec("bank-app-a", "bank-owner-a", "1000.00", 60, ("bank-approver-1", "bank-approver-2"), 2, "2.50",
+    AppSpec("bank-app-a", "bank-owner-a", "1000.00", 90, ("bank-approver-1", "bank-approver-2"), 2, "2.50",
             ("900.00", "1000.00", "1250.00"), 12),
     AppSpec("bank-app-b", "bank-owner-b", "250.00", 2000, ("bank-approver-2", "bank-approver-3"), 1, "0",
             ("200.00", "300.00"), 60),
@@ -141,7 +143,7 @@ WEIGHTS: dict[str, int] = {
     "invest": 14, "pay_revenue": 4, "buy_shares": 5, "distribute": 3, "add_milestone": 3, "complete_milestone": 3,
     "request_release": 6, "decide_release": 8, "execute_release": 6, "refund": 6, "open_dispute": 3,
     "resolve_dispute": 4, "offer_shares": 5, "cancel_offer": 2, "register_payout_account": 2, "retry_payout": 3,
-    "verify_payment": 3, "worker": 14, "audit": 3,
+    "verify_payment": 3, "replay_webhook": 3, "worker": 14, "audit": 3,
 }
 KEYED = frozenset({"invest", "pay_revenue", "buy_shares", "distribute", "request_release", "refund", "offer_shares"})
 
@@ -552,9 +554,10 @@ class Bank:
         await self.post(op, f"/v1/share-transfers/{found.id}/cancel", (found.seller_id, found.buyer_id)[op.die(1, 2)])
 
     async def register_payout_account(self, op: Op) -> None:
+        """A payee registers an account, or moves to another one while payouts may be on their way."""
         user = PAYEES[op.die(0, len(PAYEES))]
         response = await self.client(op).put("/v1/payout-accounts/me", headers=self.headers(user),
-                                             json=payout_account_body(user))
+                                             json=payout_account_body(user, op.die(1, 3)))
         self.judge(op.kind, response, gateway=True)
 
     async def retry_payout(self, op: Op) -> None:
@@ -564,17 +567,40 @@ class Bank:
             return self.skipped(op.kind)
         await self.post(op, f"/v1/payouts/{found.id}/retry", ADMIN)
 
+    async def replay_webhook(self, op: Op) -> None:
+        """Paystack sends an event again, late: a charge, transfer or refund as the gateway has it now."""
+        sandbox = self.sandbox
+        events = [("charge.success", tx.verify_data()) for tx in sandbox.transactions.values()
+                  if tx.status == "success"]
+        events += [(f"transfer.{t.status}", t.webhook_data()) for t in sandbox.transfer_history
+                   if t.status in ("success", "failed", "reversed")]
+        events += [(f"refund.{r.status}", r.webhook_data()) for r in sandbox.refunds.values() if r.status != "pending"]
+        if not events:
+            return self.skipped(op.kind)
+        event, data = events[op.die(0, len(events))]
+        body = json.dumps({"event": event, "data": data}, separators=(",", ":")).encode()
+        key = self.settings.paystack_secret_key.get_secret_value()
+        response = await self.client(op).post("/v1/webhooks/paystack", content=body, headers={
+            "content-type": "application/json", "x-paystack-signature": sign(body, key)})
+        self.judge(op.kind, response)
+
     async def worker(self, op: Op) -> None:
         """A pass of one instance's worker: each instance stands for a worker process too."""
         await run_worker_jobs(self.instances[op.die(0, len(self.instances))].runtime, reconcile=op.die(1, 3) == 0)
         self.tally.answers[(op.kind, "pass")] += 1
 
     async def audit(self, op: Op) -> None:
-        """The integrity check while everything else runs: each of its checks reads one snapshot."""
-        response = await self.client(op).get("/v1/admin/integrity", headers=self.headers(ADMIN))
+        """The integrity checks while everything else runs, which must never see a fault that is not
+        there: the admin's, and readiness's cheap ones (its reachability checks depend on the machine)."""
+        http = self.client(op)
+        response = await http.get("/v1/admin/integrity", headers=self.headers(ADMIN))
         if self.judge(op.kind, response) and not response.json()["ok"]:
             failed = [c for c in response.json()["checks"] if not c["ok"]]
             self.tally.violations.append(f"audit: integrity failed mid-run: {failed}")
+        ready = (await http.get("/readyz")).json()
+        failed = [c for c in ready["checks"] if "integrity" in c["name"] and not c["ok"]]
+        if failed:
+            self.tally.violations.append(f"audit: /readyz failed mid-run: {failed}")
 
     # ---- running
 
@@ -652,9 +678,9 @@ class Bank:
         return {name: count for name, count in left.items() if count}
 
 
-def payout_account_body(user: str) -> dict[str, str]:
-    """A resolvable account at Zenith Bank, the same for the same user."""
-    return {"bank_code": "057", "account_number": f"{PAYEES.index(user) + 1:010d}", "currency": CURRENCY}
+def payout_account_body(user: str, which: int = 0) -> dict[str, str]:
+    """One of a user's resolvable accounts at Zenith Bank."""
+    return {"bank_code": "057", "account_number": f"{10 * PAYEES.index(user) + which + 10:010d}", "currency": CURRENCY}
 
 
 # ---- the checks ----------------------------------------------------------------------------------------
@@ -691,8 +717,13 @@ async def check_books(bank: Bank) -> None:
             select(Milestone.app_id, func.sum(Milestone.release_percentage)).group_by(Milestone.app_id))).all())
         balances = dict((await session.execute(select(LedgerAccount.name, LedgerAccount.balance))).all())
         owed_to_payees = await _owed_to_payees(session)
+        holdings = (await session.scalars(select(Holding))).all()
+        share_refunds = (await session.scalars(select(EscrowTransaction).where(
+            EscrowTransaction.type == "refund", EscrowTransaction.shares > 0))).all()
     _charges_credited_once(tally, payments, credits, transfers, refunds, sandbox)
     _refunds_sent_at_most_once(tally, refunds, sandbox)
+    _refunds_within_charges(tally, payments, refunds)
+    _reserved_shares_match(tally, holdings, transfers, share_refunds)
     _transfers_sent_at_most_once(tally, payouts, sandbox)
     _payouts_once_per_obligation(tally, payouts, credits)
     _releases_within_milestones(tally, deposits, releases, promised)
@@ -764,6 +795,45 @@ def _refunds_sent_at_most_once(tally: Tally, refunds: Sequence[Refund], sandbox:
     tally.check("each_refund_sent_at_most_once", not (twice or strays or lost),
                 f"{len(sandbox.refunds)} at the gateway for {len(refunds)} of ours; sent twice {twice}, "
                 f"not ours {strays}, processed here but not there {lost}")
+
+
+def _refunds_within_charges(tally: Tally, payments: Sequence[Payment], refunds: Sequence[Refund]) -> None:
+    """No charge is refunded beyond what it took, and a payment's refunded amount and status say what its
+    processed refunds add up to."""
+    asked: Counter[str] = Counter()
+    processed: Counter[str] = Counter()
+    for refund in refunds:
+        if refund.status != "failed":
+            asked[refund.payment_id] += refund.amount
+        if refund.status == "processed":
+            processed[refund.payment_id] += refund.amount
+    wrong = []
+    for payment in payments:
+        done = processed[payment.id]
+        status = "refunded" if done >= payment.amount else "partially_refunded" if done else "success"
+        status_wrong = payment.status in ("success", "partially_refunded", "refunded") and payment.status != status
+        if asked[payment.id] > payment.amount or payment.refunded_amount != done or status_wrong:
+            wrong.append({"reference": payment.reference, "amount": payment.amount, "status": payment.status,
+                          "refunded_amount": payment.refunded_amount, "refunds_processed": done,
+                          "refunds_asked": asked[payment.id]})
+    tally.check("refunds_within_charges", not wrong, f"{len(refunds)} refunds; {wrong[:10]}")
+
+
+def _reserved_shares_match(tally: Tally, holdings: Sequence[Holding], transfers: Sequence[ShareTransfer],
+                           share_refunds: Sequence[EscrowTransaction]) -> None:
+    """A holding's reserved shares are those of its pending offers and of full refunds still on their way
+    (which cancel the shares once processed); never more than it holds."""
+    reserved: Counter[tuple[str, str]] = Counter()
+    for transfer in transfers:
+        if transfer.status == "pending":
+            reserved[(transfer.app_id, transfer.seller_id)] += transfer.shares
+    for record in share_refunds:
+        if record.status == "pending":
+            reserved[(record.app_id, record.investor_id)] += record.shares
+    wrong = [{"app": h.app_id, "user": h.user_id, "shares": h.shares, "reserved": h.reserved_shares,
+              "expected": reserved[(h.app_id, h.user_id)]}
+             for h in holdings if not 0 <= h.reserved_shares == reserved[(h.app_id, h.user_id)] <= h.shares]
+    tally.check("reserved_shares_match_offers_and_refunds", not wrong, f"{len(holdings)} holdings; {wrong[:10]}")
 
 
 def _transfers_sent_at_most_once(tally: Tally, payouts: Sequence[Payout], sandbox: Sandbox) -> None:
