@@ -720,14 +720,14 @@ async def check_books(bank: Bank) -> None:
         holdings = (await session.scalars(select(Holding))).all()
         share_refunds = (await session.scalars(select(EscrowTransaction).where(
             EscrowTransaction.type == "refund", EscrowTransaction.shares > 0))).all()
-    _charges_credited_once(tally, payments, credits, transfers, refunds, sandbox)
-    _refunds_sent_at_most_once(tally, refunds, sandbox)
-    _refunds_within_charges(tally, payments, refunds)
-    _reserved_shares_match(tally, holdings, transfers, share_refunds)
-    _transfers_sent_at_most_once(tally, payouts, sandbox)
-    _payouts_once_per_obligation(tally, payouts, credits)
-    _releases_within_milestones(tally, deposits, releases, promised)
-    _gateway_money_conserved(tally, balances, sandbox)
+    charges_credited_once(tally, payments, credits, transfers, refunds, sandbox)
+    refunds_sent_at_most_once(tally, refunds, sandbox)
+    refunds_within_charges(tally, payments, refunds)
+    reserved_shares_match(tally, holdings, transfers, share_refunds)
+    transfers_sent_at_most_once(tally, payouts, sandbox)
+    payouts_once_per_obligation(tally, payouts, credits)
+    releases_within_milestones(tally, deposits, releases, promised)
+    gateway_money_conserved(tally, balances, sandbox)
     tally.check("payable_accounts_hold_what_is_owed",
                 all(balances.get(name, 0) == owed for name, owed in owed_to_payees.items())
                 and all(balance == owed_to_payees.get(name, 0) for name, balance in balances.items()
@@ -759,7 +759,7 @@ async def _credits(session: Any) -> dict[str, Credit]:
     return {key: Credit(key, by_account) for key, by_account in legs.items()}
 
 
-def _charges_credited_once(tally: Tally, payments: Sequence[Payment], credits: dict[str, Credit],
+def charges_credited_once(tally: Tally, payments: Sequence[Payment], credits: dict[str, Credit],
                            transfers: Sequence[ShareTransfer], refunds: Sequence[Refund], sandbox: Sandbox) -> None:
     """Every charge the gateway took is applied once: credited (deposit, revenue or share sale, for its
     whole amount) or, when it could no longer buy what it was for, refunded in full instead; a charge
@@ -784,7 +784,7 @@ def _charges_credited_once(tally: Tally, payments: Sequence[Payment], credits: d
     tally.check("each_charge_credited_once", not wrong, f"{charged} charges of {len(payments)} payments; {wrong[:10]}")
 
 
-def _refunds_sent_at_most_once(tally: Tally, refunds: Sequence[Refund], sandbox: Sandbox) -> None:
+def refunds_sent_at_most_once(tally: Tally, refunds: Sequence[Refund], sandbox: Sandbox) -> None:
     """The gateway holds at most one refund per refund of ours (found by the id in its merchant note),
     none that is not ours, and one for each refund of ours it processed."""
     at_gateway = Counter(refund_id_in_note(r.merchant_note) for r in sandbox.refunds.values())
@@ -797,7 +797,7 @@ def _refunds_sent_at_most_once(tally: Tally, refunds: Sequence[Refund], sandbox:
                 f"not ours {strays}, processed here but not there {lost}")
 
 
-def _refunds_within_charges(tally: Tally, payments: Sequence[Payment], refunds: Sequence[Refund]) -> None:
+def refunds_within_charges(tally: Tally, payments: Sequence[Payment], refunds: Sequence[Refund]) -> None:
     """No charge is refunded beyond what it took, and a payment's refunded amount and status say what its
     processed refunds add up to."""
     asked: Counter[str] = Counter()
@@ -819,7 +819,7 @@ def _refunds_within_charges(tally: Tally, payments: Sequence[Payment], refunds: 
     tally.check("refunds_within_charges", not wrong, f"{len(refunds)} refunds; {wrong[:10]}")
 
 
-def _reserved_shares_match(tally: Tally, holdings: Sequence[Holding], transfers: Sequence[ShareTransfer],
+def reserved_shares_match(tally: Tally, holdings: Sequence[Holding], transfers: Sequence[ShareTransfer],
                            share_refunds: Sequence[EscrowTransaction]) -> None:
     """A holding's reserved shares are those of its pending offers and of full refunds still on their way
     (which cancel the shares once processed); never more than it holds."""
@@ -836,7 +836,7 @@ def _reserved_shares_match(tally: Tally, holdings: Sequence[Holding], transfers:
     tally.check("reserved_shares_match_offers_and_refunds", not wrong, f"{len(holdings)} holdings; {wrong[:10]}")
 
 
-def _transfers_sent_at_most_once(tally: Tally, payouts: Sequence[Payout], sandbox: Sandbox) -> None:
+def transfers_sent_at_most_once(tally: Tally, payouts: Sequence[Payout], sandbox: Sandbox) -> None:
     """Per payout reference, every transfer the gateway made but the latest failed conclusively before the
     next was asked for (a retry), the latest agrees with the payout, and the gateway made no other transfer."""
     made: dict[str, list[str]] = defaultdict(list)
@@ -859,7 +859,7 @@ def _transfers_sent_at_most_once(tally: Tally, payouts: Sequence[Payout], sandbo
 PAYOUT_SOURCES = {"release": "release", "share_sale": "share_sale", "distribution": "distribution"}
 
 
-def _payouts_once_per_obligation(tally: Tally, payouts: Sequence[Payout], credits: dict[str, Credit]) -> None:
+def payouts_once_per_obligation(tally: Tally, payouts: Sequence[Payout], credits: dict[str, Credit]) -> None:
     """One payout per payee of each release, sale and distribution, for what that entry owed the payee."""
     per_obligation = Counter((p.reason, p.source_id, p.user_id) for p in payouts)
     repeated = {key: n for key, n in per_obligation.items() if n > 1}
@@ -875,7 +875,7 @@ def _payouts_once_per_obligation(tally: Tally, payouts: Sequence[Payout], credit
                 f"{len(payouts)} payouts; repeated {repeated}; amounts not owed {wrong[:10]}")
 
 
-def _releases_within_milestones(tally: Tally, deposits: Sequence[EscrowTransaction], releases: Sequence[Any],
+def releases_within_milestones(tally: Tally, deposits: Sequence[EscrowTransaction], releases: Sequence[Any],
                                 promised: dict[str, int]) -> None:
     """Milestones never take more of a deposit than their percentages of its amount, but for the rounding
     of a release split over several deposits: under 1.5 minor units per release row. In whole numbers:
@@ -891,7 +891,7 @@ def _releases_within_milestones(tally: Tally, deposits: Sequence[EscrowTransacti
     tally.check("releases_within_milestone_percentages", not over, f"{len(releases)} deposits released from; {over}")
 
 
-def _gateway_money_conserved(tally: Tally, balances: dict[str, int], sandbox: Sandbox) -> None:
+def gateway_money_conserved(tally: Tally, balances: dict[str, int], sandbox: Sandbox) -> None:
     """What the books say the gateway holds for us is what the gateway's own records add up to: charges
     taken, less refunds processed and transfers paid (a transfer reversed after it was paid came back)."""
     charged = sum(tx.amount for tx in sandbox.transactions.values() if tx.status == "success")
