@@ -4,6 +4,7 @@ the worker's jobs in between, then a drain and the checks) on a database of its 
 the operations by kind and answer, the faults injected and the final checks; exits 1 on any violation.
 
     python bench/bank.py --ops 2000 --seed 7
+    python bench/bank.py --ops 2000 --seed 7 --instances 3 --batch 8   (more contention; another schedule)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
 from app.models import Base
-from tests.bank_model import BANK_SETTINGS, BASE_URL, report, run_bank, service
+from tests.bank_model import BANK_SETTINGS, BASE_URL, MAX_BATCH, report, run_bank, service
 
 
 async def prepare(url: str) -> None:
@@ -38,10 +39,11 @@ async def main(args: argparse.Namespace) -> int:
                         jwt_secret="bank-bench-jwt-secret-0123456789abcdef", **BANK_SETTINGS)
     try:
         async with service(settings, args.instances) as instances:
-            tally = await run_bank(instances, settings, seed=args.seed, operations=args.ops)
+            tally = await run_bank(instances, settings, seed=args.seed, operations=args.ops, max_batch=args.batch)
     finally:
         await drop_database(args.pg, name)
-    print(report(tally, seed=args.seed, operations=args.ops, engine=f"PostgreSQL, {args.instances} instances"))
+    print(report(tally, seed=args.seed, operations=args.ops,
+                 engine=f"PostgreSQL, {args.instances} instances, up to {args.batch} operations at once"))
     return 1 if tally.violations else 0
 
 
@@ -60,6 +62,7 @@ if __name__ == "__main__":
     parser.add_argument("--ops", type=int, default=2000, help="operations in the schedule (default 2000)")
     parser.add_argument("--seed", type=int, default=None, help="the schedule's seed (default: a random one, printed)")
     parser.add_argument("--instances", type=int, default=2, help="instances of the service on the database")
+    parser.add_argument("--batch", type=int, default=MAX_BATCH, help="operations at once, at most (the schedule's)")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="PostgreSQL user@host:port")
     arguments = parser.parse_args()
     if arguments.seed is None:

@@ -180,8 +180,8 @@ class Step:
     ops: tuple[Op, ...]
 
 
-def plan_schedule(seed: int, operations: int) -> list[Step]:
-    """The schedule a seed stands for: steps of 1..MAX_BATCH concurrent operations, some led by faults."""
+def plan_schedule(seed: int, operations: int, max_batch: int = MAX_BATCH) -> list[Step]:
+    """The schedule a seed stands for: steps of 1..max_batch concurrent operations, some led by faults."""
     rng = random.Random(seed)
     kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
     steps: list[Step] = []
@@ -195,7 +195,7 @@ def plan_schedule(seed: int, operations: int) -> list[Step]:
             else:
                 aimed = {**arguments, "path_contains": rng.choice(FAULT_PATHS)}
                 faults.append(Fault(action, tuple(aimed.items())))
-        size = min(rng.randint(1, MAX_BATCH), operations - planned)
+        size = min(rng.randint(1, max_batch), operations - planned)
         ops = []
         for _ in range(size):
             kind = rng.choices(kinds, weights)[0]
@@ -939,9 +939,10 @@ async def _escrow_and_shares_as_the_api_shows(bank: Bank) -> None:
 # ---- one run, and what it prints ------------------------------------------------------------------------
 
 
-async def run_bank(instances: list[Instance], settings: Settings, *, seed: int, operations: int) -> Tally:
+async def run_bank(instances: list[Instance], settings: Settings, *, seed: int, operations: int,
+                   max_batch: int = MAX_BATCH) -> Tally:
     bank = Bank(instances, settings, seed)
-    schedule = plan_schedule(seed, operations)
+    schedule = plan_schedule(seed, operations, max_batch)
     started = time.perf_counter()
     await bank.setup()
     await bank.run(schedule)
