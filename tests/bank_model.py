@@ -110,28 +110,30 @@ APPS = (
 APP_BY_ID = {spec.id: spec for spec in APPS}
 PAYEES = [spec.owner for spec in APPS] + INVESTORS
 # Payout accounts registered before the schedule starts; the others register (or not) during it.
-REGISTERED_AT_START = [APPS[0].owner, *INVESTORS[:3]]
+REGISTERED_AT_START = [APPS[0].owner, *INVESTORS[:4]]
 PERIODS = ("2026-01", "2026-02", "2026-03")
 MILESTONE_PERCENTAGES = ("5", "10", "15", "20", "25", "30", "40")
 CHECKOUT_OUTCOMES = ("success",) * 6 + ("failed", "abandoned", "unpaid")
 
-# Gateway paths a fault can aim at, and the faults (SandboxFaults' methods and their arguments).
+# Gateway paths a fault can aim at, and the faults (SandboxFaults' methods, their arguments, and how often
+# they come up). An outcome fault waits for the next transfer or refund whenever that comes: rarer, or
+# nearly every transfer would fail.
 FAULT_PATHS = ("/transaction/initialize", "/transaction/verify", "/refund", "/transfer", "/transfer/verify",
                "/transfer/bulk", "/transferrecipient")
-FAULT_KINDS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("fail_next", {"status": 500}),
-    ("fail_next", {"status": 503}),
-    ("fail_next", {"status": 429}),
-    ("fail_next", {"status": 400}),
-    ("timeout_next", {"delay": TIMEOUT_FAULT_DELAY}),
-    ("error_after_next", {"status": 500}),
-    ("error_after_next", {"status": 502}),
-    ("malformed_next", {}),
-    ("transfer_outcome_next", {"outcome": "failed"}),
-    ("transfer_outcome_next", {"outcome": "reversed"}),
-    ("transfer_outcome_next", {"outcome": "reversed_after_success"}),
-    ("refund_outcome_next", {"outcome": "failed"}),
-    ("refund_outcome_next", {"outcome": "needs-attention"}),
+FAULT_KINDS: tuple[tuple[str, dict[str, Any], int], ...] = (
+    ("fail_next", {"status": 500}, 3),
+    ("fail_next", {"status": 503}, 3),
+    ("fail_next", {"status": 429}, 3),
+    ("fail_next", {"status": 400}, 3),
+    ("timeout_next", {"delay": TIMEOUT_FAULT_DELAY}, 3),
+    ("error_after_next", {"status": 500}, 3),
+    ("error_after_next", {"status": 502}, 3),
+    ("malformed_next", {}, 3),
+    ("transfer_outcome_next", {"outcome": "failed"}, 1),
+    ("transfer_outcome_next", {"outcome": "reversed"}, 1),
+    ("transfer_outcome_next", {"outcome": "reversed_after_success"}, 1),
+    ("refund_outcome_next", {"outcome": "failed"}, 1),
+    ("refund_outcome_next", {"outcome": "needs-attention"}, 1),
 )
 FAULTS_PER_STEP = 0.35  # the chance that a step starts with a fault injected (and again for a second one)
 MAX_BATCH = 4
@@ -189,7 +191,7 @@ def plan_schedule(seed: int, operations: int, max_batch: int = MAX_BATCH) -> lis
     while planned < operations:
         faults = []
         while rng.random() < FAULTS_PER_STEP and len(faults) < 2:
-            action, arguments = rng.choice(FAULT_KINDS)
+            action, arguments, _ = rng.choices(FAULT_KINDS, [weight for _, _, weight in FAULT_KINDS])[0]
             if action in ("transfer_outcome_next", "refund_outcome_next"):
                 faults.append(Fault(action, tuple(arguments.items())))
             else:
@@ -216,6 +218,7 @@ class Tally:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     drain_rounds: int = 0
+    final_state: dict[str, Counter[str]] = field(default_factory=dict)  # rows by status, after the drain
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         self.checks.append((name, ok, detail))
@@ -720,6 +723,8 @@ async def check_books(bank: Bank) -> None:
         holdings = (await session.scalars(select(Holding))).all()
         share_refunds = (await session.scalars(select(EscrowTransaction).where(
             EscrowTransaction.type == "refund", EscrowTransaction.shares > 0))).all()
+    tally.final_state = {name: Counter(row.status for row in rows) for name, rows in (
+        ("payments", payments), ("refunds", refunds), ("payouts", payouts), ("share transfers", transfers))}
     charges_credited_once(tally, payments, credits, transfers, refunds, sandbox)
     refunds_sent_at_most_once(tally, refunds, sandbox)
     refunds_within_charges(tally, payments, refunds)
@@ -966,6 +971,9 @@ def report(tally: Tally, *, seed: int, operations: int, engine: str) -> str:
     lines += [f"  {kind:<28} {', '.join(labels)}" for kind, labels in sorted(by_kind.items())]
     lines.append(f"faults injected ({sum(tally.faults.values())}):")
     lines += [f"  {label:<48} x{count}" for label, count in sorted(tally.faults.items())]
+    lines.append("after the drain:")
+    lines += [f"  {name:<28} {', '.join(f'{status} x{n}' for status, n in sorted(counts.items()))}"
+              for name, counts in tally.final_state.items()]
     lines.append("final checks:")
     lines += [f"  {'ok  ' if ok else 'FAIL'} {name}: {detail}" for name, ok, detail in tally.checks]
     lines.append(f"violations ({len(tally.violations)}):" if tally.violations else "violations: none")

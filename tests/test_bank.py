@@ -60,7 +60,7 @@ def test_a_seed_stands_for_one_schedule() -> None:
     long = plan_schedule(7, 2000)
     assert sum(len(step.ops) for step in long) == 2000
     assert Counter(op.kind for step in long for op in step.ops).keys() == WEIGHTS.keys()
-    assert {fault.action for step in long for fault in step.faults} == {action for action, _ in FAULT_KINDS}
+    assert {fault.action for step in long for fault in step.faults} == {action for action, _, _ in FAULT_KINDS}
     assert any(op.twice for step in long for op in step.ops)
 
 
