@@ -66,7 +66,7 @@ BASE_URL = "http://testserver"
 CURRENCY = "NGN"
 
 # What the service runs with here: the worker is the engine's to drive; gateway calls give up soon, so a
-# withheld answer costs about a second; refunds the gateway has no record of fail at once (the sandbox's
+# withheld answer costs half a second; refunds the gateway has no record of fail at once (the sandbox's
 # list is complete); share offers expire within a run; large releases need an admin's approval.
 BANK_SETTINGS: dict[str, Any] = {
     "worker_in_process": False,
@@ -156,7 +156,9 @@ KEYED = frozenset({"invest", "pay_revenue", "buy_shares", "distribute", "request
 @dataclass(frozen=True)
 class Op:
     kind: str
-    dice: tuple[int, ...]  # picks targets and amounts when the operation runs
+    # Rolled when the schedule is made, read when the operation runs: dice[0..5] pick its targets and
+    # amounts, dice[6] names its Idempotency-Key, dice[7] the instance it is sent to.
+    dice: tuple[int, ...]
     twice: bool  # sent twice at once with one Idempotency-Key
 
     def die(self, index: int, sides: int) -> int:
@@ -336,7 +338,7 @@ class Bank:
         self.tally.answers[(kind, "nothing to act on")] += 1
 
     async def pick(self, stmt: Select[Any], die: int) -> Any | None:
-        """One row of `stmt` (in creation order), chosen by `die`; None when there is none."""
+        """One row of `stmt` (ordered, as the statement says), chosen by `die`; None when there is none."""
         async with self.rt.db.unit_of_work() as session:
             rows = (await session.execute(stmt)).all()
         return rows[die % len(rows)] if rows else None
@@ -421,7 +423,7 @@ class Bank:
         if outcome == "unpaid":
             return
         checkout = await self.home.client.post(payment["payment_url"], data={"outcome": outcome})
-        if checkout.status_code not in (200, 303, 409):  # 409: settled already (the same key's payment)
+        if checkout.status_code not in (200, 303):
             self.tally.violations.append(f"{op.kind}: checkout -> {checkout.status_code}: {checkout.text[:200]}")
         if op.die(4, 2):
             response = await self.client(op).post(f"/v1/payments/{payment['reference']}/verify",
