@@ -9,8 +9,11 @@ def gateway(currency: str) -> str:
     return f"gateway:paystack:{currency}"
 
 
+ESCROW_PREFIX = "escrow:app:"
+
+
 def escrow(app_id: str, currency: str) -> str:
-    return f"escrow:app:{app_id}:{currency}"
+    return f"{ESCROW_PREFIX}{app_id}:{currency}"
 
 
 def payable(user_id: str, currency: str) -> str:

@@ -220,7 +220,7 @@ async def _send_one(rt: Runtime, payout: Payout) -> int:
     except GatewayError as error:
         log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
         return 0
-    await _record_result(rt, result)
+    await _record_result(rt, result, payout.attempts)
     return 1
 
 
@@ -247,27 +247,37 @@ async def _send_batch(rt: Runtime, currency: str, payouts: list[Payout]) -> int:
     if len(results) < len(payouts):
         log.warning("bulk transfer %s: %d of %d transfers not told apart in the answer; the reconciler will ask",
                     batch, len(payouts) - len(results), len(payouts))
+    attempts = {payout.reference: payout.attempts for payout in payouts}
     for result in results:
-        await _record_result(rt, result)
+        await _record_result(rt, result, attempts[result.reference])
     return len(payouts)
 
 
-async def _record_result(rt: Runtime, result: TransferResult) -> None:
+async def _record_result(rt: Runtime, result: TransferResult, attempt: int) -> None:
+    """What the gateway said about the payout's transfer while the payout was at `attempt`."""
     if result.is_success or result.is_conclusive_failure:
-        await _settle_by_reference(rt, result.reference, result.status)
+        await _settle_by_reference(rt, result.reference, result.status, attempt=attempt)
         return
     async with rt.db.unit_of_work() as session:
         await session.execute(
             update(Payout)
-            .where(Payout.reference == result.reference, Payout.status == "processing")
+            .where(Payout.reference == result.reference, Payout.status == "processing", Payout.attempts == attempt)
             .values(transfer_code=result.transfer_code)
         )
 
 
-async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: str | None = None) -> bool:
+async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: str | None = None, *,
+                               attempt: int) -> bool:
+    """Apply what the gateway said while the payout was at `attempt`. A payout that has moved on since
+    (its transfer failed, and it was retried) ignores it: the answer may be about the earlier transfer,
+    and the new one's outcome comes on its own."""
     async with rt.db.unit_of_work() as session:
         payout = await session.scalar(select(Payout).where(Payout.reference == reference).with_for_update())
         if payout is None:
+            return False
+        if payout.attempts != attempt:
+            log.info("payout %s: an answer heard at attempt %d ignored, the payout is at attempt %d",
+                     reference, attempt, payout.attempts)
             return False
         await settle_payout(session, payout, status, note)
         return True
@@ -317,9 +327,12 @@ async def _reverse_paid(session: AsyncSession, payout: Payout, note: str | None)
 
 async def handle_transfer_event(rt: Runtime, data: dict[str, Any]) -> str:
     reference = str(data.get("reference") or "")
-    status = str(data.get("status") or "")
     if not reference:
         return "ignored"
+    async with rt.db.unit_of_work() as session:
+        attempt = await session.scalar(select(Payout.attempts).where(Payout.reference == reference))
+    if attempt is None:
+        return "ignored"  # not a payout of ours
     # Never trust the body for the outcome: ask the gateway for the transfer's state.
     try:
         verified = await rt.gateway.verify_transfer(reference)
@@ -328,7 +341,7 @@ async def handle_transfer_event(rt: Runtime, data: dict[str, Any]) -> str:
     status = verified.status
     if not (verified.is_success or verified.is_conclusive_failure):
         raise RetryLater(f"transfer {reference} still {status}")
-    return "processed" if await _settle_by_reference(rt, reference, status) else "ignored"
+    return "processed" if await _settle_by_reference(rt, reference, status, attempt=attempt) else "ignored"
 
 
 async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None) -> int:
@@ -353,7 +366,7 @@ async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None
         except GatewayError as error:
             log.warning("payout %s not verified: %s", payout.reference, error.message)
             continue
-        await _record_result(rt, result)
+        await _record_result(rt, result, payout.attempts)
         checked += 1
     return checked
 
@@ -367,11 +380,11 @@ async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected, note: s
     except GatewayRejected as verify_error:
         if verify_error.status_code == 404:
             # nothing was sent: the money is owed again
-            await _settle_by_reference(rt, payout.reference, "failed", note or error.message)
+            await _settle_by_reference(rt, payout.reference, "failed", note or error.message, attempt=payout.attempts)
         return
     except GatewayError:
         return  # outcome unknown: stays processing for the reconciler
-    await _record_result(rt, existing)
+    await _record_result(rt, existing, payout.attempts)
 
 
 async def require_own_payout(session: AsyncSession, principal: Principal, payout_id: str) -> Payout:

@@ -701,6 +701,7 @@ async def test_transfer_refuses_a_reused_reference_and_unknown_recipients(env: E
     assert_error(unknown, 400)
     assert_error(await env.client.get(f"{API}/transfer/verify/payout-9999-abcdef"), 404)
     assert list(env.sandbox.transfers) == ["payout-0002-abcdef"]
+    assert [t.reference for t in env.sandbox.transfer_history] == ["payout-0002-abcdef"]  # refusals make none
 
 
 async def test_transfer_reversed_after_success(env: Env) -> None:
@@ -718,8 +719,12 @@ async def test_transfer_reversed_after_success(env: Env) -> None:
     assert reversal["data"]["transfer_code"] == success["data"]["transfer_code"]
     verified = (await env.client.get(f"{API}/transfer/verify/{reference}")).json()["data"]
     assert (verified["status"], verified["transferred_at"]) == ("reversed", success["data"]["transferred_at"])
-    # a reversed transfer may be retried under its reference
+    # a reversed transfer may be retried under its reference: a transfer of its own, the first one kept
     assert (await env.client.post(f"{API}/transfer", json=transfer_body(code, reference))).status_code == 200
+    first, retried = env.sandbox.transfer_history
+    assert (first.reference, first.status) == (reference, "reversed")
+    assert (retried.reference, retried.status) == (reference, "pending")
+    assert retried.id != first.id and env.sandbox.transfers[reference] is retried
 
 
 async def test_reverse_a_successful_transfer_by_hand(env: Env) -> None:

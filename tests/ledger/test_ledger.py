@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import InsufficientFunds
 from app.ledger import accounts
-from app.ledger.integrity import run_checks
+from app.ledger.integrity import CHECKS, run_checks
 from app.ledger.service import (
     BULK_ACCOUNTS,
     AlreadyPosted,
@@ -23,7 +23,8 @@ from app.ledger.service import (
     post,
     post_entries,
 )
-from app.models import JournalEntry, LedgerAccount, Posting
+from app.models import EscrowTransaction, JournalEntry, LedgerAccount, Posting
+from app.models.base import new_id
 
 # A guarded account with no domain rows behind it (escrow would also be checked against deposits).
 GATEWAY, HELD = accounts.gateway("NGN"), accounts.platform_fees("NGN")
@@ -158,3 +159,38 @@ async def test_a_batch_that_would_overdraw_a_guarded_account_writes_nothing(db: 
                                          Entry("test", move(HELD, payable, 41), "over-2")])
     assert await balances(db, HELD, payable) == [100, 0]
     assert await failed_checks(db) == {}
+
+
+async def test_every_integrity_check_reads_one_snapshot(db: Database) -> None:
+    """Each check is one statement. Under READ COMMITTED (PostgreSQL's default) every statement reads a
+    snapshot of its own, so a check made of two could see a refund committed between them and report
+    books that were never wrong (the Bank test caught escrow-versus-deposits doing that mid-run)."""
+    statements: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.unit_of_work() as session:
+            await session.execute(select(1))  # the transaction has begun: what follows is the checks' own
+            for check in CHECKS:
+                statements.clear()
+                await check(session)
+                assert len(statements) == 1, (check.__name__, statements)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_escrow_that_disagrees_with_its_deposits_is_caught_either_way(db: Database) -> None:
+    """Escrow money with no deposit behind it, and a deposit whose money never reached escrow."""
+    with_money, without = accounts.escrow("app-1", "NGN"), accounts.escrow("app-2", "NGN")
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=move(GATEWAY, with_money, 5_000))
+        session.add(EscrowTransaction(id=new_id("esc"), type="deposit", app_id="app-2", investor_id="investor-1",
+                                      amount=7_000, currency="NGN", status="held", released=0, refunded=0, frozen=0))
+    failed = await failed_checks(db)
+    assert failed["escrow_equals_deposits_minus_releases_and_refunds"]["mismatched"] == [
+        {"account": with_money, "ledger": 5_000, "deposits": 0},
+        {"account": without, "ledger": 0, "deposits": 7_000},
+    ]

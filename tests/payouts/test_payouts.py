@@ -13,9 +13,11 @@ from fastapi import FastAPI
 from sqlalchemy import delete, func, select
 
 from app.gateway.signature import sign
+from app.gateway.types import TransferResult
 from app.ledger import accounts
 from app.ledger.service import balance
 from app.models import JournalEntry, LedgerAccount, Payout, PayoutAccount, Posting, WebhookEvent
+from app.payments.inbox import process_inbox
 from app.payouts.service import reconcile_payouts, send_pending_payouts
 from tests.conftest import requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
@@ -255,6 +257,40 @@ async def test_conclusive_failure_returns_the_money_and_retry_pays_once(
     _error(await _retry(client, auth, payout["id"]), 409, "INVALID_STATE")
     await settle(app)
     assert (await _payout(client, auth))["status"] == "paid"
+    await _books_ok(client, app, auth)
+
+
+async def test_a_late_answer_about_the_failed_transfer_never_settles_its_retry(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconciler asks about a payout and hears that its transfer failed; before it applies that, the
+    failure is recorded by the webhook, an admin retries and the second transfer goes out. The answer
+    was about the first transfer: applied to the second, it failed a payout that the gateway then paid,
+    and the books owed the money again."""
+    payout = await _release(client, app, auth)
+    rt, sandbox = app.state.runtime, app.state.sandbox
+    sandbox.faults.transfer_outcome_next("failed")
+    await send_pending_payouts(rt)
+    await sandbox.wait_idle()  # the first transfer failed; its webhook waits in the inbox
+    verify = rt.gateway.verify_transfer
+
+    async def verify_while_the_payout_moves_on(reference: str) -> TransferResult:
+        monkeypatch.setattr(rt.gateway, "verify_transfer", verify)
+        answer = await verify(reference)
+        assert answer.status == "failed"
+        await process_inbox(rt)
+        assert (await _retry(client, auth, payout["id"])).status_code == 200
+        assert await send_pending_payouts(rt) == 1
+        return answer
+
+    monkeypatch.setattr(rt.gateway, "verify_transfer", verify_while_the_payout_moves_on)
+    await reconcile_payouts(rt, older_than_seconds=0)
+    await settle(app)
+
+    paid = await _payout(client, auth)
+    assert (paid["status"], paid["attempts"]) == ("paid", 2)
+    assert [t.status for t in sandbox.transfer_history] == ["failed", "success"]
+    assert await _payable(app) == 0
     await _books_ok(client, app, auth)
 
 

@@ -88,6 +88,11 @@ class Sandbox:
         return self._state.transfers
 
     @property
+    def transfer_history(self) -> Sequence[Transfer]:
+        """Every transfer made, oldest first, retries of one reference included (`transfers` keeps the latest)."""
+        return self._state.transfer_history
+
+    @property
     def refunds(self) -> Mapping[int, Refund]:
         """By refund id."""
         return self._state.refunds

@@ -86,6 +86,9 @@ class SandboxState:
         self.refunds: dict[int, Refund] = {}
         self.recipients: dict[str, Recipient] = {}
         self.transfers: dict[str, Transfer] = {}
+        # Every transfer made, in order: a reference retried after a conclusive failure is made again,
+        # and `transfers` then holds only its latest transfer; Paystack keeps each one.
+        self.transfer_history: list[Transfer] = []
         self.disputes: dict[str, Dispute] = {}
         self._transactions_by_id: dict[int, Transaction] = {}
         self._transactions_by_access_code: dict[str, Transaction] = {}
@@ -457,6 +460,7 @@ class SandboxState:
             updated_at=moment,
         )
         self.transfers[transfer.reference] = transfer
+        self.transfer_history.append(transfer)
         return transfer
 
 
