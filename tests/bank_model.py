@@ -32,7 +32,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.sql import Select
 
 from app.core.config import Settings
-from app.core.idempotency import REPLAY_HEADER
 from app.core.money import to_major
 from app.core.security import issue_token
 from app.gateway.sandbox import Sandbox
@@ -56,11 +55,12 @@ from app.models import (
     WebhookEvent,
 )
 from app.models.base import utcnow
-from app.payments.refunds import refund_id_in_note
-from app.payments.service import reconcile_pending
+from app.payments.gateway_refunds import refund_id_in_note
+from app.payments.tasks import reconcile_pending
 from app.payouts.service import reconcile_payouts
 from app.runtime import Runtime
-from app.worker import JOBS
+from app.web.idempotency import REPLAY_HEADER
+from app.wiring import JOBS
 
 BASE_URL = "http://testserver"
 CURRENCY = "NGN"
