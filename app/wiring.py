@@ -28,7 +28,7 @@ from app.payments.router import router as payments_router
 from app.payments.tasks import handle_charge_success, reconcile_pending
 from app.payments.types import PaymentTypes
 from app.payouts.router import router as payouts_router
-from app.payouts.service import handle_transfer_event, reconcile_payouts, send_pending_payouts
+from app.payouts.tasks import handle_transfer_event, reconcile_payouts, send_pending_payouts
 from app.runtime import Extensions, Runtime
 from app.shares.router import router as shares_router
 from app.shares.transfers import ShareTransferPayment, expire_transfers

@@ -57,7 +57,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.payments.gateway_refunds import refund_id_in_note
 from app.payments.tasks import reconcile_pending
-from app.payouts.service import reconcile_payouts
+from app.payouts.tasks import reconcile_payouts
 from app.runtime import Runtime
 from app.web.idempotency import REPLAY_HEADER
 from app.wiring import JOBS

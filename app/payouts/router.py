@@ -11,7 +11,7 @@ from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import AdminUser, CurrentUser
-from app.payouts import service
+from app.payouts import flows, service
 from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
 from app.web.deps import RuntimeDep, SessionDep
 
@@ -21,7 +21,7 @@ PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]
 
 @router.put("/payout-accounts/me", response_model=PayoutAccountOut)
 async def register_payout_account(body: PayoutAccountIn, principal: CurrentUser, rt: RuntimeDep) -> PayoutAccountOut:
-    return service.account_out(await service.register_payout_account(rt, principal, body))
+    return service.account_out(await flows.register_payout_account(rt, principal, body))
 
 
 @router.get("/payout-accounts/me", response_model=PayoutAccountOut)

@@ -21,7 +21,7 @@ from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import EscrowTransaction, Holding, Milestone, Payout, Refund
 from app.models.base import new_id
-from app.payouts.service import send_pending_payouts
+from app.payouts.tasks import send_pending_payouts
 from tests.distributions.test_distributions import distribute, pay_revenue
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, invest, pay, put_app, settle

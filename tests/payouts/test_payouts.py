@@ -17,7 +17,7 @@ from app.gateway.types import TransferResult
 from app.ledger import accounts
 from app.ledger.service import balance
 from app.models import JournalEntry, LedgerAccount, Payout, PayoutAccount, Posting, WebhookEvent
-from app.payouts.service import reconcile_payouts, send_pending_payouts
+from app.payouts.tasks import reconcile_payouts, send_pending_payouts
 from app.webhooks.inbox import process_inbox
 from tests.conftest import requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account

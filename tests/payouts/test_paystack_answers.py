@@ -19,7 +19,8 @@ from app.ledger import accounts
 from app.ledger.service import balance, move, post
 from app.main import create_app
 from app.models import Payout
-from app.payouts.service import queue_payout, reconcile_payouts, send_pending_payouts
+from app.payouts.service import queue_payout
+from app.payouts.tasks import reconcile_payouts, send_pending_payouts
 from tests.helpers import paystack_sample
 
 Auth = Callable[..., dict[str, str]]

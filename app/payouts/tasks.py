@@ -1,0 +1,223 @@
+"""The worker's payout jobs: claiming due payouts and sending them as transfers (one reference per payout,
+so a retry can never pay twice), transfer webhooks, and the reconciler that asks the gateway about
+payouts left processing."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from app.core import outbox
+from app.gateway.errors import GatewayError, GatewayRejected
+from app.gateway.types import BulkTransferItem, TransferResult
+from app.ledger import accounts
+from app.ledger.service import move, post
+from app.models import Payout, PayoutAccount
+from app.models.base import utcnow
+from app.models.statuses import PayoutStatus, advance
+from app.payouts.service import (
+    settle_payout,
+)
+from app.runtime import Runtime
+from app.webhooks.inbox import RetryLater
+
+log = logging.getLogger(__name__)
+
+
+async def _claim_due(rt: Runtime) -> list[Payout]:
+    """Take due payouts and move their money in flight before the transfer is asked for.
+
+    Each goes to the payee's payout account as it is now: a payout written while the account was
+    being registered (it read none, and committed after the registration updated the pending ones)
+    would otherwise wait for an account that exists."""
+    lease = outbox.lease(rt.settings.worker_lease_seconds)
+    async with rt.db.unit_of_work() as session:
+        payable = (
+            select(Payout, PayoutAccount.recipient_code)
+            .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
+                       & (PayoutAccount.currency == Payout.currency))
+            .where(Payout.status == "pending",
+                   or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
+            .order_by(Payout.id)
+        )
+        claimed = (
+            await session.execute(
+                outbox.due(payable, Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size, of=Payout)
+            )
+        ).all()
+        payouts = [payout for payout, _ in claimed]
+        for payout, current_recipient in claimed:
+            payout.recipient_code = current_recipient or payout.recipient_code
+            payout.attempts += 1
+            advance(payout, PayoutStatus.PROCESSING)
+            payout.available_at = utcnow() + lease
+            payout.last_error = None
+            await post(
+                session,
+                kind="payout_sent",
+                legs=move(accounts.payable(payout.user_id, payout.currency),
+                          accounts.payout_in_flight(payout.currency), payout.amount),
+                idempotency_key=f"payout:{payout.id}:{payout.attempts}:sent",
+                memo=f"payout {payout.reference}",
+            )
+        return payouts
+
+
+async def send_pending_payouts(rt: Runtime) -> int:
+    claimed = await _claim_due(rt)
+    singles = [p for p in claimed if p.reason != "distribution"]
+    # Distributions pay many people at once: Paystack bulk transfers, each item under its own reference.
+    batchable: dict[str, list[Payout]] = {}
+    for payout in claimed:
+        if payout.reason == "distribution":
+            batchable.setdefault(payout.currency, []).append(payout)
+    sent = 0
+    for payout in singles:
+        sent += await _send_one(rt, payout)
+    size = rt.settings.bulk_transfer_batch_size
+    for currency, payouts in batchable.items():
+        for start in range(0, len(payouts), size):
+            sent += await _send_batch(rt, currency, payouts[start:start + size])
+    return sent
+
+
+async def _send_one(rt: Runtime, payout: Payout) -> int:
+    assert payout.recipient_code is not None
+    try:
+        result = await rt.gateway.initiate_transfer(
+            amount=payout.amount, recipient=payout.recipient_code, reference=payout.reference,
+            reason=f"{payout.reason} {payout.source_id}"[:100], currency=payout.currency,
+        )
+    except GatewayRejected as error:
+        await _rejected(rt, payout, error)
+        return 0
+    except GatewayError as error:
+        log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
+        return 0
+    await _record_result(rt, result, payout.attempts)
+    return 1
+
+
+async def _send_batch(rt: Runtime, currency: str, payouts: list[Payout]) -> int:
+    batch = f"batch-{secrets.token_hex(10)}"
+    async with rt.db.unit_of_work() as session:
+        await session.execute(
+            update(Payout).where(Payout.id.in_([p.id for p in payouts])).values(batch_reference=batch)
+        )
+    items = [
+        BulkTransferItem(amount=p.amount, reference=p.reference, recipient=p.recipient_code or "",
+                         reason=f"{p.reason} {p.source_id}"[:100])
+        for p in payouts
+    ]
+    try:
+        results = await rt.gateway.bulk_transfer(currency=currency, transfers=items)
+    except GatewayRejected as error:
+        for payout in payouts:
+            await _rejected(rt, payout, error, note=f"bulk transfer {batch}: {error.message}")
+        return 0
+    except GatewayError as error:
+        log.warning("bulk transfer %s outcome unknown (%s); the reconciler will ask", batch, error.message)
+        return 0
+    if len(results) < len(payouts):
+        log.warning("bulk transfer %s: %d of %d transfers not told apart in the answer; the reconciler will ask",
+                    batch, len(payouts) - len(results), len(payouts))
+    attempts = {payout.reference: payout.attempts for payout in payouts}
+    for result in results:
+        await _record_result(rt, result, attempts[result.reference])
+    return len(payouts)
+
+
+async def _record_result(rt: Runtime, result: TransferResult, attempt: int) -> None:
+    """What the gateway said about the payout's transfer while the payout was at `attempt`."""
+    if result.is_success or result.is_conclusive_failure:
+        await _settle_by_reference(rt, result.reference, result.status, attempt=attempt)
+        return
+    async with rt.db.unit_of_work() as session:
+        await session.execute(
+            update(Payout)
+            .where(Payout.reference == result.reference, Payout.status == "processing", Payout.attempts == attempt)
+            .values(transfer_code=result.transfer_code)
+        )
+
+
+async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: str | None = None, *,
+                               attempt: int) -> bool:
+    """Apply what the gateway said while the payout was at `attempt`. A payout that has moved on since
+    (its transfer failed, and it was retried) ignores it: the answer may be about the earlier transfer,
+    and the new one's outcome comes on its own."""
+    async with rt.db.unit_of_work() as session:
+        payout = await session.scalar(select(Payout).where(Payout.reference == reference).with_for_update())
+        if payout is None:
+            return False
+        if payout.attempts != attempt:
+            log.info("payout %s: an answer heard at attempt %d ignored, the payout is at attempt %d",
+                     reference, attempt, payout.attempts)
+            return False
+        await settle_payout(session, payout, status, note)
+        return True
+
+
+async def handle_transfer_event(rt: Runtime, data: dict[str, Any]) -> str:
+    reference = str(data.get("reference") or "")
+    if not reference:
+        return "ignored"
+    async with rt.db.unit_of_work() as session:
+        attempt = await session.scalar(select(Payout.attempts).where(Payout.reference == reference))
+    if attempt is None:
+        return "ignored"  # not a payout of ours
+    # Never trust the body for the outcome: ask the gateway for the transfer's state.
+    try:
+        verified = await rt.gateway.verify_transfer(reference)
+    except GatewayError as error:
+        raise RetryLater(f"transfer verify failed: {error.message}") from error
+    status = verified.status
+    if not (verified.is_success or verified.is_conclusive_failure):
+        raise RetryLater(f"transfer {reference} still {status}")
+    return "processed" if await _settle_by_reference(rt, reference, status, attempt=attempt) else "ignored"
+
+
+async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None) -> int:
+    """Ask the gateway about payouts whose outcome we do not know."""
+    age = rt.settings.reconcile_pending_after_seconds if older_than_seconds is None else older_than_seconds
+    cutoff = utcnow() - timedelta(seconds=age)
+    async with rt.db.unit_of_work() as session:
+        payouts = (
+            await session.scalars(
+                select(Payout).where(Payout.status == "processing", Payout.updated_at <= cutoff)
+                .order_by(Payout.id).limit(200)
+            )
+        ).all()
+    checked = 0
+    for payout in payouts:
+        try:
+            result = await rt.gateway.verify_transfer(payout.reference)
+        except GatewayRejected as error:
+            if error.status_code == 404:
+                await _send_one(rt, payout)  # never reached Paystack: same reference again
+            continue
+        except GatewayError as error:
+            log.warning("payout %s not verified: %s", payout.reference, error.message)
+            continue
+        await _record_result(rt, result, payout.attempts)
+        checked += 1
+    return checked
+
+
+async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected, note: str | None = None) -> None:
+    """Paystack refused the transfer. That is a failure only if no transfer exists under the reference:
+    a refusal can also mean "this reference is taken" when an earlier try of ours went through (the
+    client retries a POST whose answer timed out), and that transfer may still succeed."""
+    try:
+        existing = await rt.gateway.verify_transfer(payout.reference)
+    except GatewayRejected as verify_error:
+        if verify_error.status_code == 404:
+            # nothing was sent: the money is owed again
+            await _settle_by_reference(rt, payout.reference, "failed", note or error.message, attempt=payout.attempts)
+        return
+    except GatewayError:
+        return  # outcome unknown: stays processing for the reconciler
+    await _record_result(rt, existing, payout.attempts)
