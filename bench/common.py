@@ -4,6 +4,8 @@ HTTP/1.1 client and the wait for a started server."""
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -21,12 +23,25 @@ from app.gateway.client import PaystackClient  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
 
 
+def run_database_name(prefix: str) -> str:
+    """A database name of this run's own: two runs on one server (developers, CI) never drop each other's."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+
+
 async def fresh_database(pg: str, name: str) -> None:
     """Drop and create database `name` on `pg` (user@host:port)."""
     conn = await asyncpg.connect(f"postgresql://{pg}/postgres")
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def drop_database(pg: str, name: str) -> None:
+    conn = await asyncpg.connect(f"postgresql://{pg}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 
