@@ -4,6 +4,8 @@ percentiles, a free port, a cheap HTTP/1.1 client and the wait for a started ser
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import socket
 import sys
 import time
@@ -21,6 +23,11 @@ from app.core.crypto import FieldCipher  # noqa: E402
 from app.core.db import Database  # noqa: E402
 from app.gateway.client import PaystackClient  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
+
+
+def run_database_name(prefix: str) -> str:
+    """A database name of this run's own: two runs on one server (developers, CI) never drop each other's."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
 
 
 async def fresh_database(pg: str, name: str) -> None:

@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 
 import asyncpg
-from common import fresh_database, offline_runtime
+from common import drop_database, fresh_database, offline_runtime, run_database_name
 
 from app.core.money import allocate, percentage_of
 from app.core.security import Principal
@@ -36,20 +36,27 @@ from app.runtime import Runtime
 REVENUE = 987_654_321_09  # minor units paid in for the period
 
 
+def holding_sizes(holders: int) -> list[int]:
+    """Skewed holding sizes, 1 to 1,000 shares."""
+    return [1 + (i * 7919) % 1000 for i in range(holders)]
+
+
 async def seed(rt: Runtime, dsn: str, app_id: str, holders: int) -> None:
     """An app, `holders` holdings with skewed sizes, payout accounts for half, and the period's revenue."""
     now = datetime.now(UTC)
+    sizes = holding_sizes(holders)
     conn = await asyncpg.connect(dsn)
     try:
+        # shares_issued is what the holdings add up to: the integrity checks compare the two.
         await conn.execute(
             "INSERT INTO apps (id, name, owner_id, currency, share_price, total_shares, shares_issued, approvers, "
             "required_approvals, lock_in_days, platform_fee_hundredths, created_at, updated_at) "
-            "VALUES ($1, $1, 'owner', 'NGN', 100, $2, $2, '[]', 1, 0, 250, $3, $3)",
-            app_id, holders * 1000, now,
+            "VALUES ($1, $1, 'owner', 'NGN', 100, $2, $3, '[]', 1, 0, 250, $4, $4)",
+            app_id, holders * 1000, sum(sizes), now,
         )
         await conn.copy_records_to_table(
             "holdings", columns=["app_id", "user_id", "shares", "reserved_shares", "acquired_at", "updated_at"],
-            records=[(app_id, f"holder-{i:07d}", 1 + (i * 7919) % 1000, 0, now, now) for i in range(holders)],
+            records=[(app_id, f"holder-{i:07d}", size, 0, now, now) for i, size in enumerate(sizes)],
         )
         await conn.copy_records_to_table(
             "payout_accounts",
@@ -110,8 +117,15 @@ async def copy_ceiling(dsn: str, distribution_id: str) -> tuple[float, int]:
 
 
 async def one_size(pg: str, holders: int) -> None:
-    name = "bench_distributions"
+    name = run_database_name("bench_distributions")
     await fresh_database(pg, name)
+    try:
+        await measure(pg, name, holders)
+    finally:
+        await drop_database(pg, name)
+
+
+async def measure(pg: str, name: str, holders: int) -> None:
     url, dsn = f"postgresql+asyncpg://{pg}/{name}", f"postgresql://{pg}/{name}"
     rt = offline_runtime(url)
     async with rt.db.engine.begin() as conn:
@@ -120,7 +134,7 @@ async def one_size(pg: str, holders: int) -> None:
     admin = Principal(user_id="bench-admin", roles=frozenset({"admin"}))
     body = DistributionIn(period="2026-10", currency="NGN")
 
-    weights = [1 + (i * 7919) % 1000 for i in range(holders)]
+    weights = holding_sizes(holders)
     started = time.perf_counter()
     net = REVENUE - percentage_of(REVENUE, 250)
     allocate(net, weights)

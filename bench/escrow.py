@@ -30,7 +30,7 @@ import time
 from decimal import Decimal
 
 import asyncpg
-from common import fresh_database, offline_runtime, percentile
+from common import drop_database, fresh_database, offline_runtime, percentile, run_database_name
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -243,13 +243,23 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="client processes sharing the K workers")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432")
-    parser.add_argument("--database", default="bench_escrow")
+    parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
+                        "dropped at the end)")
     args = parser.parse_args()
-    url = f"postgresql+asyncpg://{args.pg}/{args.database}"
-    dsn = f"postgresql://{args.pg}/{args.database}"
+    name = args.database or run_database_name("bench_escrow")
+    asyncio.run(fresh_database_with_ceiling_row(args.pg, name))
+    try:
+        measure(args, name)
+    finally:
+        if not args.database:
+            asyncio.run(drop_database(args.pg, name))
+
+
+def measure(args: argparse.Namespace, name: str) -> None:
+    url = f"postgresql+asyncpg://{args.pg}/{name}"
+    dsn = f"postgresql://{args.pg}/{name}"
     many = [f"app-{i}" for i in range(args.workers)]
 
-    asyncio.run(fresh_database_with_ceiling_row(args.pg, args.database))
     asyncio.run(prepare(url, ["hot", *many]))
     processes = min(args.processes, args.workers)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:

@@ -26,7 +26,15 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from common import ROOT, KeepAliveConnection, fresh_database, percentile, wait_healthy
+from common import (
+    ROOT,
+    KeepAliveConnection,
+    drop_database,
+    fresh_database,
+    percentile,
+    run_database_name,
+    wait_healthy,
+)
 
 from app.core.config import Settings
 from app.core.security import issue_token
@@ -77,14 +85,23 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="separate `python -m app.worker` processes (the API then runs no worker itself)")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
-    parser.add_argument("--database", default="bench_webhooks")
+    parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
+                        "dropped at the end)")
     args = parser.parse_args()
+    name = args.database or run_database_name("bench_webhooks")
+    await fresh_database(args.pg, name)
+    try:
+        await measure(args, name)
+    finally:
+        if not args.database:
+            await drop_database(args.pg, name)
 
-    await fresh_database(args.pg, args.database)
+
+async def measure(args: argparse.Namespace, name: str) -> None:
     base = f"http://127.0.0.1:{args.port}"
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgresql+asyncpg://{args.pg}/{args.database}",
+        "DATABASE_URL": f"postgresql+asyncpg://{args.pg}/{name}",
         "PUBLIC_BASE_URL": base,
         "PAYMENT_GATEWAY_MODE": "sandbox",
         "RATE_LIMIT_DEFAULT": "1000000/minute",
@@ -140,7 +157,7 @@ async def main() -> None:
             load = webhooks + webhooks[: args.n // 3]
             random.Random(7).shuffle(load)
 
-            dsn = f"postgresql://{args.pg}/{args.database}"
+            dsn = f"postgresql://{args.pg}/{name}"
             db = await asyncpg.connect(dsn)
             pids = [server.pid] + [w.pid for w in workers]
             cpu_before = cpu_seconds(pids)

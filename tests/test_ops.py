@@ -7,16 +7,19 @@ import gc
 import os
 import signal
 import sys
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
 from app.runtime import freeze_long_lived_objects
 from app.wiring import ROUTERS
+from tests.conftest import BASE_URL
 from tests.helpers import invest, pay, put_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +101,28 @@ async def test_worker_process_starts_and_stops_cleanly(database_url: str) -> Non
     assert b"worker started" in line
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+
+
+async def _served_and_shut_down(settings: Settings, auth: Callable[..., dict[str, str]]) -> weakref.ref[FastAPI]:
+    """An app that paid an investment through its sandbox and shut down; only a weak reference to it is left."""
+    application = create_app(settings, loopback=True)
+    async with LifespanManager(application), httpx.AsyncClient(
+        transport=httpx.ASGITransport(application), base_url=BASE_URL
+    ) as http:
+        await put_app(http, auth("admin-1", admin=True))
+        await pay(http, application, await invest(http, auth("investor-1")))
+    return weakref.ref(application)
+
+
+async def test_an_app_that_has_shut_down_is_not_kept_alive(
+    app: FastAPI, settings: Settings, auth: Callable[..., dict[str, str]]
+) -> None:
+    """The suite builds an app per test: one kept alive after its test (FastAPI caches each endpoint it serves,
+    and endpoints made per sandbox held the sandbox and so its app) made every full garbage collection walk
+    hundreds of them. `app` has started first: the first app of a process is frozen with the startup objects."""
+    shut_down = await _served_and_shut_down(settings, auth)
+    gc.collect()
+    assert shut_down() is None
 
 
 async def test_startup_objects_are_frozen_once_per_process(app: FastAPI) -> None:
