@@ -15,11 +15,11 @@ from fastapi import APIRouter
 from app.apps.router import router as apps_router
 from app.distributions.revenue import RevenuePayment
 from app.distributions.router import router as distributions_router
-from app.escrow.disputes import handle_chargeback, handle_chargeback_resolved
 from app.escrow.disputes_router import router as disputes_router
 from app.escrow.investment import InvestmentPayment
 from app.escrow.refunds import on_refund_settled
 from app.escrow.router import router as escrow_router
+from app.escrow.tasks import handle_chargeback, handle_chargeback_resolved
 from app.ledger.reconciliation import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
@@ -31,7 +31,8 @@ from app.payouts.router import router as payouts_router
 from app.payouts.tasks import handle_transfer_event, reconcile_payouts, send_pending_payouts
 from app.runtime import Extensions, Runtime
 from app.shares.router import router as shares_router
-from app.shares.transfers import ShareTransferPayment, expire_transfers
+from app.shares.tasks import expire_transfers
+from app.shares.transfers import ShareTransferPayment
 from app.webhooks.inbox import EventHandlers, process_inbox
 
 Job = Callable[[Runtime], Awaitable[int]]

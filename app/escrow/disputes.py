@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import oversees
 from app.apps.service import get_app, overseen_app_ids
-from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import FeatureDisabled, InsufficientFunds, InvalidAmount, InvalidState, NotFound, Unauthorized
 from app.core.money import MoneyError, to_major, to_minor
@@ -26,12 +25,9 @@ from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Dispute, EscrowTransaction, Payment
 from app.models.base import new_id, utcnow
-from app.models.escrow import GATEWAY_DISPUTE_ID_LENGTH
-from app.models.payments import REFERENCE_LENGTH
 from app.models.statuses import DisputeStatus, PaymentStatus, advance
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, reserve_shares
-from app.webhooks.inbox import MalformedEvent, RetryLater, amount_field, text_field
 
 log = logging.getLogger(__name__)
 
@@ -155,63 +151,6 @@ def _close(dispute: Dispute, outcome: str, amount: int, note: str | None, by: st
     dispute.resolved_at = utcnow()
 
 
-def _charge_reference(data: dict[str, Any]) -> str | None:
-    """Paystack's documented dispute bodies carry `transaction_reference: null` and the reference in
-    `transaction.reference`; either may be the one given."""
-    transaction = data.get("transaction")
-    return text_field(data, "transaction_reference", max_length=REFERENCE_LENGTH) or (
-        text_field(transaction, "reference", max_length=REFERENCE_LENGTH) if isinstance(transaction, dict) else None
-    )
-
-
-def _gateway_id(data: dict[str, Any]) -> str:
-    gateway_id = text_field(data, "id", max_length=GATEWAY_DISPUTE_ID_LENGTH)
-    if gateway_id is None:
-        raise MalformedEvent("id is missing: the dispute could not be matched to its resolution")
-    return gateway_id
-
-
-def _shown(value: object, length: int = 64) -> str:
-    """A value from the event as it may be stored and logged: short, printable text."""
-    return value if isinstance(value, str) and value.isprintable() and len(value) <= length else repr(value)[:length]
-
-
-async def handle_chargeback(rt: Runtime, data: dict[str, Any]) -> str:
-    """A chargeback freezes the deposit by itself, whatever the feature flag says about our own disputes."""
-    gateway_id = _gateway_id(data)
-    reference = _charge_reference(data)
-    if reference is None:
-        raise MalformedEvent("the disputed charge's reference is missing")
-    try:
-        asked, unclear = amount_field(data, "refund_amount"), None
-    except MalformedEvent as error:
-        asked, unclear = None, f"{error}: the whole deposit is frozen"
-    async with rt.db.unit_of_work() as session:
-        if await session.scalar(select(Dispute.id).where(Dispute.gateway_dispute_id == gateway_id)):
-            return "duplicate"
-        deposit = await session.scalar(
-            select(EscrowTransaction)
-            .join(Payment, Payment.id == EscrowTransaction.payment_id)
-            .where(Payment.reference == reference, EscrowTransaction.type == "deposit")
-        )
-        if deposit is None:
-            return "ignored"
-        deposit = (await lock_deposits(session, [deposit.id]))[deposit.id]
-        amount = min(asked or deposit.amount, available(deposit))
-        if amount <= 0:
-            log.warning("chargeback %s on %s: nothing left to freeze", gateway_id, deposit.id)
-            return "ignored"
-        category = data.get("category")
-        label = category if isinstance(category, str) and category.isprintable() and len(category) <= 40 else "dispute"
-        dispute = await _freeze(session, deposit, amount, reason=f"chargeback ({label})", source="gateway",
-                                gateway_dispute_id=gateway_id)
-        if unclear is not None:
-            _flag(dispute, "amount", unclear, gateway_id)
-    return "processed"
-
-
-# Paystack's resolutions: accepted by the merchant or, unanswered in time, automatically (the customer
-# has the money back); or declined (the merchant keeps it).
 ACCEPTED_RESOLUTIONS = frozenset({"merchant-accepted", "auto-accepted"})
 DECLINED_RESOLUTIONS = frozenset({"declined"})
 # The disputed charge's status each verdict can leave (a partly accepted chargeback may leave the charge
@@ -225,73 +164,6 @@ class UnclearResolution(Exception):
     def __init__(self, label: str, reason: str) -> None:
         super().__init__(reason)
         self.label = label  # a bounded metric label
-
-
-def _taken_back(data: dict[str, Any], dispute: Dispute) -> int:
-    """How much of the frozen money the bank took back: 0 when the chargeback was declined.
-    UnclearResolution when the event does not say so unambiguously."""
-    resolution = data.get("resolution")
-    if isinstance(resolution, str) and resolution in ACCEPTED_RESOLUTIONS:
-        verdict = "lost"
-    elif isinstance(resolution, str) and resolution in DECLINED_RESOLUTIONS:
-        verdict = "won"
-    else:
-        raise UnclearResolution("resolution", f"unknown resolution {_shown(resolution)}")
-    transaction = data.get("transaction")
-    status = transaction.get("status") if isinstance(transaction, dict) else None
-    if status is not None and not (isinstance(status, str) and status in CHARGE_STATUSES_AFTER[verdict]):
-        raise UnclearResolution(
-            "contradiction", f"resolution {resolution} contradicted by the charge's status {_shown(status)}")
-    currency = data.get("currency")
-    if currency is not None and _shown(currency).upper() != dispute.currency:
-        raise UnclearResolution("currency", f"resolution in {_shown(currency)}, the dispute is in {dispute.currency}")
-    if verdict == "won":
-        return 0
-    try:
-        taken = amount_field(data, "refund_amount")
-    except MalformedEvent as error:
-        raise UnclearResolution("amount", str(error)) from None
-    if taken is None:
-        return dispute.amount
-    if not 0 < taken <= dispute.amount:
-        raise UnclearResolution("amount", f"the bank took back {taken}, {dispute.amount} was frozen")
-    return taken
-
-
-def _flag(dispute: Dispute, label: str, reason: str, gateway_id: str) -> None:
-    """Leave the chargeback's money frozen and the dispute open for an admin, and say why."""
-    dispute.flag_reason = reason[:500]
-    log.error("chargeback %s (dispute %s) left frozen for an admin: %s", gateway_id, dispute.id, reason)
-    metrics.CHARGEBACKS_FLAGGED.labels(reason=label).inc()
-
-
-async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
-    """Accepted: the bank took the money back; declined: we keep it and it is unfrozen. Anything unclear
-    keeps the money frozen and flags the dispute for an admin."""
-    gateway_id = _gateway_id(data)
-    async with rt.db.unit_of_work() as session:
-        dispute = await session.scalar(
-            select(Dispute).where(Dispute.gateway_dispute_id == gateway_id).with_for_update()
-        )
-        if dispute is None:
-            raise RetryLater("dispute not opened yet")
-        if dispute.status != "open":
-            return "duplicate"
-        resolution = data.get("resolution")
-        dispute.gateway_resolution = None if resolution is None else _shown(resolution)
-        try:
-            taken = _taken_back(data, dispute)
-        except UnclearResolution as unclear:
-            _flag(dispute, unclear.label, str(unclear), gateway_id)
-            return "flagged"
-        deposit = await _unfreeze(session, dispute)
-        if taken:
-            await _charge_back(session, dispute, deposit, taken)
-            _close(dispute, "refund" if taken == dispute.amount else "partial_refund", taken,
-                   f"chargeback {resolution} at the gateway", "paystack")
-        else:
-            _close(dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
-    return "processed"
 
 
 async def _charge_back(session: AsyncSession, dispute: Dispute, deposit: EscrowTransaction, amount: int) -> None:

@@ -8,7 +8,6 @@ A payment that succeeds for a transfer that can no longer complete is refunded.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -40,8 +39,6 @@ from app.payouts.service import queue_payout
 from app.runtime import Runtime
 from app.shares.schemas import ShareTransferIn, ShareTransferOut
 from app.shares.service import credit_holding, reserve_shares, unreserve_shares
-
-log = logging.getLogger(__name__)
 
 
 async def offer(session: AsyncSession, rt: Runtime, principal: Principal, body: ShareTransferIn) -> ShareTransfer:
@@ -113,18 +110,6 @@ async def _end(session: AsyncSession, transfer: ShareTransfer, status: str) -> N
         raise InvalidState(f"The transfer is {transfer.status}", status=transfer.status)
     advance(transfer, ShareTransferStatus(status))
     await unreserve_shares(session, app_id=transfer.app_id, user_id=transfer.seller_id, shares=transfer.shares)
-
-
-async def expire_transfers(rt: Runtime) -> int:
-    """Pending offers past their time give their shares back to the seller."""
-    async with rt.db.unit_of_work() as session:
-        due = (await session.scalars(
-            select(ShareTransfer).where(ShareTransfer.status == "pending", ShareTransfer.expires_at <= utcnow())
-            .order_by(ShareTransfer.id).limit(200).with_for_update(skip_locked=True)
-        )).all()
-        for transfer in due:
-            await _end(session, transfer, "expired")
-        return len(due)
 
 
 class ShareTransferPayment:

@@ -23,7 +23,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.escrow.disputes import handle_chargeback
+from app.escrow.tasks import handle_chargeback
 from app.models import Dispute
 from tests.authz import ERROR_CODES, ScenarioCache, call_route, role_headers
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
