@@ -23,9 +23,15 @@ from app.escrow.tasks import handle_chargeback, handle_chargeback_resolved
 from app.ledger.reconciliation import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
-from app.payments.gateway_refunds import REFUND_EVENT_HANDLERS, RefundSettledHooks, check_refunds, send_pending_refunds
+from app.payments.gateway_refunds import RefundSettledHooks
 from app.payments.router import router as payments_router
-from app.payments.tasks import handle_charge_success, reconcile_pending
+from app.payments.tasks import (
+    REFUND_EVENT_HANDLERS,
+    check_refunds,
+    handle_charge_success,
+    reconcile_pending,
+    send_pending_refunds,
+)
 from app.payments.types import PaymentTypes
 from app.payouts.router import router as payouts_router
 from app.payouts.tasks import handle_transfer_event, reconcile_payouts, send_pending_payouts
