@@ -20,7 +20,7 @@ from app.escrow.investment import InvestmentPayment
 from app.escrow.refunds import on_refund_settled
 from app.escrow.router import router as escrow_router
 from app.escrow.tasks import handle_chargeback, handle_chargeback_resolved
-from app.ledger.reconciliation import reconcile_recent
+from app.ledger.flows import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
 from app.payments.gateway_refunds import RefundSettledHooks

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.security import AdminUser
+from app.ledger.flows import reconcile
 from app.ledger.integrity import run_checks
-from app.ledger.reconciliation import Kind, RecordType, reconcile, requested_window
+from app.ledger.reconciliation import Kind, RecordType, requested_window
 from app.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/admin", tags=["operations"], dependencies=[RATE_LIMITED])

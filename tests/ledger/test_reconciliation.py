@@ -24,6 +24,7 @@ from app.core.config import Settings
 from app.gateway.sandbox.records import iso
 from app.gateway.types import TransactionRecord, TransferRecord
 from app.ledger import accounts
+from app.ledger.flows import reconcile_recent
 from app.ledger.reconciliation import (
     Difference,
     GatewayRefund,
@@ -31,7 +32,6 @@ from app.ledger.reconciliation import (
     compare_charges,
     compare_refunds,
     compare_transfers,
-    reconcile_recent,
     refund_id_in_note,
 )
 from app.ledger.service import move, post
