@@ -39,7 +39,8 @@ from app.runtime import Extensions, Runtime
 from app.shares.router import router as shares_router
 from app.shares.tasks import expire_transfers
 from app.shares.transfers import ShareTransferPayment
-from app.webhooks.inbox import EventHandlers, process_inbox
+from app.webhooks.inbox import EventHandlers
+from app.webhooks.tasks import process_inbox
 
 Job = Callable[[Runtime], Awaitable[int]]
 

@@ -7,27 +7,21 @@ handles are stored and marked ignored.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import metrics, outbox
-from app.core.db import is_retryable
+from app.core import metrics
 from app.core.logging import redact
-from app.gateway.errors import GatewayError, GatewayRejected
 from app.models import WebhookEvent
 from app.models.base import utcnow
 from app.runtime import Runtime
@@ -59,21 +53,6 @@ class RetryLater(Exception):
 class MalformedEvent(Exception):
     """The event's data can never be applied (a field of the wrong type, or longer than anything it could
     name): the event is kept as ignored, with the reason, and never retried."""
-
-
-def _is_transient(error: Exception) -> bool:
-    """Failures another attempt can get past: the event is not applicable yet, or the gateway or the
-    database is unavailable or in conflict. Anything else (a value no column holds, a gateway refusal,
-    a request that cannot be built) fails the same way every time."""
-    if isinstance(error, RetryLater | OSError | PoolTimeout):  # OSError: refused, reset, timed out
-        return True
-    if isinstance(error, GatewayError):
-        return not isinstance(error, GatewayRejected)
-    return isinstance(error, DBAPIError) and (
-        error.connection_invalidated
-        or is_retryable(error)
-        or isinstance(error, OperationalError | IntegrityError | InterfaceError)
-    )
 
 
 def text_field(data: dict[str, Any], key: str, *, max_length: int) -> str | None:
@@ -264,97 +243,6 @@ async def store_event(rt: Runtime, arrival: Arrival) -> bool:
         log.warning("signed webhook body stored as ignored: %s", arrival.unreadable)
         metrics.WEBHOOK_EVENTS.labels(event=metrics.event_label(arrival.event), result="unreadable").inc()
     return new
-
-
-async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:
-    """Take up to `limit` due events; SKIP LOCKED lets several workers share the inbox."""
-    async with rt.db.unit_of_work() as session:
-        now = utcnow()
-        waiting = select(WebhookEvent).where(WebhookEvent.status.in_(("pending", "processing")))
-        events = (
-            await session.scalars(outbox.due(waiting.order_by(WebhookEvent.id), WebhookEvent.available_at, now,
-                                             limit=limit))
-        ).all()
-        for event in events:
-            event.status = "processing"
-            event.attempts += 1
-            event.available_at = now + outbox.lease(rt.settings.worker_lease_seconds)
-        return list(events)
-
-
-async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
-    """Run the event's handler; returns the inbox status it ends in and the error, if any."""
-    started = time.perf_counter()
-    label = metrics.event_label(event.event)
-    handler = rt.extension(EventHandlers).by_event.get(event.event)
-    outcome: tuple[str, str | None]
-    try:
-        data = json.loads(event.payload).get("data")
-        if handler is None or not isinstance(data, dict):
-            outcome, result = ("ignored", None), "ignored"
-        else:
-            result = await handler(rt, data)
-            outcome = ("ignored" if result == "ignored" else "processed", None)
-    except MalformedEvent as error:
-        log.warning("webhook event %s ignored: %s", event.id, error)
-        outcome, result = ("ignored", redact(f"malformed: {error}")), "malformed"
-    except Exception as error:  # only a transient failure is worth another attempt
-        if not _is_transient(error):
-            log.exception("webhook event %s failed; another attempt would fail the same way", event.id)
-            outcome, result = ("failed", redact(repr(error))), "failed"
-        elif event.attempts >= MAX_ATTEMPTS:
-            log.error("webhook event %s gave up after %s attempts: %s", event.id, event.attempts, error)
-            outcome, result = ("failed", redact(repr(error))), "failed"
-        else:
-            if not isinstance(error, RetryLater):
-                log.warning("webhook event %s failed; will retry", event.id, exc_info=error)
-            outcome, result = ("pending", redact(repr(error))), "retry"
-    metrics.WEBHOOK_EVENTS.labels(event=label, result=result).inc()
-    metrics.WEBHOOK_PROCESSING.observe(time.perf_counter() - started)
-    return outcome
-
-
-async def _finish(rt: Runtime, events: list[WebhookEvent], outcomes: list[tuple[str, str | None]]) -> None:
-    """Record a batch's outcomes in one transaction. A worker that dies before this leaves the
-    events to be taken again after their lease: handlers apply each fact once, so that is safe."""
-    now = utcnow()
-    done: dict[str, list[int]] = {}
-    async with rt.db.unit_of_work() as session:
-        for event, (status, error) in zip(events, outcomes, strict=True):
-            if status == "pending":
-                await session.execute(
-                    update(WebhookEvent).where(WebhookEvent.id == event.id).values(
-                        status="pending", last_error=(error or "")[:1000],
-                        available_at=now + outbox.backoff(event.attempts + 1, first=1, most=3600))
-                )
-            elif error is not None:
-                await session.execute(
-                    update(WebhookEvent).where(WebhookEvent.id == event.id).values(
-                        status=status, last_error=error[:1000], processed_at=now)
-                )
-            else:
-                done.setdefault(status, []).append(event.id)
-        for status, ids in done.items():
-            await session.execute(
-                update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(status=status, processed_at=now,
-                                                                             last_error=None)
-            )
-
-
-async def process_inbox(rt: Runtime) -> int:
-    """Process every due event; returns how many were handled."""
-    handled = 0
-    semaphore = asyncio.Semaphore(CONCURRENCY)
-
-    async def run(event: WebhookEvent) -> tuple[str, str | None]:
-        async with semaphore:
-            return await _process(rt, event)
-
-    while events := await _claim(rt, rt.settings.worker_batch_size):
-        outcomes = await asyncio.gather(*(run(event) for event in events))
-        await _finish(rt, events, list(outcomes))
-        handled += len(events)
-    return handled
 
 
 async def backlog(session: AsyncSession) -> int:

@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.models import JournalEntry, Refund
 from app.payments.gateway_refunds import settle_refund
 from app.payments.tasks import check_refunds, send_pending_refunds
-from app.webhooks.inbox import process_inbox
+from app.webhooks.tasks import process_inbox
 from tests.conftest import requires_postgres
 from tests.helpers import get_payment, paystack_sample
 from tests.payments.refund_support import (

@@ -18,7 +18,7 @@ from app.ledger import accounts
 from app.ledger.service import balance
 from app.models import JournalEntry, LedgerAccount, Payout, PayoutAccount, Posting, WebhookEvent
 from app.payouts.tasks import reconcile_payouts, send_pending_payouts
-from app.webhooks.inbox import process_inbox
+from app.webhooks.tasks import process_inbox
 from tests.conftest import requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
 from tests.helpers import APPROVERS, OWNER, invest, pay, paystack_sample, put_app, settle
