@@ -1,5 +1,5 @@
 """The webhook inbox: events are stored once when they arrive (account numbers and authorization
-codes redacted) and processed by a worker.
+codes redacted) and processed by the worker (`app/webhooks/tasks.py`).
 
 What each event name does is the `EventHandlers` table the wiring gives the runtime; events nobody
 handles are stored and marked ignored.
