@@ -9,9 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+from app import apidocs
 from app.core.config import get_settings
+from app.core.logging import configure_logging
 from app.core.security import issue_token
 from app.core.settings_docs import env_example, markdown_page
+from app.gateway.sandbox.server import create_sandbox_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,18 +38,19 @@ def migrate(database_url: str | None = None, revision: str = "head") -> None:
 
 
 def write_api_doc(*, check: bool) -> int:
-    from app.apidocs import API_DOC, render
+    # Imported here, not above: importing app.main builds the application, which the other commands
+    # (migrate, token, settings) must not pay for or depend on.
     from app.main import app
 
-    text = render(app)
+    text = apidocs.render(app)
     if check:
-        current = API_DOC.read_text() if API_DOC.is_file() else ""
+        current = apidocs.API_DOC.read_text() if apidocs.API_DOC.is_file() else ""
         if current != text:
-            print(f"{API_DOC} is out of date: run python -m app docs api", file=sys.stderr)
+            print(f"{apidocs.API_DOC} is out of date: run python -m app docs api", file=sys.stderr)
             return 1
         return 0
-    API_DOC.write_text(text)
-    print(f"wrote {API_DOC}")
+    apidocs.API_DOC.write_text(text)
+    print(f"wrote {apidocs.API_DOC}")
     return 0
 
 
@@ -61,9 +65,6 @@ def run_sandbox(host: str, port: int, webhook_url: str | None, public_url: str |
     """One process, no database: the sandbox keeps its records in memory, so it is never run with
     several workers."""
     import uvicorn
-
-    from app.core.logging import configure_logging
-    from app.gateway.sandbox.server import create_sandbox_app
 
     settings = get_settings()
     configure_logging(settings.log_level)
