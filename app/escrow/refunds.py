@@ -8,14 +8,10 @@ investor's shares at once and cancels them when the refund is processed.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.money import to_major
-from app.escrow import group_commit
 from app.escrow.deposits import deposit_status, lock_deposits
-from app.escrow.group_commit import Finish
 from app.escrow.movements import RefundMade, RefundMoney, apply_one
 from app.escrow.schemas import RefundOut
 from app.models import EscrowTransaction, Refund
@@ -42,20 +38,6 @@ async def refund_deposit(
                                                     frozen_allowed=frozen_allowed))
     assert made is not None
     return made.refund
-
-
-async def request_refund(rt: Runtime, deposit_id: str, *, amount: Decimal | None, reason: str) -> RefundOut:
-    """An admin refunds `amount` (major units; default all that remains) of a deposit, in the next
-    batch of the escrow group commit."""
-
-    async def prepare(_: AsyncSession) -> tuple[RefundMoney, Finish]:
-        async def finish(made: object) -> RefundOut:
-            assert isinstance(made, RefundMade)
-            return refund_out(made)
-
-        return RefundMoney(deposit_id=deposit_id, amount=None, amount_major=amount, reason=reason), finish
-
-    return await group_commit.run(rt, prepare)
 
 
 async def on_refund_settled(session: AsyncSession, refund: Refund) -> None:

@@ -22,8 +22,6 @@ from app.core.money import allocate, currency, format_percentage, parse_percenta
 from app.core.repository import get_or_404
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
-from app.escrow import group_commit
-from app.escrow.group_commit import Finish
 from app.escrow.milestones import get_milestone
 from app.escrow.movements import ReleaseMoney, apply_one, check_can_give
 from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
@@ -184,38 +182,20 @@ async def _execute_automatically(session: AsyncSession, rt: Runtime, release: Re
         log.info("release %s approved but not executed automatically: %s", release.id, refusal.message)
 
 
-async def execute(rt: Runtime, principal: Principal, release_id: str) -> ReleaseOut:
-    """An admin executes an approved release, in the next batch of the escrow group commit."""
-
-    async def prepare(session: AsyncSession) -> tuple[ReleaseMoney, Finish]:
-        release, app = await get_release(session, principal, release_id, for_update=True)
-        require(principal.is_admin, "Only an admin executes releases")
-        if release.status != "approved":
-            raise InvalidState("Only an approved release can be executed", status=release.status)
-
-        async def finish(_: object) -> ReleaseOut:
-            await _mark_released(session, release)
-            return await release_out(session, release)
-
-        return await _release_money(session, release, app), finish
-
-    return await group_commit.run(rt, prepare, key=release_id)
-
-
 async def execute_release(session: AsyncSession, rt: Runtime, release: ReleaseRequest, app: App) -> None:
     """Move the money in the caller's transaction. Any refusal raises, and the caller's transaction
     leaves the release approved."""
-    await apply_one(session, rt, await _release_money(session, release, app))
-    await _mark_released(session, release)
+    await apply_one(session, rt, await release_money(session, release, app))
+    await mark_released(session, release)
 
 
-async def _release_money(session: AsyncSession, release: ReleaseRequest, app: App) -> ReleaseMoney:
+async def release_money(session: AsyncSession, release: ReleaseRequest, app: App) -> ReleaseMoney:
     items = (await session.scalars(select(ReleaseItem).where(ReleaseItem.release_id == release.id))).all()
     return ReleaseMoney(app=app, currency=release.currency, items=[(item.deposit_id, item.amount) for item in items],
                         source_id=release.id, milestone_id=release.milestone_id)
 
 
-async def _mark_released(session: AsyncSession, release: ReleaseRequest) -> None:
+async def mark_released(session: AsyncSession, release: ReleaseRequest) -> None:
     milestone = await session.get(Milestone, release.milestone_id, with_for_update=True)
     assert milestone is not None
     advance(milestone, MilestoneStatus.RELEASED)

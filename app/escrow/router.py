@@ -15,7 +15,7 @@ from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
-from app.escrow import milestones, refunds, releases, reports, service
+from app.escrow import flows, milestones, releases, reports, service
 from app.escrow.schemas import (
     ApprovalIn,
     EscrowSummary,
@@ -71,7 +71,7 @@ async def refund_transaction(
         raise Unauthorized("Only an admin refunds escrow")
 
     async def refund(_: Answer) -> RefundOut:  # recorded after the escrow group commit's batch commits
-        return await refunds.request_refund(rt, transaction_id, amount=body.amount, reason=body.reason)
+        return await flows.request_refund(rt, transaction_id, amount=body.amount, reason=body.reason)
 
     scope = f"POST /v1/escrow/transactions/{transaction_id}/refunds"
     return await idempotent(rt.db, principal, idempotency_key, scope, body, refund)
@@ -161,4 +161,4 @@ async def decide_release(
 @router.post("/escrow/releases/{release_id}/execute", response_model=ReleaseOut)
 @limiter.limit(payments_limit)
 async def execute_release(request: Request, release_id: str, principal: CurrentUser, rt: RuntimeDep) -> ReleaseOut:
-    return await releases.execute(rt, principal, release_id)
+    return await flows.execute(rt, principal, release_id)
