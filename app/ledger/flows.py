@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
-from sqlalchemy import String, cast, literal, select
+from sqlalchemy import String, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core import metrics
 from app.gateway.errors import GatewayRejected
+from app.ledger.integrity import CHEAP_CHECKS
 from app.ledger.reconciliation import (
     CHARGE_STATUSES_AGREEING,
     EDGE_MARGIN,
@@ -34,7 +35,7 @@ from app.ledger.reconciliation import (
     compare_refunds,
     compare_transfers,
 )
-from app.models import JournalEntry, Payment, Payout, Refund
+from app.models import JournalEntry, Payment, Payout, Posting, Refund
 from app.models.base import utcnow
 from app.runtime import Runtime
 
@@ -167,3 +168,16 @@ async def reconcile_recent(rt: Runtime) -> Reconciliation:
                     len(result.differences),
                     "; ".join(f"{d.record} {d.reference} {d.kind}" for d in result.differences[:20]))
     return result
+
+
+async def ledger_sum(rt: Runtime) -> int:
+    """What all postings add up to: zero in balanced books."""
+    async with rt.db.unit_of_work() as session:
+        return int(await session.scalar(select(func.coalesce(func.sum(Posting.amount), 0))) or 0)
+
+
+async def failing_cheap_checks(rt: Runtime) -> list[str]:
+    """The names of the cheap business checks (`integrity.CHEAP_CHECKS`) that fail now."""
+    async with rt.db.unit_of_work() as session:
+        results = [await check(session) for check in CHEAP_CHECKS]
+    return [result.name for result in results if not result.ok]

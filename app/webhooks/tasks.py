@@ -26,6 +26,7 @@ from app.webhooks.inbox import (
     EventHandlers,
     MalformedEvent,
     RetryLater,
+    backlog,
 )
 
 log = logging.getLogger(__name__)
@@ -135,3 +136,9 @@ async def process_inbox(rt: Runtime) -> int:
         await _finish(rt, events, list(outcomes))
         handled += len(events)
     return handled
+
+
+async def inbox_backlog(rt: Runtime) -> int:
+    """How many events wait to be processed (readiness shows it)."""
+    async with rt.db.unit_of_work() as session:
+        return await backlog(session)
