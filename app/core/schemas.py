@@ -1,17 +1,75 @@
-"""Shared request/response building blocks: strict bodies and cursor pages."""
+"""Shared request/response building blocks: strict bodies, answers read from rows, and cursor pages."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.core.money import format_percentage, to_major
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _InMinorUnits:
+    """On a `FromRow` field: the row holds minor units of its `currency`; the answer shows major units."""
+
+
+@dataclass(frozen=True)
+class _InHundredths:
+    """On a `FromRow` field: the row holds hundredths of a percent; the answer shows "25.00"."""
+
+
+# The one way the API shows an amount read from a row: a decimal string in the row's currency ("5000.00").
+Money = Annotated[str, _InMinorUnits()]
+OptionalMoney = Annotated[str | None, _InMinorUnits()]
+Percentage = Annotated[str, _InHundredths()]
+
+
+class _RowShown:
+    """A row as its answer reads it: amounts in major units, percentages formatted, the rest as stored."""
+
+    def __init__(self, row: object, money: frozenset[str], percentages: frozenset[str]) -> None:
+        self._row, self._money, self._percentages = row, money, percentages
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._row, name)
+        if value is None:
+            return None
+        if name in self._money:
+            return to_major(value, self._row.currency)  # type: ignore[attr-defined]
+        if name in self._percentages:
+            return format_percentage(value)
+        return value
+
+
+class FromRow(BaseModel):
+    """An answer read from an ORM row (`from_attributes`): fields take the row's attribute of the same name
+    (or their `validation_alias`); `Money` and `Percentage` fields are converted on the way."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shown(cls, data: Any) -> Any:
+        if isinstance(data, dict | BaseModel):
+            return data
+        money: set[str] = set()
+        percentages: set[str] = set()
+        for name, field in cls.model_fields.items():
+            source = field.validation_alias if isinstance(field.validation_alias, str) else name
+            if any(isinstance(marker, _InMinorUnits) for marker in field.metadata):
+                money.add(source)
+            elif any(isinstance(marker, _InHundredths) for marker in field.metadata):
+                percentages.add(source)
+        return _RowShown(data, frozenset(money), frozenset(percentages))
 
 
 class StrictModel(BaseModel):

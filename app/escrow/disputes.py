@@ -20,7 +20,7 @@ from app.core.security import Principal
 from app.escrow.deposits import available, deposit_status, lock_deposits
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import pay_owner_from_deposits
-from app.escrow.schemas import DisputeIn, DisputeOut, DisputeResolve
+from app.escrow.schemas import DisputeIn, DisputeResolve
 from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Dispute, EscrowTransaction, Payment
@@ -199,16 +199,3 @@ async def _cancel_charged_back_shares(session: AsyncSession, deposit: EscrowTran
     except InvalidState:
         log.error("chargeback on %s: the investor no longer holds the %s shares to cancel", deposit.id,
                   deposit.shares)
-
-
-def dispute_out(dispute: Dispute) -> DisputeOut:
-    return DisputeOut(
-        id=dispute.id, transaction_id=dispute.transaction_id, app_id=dispute.app_id,
-        investor_id=dispute.investor_id, amount=to_major(dispute.amount, dispute.currency),
-        currency=dispute.currency, reason=dispute.reason, status=dispute.status, source=dispute.source,
-        outcome=dispute.outcome,
-        outcome_amount=None if dispute.outcome_amount is None else to_major(dispute.outcome_amount, dispute.currency),
-        resolution_note=dispute.resolution_note, resolved_by=dispute.resolved_by, resolved_at=dispute.resolved_at,
-        created_at=dispute.created_at, gateway_resolution=dispute.gateway_resolution,
-        flagged=dispute.flag_reason is not None, flag_reason=dispute.flag_reason,
-    )

@@ -19,7 +19,7 @@ router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/disputes", tags=["dis
 
 @router.post("", status_code=201, response_model=DisputeOut)
 async def open_dispute(body: DisputeIn, principal: CurrentUser, session: SessionDep, rt: RuntimeDep) -> DisputeOut:
-    return disputes.dispute_out(await disputes.open_dispute(session, rt, principal, body))
+    return DisputeOut.model_validate(await disputes.open_dispute(session, rt, principal, body))
 
 
 @router.get("", response_model=Page[DisputeOut])
@@ -33,17 +33,17 @@ async def list_disputes(
 ) -> Page[DisputeOut]:
     disputes.require_enabled(rt.settings)
     rows, cursor = await disputes.list_disputes(session, principal, page, status=status, app_id=app_id)
-    return Page[DisputeOut](items=[disputes.dispute_out(d) for d in rows], next_cursor=cursor)
+    return Page[DisputeOut](items=[DisputeOut.model_validate(d) for d in rows], next_cursor=cursor)
 
 
 @router.get("/{dispute_id}", response_model=DisputeOut)
 async def get_dispute(dispute_id: str, principal: CurrentUser, session: SessionDep, rt: RuntimeDep) -> DisputeOut:
     disputes.require_enabled(rt.settings)
-    return disputes.dispute_out(await disputes.get_dispute(session, principal, dispute_id))
+    return DisputeOut.model_validate(await disputes.get_dispute(session, principal, dispute_id))
 
 
 @router.post("/{dispute_id}/resolve", response_model=DisputeOut)
 async def resolve_dispute(
     dispute_id: str, body: DisputeResolve, principal: CurrentUser, session: SessionDep, rt: RuntimeDep
 ) -> DisputeOut:
-    return disputes.dispute_out(await disputes.resolve_dispute(session, rt, principal, dispute_id, body))
+    return DisputeOut.model_validate(await disputes.resolve_dispute(session, rt, principal, dispute_id, body))

@@ -13,7 +13,7 @@ from app.core.errors import InvalidState, ValidationFailed
 from app.core.money import FULL_PERCENT, format_percentage, parse_percentage
 from app.core.repository import get_or_404
 from app.core.security import Principal
-from app.escrow.schemas import MilestoneIn, MilestoneOut
+from app.escrow.schemas import MilestoneIn
 from app.models import App, Milestone
 from app.models.base import new_id, utcnow
 from app.models.statuses import MilestoneStatus, advance
@@ -62,12 +62,3 @@ async def complete_milestone(
     milestone.evidence = evidence
     milestone.completed_at = utcnow()
     return milestone
-
-
-def milestone_out(milestone: Milestone) -> MilestoneOut:
-    return MilestoneOut(
-        id=milestone.id, app_id=milestone.app_id, title=milestone.title, description=milestone.description,
-        release_percentage=format_percentage(milestone.release_percentage), due_date=milestone.due_date,
-        status=milestone.status, evidence=milestone.evidence, completed_at=milestone.completed_at,
-        created_at=milestone.created_at,
-    )

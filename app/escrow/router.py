@@ -100,20 +100,20 @@ async def app_statement(
 
 @router.post("/apps/{app_id}/milestones", status_code=201, response_model=MilestoneOut)
 async def create_milestone(app_id: str, body: MilestoneIn, principal: CurrentUser, session: SessionDep) -> MilestoneOut:
-    return milestones.milestone_out(await milestones.create_milestone(session, principal, app_id, body))
+    return MilestoneOut.model_validate(await milestones.create_milestone(session, principal, app_id, body))
 
 
 @router.get("/apps/{app_id}/milestones", response_model=Page[MilestoneOut])
 async def list_milestones(app_id: str, _: CurrentUser, session: SessionDep) -> Page[MilestoneOut]:
     rows = await milestones.list_milestones(session, app_id)
-    return Page[MilestoneOut](items=[milestones.milestone_out(m) for m in rows])
+    return Page[MilestoneOut](items=[MilestoneOut.model_validate(m) for m in rows])
 
 
 @router.post("/milestones/{milestone_id}/complete", response_model=MilestoneOut)
 async def complete_milestone(
     milestone_id: str, body: MilestoneComplete, principal: CurrentUser, session: SessionDep
 ) -> MilestoneOut:
-    return milestones.milestone_out(
+    return MilestoneOut.model_validate(
         await milestones.complete_milestone(session, principal, milestone_id, body.evidence)
     )
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from app.core.money import FULL_PERCENT, AmountInput, MoneyError, format_percentage, parse_percentage
-from app.core.schemas import StrictModel
+from app.core.schemas import FromRow, Money, OptionalMoney, Percentage, StrictModel
 
 EscrowType = Literal["deposit", "release", "refund"]
 
@@ -58,12 +58,12 @@ class MilestoneComplete(StrictModel):
     evidence: str = Field(min_length=1, max_length=5000)
 
 
-class MilestoneOut(BaseModel):
+class MilestoneOut(FromRow):
     id: str
     app_id: str
     title: str
     description: str
-    release_percentage: str
+    release_percentage: Percentage
     due_date: date | None
     status: str
     evidence: str | None
@@ -153,18 +153,18 @@ class DisputeResolve(StrictModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
-class DisputeOut(BaseModel):
+class DisputeOut(FromRow):
     id: str
     transaction_id: str
     app_id: str
     investor_id: str
-    amount: str
+    amount: Money
     currency: str
     reason: str
     status: str
     source: str
     outcome: str | None
-    outcome_amount: str | None
+    outcome_amount: OptionalMoney
     resolution_note: str | None
     resolved_by: str | None
     resolved_at: datetime | None

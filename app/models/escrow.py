@@ -155,3 +155,10 @@ class Dispute(Timestamped, Base):
     # (a resolution it does not know, or one the rest of the event contradicts).
     gateway_resolution: Mapped[str | None] = mapped_column(String(64), nullable=True)
     flag_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    @property
+    def flagged(self) -> bool:
+        """Left frozen for an admin: the chargeback's resolution was unclear."""
+        return self.flag_reason is not None
+
+

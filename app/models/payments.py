@@ -51,6 +51,11 @@ class Payment(Timestamped, Base):
     outcome_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
 
+    @property
+    def flagged(self) -> bool:
+        """Left for an admin: the gateway's charge did not match what was asked for."""
+        return self.flag_reason is not None
+
 
 class WebhookEvent(Base):
     """The webhook inbox: each gateway event stored once, processed by a worker."""

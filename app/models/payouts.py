@@ -47,3 +47,9 @@ class Payout(Timestamped, Base):
     available_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def awaiting_payout_account(self) -> bool:
+        return self.recipient_code is None
+
+

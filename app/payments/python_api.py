@@ -10,8 +10,7 @@ from app.core.errors import ValidationFailed
 from app.core.security import Principal
 from app.gateway.signature import verify_signature
 from app.payments.flows import create_payment
-from app.payments.schemas import PaymentCreate
-from app.payments.service import payment_out
+from app.payments.schemas import PaymentCreate, PaymentOut
 from app.runtime import Runtime
 
 
@@ -57,7 +56,7 @@ class PaymentService:
             metadata=extra,
         )
         payment = await create_payment(self.runtime, Principal(user_id=user_id), request)
-        return payment_out(payment).model_dump(mode="json")
+        return PaymentOut.model_validate(payment).model_dump(mode="json")
 
     def verify_signature(self, body: bytes, signature: str | bytes | None) -> bool:
         return verify_signature(body, signature, self.runtime.settings.paystack_secret_key.get_secret_value())

@@ -42,9 +42,9 @@ async def create_payment(
 ) -> JSONResponse:
     async def create(answer: Answer) -> PaymentOut:
         async def written(session: AsyncSession, payment: Payment) -> None:
-            await answer.record(session, service.payment_out(payment))
+            await answer.record(session, PaymentOut.model_validate(payment))
 
-        return service.payment_out(await flows.create_payment(rt, principal, body, written=written))
+        return PaymentOut.model_validate(await flows.create_payment(rt, principal, body, written=written))
 
     return await idempotent(rt.db, principal, idempotency_key, "POST /v1/payments", body, create)
 
@@ -61,18 +61,18 @@ async def list_payments(
     rows, cursor = await service.list_payments(
         session, principal, page, status=status, payment_type=payment_type, app_id=app_id
     )
-    return Page[PaymentOut](items=[service.payment_out(p) for p in rows], next_cursor=cursor)
+    return Page[PaymentOut](items=[PaymentOut.model_validate(p) for p in rows], next_cursor=cursor)
 
 
 @router.get("/payments/{reference}", response_model=PaymentOut)
 async def get_payment(reference: str, principal: CurrentUser, session: SessionDep) -> PaymentOut:
-    return service.payment_out(await service.get_payment(session, principal, reference))
+    return PaymentOut.model_validate(await service.get_payment(session, principal, reference))
 
 
 @router.post("/payments/{reference}/verify", response_model=PaymentOut)
 @limiter.limit(payments_limit)
 async def verify_payment(request: Request, reference: str, principal: CurrentUser, rt: RuntimeDep) -> PaymentOut:
-    return service.payment_out(await flows.verify_payment(rt, principal, reference))
+    return PaymentOut.model_validate(await flows.verify_payment(rt, principal, reference))
 
 
 @router.get("/refunds/{refund_id}", response_model=PaymentRefundOut)

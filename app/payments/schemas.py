@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from app.core.money import AmountInput
 from app.core.routing import plain_json
-from app.core.schemas import StrictModel
+from app.core.schemas import FromRow, Money, OptionalMoney, StrictModel
 
 PaymentType = Literal["investment", "share_transfer", "revenue"]
 Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
@@ -73,13 +73,13 @@ class PaymentCreate(StrictModel):
         return plain_json(value)
 
 
-class PaymentOut(BaseModel):
+class PaymentOut(FromRow):
     id: str
     reference: str
-    payment_url: str | None
+    payment_url: str | None = Field(validation_alias="authorization_url")
     access_code: str | None
     status: str
-    amount: str
+    amount: Money
     currency: str
     payment_type: str
     app_id: str
@@ -90,17 +90,17 @@ class PaymentOut(BaseModel):
     period: str | None
     channels: list[str] | None
     callback_url: str | None
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = Field(validation_alias="extra")
     channel: str | None
     paid_at: datetime | None
-    refunded_amount: str
+    refunded_amount: Money
     # Paystack's fee on the charge, and what the customer paid (more than `amount` when the fees are
     # passed on to customers); null until the charge succeeds.
-    gateway_fee: str | None
-    charged_amount: str | None
+    gateway_fee: OptionalMoney
+    charged_amount: OptionalMoney
     flagged: bool
     flag_reason: str | None
-    note: str | None
+    note: str | None = Field(validation_alias="outcome_note")
     created_at: datetime
     updated_at: datetime
 

@@ -19,14 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import NotFound, ValidationFailed
-from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import utcnow
 from app.models.statuses import PaymentStatus, advance
-from app.payments.schemas import PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
 
@@ -127,35 +125,3 @@ async def apply_verifications(
         for _ in paid:
             metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
     return [payments.get(reference) for reference in references]
-
-
-def payment_out(payment: Payment) -> PaymentOut:
-    return PaymentOut(
-        id=payment.id,
-        reference=payment.reference,
-        payment_url=payment.authorization_url,
-        access_code=payment.access_code,
-        status=payment.status,
-        amount=to_major(payment.amount, payment.currency),
-        currency=payment.currency,
-        payment_type=payment.payment_type,
-        app_id=payment.app_id,
-        user_id=payment.user_id,
-        email=payment.email,
-        shares=payment.shares,
-        share_transfer_id=payment.share_transfer_id,
-        period=payment.period,
-        channels=payment.channels,
-        callback_url=payment.callback_url,
-        metadata=payment.extra or {},
-        channel=payment.channel,
-        paid_at=payment.paid_at,
-        refunded_amount=to_major(payment.refunded_amount, payment.currency),
-        gateway_fee=None if payment.gateway_fee is None else to_major(payment.gateway_fee, payment.currency),
-        charged_amount=None if payment.charged_amount is None else to_major(payment.charged_amount, payment.currency),
-        flagged=payment.flag_reason is not None,
-        flag_reason=payment.flag_reason,
-        note=payment.outcome_note,
-        created_at=payment.created_at,
-        updated_at=payment.updated_at,
-    )

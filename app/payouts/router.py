@@ -21,12 +21,12 @@ PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]
 
 @router.put("/payout-accounts/me", response_model=PayoutAccountOut)
 async def register_payout_account(body: PayoutAccountIn, principal: CurrentUser, rt: RuntimeDep) -> PayoutAccountOut:
-    return service.account_out(await flows.register_payout_account(rt, principal, body))
+    return PayoutAccountOut.model_validate(await flows.register_payout_account(rt, principal, body))
 
 
 @router.get("/payout-accounts/me", response_model=PayoutAccountOut)
 async def my_payout_account(principal: CurrentUser, session: SessionDep) -> PayoutAccountOut:
-    return service.account_out(await service.get_payout_account(session, principal))
+    return PayoutAccountOut.model_validate(await service.get_payout_account(session, principal))
 
 
 @router.get("/payouts/me", response_model=Page[PayoutOut])
@@ -35,7 +35,7 @@ async def my_payouts(
     status: PayoutStatus | None = None,
 ) -> Page[PayoutOut]:
     rows, cursor = await service.list_payouts(session, page, user_id=principal.user_id, status=status)
-    return Page[PayoutOut](items=[service.payout_out(p) for p in rows], next_cursor=cursor)
+    return Page[PayoutOut](items=[PayoutOut.model_validate(p) for p in rows], next_cursor=cursor)
 
 
 @router.get("/payouts", response_model=Page[PayoutOut])
@@ -44,7 +44,7 @@ async def all_payouts(
     status: PayoutStatus | None = None, user_id: str | None = None,
 ) -> Page[PayoutOut]:
     rows, cursor = await service.list_payouts(session, page, user_id=user_id, status=status)
-    return Page[PayoutOut](items=[service.payout_out(p) for p in rows], next_cursor=cursor)
+    return Page[PayoutOut](items=[PayoutOut.model_validate(p) for p in rows], next_cursor=cursor)
 
 
 @router.post("/payouts/{payout_id}/retry", response_model=PayoutOut)
@@ -54,4 +54,4 @@ async def retry_payout(payout_id: str, principal: CurrentUser, session: SessionD
         raise Unauthorized("Only an admin retries payouts")
     payout = await service.retry_payout(session, payout_id)
     rt.notify_worker()
-    return service.payout_out(payout)
+    return PayoutOut.model_validate(payout)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from app.core.schemas import StrictModel
+from app.core.schemas import FromRow, Money, StrictModel
 
 
 class PayoutAccountIn(StrictModel):
@@ -17,20 +17,20 @@ class PayoutAccountIn(StrictModel):
     account_name: str | None = Field(default=None, max_length=200)
 
 
-class PayoutAccountOut(BaseModel):
+class PayoutAccountOut(FromRow):
     user_id: str
     currency: str
     bank_code: str
-    account_number_last4: str
+    account_number_last4: str = Field(validation_alias="account_last4")
     account_name: str
     recipient_code: str
     updated_at: datetime
 
 
-class PayoutOut(BaseModel):
+class PayoutOut(FromRow):
     id: str
     user_id: str
-    amount: str
+    amount: Money
     currency: str
     status: str
     reference: str

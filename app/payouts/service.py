@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
 from app.core.errors import InvalidState, NotFound, ValidationFailed
-from app.core.money import to_major
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES
@@ -29,7 +28,6 @@ from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
 from app.models.base import new_id, utcnow
 from app.models.statuses import PayoutStatus, advance
-from app.payouts.schemas import PayoutAccountOut, PayoutOut
 
 RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
 # Refusals about our credentials or integration, not the bank details: they stay gateway errors.
@@ -160,21 +158,3 @@ async def list_payouts(
 ) -> tuple[Sequence[Payout], str | None]:
     stmt = where_given(select(Payout), {Payout.user_id: user_id, Payout.status: status})
     return await fetch_page(session, stmt, Payout.id, params)
-
-
-def payout_out(payout: Payout) -> PayoutOut:
-    return PayoutOut(
-        id=payout.id, user_id=payout.user_id, amount=to_major(payout.amount, payout.currency),
-        currency=payout.currency, status=payout.status, reference=payout.reference, reason=payout.reason,
-        source_id=payout.source_id, awaiting_payout_account=payout.recipient_code is None,
-        attempts=payout.attempts, last_error=payout.last_error, paid_at=payout.paid_at,
-        created_at=payout.created_at, updated_at=payout.updated_at,
-    )
-
-
-def account_out(account: PayoutAccount) -> PayoutAccountOut:
-    return PayoutAccountOut(
-        user_id=account.user_id, currency=account.currency, bank_code=account.bank_code,
-        account_number_last4=account.account_last4, account_name=account.account_name,
-        recipient_code=account.recipient_code, updated_at=account.updated_at,
-    )
