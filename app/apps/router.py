@@ -21,9 +21,9 @@ AppId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.
 async def upsert_app(
     app_id: AppId, body: AppUpsert, _: AdminOrService, session: SessionDep, settings: SettingsDep
 ) -> AppOut:
-    return service.app_out(await service.upsert_app(session, settings, app_id, body))
+    return AppOut.model_validate(await service.upsert_app(session, settings, app_id, body))
 
 
 @router.get("/{app_id}", response_model=AppOut)
 async def get_app(app_id: AppId, _: CurrentUser, session: SessionDep) -> AppOut:
-    return service.app_out(await service.get_app(session, app_id))
+    return AppOut.model_validate(await service.get_app(session, app_id))

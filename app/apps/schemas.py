@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from app.core.money import AmountInput, MoneyError, parse_percentage
-from app.core.schemas import StrictModel
+from app.core.schemas import FromRow, Money, Percentage, StrictModel
 
 UserId = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -59,18 +59,18 @@ class AppUpsert(StrictModel):
         return self
 
 
-class AppOut(BaseModel):
+class AppOut(FromRow):
     id: str
     name: str
     owner_id: str
     currency: str
-    share_price: str
+    share_price: Money
     total_shares: int
     shares_issued: int
     shares_available: int
     approvers: list[str]
     required_approvals: int
     lock_in_days: int
-    platform_fee_percentage: str
+    platform_fee_percentage: Percentage = Field(validation_alias="platform_fee_hundredths")
     created_at: datetime
     updated_at: datetime

@@ -7,10 +7,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apps.schemas import AppOut, AppUpsert
+from app.apps.schemas import AppUpsert
 from app.core.config import Settings
 from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState
-from app.core.money import CURRENCIES, MoneyError, format_percentage, parse_percentage, to_major, to_minor
+from app.core.money import CURRENCIES, MoneyError, parse_percentage, to_minor
 from app.core.repository import get_or_404
 from app.core.security import Principal
 from app.models import App
@@ -69,22 +69,3 @@ async def overseen_app_ids(session: AsyncSession, principal: Principal) -> list[
     which no index can search portably, so the candidates are filtered here."""
     rows = (await session.execute(select(App.id, App.owner_id, App.approvers))).all()
     return [app_id for app_id, owner, approvers in rows if owner == principal.user_id or principal.user_id in approvers]
-
-
-def app_out(app: App) -> AppOut:
-    return AppOut(
-        id=app.id,
-        name=app.name,
-        owner_id=app.owner_id,
-        currency=app.currency,
-        share_price=to_major(app.share_price, app.currency),
-        total_shares=app.total_shares,
-        shares_issued=app.shares_issued,
-        shares_available=app.total_shares - app.shares_issued,
-        approvers=list(app.approvers),
-        required_approvals=app.required_approvals,
-        lock_in_days=app.lock_in_days,
-        platform_fee_percentage=format_percentage(app.platform_fee_hundredths),
-        created_at=app.created_at,
-        updated_at=app.updated_at,
-    )

@@ -41,7 +41,7 @@ async def create_distribution(
     async def create(session: AsyncSession) -> DistributionOut:
         plan = await service.plan_distribution(session, rt, principal, app_id, body)
         distribution = await service.write_distribution(session, rt, principal, plan, body.period)
-        return service.distribution_out(distribution)
+        return DistributionOut.model_validate(distribution)
 
     scope = f"POST /v1/apps/{app_id}/distributions"
     return await idempotent_in(session, rt.db, principal, idempotency_key, scope, body, create)
@@ -50,7 +50,7 @@ async def create_distribution(
 @router.get("/apps/{app_id}/distributions", response_model=DistributionList)
 async def app_distributions(app_id: str, principal: CurrentUser, session: SessionDep) -> DistributionList:
     rows = await service.list_app_distributions(session, principal, app_id)
-    return DistributionList(items=[service.distribution_out(d) for d in rows])
+    return DistributionList(items=[DistributionOut.model_validate(d) for d in rows])
 
 
 @router.get("/distributions/me", response_model=MyAllocationPage)
@@ -63,7 +63,7 @@ async def my_distributions(
 
 @router.get("/distributions/{distribution_id}", response_model=DistributionOut)
 async def get_distribution(distribution_id: str, principal: CurrentUser, session: SessionDep) -> DistributionOut:
-    return service.distribution_out(await service.get_distribution(session, principal, distribution_id))
+    return DistributionOut.model_validate(await service.get_distribution(session, principal, distribution_id))
 
 
 @router.get("/distributions/{distribution_id}/allocations", response_model=AllocationPage)

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator
 
 from app.core.money import AmountInput
-from app.core.schemas import StrictModel
+from app.core.schemas import FromRow, Money, StrictModel
 
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
 
@@ -39,14 +39,14 @@ class AllocationOut(BaseModel):
     payout_status: str | None
 
 
-class DistributionOut(BaseModel):
+class DistributionOut(FromRow):
     id: str | None
     app_id: str
     period: str
     currency: str
-    amount: str
-    platform_fee: str
-    net_amount: str
+    amount: Money
+    platform_fee: Money
+    net_amount: Money
     allocations: int
     total_shares: int
     status: str

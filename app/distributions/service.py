@@ -149,17 +149,6 @@ def plan_out(plan: Plan, period: str) -> DistributionOut:
     )
 
 
-def distribution_out(distribution: Distribution) -> DistributionOut:
-    cur = distribution.currency
-    return DistributionOut(
-        id=distribution.id, app_id=distribution.app_id, period=distribution.period, currency=cur,
-        amount=to_major(distribution.amount, cur), platform_fee=to_major(distribution.platform_fee, cur),
-        net_amount=to_major(distribution.net_amount, cur), allocations=distribution.allocations,
-        total_shares=distribution.total_shares, status=distribution.status, dry_run=False,
-        created_at=distribution.created_at, preview=None,
-    )
-
-
 async def get_distribution(session: AsyncSession, principal: Principal, distribution_id: str) -> Distribution:
     distribution = await session.get(Distribution, distribution_id)
     if distribution is None:

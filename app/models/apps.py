@@ -28,3 +28,7 @@ class App(Timestamped, Base):
     required_approvals: Mapped[int] = mapped_column(Integer, default=1)
     lock_in_days: Mapped[int] = mapped_column(Integer, default=0)
     platform_fee_hundredths: Mapped[int] = mapped_column(Integer, default=0)  # percent x 100
+
+    @property
+    def shares_available(self) -> int:
+        return self.total_shares - self.shares_issued

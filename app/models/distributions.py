@@ -30,6 +30,11 @@ class ShareTransfer(Timestamped, Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
+    @property
+    def seller_receives(self) -> int:
+        """Minor units: the price less the platform's fee."""
+        return self.amount - self.platform_fee
+
 
 class Distribution(Base):
     """Revenue of one app, period and currency shared out over the holders."""
@@ -49,6 +54,11 @@ class Distribution(Base):
     status: Mapped[str] = mapped_column(String(20), default="completed")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def dry_run(self) -> bool:
+        """A stored distribution is never a dry run (a dry run's answer is built from its plan)."""
+        return False
 
 
 class DistributionAllocation(Base):

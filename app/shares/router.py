@@ -44,7 +44,7 @@ async def offer_shares(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     async def create(session: AsyncSession) -> ShareTransferOut:
-        return transfers.transfer_out(await transfers.offer(session, rt, principal, body))
+        return ShareTransferOut.model_validate(await transfers.offer(session, rt, principal, body))
 
     scope = "POST /v1/share-transfers"
     return await idempotent_in(session, rt.db, principal, idempotency_key, scope, body, create)
@@ -57,14 +57,14 @@ async def list_share_transfers(
     app_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[ShareTransferOut]:
     rows, cursor = await transfers.list_transfers(session, principal, page, status=status, app_id=app_id)
-    return Page[ShareTransferOut](items=[transfers.transfer_out(t) for t in rows], next_cursor=cursor)
+    return Page[ShareTransferOut](items=[ShareTransferOut.model_validate(t) for t in rows], next_cursor=cursor)
 
 
 @router.get("/share-transfers/{transfer_id}", response_model=ShareTransferOut)
 async def get_share_transfer(transfer_id: str, principal: CurrentUser, session: SessionDep) -> ShareTransferOut:
-    return transfers.transfer_out(await transfers.get_transfer(session, principal, transfer_id))
+    return ShareTransferOut.model_validate(await transfers.get_transfer(session, principal, transfer_id))
 
 
 @router.post("/share-transfers/{transfer_id}/cancel", response_model=ShareTransferOut)
 async def cancel_share_transfer(transfer_id: str, principal: CurrentUser, session: SessionDep) -> ShareTransferOut:
-    return transfers.transfer_out(await transfers.cancel(session, principal, transfer_id))
+    return ShareTransferOut.model_validate(await transfers.cancel(session, principal, transfer_id))

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.core.money import AmountInput
-from app.core.schemas import StrictModel
+from app.core.schemas import FromRow, Money, StrictModel
 
 
 class HoldingOut(BaseModel):
@@ -29,16 +29,16 @@ class ShareTransferIn(StrictModel):
     price_per_share: AmountInput
 
 
-class ShareTransferOut(BaseModel):
+class ShareTransferOut(FromRow):
     id: str
     app_id: str
     seller_id: str
     buyer_id: str
     shares: int
-    price_per_share: str
-    amount: str
-    platform_fee: str
-    seller_receives: str
+    price_per_share: Money
+    amount: Money
+    platform_fee: Money
+    seller_receives: Money
     currency: str
     status: str
     payment_id: str | None

@@ -37,7 +37,7 @@ from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan
 from app.payouts.service import queue_payout
 from app.runtime import Runtime
-from app.shares.schemas import ShareTransferIn, ShareTransferOut
+from app.shares.schemas import ShareTransferIn
 from app.shares.service import credit_holding, reserve_shares, unreserve_shares
 
 
@@ -185,17 +185,3 @@ async def _move_shares(session: AsyncSession, transfer: ShareTransfer) -> None:
     now = utcnow()
     session.add(ShareMovement(app_id=transfer.app_id, from_user_id=transfer.seller_id, to_user_id=transfer.buyer_id,
                               shares=transfer.shares, kind="transfer", source_id=transfer.id, created_at=now))
-
-
-def transfer_out(transfer: ShareTransfer) -> ShareTransferOut:
-    cur = transfer.currency
-    return ShareTransferOut(
-        id=transfer.id, app_id=transfer.app_id, seller_id=transfer.seller_id, buyer_id=transfer.buyer_id,
-        shares=transfer.shares, price_per_share=to_major(transfer.price_per_share, cur),
-        amount=to_major(transfer.amount, cur), platform_fee=to_major(transfer.platform_fee, cur),
-        seller_receives=to_major(transfer.amount - transfer.platform_fee, cur), currency=cur, status=transfer.status,
-        payment_id=transfer.payment_id, expires_at=transfer.expires_at, completed_at=transfer.completed_at,
-        created_at=transfer.created_at,
-    )
-
-
