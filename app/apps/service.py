@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +17,8 @@ from app.core.money import CURRENCIES, MoneyError, parse_percentage, to_minor
 from app.core.repository import get_or_404
 from app.core.security import Principal
 from app.models import App
+
+S = TypeVar("S", bound=Select[Any])
 
 
 def check_currency(settings: Settings, code: str) -> str:
@@ -69,3 +74,22 @@ async def overseen_app_ids(session: AsyncSession, principal: Principal) -> list[
     which no index can search portably, so the candidates are filtered here."""
     rows = (await session.execute(select(App.id, App.owner_id, App.approvers))).all()
     return [app_id for app_id, owner, approvers in rows if owner == principal.user_id or principal.user_id in approvers]
+
+
+async def readable_by(
+    session: AsyncSession,
+    principal: Principal,
+    stmt: S,
+    *,
+    own: Sequence[ColumnElement[str]] = (),
+    app: ColumnElement[str] | None = None,
+) -> S:
+    """`stmt` narrowed to the rows `principal` may read: an admin reads them all; anyone else the rows whose
+    `own` columns name them (payer, investor, seller or buyer), or, given `app`, the rows of an app they
+    own or approve."""
+    if principal.is_admin:
+        return stmt
+    readable = [column == principal.user_id for column in own]
+    if app is not None:
+        readable.append(app.in_(await overseen_app_ids(session, principal)))
+    return stmt.where(or_(*readable))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import oversees
-from app.apps.service import get_app, overseen_app_ids
+from app.apps.service import get_app, readable_by
 from app.core.config import Settings
 from app.core.errors import FeatureDisabled, InsufficientFunds, InvalidAmount, InvalidState, NotFound, Unauthorized
 from app.core.money import MoneyError, to_major, to_minor
@@ -90,10 +90,7 @@ async def get_dispute(session: AsyncSession, principal: Principal, dispute_id: s
 
 async def list_disputes(session: AsyncSession, principal: Principal, params: PageParams,
                         *, status: str | None, app_id: str | None) -> tuple[Sequence[Dispute], str | None]:
-    stmt = select(Dispute)
-    if not principal.is_admin:
-        apps = await overseen_app_ids(session, principal)
-        stmt = stmt.where((Dispute.investor_id == principal.user_id) | Dispute.app_id.in_(apps))
+    stmt = await readable_by(session, principal, select(Dispute), own=(Dispute.investor_id,), app=Dispute.app_id)
     stmt = where_given(stmt, {Dispute.status: status, Dispute.app_id: app_id})
     return await fetch_page(session, stmt, Dispute.id, params)
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import decides, manages, oversees, require
-from app.apps.service import get_app, overseen_app_ids
+from app.apps.service import get_app, readable_by
 from app.core.errors import FundsFrozen, InsufficientFunds, InvalidState, NotFound, ValidationFailed
 from app.core.money import allocate, currency, format_percentage, parse_percentage, percentage_of, to_major
 from app.core.repository import get_or_404
@@ -125,8 +125,7 @@ async def list_releases(
 ) -> tuple[Sequence[ReleaseRequest], str | None]:
     stmt = select(ReleaseRequest)
     stmt = where_given(stmt, {ReleaseRequest.app_id: app_id, ReleaseRequest.status: status})
-    if not principal.is_admin:
-        stmt = stmt.where(ReleaseRequest.app_id.in_(await overseen_app_ids(session, principal)))
+    stmt = await readable_by(session, principal, stmt, app=ReleaseRequest.app_id)
     return await fetch_page(session, stmt, ReleaseRequest.id, params)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apps.service import overseen_app_ids
+from app.apps.service import readable_by
 from app.core.errors import NotFound
 from app.core.money import to_major, to_minor
 from app.core.schemas import PageParams, fetch_page, where_given
@@ -106,16 +106,16 @@ class EscrowService:
         return await refund_deposit(self.session, self._rt(), transaction.id, amount=minor, reason=reason)
 
 
-async def _visible_to(session: AsyncSession, principal: Principal) -> ColumnElement[bool]:
+async def _readable(
+    session: AsyncSession, principal: Principal, stmt: Select[tuple[EscrowTransaction]]
+) -> Select[tuple[EscrowTransaction]]:
     """Investors see their own transactions; owners and approvers their apps'; admins all."""
-    overseen = await overseen_app_ids(session, principal)
-    return or_(EscrowTransaction.investor_id == principal.user_id, EscrowTransaction.app_id.in_(overseen))
+    return await readable_by(session, principal, stmt, own=(EscrowTransaction.investor_id,),
+                             app=EscrowTransaction.app_id)
 
 
 async def get_transaction(session: AsyncSession, principal: Principal, transaction_id: str) -> EscrowTransaction:
-    stmt = select(EscrowTransaction).where(EscrowTransaction.id == transaction_id)
-    if not principal.is_admin:
-        stmt = stmt.where(await _visible_to(session, principal))
+    stmt = await _readable(session, principal, select(EscrowTransaction).where(EscrowTransaction.id == transaction_id))
     found = await session.scalar(stmt)
     if found is None:
         raise NotFound("Escrow transaction not found", transaction_id=transaction_id)
@@ -132,9 +132,7 @@ async def list_transactions(
     type: str | None = None,
     status: str | None = None,
 ) -> tuple[Sequence[EscrowTransaction], str | None]:
-    stmt = select(EscrowTransaction)
-    if not principal.is_admin:
-        stmt = stmt.where(await _visible_to(session, principal))
+    stmt = await _readable(session, principal, select(EscrowTransaction))
     stmt = where_given(stmt, {EscrowTransaction.app_id: app_id, EscrowTransaction.investor_id: investor_id,
                               EscrowTransaction.type: type, EscrowTransaction.status: status})
     return await fetch_page(session, stmt, EscrowTransaction.id, params)

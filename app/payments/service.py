@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.apps.service import readable_by
 from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import NotFound, ValidationFailed
@@ -66,9 +67,7 @@ async def list_payments(
     payment_type: str | None = None,
     app_id: str | None = None,
 ) -> tuple[Sequence[Payment], str | None]:
-    stmt = select(Payment)
-    if not principal.is_admin:
-        stmt = stmt.where(Payment.user_id == principal.user_id)
+    stmt = await readable_by(session, principal, select(Payment), own=(Payment.user_id,))
     stmt = where_given(stmt, {Payment.status: status, Payment.payment_type: payment_type, Payment.app_id: app_id})
     return await fetch_page(session, stmt, Payment.id, params)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.apps.service import check_currency, get_app
+from app.apps.service import check_currency, get_app, readable_by
 from app.core.errors import (
     CurrencyNotSupported,
     InvalidAmount,
@@ -89,10 +89,8 @@ async def get_transfer(session: AsyncSession, principal: Principal, transfer_id:
 
 async def list_transfers(session: AsyncSession, principal: Principal, params: PageParams,
                          *, status: str | None, app_id: str | None) -> tuple[Sequence[ShareTransfer], str | None]:
-    stmt = select(ShareTransfer)
-    if not principal.is_admin:
-        mine = or_(ShareTransfer.seller_id == principal.user_id, ShareTransfer.buyer_id == principal.user_id)
-        stmt = stmt.where(mine)
+    own = (ShareTransfer.seller_id, ShareTransfer.buyer_id)
+    stmt = await readable_by(session, principal, select(ShareTransfer), own=own)
     stmt = where_given(stmt, {ShareTransfer.status: status, ShareTransfer.app_id: app_id})
     return await fetch_page(session, stmt, ShareTransfer.id, params)
 
