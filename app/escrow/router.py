@@ -51,12 +51,12 @@ async def list_transactions(
     rows, cursor = await service.list_transactions(
         session, principal, page, app_id=app_id, investor_id=investor_id, type=type, status=status
     )
-    return EscrowTransactionPage(items=[service.transaction_out(r) for r in rows], next_cursor=cursor)
+    return EscrowTransactionPage(items=[EscrowTransactionOut.model_validate(r) for r in rows], next_cursor=cursor)
 
 
 @router.get("/escrow/transactions/{transaction_id}", response_model=EscrowTransactionOut)
 async def get_transaction(transaction_id: str, principal: CurrentUser, session: SessionDep) -> EscrowTransactionOut:
-    return service.transaction_out(await service.get_transaction(session, principal, transaction_id))
+    return EscrowTransactionOut.model_validate(await service.get_transaction(session, principal, transaction_id))
 
 
 @router.post("/escrow/transactions/{transaction_id}/refunds", status_code=201, response_model=RefundOut)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.core.money import FULL_PERCENT, AmountInput, MoneyError, format_percentage, parse_percentage
 from app.core.schemas import FromRow, Money, OptionalMoney, Percentage, StrictModel
@@ -14,24 +14,31 @@ from app.core.schemas import FromRow, Money, OptionalMoney, Percentage, StrictMo
 EscrowType = Literal["deposit", "release", "refund"]
 
 
-class EscrowTransactionOut(BaseModel):
+class EscrowTransactionOut(FromRow):
     id: str
     type: str
     app_id: str
     investor_id: str
-    amount: str
+    amount: Money
     currency: str
     status: str
     payment_gateway: str
     gateway_reference: str | None
+    # A deposit's own figures; null on a release or refund row.
     shares: int | None
-    released: str | None
-    refunded: str | None
-    frozen: str | None
-    remaining: str | None
+    released: OptionalMoney
+    refunded: OptionalMoney
+    frozen: OptionalMoney
+    remaining: OptionalMoney
     deposit_id: str | None
     milestone_id: str | None
     created_at: datetime
+
+    @model_validator(mode="after")
+    def _deposit_figures_only_on_deposits(self) -> EscrowTransactionOut:
+        if self.type != "deposit":
+            self.shares = self.released = self.refunded = self.frozen = self.remaining = None
+        return self
 
 
 class EscrowTransactionPage(BaseModel):

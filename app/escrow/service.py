@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import readable_by
 from app.core.errors import NotFound
-from app.core.money import to_major, to_minor
+from app.core.money import to_minor
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import create_release
-from app.escrow.schemas import EscrowTransactionOut, ReleaseIn
+from app.escrow.schemas import ReleaseIn
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Refund, ReleaseRequest
@@ -136,26 +136,3 @@ async def list_transactions(
     stmt = where_given(stmt, {EscrowTransaction.app_id: app_id, EscrowTransaction.investor_id: investor_id,
                               EscrowTransaction.type: type, EscrowTransaction.status: status})
     return await fetch_page(session, stmt, EscrowTransaction.id, params)
-
-
-def transaction_out(tx: EscrowTransaction) -> EscrowTransactionOut:
-    is_deposit = tx.type == "deposit"
-    return EscrowTransactionOut(
-        id=tx.id,
-        type=tx.type,
-        app_id=tx.app_id,
-        investor_id=tx.investor_id,
-        amount=to_major(tx.amount, tx.currency),
-        currency=tx.currency,
-        status=tx.status,
-        payment_gateway=tx.payment_gateway,
-        gateway_reference=tx.gateway_reference,
-        shares=tx.shares if is_deposit else None,
-        released=to_major(tx.released, tx.currency) if is_deposit else None,
-        refunded=to_major(tx.refunded, tx.currency) if is_deposit else None,
-        frozen=to_major(tx.frozen, tx.currency) if is_deposit else None,
-        remaining=to_major(tx.amount - tx.released - tx.refunded, tx.currency) if is_deposit else None,
-        deposit_id=tx.deposit_id,
-        milestone_id=tx.milestone_id,
-        created_at=tx.created_at,
-    )

@@ -55,6 +55,11 @@ class EscrowTransaction(Timestamped, Base):
     refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     frozen: Mapped[int] = mapped_column(BigInteger, default=0)
 
+    @property
+    def remaining(self) -> int:
+        """A deposit's minor units neither released nor refunded (frozen ones included)."""
+        return self.amount - self.released - self.refunded
+
 
 class Milestone(Timestamped, Base):
     __tablename__ = "milestones"
@@ -160,5 +165,3 @@ class Dispute(Timestamped, Base):
     def flagged(self) -> bool:
         """Left frozen for an admin: the chargeback's resolution was unclear."""
         return self.flag_reason is not None
-
-
