@@ -72,9 +72,16 @@ class Settings(BaseSettings):
 
     escrow_release_threshold: Decimal = Field(
         default=Decimal("1000000"),
-        description="Releases at or above this amount (major units of the release's currency) also need an "
-        "admin's approval.",
+        description="Releases at or above this amount (major units of DEFAULT_CURRENCY) also need an admin's "
+        "approval.",
         json_schema_extra={"section": "Escrow and features"},
+    )
+    escrow_release_thresholds: str = Field(
+        default="",
+        description="The same threshold per currency, in its major units, overriding ESCROW_RELEASE_THRESHOLD "
+        "(e.g. USD=1000,GHS=100000,KES=1000000,ZAR=20000). A currency with no value here and other than "
+        "DEFAULT_CURRENCY has no threshold: every release in it needs an admin.",
+        json_schema_extra={"allowed": "comma-separated CURRENCY=AMOUNT pairs, or empty"},
     )
     enable_automatic_releases: bool = Field(
         default=False, description="Execute approved releases below the threshold automatically."
@@ -291,6 +298,12 @@ class Settings(BaseSettings):
     def _upper_currency(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("escrow_release_thresholds")
+    @classmethod
+    def _valid_thresholds(cls, value: str) -> str:
+        _thresholds(value)  # refuses a malformed list when the settings load, not at the first release
+        return value
+
     @field_validator("public_base_url", "paystack_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
@@ -368,9 +381,34 @@ class Settings(BaseSettings):
     def sandbox_webhook_retry_schedule(self) -> list[float]:
         return [float(part) for part in _split(self.sandbox_webhook_retry_delays)]
 
+    def release_threshold(self, currency_code: str) -> Decimal | None:
+        """Major units of `currency_code` at or above which a release needs an admin; None: every release in
+        that currency needs one (no threshold was set for it)."""
+        per_currency = _thresholds(self.escrow_release_thresholds)
+        if currency_code in per_currency:
+            return per_currency[currency_code]
+        return self.escrow_release_threshold if currency_code == self.default_currency else None
+
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
+
+
+def _thresholds(raw: str) -> dict[str, Decimal]:
+    thresholds: dict[str, Decimal] = {}
+    for pair in _split(raw):
+        code, separator, amount = pair.partition("=")
+        code = code.strip().upper()
+        if not separator or code not in CURRENCIES:
+            raise ValueError(f"ESCROW_RELEASE_THRESHOLDS: {pair!r} is not CURRENCY=AMOUNT with a supported currency")
+        try:
+            value = Decimal(amount.strip())
+        except ArithmeticError:
+            raise ValueError(f"ESCROW_RELEASE_THRESHOLDS: {amount.strip()!r} is not an amount") from None
+        if not value.is_finite() or value < 0:
+            raise ValueError(f"ESCROW_RELEASE_THRESHOLDS: {amount.strip()!r} is not an amount")
+        thresholds[code] = value
+    return thresholds
 
 
 def _split(raw: str) -> list[str]:

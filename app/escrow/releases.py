@@ -90,11 +90,12 @@ async def create_release(
     for deposit, part in items:
         check_can_give(deposit, part)
 
-    threshold_minor = int(rt.settings.escrow_release_threshold * currency(app.currency).factor)
+    threshold = rt.settings.release_threshold(app.currency)
+    needs_admin = threshold is None or total >= int(threshold * currency(app.currency).factor)
     release = ReleaseRequest(
         id=new_id("rel"), app_id=app.id, milestone_id=milestone.id, transaction_id=body.transaction_id,
         currency=app.currency, amount=total, release_percentage=percentage,
-        required_approvals=app.required_approvals, needs_admin=total >= threshold_minor,
+        required_approvals=app.required_approvals, needs_admin=needs_admin,
         status="pending_approval", requested_by=principal.user_id,
     )
     try:
