@@ -34,6 +34,7 @@ from app.core.errors import (
     InvalidState,
     NotFound,
     PayloadTooLarge,
+    PaymentFailed,
     RateLimited,
     SharesUnavailable,
     Unauthenticated,
@@ -128,7 +129,9 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "Read a payment", callers="the payer or an admin (anyone else: 404)", errors=(NotFound,)),
     ("POST", "/v1/payments/{reference}/verify"): RouteNotes(
         "Verify a payment now", "Asks Paystack about the charge and applies a success exactly once; answers the "
-        "payment.", callers="the payer or an admin (anyone else: 404)", errors=(NotFound, GatewayFailure)),
+        "payment, or 402 PAYMENT_FAILED (details: reference, status, gateway_response) when the charge failed or "
+        "was abandoned (the customer may still retry on the same checkout; a later success is credited then).",
+        callers="the payer or an admin (anyone else: 404)", errors=(NotFound, PaymentFailed, GatewayFailure)),
     ("GET", "/v1/refunds/{refund_id}"): RouteNotes(
         "Read a refund", "Status `pending`, `sent`, `processed`, `failed`, `unknown` or `needs_attention`.",
         callers="the payer of the refunded payment or an admin (anyone else: 404)", errors=(NotFound,)),

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
+from app.core.errors import PaymentFailed
 from app.core.security import Principal
 from app.gateway.errors import GatewayError
+from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import new_id
 from app.payments.schemas import PaymentCreate
@@ -87,7 +89,10 @@ async def create_payment(
 async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
     """Ask the gateway about a charge, then apply its answer in a transaction shared with the charges
     verified at the same time (an app's share count and escrow account are written once per batch)."""
-    verified = await rt.gateway.verify_transaction(reference)
+    return await _apply(rt, reference, await rt.gateway.verify_transaction(reference))
+
+
+async def _apply(rt: Runtime, reference: str, verified: VerifiedTransaction) -> Payment | None:
     if verified.reference != reference:
         raise GatewayError("verify answered for another reference", gateway_code="reference_mismatch")
     commits = rt.group_commit("verified charges", lambda session, batch: apply_verifications(session, rt, batch))
@@ -99,6 +104,11 @@ async def verify_payment(rt: Runtime, principal: Principal, reference: str) -> P
         payment = await get_payment(session, principal, reference)
     if payment.status != "pending" and payment.status not in ("failed", "abandoned"):
         return payment
-    applied = await verify_and_apply(rt, reference)
+    verified = await rt.gateway.verify_transaction(reference)
+    applied = await _apply(rt, reference, verified)
     assert applied is not None
+    if applied.status in ("failed", "abandoned") and not verified.is_success:
+        # The caller asked for an answer now: the charge did not go through (the customer may still retry
+        # on the same checkout; a later success is credited then).
+        raise PaymentFailed(reference=reference, status=verified.status, gateway_response=verified.gateway_response)
     return applied

@@ -343,12 +343,22 @@ async def test_failed_and_abandoned_charges_send_no_webhook(env: Env, outcome: s
     assert env.receiver.attempts == 0
 
 
-async def test_checkout_settles_only_once(env: Env) -> None:
+@pytest.mark.parametrize("first", ["failed", "abandoned"])
+async def test_a_declined_or_abandoned_checkout_can_be_tried_again(env: Env, first: str) -> None:
     data = await initialize(env)
-    assert (await checkout(env, data["authorization_url"], "failed")).status_code == 200
-    again = await checkout(env, data["authorization_url"], "success")
+    assert (await checkout(env, data["authorization_url"], first)).status_code == 200
+    assert (await verify(env, data["reference"]))["status"] == first
+    assert 'value="success"' in (await env.client.get(data["authorization_url"])).text
+    assert (await checkout(env, data["authorization_url"], "success")).status_code == 200
+    assert (await verify(env, data["reference"]))["status"] == "success"
+
+
+async def test_a_successful_checkout_ends_it(env: Env) -> None:
+    data = await initialize(env)
+    assert (await checkout(env, data["authorization_url"], "success")).status_code == 200
+    again = await checkout(env, data["authorization_url"], "failed")
     assert again.status_code == 409
-    assert (await verify(env, data["reference"]))["status"] == "failed"
+    assert (await verify(env, data["reference"]))["status"] == "success"
     page = await env.client.get(data["authorization_url"])
     assert 'value="success"' not in page.text
 

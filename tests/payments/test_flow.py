@@ -70,13 +70,41 @@ async def test_unsuccessful_checkout_credits_nothing(
     payment = await invest(client, investor, shares=2)
     await pay(client, app, payment, outcome)
 
-    # no webhook exists for a failed charge: the client's verify call learns the outcome
+    # no webhook exists for a failed charge: the client's verify call learns the outcome, as 402
     verified = await client.post(f"/v1/payments/{payment['reference']}/verify", headers=investor)
-    assert verified.status_code == 200
-    assert verified.json()["status"] == outcome
+    assert verified.status_code == 402, verified.text
+    error = verified.json()["error"]
+    assert error["code"] == "PAYMENT_FAILED"
+    assert (error["details"]["reference"], error["details"]["status"]) == (payment["reference"], outcome)
+    assert error["details"]["gateway_response"]
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == outcome
     assert (await client.get("/v1/escrow/transactions", headers=investor)).json()["items"] == []
     assert (await client.get("/v1/holdings/me", headers=investor)).json()["items"] == []
     assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 0
+
+
+async def test_a_declined_charge_retried_on_the_same_checkout_is_credited_once(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    verify = f"/v1/payments/{payment['reference']}/verify"
+
+    assert (await checkout(client, payment, "failed")).status_code == 200  # declined
+    assert (await client.post(verify, headers=investor)).status_code == 402
+    page = await client.get(payment["payment_url"])
+    assert 'value="success"' in page.text  # the same checkout offers another attempt
+
+    await pay(client, app, payment, "success")
+    for _ in range(2):  # the webhook and the client's verify both apply it: credited once
+        verified = await client.post(verify, headers=investor)
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["status"] == "success"
+    deposits = (await client.get("/v1/escrow/transactions", headers=investor)).json()["items"]
+    assert [(d["type"], d["amount"]) for d in deposits] == [("deposit", "2000.00")]
+    assert (await client.get("/v1/apps/app-1", headers=investor)).json()["shares_issued"] == 2
+    assert (await client.get("/v1/admin/integrity", headers=admin)).json()["ok"]
 
 
 async def test_checkout_redirects_to_callback_url(

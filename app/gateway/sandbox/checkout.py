@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from app.gateway.sandbox.records import Transaction, format_major
+from app.gateway.sandbox.records import OPEN_CHARGE_STATUSES, Transaction, format_major
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; background: #f4f6f8; margin: 0; }
@@ -54,7 +54,7 @@ def _summary(tx: Transaction) -> str:
 
 
 def checkout_page(tx: Transaction) -> str:
-    if tx.status != "ongoing":
+    if tx.status not in OPEN_CHARGE_STATUSES:
         return result_page(tx)
     # No form action: the browser posts back to this page's own URL.
     buttons = "".join(

@@ -24,6 +24,7 @@ from app.gateway.sandbox.records import (
     ACCEPTED_RESOLUTIONS,
     CHARGE_OUTCOMES,
     DISPUTE_RESOLUTIONS,
+    OPEN_CHARGE_STATUSES,
     ChargeOutcome,
     Customer,
     Dispute,
@@ -159,7 +160,7 @@ class SandboxState:
         tx = self.transactions[reference]
         if outcome not in CHARGE_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(CHARGE_OUTCOMES)}")
-        if tx.status != "ongoing":
+        if tx.status not in OPEN_CHARGE_STATUSES:
             raise ValueError(f"transaction {reference} is already settled ({tx.status})")
         tx.status = outcome
         if outcome == "success":
