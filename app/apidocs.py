@@ -211,6 +211,11 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         errors=(FeatureDisabled, NotFound, Unauthorized, InvalidState, InvalidAmount, InsufficientFunds,
                 FundsFrozen)),
     # payouts
+    ("GET", "/v1/banks"): RouteNotes(
+        "List banks and mobile-money operators", "The gateway's list for `currency` (and the recipient `type`, "
+        "e.g. `nuban`, `ghipss`, `mobile_money`, `basa`): `code`, `name`, `type`, `currency`. Read from the "
+        "gateway at most once an hour per process; `refresh=true` reads it again.",
+        callers="any signed-in user", errors=(CurrencyNotSupported, GatewayFailure)),
     ("GET", "/v1/payout-accounts/me"): RouteNotes(
         "Read one's payout account", "The account number shows only its last four digits.",
         callers="the caller's own (none registered: 404)", errors=(NotFound,)),

@@ -18,6 +18,7 @@ from app.core.config import Settings
 from app.core.crypto import FieldCipher
 from app.core.db import Database
 from app.gateway.client import PaystackClient
+from app.gateway.types import Bank
 
 T = TypeVar("T")
 
@@ -51,6 +52,8 @@ class Runtime:
     # set when the in-process worker runs: wakes it as soon as there is work
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     _group_commits: dict[str, GroupCommit[Any]] = field(default_factory=dict)
+    # (currency, type) -> (when it was read, monotonic seconds; the gateway's bank list): see payouts.flows
+    bank_lists: dict[tuple[str, str | None], tuple[float, list[Bank]]] = field(default_factory=dict)
 
     def extension(self, kind: type[T]) -> T:
         return self.extensions.get(kind)

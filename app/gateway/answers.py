@@ -361,9 +361,10 @@ class BankAnswer(Answer):
     name: Text
     code: Text
     currency: Text
+    type: Text | None = None
 
     def result(self) -> Bank:
-        return Bank(name=self.name, code=self.code, currency=self.currency)
+        return Bank(name=self.name, code=self.code, currency=self.currency, type=self.type)
 
 
 class BalanceAnswer(Answer):

@@ -331,11 +331,13 @@ class PaystackClient:
         answer = await self._call("POST", "/transfer/bulk", json_body=body, retry_safe=True)
         return bulk_results(parse(AnswerList[BulkTransferAnswerItem], answer).data, transfers)
 
-    async def list_banks(self, currency: str) -> list[Bank]:
+    async def list_banks(self, currency: str, bank_type: str | None = None) -> list[Bank]:
+        """Every bank (or mobile-money operator) of `currency`, of the recipient type `bank_type` if given."""
         params: dict[str, str | int] = {
             "currency": currency,
             "perPage": _BANKS_PER_PAGE,
             "use_cursor": "true",
+            **({"type": bank_type} if bank_type else {}),
         }
         banks: list[Bank] = []
         for _ in range(_MAX_BANK_PAGES):

@@ -121,9 +121,13 @@ class BulkTransferItem:
 
 @dataclass(frozen=True, slots=True)
 class Bank:
+    """A bank or mobile-money operator the gateway pays out to; `type` is the recipient type it takes
+    (`nuban`, `ghipss`, `mobile_money`, `basa`, ...), None where the gateway's list does not say."""
+
     name: str
     code: str
     currency: str
+    type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

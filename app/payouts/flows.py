@@ -3,14 +3,18 @@ transfer recipient at the gateway, outside any transaction, then written)."""
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.apps.service import check_currency
-from app.core.errors import InvalidBankAccount
+from app.core.errors import CurrencyNotSupported, InvalidBankAccount
+from app.core.money import CURRENCIES, MoneyError, currency
 from app.core.security import Principal
 from app.gateway.errors import GatewayRejected
+from app.gateway.types import Bank
 from app.models import Payout, PayoutAccount
 from app.models.base import new_id, utcnow
 from app.payouts.schemas import PayoutAccountIn
@@ -68,3 +72,23 @@ async def register_payout_account(rt: Runtime, principal: Principal, body: Payou
         )
     rt.notify_worker()
     return account
+
+
+BANK_LIST_TTL_SECONDS = 3600.0
+
+
+async def bank_list(rt: Runtime, currency_code: str, bank_type: str | None, *, refresh: bool = False) -> list[Bank]:
+    """The gateway's banks and mobile-money operators for a currency (and type), read at most once an hour
+    per process unless `refresh` asks again; CurrencyNotSupported for a currency the service does not know."""
+    try:
+        code = currency(currency_code).code
+    except MoneyError:
+        raise CurrencyNotSupported(f"Unknown currency {currency_code!r}", currency=currency_code,
+                                   supported=sorted(CURRENCIES)) from None
+    key = (code, bank_type)
+    cached = rt.bank_lists.get(key)
+    if cached is not None and not refresh and time.monotonic() - cached[0] < BANK_LIST_TTL_SECONDS:
+        return cached[1]
+    banks = await rt.gateway.list_banks(code, bank_type)
+    rt.bank_lists[key] = (time.monotonic(), banks)
+    return banks

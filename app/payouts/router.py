@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from app.core.errors import Unauthorized
 from app.core.ratelimit import RATE_LIMITED
@@ -12,11 +12,23 @@ from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import AdminUser, CurrentUser
 from app.payouts import flows, service
-from app.payouts.schemas import PayoutAccountIn, PayoutAccountOut, PayoutOut
+from app.payouts.schemas import BankList, BankOut, PayoutAccountIn, PayoutAccountOut, PayoutOut
 from app.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
 PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]
+
+
+@router.get("/banks", response_model=BankList)
+async def banks(
+    principal: CurrentUser,
+    rt: RuntimeDep,
+    currency: Annotated[str, Query(min_length=3, max_length=3)],
+    type: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
+    refresh: bool = False,
+) -> BankList:
+    listed = await flows.bank_list(rt, currency, type, refresh=refresh)
+    return BankList(items=[BankOut(code=b.code, name=b.name, type=b.type, currency=b.currency) for b in listed])
 
 
 @router.put("/payout-accounts/me", response_model=PayoutAccountOut)

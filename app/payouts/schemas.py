@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from app.core.schemas import FromRow, Money, StrictModel
 
@@ -15,6 +15,17 @@ class PayoutAccountIn(StrictModel):
     account_number: str = Field(min_length=6, max_length=20, pattern=r"^[0-9]+$")
     currency: str = Field(min_length=3, max_length=3)
     account_name: str | None = Field(default=None, max_length=200)
+
+
+class BankOut(BaseModel):
+    code: str
+    name: str
+    type: str | None
+    currency: str
+
+
+class BankList(BaseModel):
+    items: list[BankOut]
 
 
 class PayoutAccountOut(FromRow):

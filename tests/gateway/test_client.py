@@ -1351,7 +1351,8 @@ async def test_paystack_bank_list_body_without_meta(client: PaystackClient, api:
 
     banks = await client.list_banks("GHS")
 
-    assert banks == [Bank("AirtelTigo", "ATL", "GHS"), Bank("MTN", "MTN", "GHS"), Bank("Vodafone", "VOD", "GHS")]
+    assert banks == [Bank("AirtelTigo", "ATL", "GHS", "mobile_money"), Bank("MTN", "MTN", "GHS", "mobile_money"),
+                     Bank("Vodafone", "VOD", "GHS", "mobile_money")]
     assert route.call_count == 1
 
 
