@@ -12,8 +12,8 @@ from app.gateway.sandbox.banks import Bank
 from app.gateway.sandbox.faults import RefundOutcome, TransferOutcome
 
 ChargeOutcome = Literal["success", "failed", "abandoned"]
-# As on Paystack's checkout, a declined or abandoned attempt leaves the customer free to try again on the
-# same page (another card, another channel); only a successful charge ends it.
+# A declined or abandoned attempt leaves the customer free to try again on the same checkout page
+# (another card, another channel); only a successful charge ends it.
 OPEN_CHARGE_STATUSES = frozenset({"ongoing", "failed", "abandoned"})
 # Merchant-accepted and declined are what a merchant answers; a chargeback left unanswered in time is
 # auto-accepted. Accepting (either way) reverses the charge.
