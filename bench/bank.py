@@ -15,7 +15,7 @@ import os
 import random
 import sys
 
-from common import fresh_database
+from common import drop_database, fresh_database
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
@@ -45,16 +45,6 @@ async def main(args: argparse.Namespace) -> int:
     print(report(tally, seed=args.seed, operations=args.ops,
                  engine=f"PostgreSQL, {args.instances} instances, up to {args.batch} operations at once"))
     return 1 if tally.violations else 0
-
-
-async def drop_database(pg: str, name: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(f"postgresql://{pg}/postgres")
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 if __name__ == "__main__":
