@@ -61,6 +61,7 @@ from app.payouts.tasks import reconcile_payouts
 from app.runtime import Runtime
 from app.web.idempotency import REPLAY_HEADER
 from app.wiring import JOBS
+from tests.helpers import another_instance, answer_label
 
 BASE_URL = "http://testserver"
 CURRENCY = "NGN"
@@ -228,15 +229,6 @@ class Tally:
             self.violations.append(f"check {name}: {detail}")
 
 
-def answer_label(response: httpx.Response) -> str:
-    if response.status_code < 400:
-        return str(response.status_code)
-    try:
-        return f"{response.status_code} {response.json()['error']['code']}"
-    except (ValueError, KeyError, TypeError):
-        return f"{response.status_code} without the error envelope"
-
-
 # Answers the contract gives for a request it refuses; anything else 4xx or 5xx is a violation, but for a
 # gateway that failed (502 GATEWAY_ERROR) on a route that calls it while the client waits.
 REFUSALS = frozenset({409, 422})
@@ -261,17 +253,14 @@ async def service(settings: Settings, count: int) -> AsyncIterator[list[Instance
     the first one's gateway client, so every instance talks to its sandbox (which holds the charges,
     transfers and refunds, and sends its webhooks to the first instance)."""
     async with contextlib.AsyncExitStack() as stack:
-        instances: list[Instance] = []
-        for _ in range(count):
-            app = create_app(settings, loopback=True)
-            await stack.enter_async_context(LifespanManager(app, startup_timeout=30, shutdown_timeout=30))
-            if instances:
-                runtime = app.state.runtime
-                own_gateway, runtime.gateway = runtime.gateway, instances[0].runtime.gateway
-                stack.callback(setattr, runtime, "gateway", own_gateway)  # its lifespan closes its own
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL, timeout=60))
-            instances.append(Instance(app, client))
+        first = create_app(settings, loopback=True)
+        await stack.enter_async_context(LifespanManager(first, startup_timeout=30, shutdown_timeout=30))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(first), base_url=BASE_URL, timeout=60))
+        instances: list[Instance] = [Instance(first, client)]
+        for _ in range(count - 1):
+            instances.append(Instance(*await another_instance(
+                stack, settings, first.state.runtime.gateway, BASE_URL, timeout=60)))
         yield instances
 
 

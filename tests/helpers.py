@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.gateway.client import PaystackClient
+from app.main import create_app
 
 OWNER = "owner-1"
 APPROVERS = ["approver-1", "approver-2"]
@@ -73,3 +79,29 @@ PAYSTACK_SAMPLES = Path(__file__).parent / "fixtures" / "paystack"
 def paystack_sample(name: str) -> dict[str, Any]:
     """A real Paystack body from tests/fixtures/paystack (`name` without `.json`), as a fresh dict."""
     return json.loads((PAYSTACK_SAMPLES / f"{name}.json").read_text())
+
+
+def answer_label(response: httpx.Response) -> str:
+    """An answer as a tally counts it: its status, and for a refusal the contract's error code."""
+    if response.status_code < 400:
+        return str(response.status_code)
+    try:
+        return f"{response.status_code} {response.json()['error']['code']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code} without the error envelope"
+
+
+async def another_instance(
+    stack: contextlib.AsyncExitStack, settings: Settings, gateway: PaystackClient, base_url: str, **client: Any
+) -> tuple[FastAPI, httpx.AsyncClient]:
+    """One more instance of the service on `settings`' database, as `--workers N` runs it, talking to
+    `gateway` (the first instance's, so that its sandbox knows every charge, transfer and refund). Started
+    and stopped with `stack`."""
+    app = create_app(settings, loopback=True)
+    await stack.enter_async_context(LifespanManager(app, startup_timeout=30, shutdown_timeout=30))
+    runtime = app.state.runtime
+    own_gateway, runtime.gateway = runtime.gateway, gateway
+    stack.callback(setattr, runtime, "gateway", own_gateway)  # its lifespan closes its own
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=base_url, **client))
+    return app, http

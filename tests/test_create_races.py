@@ -19,19 +19,28 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from app.core.config import Settings
 from app.ledger import accounts
 from app.ledger.service import balance
-from app.main import create_app
 from app.models import App, LedgerAccount, PayoutAccount, WebhookEvent
 from app.web.idempotency import REPLAY_HEADER
 from tests.conftest import BASE_URL, requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
-from tests.helpers import APPROVERS, OWNER, checkout, get_payment, invest, pay, put_app, settle
+from tests.helpers import (
+    APPROVERS,
+    OWNER,
+    another_instance,
+    answer_label,
+    checkout,
+    get_payment,
+    invest,
+    pay,
+    put_app,
+    settle,
+)
 from tests.payments.test_concurrency import charge_success, post_signed
 
 Auth = Callable[..., dict[str, str]]
@@ -132,16 +141,9 @@ async def clients(app: FastAPI, client: httpx.AsyncClient, settings: Settings) -
     not see, so only the database's rules keep the requests apart. The instances share the first one's
     gateway (its sandbox), so a charge or refund made through one is known to all."""
     async with contextlib.AsyncExitStack() as stack:
-        others = []
-        for _ in range(INSTANCES - 1):
-            instance = create_app(settings, loopback=True)
-            await stack.enter_async_context(LifespanManager(instance, startup_timeout=30, shutdown_timeout=30))
-            runtime = instance.state.runtime
-            own_gateway, runtime.gateway = runtime.gateway, app.state.runtime.gateway
-            stack.callback(setattr, runtime, "gateway", own_gateway)  # its lifespan closes its own
-            others.append(await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(instance), base_url=BASE_URL)))
-        yield [client, *others]
+        others = [await another_instance(stack, settings, app.state.runtime.gateway, BASE_URL)
+                  for _ in range(INSTANCES - 1)]
+        yield [client, *(http for _, http in others)]
 
 
 # ---- how ten answers are judged --------------------------------------------------------------------------
@@ -154,15 +156,7 @@ async def ten_at_once(clients: Clients, request: Request) -> list[httpx.Response
 
 def tally(responses: list[httpx.Response]) -> dict[str, int]:
     """Answers by status and error code: {"201": 1, "409 INSUFFICIENT_FUNDS": 9}."""
-    def label(response: httpx.Response) -> str:
-        if response.status_code < 400:
-            return str(response.status_code)
-        try:
-            return f"{response.status_code} {response.json()['error']['code']}"
-        except (ValueError, KeyError, TypeError):
-            return f"{response.status_code} without the error envelope"
-
-    return dict(Counter(label(r) for r in responses))
+    return dict(Counter(answer_label(r) for r in responses))
 
 
 def one_made_the_rest_replayed(responses: list[httpx.Response], status: int = 201) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -61,15 +62,21 @@ class FromRow(BaseModel):
     def _shown(cls, data: Any) -> Any:
         if isinstance(data, dict | BaseModel):
             return data
-        money: set[str] = set()
-        percentages: set[str] = set()
-        for name, field in cls.model_fields.items():
-            source = field.validation_alias if isinstance(field.validation_alias, str) else name
-            if any(isinstance(marker, _InMinorUnits) for marker in field.metadata):
-                money.add(source)
-            elif any(isinstance(marker, _InHundredths) for marker in field.metadata):
-                percentages.add(source)
-        return _RowShown(data, frozenset(money), frozenset(percentages))
+        return _RowShown(data, *_converted_attributes(cls))
+
+
+@functools.cache  # per answer class, not per row: list pages convert many rows
+def _converted_attributes(answer: type[FromRow]) -> tuple[frozenset[str], frozenset[str]]:
+    """The row attributes `answer` reads as money, and those it reads as percentages."""
+    money: set[str] = set()
+    percentages: set[str] = set()
+    for name, field in answer.model_fields.items():
+        source = field.validation_alias if isinstance(field.validation_alias, str) else name
+        if any(isinstance(marker, _InMinorUnits) for marker in field.metadata):
+            money.add(source)
+        elif any(isinstance(marker, _InHundredths) for marker in field.metadata):
+            percentages.add(source)
+    return frozenset(money), frozenset(percentages)
 
 
 class StrictModel(BaseModel):

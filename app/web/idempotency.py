@@ -77,10 +77,13 @@ async def _claim(db: Database, user_id: str, key: str, scope: str, fingerprint: 
         return None
 
 
-def _checked_claim_key(key: str) -> str:
+async def _claimed_or_replay(
+    db: Database, principal: Principal, key: str, scope: str, body: BaseModel
+) -> JSONResponse | None:
+    """Claim `key` for this request (None), or the answer its first request recorded (a replay)."""
     if not _KEY.fullmatch(key):  # `$` would let a trailing newline through
         raise ValidationFailed("Idempotency-Key must be 1 to 255 printable characters", header="Idempotency-Key")
-    return key
+    return await _claim(db, principal.user_id, key, scope, request_fingerprint(scope, body))
 
 
 def _owned(principal: Principal, key: str) -> tuple[ColumnElement[bool], ...]:
@@ -102,13 +105,12 @@ class Answer:
 
     def __init__(self, principal: Principal, key: str | None, status_code: int) -> None:
         self._principal, self._key, self._status_code = principal, key, status_code
-        self.recorded: dict[str, Any] | None = None
+        self.recorded = False
 
     async def record(self, session: AsyncSession, result: BaseModel) -> None:
-        payload = result.model_dump(mode="json")
         if self._key is not None:
-            await session.execute(_done(self._principal, self._key, self._status_code, payload))
-        self.recorded = payload
+            await session.execute(_done(self._principal, self._key, self._status_code, result.model_dump(mode="json")))
+        self.recorded = True
 
 
 async def idempotent(
@@ -127,19 +129,18 @@ async def idempotent(
     if key is None:
         result = await handler(answer)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
-    replay = await _claim(db, principal.user_id, _checked_claim_key(key), scope, request_fingerprint(scope, body))
-    if replay is not None:
+    if (replay := await _claimed_or_replay(db, principal, key, scope, body)) is not None:
         return replay
     try:
         result = await handler(answer)
     except BaseException:
         # Recorded means the work may have committed with its answer: keep the claim (if that commit
         # failed after all, the claim lapses after its lease and a retry does the work).
-        if answer.recorded is None:
+        if not answer.recorded:
             await _release(db, principal, key)
         raise
     payload = result.model_dump(mode="json")
-    if answer.recorded is None:
+    if not answer.recorded:
         async with db.unit_of_work() as session:
             await session.execute(_done(principal, key, status_code, payload))
     return JSONResponse(payload, status_code=status_code)
@@ -161,8 +162,7 @@ async def idempotent_in(
     if key is None:
         result = await work(session)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
-    replay = await _claim(db, principal.user_id, _checked_claim_key(key), scope, request_fingerprint(scope, body))
-    if replay is not None:
+    if (replay := await _claimed_or_replay(db, principal, key, scope, body)) is not None:
         return replay
     try:
         result = await work(session)
