@@ -16,7 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.money import CURRENCIES, FULL_PERCENT, format_percentage
 from app.ledger import accounts
-from app.models import App, EscrowTransaction, Holding, JournalEntry, LedgerAccount, Milestone, Payout, Posting, Refund
+from app.models import (
+    App,
+    EscrowTransaction,
+    Holding,
+    JournalEntry,
+    LedgerAccount,
+    Milestone,
+    Payout,
+    Posting,
+    Refund,
+    ReleaseApproval,
+    ReleaseRequest,
+)
+from app.models.statuses import ReleaseStatus
 
 SAMPLE = 20  # enough offenders to act on without flooding the answer
 
@@ -175,6 +188,35 @@ async def releases_within_milestones(session: AsyncSession) -> Check:
     return Check("releases_within_milestone_percentages", not offenders, {"over": [
         {"deposit_id": d, "amount": int(a), "released": int(r), "milestone_percentages": format_percentage(int(p))}
         for d, a, r, p in offenders]})
+
+
+async def releases_approved_as_required(session: AsyncSession) -> Check:
+    """A release that is approved or released has the approvals it asked for: at least
+    `required_approvals` approving decisions, one of them an admin's when its amount needed one
+    (the per-currency release threshold)."""
+    approvals = (
+        select(ReleaseApproval.release_id, func.count().label("approvals"),
+               func.max(case((ReleaseApproval.is_admin, 1), else_=0)).label("admin"))
+        .where(ReleaseApproval.decision == "approve")
+        .group_by(ReleaseApproval.release_id)
+        .subquery()
+    )
+    given, admin = func.coalesce(approvals.c.approvals, 0), func.coalesce(approvals.c.admin, 0)
+    release = ReleaseRequest
+    offenders = (
+        await session.execute(
+            select(release.id, release.status, release.required_approvals, release.needs_admin, given, admin)
+            .outerjoin(approvals, approvals.c.release_id == release.id)
+            .where(release.status.in_((ReleaseStatus.APPROVED, ReleaseStatus.RELEASED)),
+                   or_(given < release.required_approvals, release.needs_admin & (admin == 0)))
+            .order_by(release.id)
+            .limit(SAMPLE)
+        )
+    ).all()
+    return Check("releases_approved_as_required", not offenders, {"short": [
+        {"release_id": r, "status": s, "required_approvals": int(n), "needs_admin": bool(a),
+         "approvals": int(g), "admin_approved": bool(h)}
+        for r, s, n, a, g, h in offenders]})
 
 
 async def deposits_match_their_rows(session: AsyncSession) -> Check:
@@ -348,8 +390,8 @@ CHEAP_CHECKS = (payouts_in_flight, refunds_in_flight)
 # Every check, in the order the report lists them.
 CHECKS: tuple[Callable[[AsyncSession], Awaitable[Check]], ...] = (
     entries_balance, postings_reference_rows, cached_balances, guarded_non_negative, escrow_matches_deposits,
-    milestones_released_once, releases_within_milestones, deposits_match_their_rows, shares_match_holdings,
-    payouts_match_movements, refunds_match_movements, *CHEAP_CHECKS,
+    milestones_released_once, releases_within_milestones, releases_approved_as_required, deposits_match_their_rows,
+    shares_match_holdings, payouts_match_movements, refunds_match_movements, *CHEAP_CHECKS,
 )
 
 

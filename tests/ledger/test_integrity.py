@@ -14,12 +14,12 @@ import httpx
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.core.money import FULL_PERCENT, allocate, percentage_of
 from app.ledger import accounts
 from app.ledger.service import move, post
-from app.models import EscrowTransaction, Holding, Milestone, Payout, Refund
+from app.models import EscrowTransaction, Holding, Milestone, Payout, Refund, ReleaseApproval, ReleaseRequest
 from app.models.base import new_id
 from app.payouts.tasks import send_pending_payouts
 from tests.distributions.test_distributions import distribute, pay_revenue
@@ -100,7 +100,7 @@ async def test_a_clean_flow_keeps_every_check_ok(client: httpx.AsyncClient, app:
     report = await integrity(client, auth)
     assert report["ok"], report
     assert {
-        "milestone_released_once_per_deposit", "releases_within_milestone_percentages",
+        "milestone_released_once_per_deposit", "releases_within_milestone_percentages", "releases_approved_as_required",
         "deposits_match_their_release_and_refund_rows", "shares_issued_match_holdings",
         "payouts_match_ledger_movements", "refunds_match_ledger_movements",
         "payout_in_flight_equals_open_payouts", "refund_in_flight_equals_open_refunds",
@@ -144,6 +144,33 @@ async def test_releases_beyond_the_milestone_percentages_are_caught(
     assert {o["deposit_id"] for o in failed["releases_within_milestone_percentages"]["over"]} == set(
         books.deposits.values())
 
+
+
+async def test_a_release_executed_without_the_admin_its_amount_needed_is_caught(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    books = await clean_books(client, app, auth)
+    async with app.state.runtime.db.unit_of_work() as session:  # as if the threshold check had been skipped
+        await session.execute(update(ReleaseRequest).where(ReleaseRequest.id == books.release_id)
+                              .values(needs_admin=True))
+    failed = await failing(client, auth)
+    assert set(failed) == {"releases_approved_as_required"}
+    assert failed["releases_approved_as_required"]["short"] == [{
+        "release_id": books.release_id, "status": "released", "required_approvals": 2, "needs_admin": True,
+        "approvals": 2, "admin_approved": False}]
+
+
+async def test_a_release_executed_with_too_few_approvals_is_caught(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    books = await clean_books(client, app, auth)
+    async with app.state.runtime.db.unit_of_work() as session:
+        await session.execute(delete(ReleaseApproval).where(ReleaseApproval.release_id == books.release_id,
+                                                            ReleaseApproval.approver_id == APPROVERS[0]))
+    failed = await failing(client, auth)
+    assert set(failed) == {"releases_approved_as_required"}
+    assert [(o["release_id"], o["approvals"]) for o in failed["releases_approved_as_required"]["short"]] == [
+        (books.release_id, 1)]
 
 @given(amounts=st.lists(st.integers(min_value=1, max_value=10**10), min_size=1, max_size=8),
        percentage=st.integers(min_value=1, max_value=FULL_PERCENT))
