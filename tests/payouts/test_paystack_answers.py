@@ -46,6 +46,10 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 def paystack() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=PAYSTACK, assert_all_called=False) as router:
+        # The worker reads the balance before sending: Paystack's sample, topped up to cover the tests' payouts.
+        balance = paystack_sample("balance")
+        balance["data"][0]["balance"] = 10**12
+        router.get("/balance").mock(return_value=answer(balance))
         yield router
 
 
@@ -103,7 +107,7 @@ async def integrity_ok(client: httpx.AsyncClient, auth: Auth) -> None:
 # ---- transfers answered in older shapes -----------------------------------------------------------------
 
 
-async def test_a_transfer_answered_without_its_reference_stays_processing_until_verified(
+async def test_a_transfer_answered_otp_without_its_reference_awaits_its_otp_until_verified(
     client: httpx.AsyncClient, app: FastAPI, auth: Auth, paystack: respx.MockRouter
 ) -> None:
     paystack.get("/bank/resolve").mock(return_value=answer(paystack_sample("bank_resolve_with_bank_id")))
@@ -119,16 +123,18 @@ async def test_a_transfer_answered_without_its_reference_stays_processing_until_
 
     assert json.loads(sent.calls.last.request.content)["reference"] == reference
     payout = (await payouts(app))[reference]
-    assert (payout.status, payout.transfer_code) == ("processing", "TRF_1ptvuv321ahaa7q")
+    assert (payout.status, payout.transfer_code) == ("awaiting_otp", "TRF_1ptvuv321ahaa7q")
     assert payout.last_error is None
     assert await payable(app, "owner-1") == 0  # in flight, not owed again
     shown = (await client.get("/v1/payouts/me", headers=auth("owner-1"))).json()["items"]
-    assert [(p["status"], p["reference"]) for p in shown] == [("processing", reference)]
+    assert [(p["status"], p["reference"]) for p in shown] == [("awaiting_otp", reference)]
 
-    # OTP still pending: it stays processing, nothing is sent again
+    # OTP still pending: it stays awaiting its OTP, nothing is sent again
     paystack.get(f"/transfer/verify/{reference}").mock(return_value=verify_answer(reference, 3794800, "otp"))
     await reconcile_payouts(app.state.runtime, older_than_seconds=0)
-    assert (await payouts(app))[reference].status == "processing"
+    assert (await payouts(app))[reference].status == "awaiting_otp"
+
+    # finalized elsewhere (Paystack's dashboard): the reconciler hears it succeeded
 
     paystack.get(f"/transfer/verify/{reference}").mock(return_value=verify_answer(reference, 3794800, "success"))
     await reconcile_payouts(app.state.runtime, older_than_seconds=0)
