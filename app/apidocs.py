@@ -30,6 +30,7 @@ from app.core.errors import (
     InsufficientFunds,
     InvalidAmount,
     InvalidBankAccount,
+    InvalidOtp,
     InvalidSignature,
     InvalidState,
     NotFound,
@@ -231,6 +232,19 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "payee's current account.",
         callers="an admin (the payee: 403; anyone else: 404)",
         errors=(NotFound, Unauthorized, InvalidState, ValidationFailed)),
+    ("POST", "/v1/payouts/{payout_id}/finalize"): RouteNotes(
+        "Finalize a payout awaiting its OTP",
+        "Sends the OTP Paystack texted to the business (`{\"otp\": \"...\"}`) to complete the transfer it holds; "
+        "the payout goes on (`processing`, then `paid`). A refused OTP is 422 `INVALID_OTP` and the payout still "
+        "awaits its OTP. Of calls at the same time, one reaches the gateway; the others get 409. The OTP is "
+        "neither stored nor logged.",
+        callers="an admin (the payee: 403; anyone else: 404)",
+        errors=(NotFound, Unauthorized, InvalidState, InvalidOtp, GatewayFailure)),
+    ("POST", "/v1/payouts/{payout_id}/resend-otp"): RouteNotes(
+        "Have the OTP of a payout sent again",
+        "Asks Paystack to send the OTP of the transfer it holds for an `awaiting_otp` payout once more.",
+        callers="an admin (the payee: 403; anyone else: 404)",
+        errors=(NotFound, Unauthorized, InvalidState, GatewayFailure)),
     # shares
     ("GET", "/v1/holdings/me"): RouteNotes(
         "List one's holdings", "Per app, with the shares reserved in pending offers.", callers="the caller's own"),
@@ -297,6 +311,7 @@ WHEN: dict[str, str] = {
     "CURRENCY_NOT_SUPPORTED": "a currency the service, the app or the transfer does not take",
     "IDEMPOTENCY_CONFLICT": "this `Idempotency-Key` was used with another body",
     "INVALID_BANK_ACCOUNT": "bank details the gateway could not verify",
+    "INVALID_OTP": "the gateway refused the OTP of a transfer it holds; the payout still awaits its OTP",
     "RATE_LIMITED": "too many requests; `Retry-After` says when to try again",
     "INTERNAL_ERROR": "a fault of the service",
     "GATEWAY_ERROR": "the payment gateway did not complete the call (`details` has its message)",

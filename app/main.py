@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
             webhook_url=f"{settings.public_base_url}/v1/webhooks/paystack",
             settle_delay=settings.sandbox_settle_delay_seconds,
             webhook_retry_delays=settings.sandbox_webhook_retry_schedule,
+            transfer_otp=settings.sandbox_transfer_otp,
             webhook_transport=httpx.ASGITransport(app) if loopback else None,
         )
         sandbox.serve_from(app)

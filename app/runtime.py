@@ -54,6 +54,9 @@ class Runtime:
     _group_commits: dict[str, GroupCommit[Any]] = field(default_factory=dict)
     # (currency, type) -> (when it was read, monotonic seconds; the gateway's bank list): see payouts.flows
     bank_lists: dict[tuple[str, str | None], tuple[float, list[Bank]]] = field(default_factory=dict)
+    # Set once the gateway showed that transfers need an OTP (a transfer answered `otp`, or a bulk transfer was
+    # refused for it): Paystack takes bulk transfers only with OTP off, so distributions go one by one.
+    transfer_otp_seen: bool = False
 
     def extension(self, kind: type[T]) -> T:
         return self.extensions.get(kind)

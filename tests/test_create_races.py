@@ -89,11 +89,17 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
         True, "key: 1 x 201 + replays; none: 1 x 201, 9 x 409 INVALID_STATE", ["test_distribute_revenue"]),
     "POST /v1/payouts/{payout_id}/retry": (
         False, "1 x 200, 9 x 409 INVALID_STATE, paid once", ["test_retry_payout"]),
+    "POST /v1/payouts/{payout_id}/finalize": (
+        False, "1 x 200, 9 x 409 INVALID_STATE, one finalize reaches the gateway, paid once",
+        ["test_finalize_payout"]),
 }
 
 # Write routes with no race here, each with the reason. (The sandbox's Paystack routes are outside
 # the OpenAPI schema, and outside this inventory: they stand in for Paystack, not for the service.)
-EXEMPT: dict[str, str] = {}
+EXEMPT: dict[str, str] = {
+    "POST /v1/payouts/{payout_id}/resend-otp": "changes nothing here: each call asks Paystack to send the OTP "
+    "again, which repeats harmlessly (one more message)",
+}
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 
@@ -673,6 +679,40 @@ async def test_retry_payout(client: httpx.AsyncClient, clients: Clients, app: Fa
     async with app.state.runtime.db.unit_of_work() as session:
         assert await balance(session, accounts.payable(OWNER, "NGN")) == 0
         assert await session.scalar(select(func.count()).select_from(PayoutAccount)) == 1
+    await integrity_ok(client, auth)
+
+
+@requires_postgres
+async def test_finalize_payout(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    await funded_app(client, app, auth)
+    await register_payout_account(client, auth(OWNER))
+    release = await approved_release(client, auth)
+    admin = auth(ADMIN, admin=True)
+    app.state.sandbox.transfer_otp = True
+    executed = await client.post(f"/v1/escrow/releases/{release['id']}/execute", headers=admin)
+    assert executed.status_code == 200, executed.text
+    await settle(app)
+    [payout] = await listed(client, auth(OWNER), "/v1/payouts/me")
+    assert payout["status"] == "awaiting_otp"
+    gateway = app.state.runtime.gateway  # shared by every instance
+    original, finalized = gateway.finalize_transfer, []
+
+    async def finalize_transfer(**kwargs: Any) -> Any:
+        finalized.append(kwargs["reference"])
+        await asyncio.sleep(0.2)  # the others arrive while this one is at the gateway
+        return await original(**kwargs)
+
+    gateway.finalize_transfer = finalize_transfer
+    responses = await ten_at_once(clients, lambda http: http.post(
+        f"/v1/payouts/{payout['id']}/finalize", headers=admin, json={"otp": "123456"}))
+
+    assert tally(responses) == {"200": 1, "409 INVALID_STATE": TIMES - 1}, [r.text for r in responses]
+    assert finalized == [payout["reference"]]
+    await settle(app)
+    [paid] = await listed(client, auth(OWNER), "/v1/payouts/me")
+    assert (paid["status"], paid["attempts"]) == ("paid", 1)
+    succeeded = [t for t in app.state.sandbox.transfers.values() if t.status == "success"]
+    assert [(t.reference, t.amount) for t in succeeded] == [(payout["reference"], 125_000)]
     await integrity_ok(client, auth)
 
 

@@ -250,6 +250,12 @@ class Settings(BaseSettings):
     bulk_transfer_batch_size: int = Field(
         default=100, ge=1, le=100, description="Payouts per Paystack bulk transfer when a distribution pays out."
     )
+    payout_funds_retry_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds a payout waits as `awaiting_funds` (the gateway's balance in its currency was too "
+        "low when the worker read GET /balance) before the worker reads the balance and tries it again.",
+    )
 
     refund_check_interval_seconds: float = Field(
         default=300.0,
@@ -286,6 +292,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds before sandbox transfers and refunds settle.",
         json_schema_extra={"section": "Sandbox (PAYMENT_GATEWAY_MODE=sandbox only)"},
+    )
+    sandbox_transfer_otp: bool = Field(
+        default=False,
+        description="Start the sandbox with transfer OTP on, as a Paystack integration that confirms transfers "
+        "with an OTP: every transfer answers `otp` and its payout waits as `awaiting_otp` until an admin "
+        "finalizes it (POST /v1/payouts/{id}/finalize) with the sandbox's test OTP 123456 (any other is "
+        "refused); bulk transfers are refused, so distributions are paid by single transfers.",
     )
     sandbox_webhook_retry_delays: str = Field(
         default="5,15,60,180",

@@ -123,6 +123,12 @@ class InvalidBankAccount(AppError):
     code, status_code, default_message = "INVALID_BANK_ACCOUNT", 422, "The gateway could not verify these details"
 
 
+class InvalidOtp(AppError):
+    """The gateway refused the OTP of a transfer it holds: the caller's to correct, not a gateway fault."""
+
+    code, status_code, default_message = "INVALID_OTP", 422, "The gateway refused this OTP"
+
+
 class PayloadTooLarge(AppError):
     code, status_code, default_message = "PAYLOAD_TOO_LARGE", 413, "Request body too large"
 

@@ -18,10 +18,10 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 # Gone whole: secret keys, bearer tokens, webhook signatures (hex SHA-512), card authorization codes.
 _REDACT = re.compile(r"sk_(?:test|live)_[A-Za-z0-9]+|Bearer\s+[A-Za-z0-9._\-]+|[a-f0-9]{128}|\bAUTH_[A-Za-z0-9]+")
-# The value of an account number or authorization code named by its key: a query parameter
+# The value of an account number, authorization code or transfer OTP named by its key: a query parameter
 # (`account_number=...`), JSON (`"account_number": "..."`, escaped or not) or a Python repr.
 _REDACT_VALUE = re.compile(
-    r"""((?:account_number|authorization_code)\\?["']?\s*[:=]\s*\\?["']?)(?!null\b|None\b)[^\s"'&,;}\]\\]+"""
+    r"""((?:account_number|authorization_code|\botp)\\?["']?\s*[:=]\s*\\?["']?)(?!null\b|None\b)[^\s"'&,;}\]\\]+"""
 )
 # Loggers that write one line per HTTP request with its URL: our calls to the gateway (httpx) and
 # uvicorn's access log, which also sees the sandbox's own routes.

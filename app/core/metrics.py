@@ -18,6 +18,12 @@ ERRORS = Counter("errors_total", "Error responses by code", ["code"])
 PAYOUTS = Counter(
     "payouts_total", "Payouts reaching a conclusive status (reversed_after_paid: sent back after success)", ["status"]
 )
+PAYOUTS_WAITING = Gauge(
+    "payouts_waiting",
+    "Payouts waiting on something outside the service, by status (awaiting_otp: an admin's OTP; awaiting_funds: "
+    "the gateway's balance), as the worker last counted them",
+    ["status"], multiprocess_mode="max",
+)
 ESCROW_BATCH_SIZE = Histogram(
     "escrow_batch_size", "Escrow releases and refunds committed together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64),

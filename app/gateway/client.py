@@ -308,6 +308,25 @@ class PaystackClient:
         data = await self._data("POST", "/transfer", json_body=body, retry_safe=True)
         return parse(TransferAnswer, data).result(reference=reference)
 
+    async def finalize_transfer(self, *, transfer_code: str, otp: str, reference: str) -> TransferResult:
+        """Complete a transfer Paystack holds for an OTP (`status: otp`); answers the transfer, now queued.
+
+        Never repeated on an unknown outcome: ask `verify_transfer` instead. A refusal (a wrong OTP, or a
+        transfer no longer waiting for one) is a GatewayRejected and changed nothing. The OTP is never logged:
+        the retry log names only the method and path."""
+        body = {"transfer_code": transfer_code, "otp": otp}
+        data = await self._data("POST", "/transfer/finalize_transfer", json_body=body, retry_safe=False)
+        answer = parse(TransferAnswer, data)
+        if answer.transfer_code and answer.transfer_code != transfer_code:
+            raise GatewayProtocolError(f"Paystack finalized {answer.transfer_code!r}, not {transfer_code!r}")
+        return answer.result(reference=reference)
+
+    async def resend_transfer_otp(self, *, transfer_code: str) -> None:
+        """Ask Paystack to send the OTP of a transfer waiting for one again (`reason: transfer`). Paystack's
+        answer carries no `data`. Safe to repeat: at worst another message is sent."""
+        body = {"transfer_code": transfer_code, "reason": "transfer"}
+        await self._call("POST", "/transfer/resend_otp", json_body=body, retry_safe=True, needs_data=False)
+
     async def verify_transfer(self, reference: str) -> TransferResult:
         path = f"/transfer/verify/{_segment(reference)}"
         return parse(TransferAnswer, await self._data("GET", path, retry_safe=True)).result(reference=reference)
@@ -381,9 +400,10 @@ class PaystackClient:
         retry_safe: bool,
         json_body: dict[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
+        needs_data: bool = True,
     ) -> dict[str, Any]:
         """Send, again while `_worth_another_try` says so, at most `max_retries` more times; return the
-        success envelope (`status: true`, with `data`), or raise the last failure."""
+        success envelope (`status: true`, with `data` unless `needs_data` is False), or raise the last failure."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_retries + 1),
             retry=retry_if_exception(partial(self._worth_another_try, retry_safe=retry_safe)),
@@ -395,7 +415,8 @@ class PaystackClient:
         # One retrying object per call: tenacity keeps its state on it.
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(method, path, json_body, params, attempt.retry_state.attempt_number - 1)
+                return await self._attempt(method, path, json_body, params, attempt.retry_state.attempt_number - 1,
+                                           needs_data=needs_data)
         raise AssertionError("tenacity returns the answer or raises the last failure")
 
     async def _attempt(
@@ -405,6 +426,8 @@ class PaystackClient:
         json_body: dict[str, Any] | None,
         params: Mapping[str, str | int] | None,
         attempt: int,
+        *,
+        needs_data: bool = True,
     ) -> dict[str, Any]:
         """Send once; a failure is the GatewayError saying whether the request left and was answered."""
         try:
@@ -436,7 +459,7 @@ class PaystackClient:
                 status_code=response.status_code,
                 gateway_code=_code(error_body),
             )
-        return _envelope(response)
+        return _envelope(response, needs_data=needs_data)
 
     def _worth_another_try(self, error: BaseException, *, retry_safe: bool) -> bool:
         """A 429 is retried for every call, Paystack did not process it, unless the wait it asks for is too
@@ -477,7 +500,7 @@ class PaystackClient:
 # Answer parsing
 
 
-def _envelope(response: httpx.Response) -> dict[str, Any]:
+def _envelope(response: httpx.Response, *, needs_data: bool = True) -> dict[str, Any]:
     status_code = response.status_code
     if 400 <= status_code < 500:
         error_body = _error_body(response)
@@ -496,7 +519,7 @@ def _envelope(response: httpx.Response) -> dict[str, Any]:
         )
     if body.get("status") is False:
         raise GatewayRejected(_message(body, status_code), status_code=status_code, gateway_code=_code(body))
-    if body.get("status") is not True or "data" not in body:
+    if body.get("status") is not True or (needs_data and "data" not in body):
         raise GatewayProtocolError(
             f"Paystack answer lacks the success envelope: {_message(body, status_code)}",
             status_code=status_code,

@@ -135,7 +135,8 @@ MILESTONE_RELEASES = RELEASES & EscrowTransaction.milestone_id.is_not(None)
 REFUNDS_KEPT = (EscrowTransaction.type == "refund") & (EscrowTransaction.status != "failed")
 
 # Payouts whose money is in flight (`payout:{id}:{attempt}:sent` posted, neither paid nor returned).
-PAYOUT_STATUSES_IN_FLIGHT = ("processing",)
+# `awaiting_otp`: the transfer exists at the gateway, held for its OTP, so its money stays in flight.
+PAYOUT_STATUSES_IN_FLIGHT = ("processing", "awaiting_otp")
 # Refunds that are over: their money left `refund:in_flight` (settled, or returned when failed).
 REFUND_STATUSES_SETTLED = ("processed", "failed")
 

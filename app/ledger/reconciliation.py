@@ -67,13 +67,16 @@ CHARGE_STATUSES_AGREEING: Final[dict[str, frozenset[str]]] = {
 # was retried after a conclusive failure of its last transfer.
 TRANSFER_STATUSES_AGREEING: Final[dict[str, frozenset[str]]] = {
     "processing": TRANSFER_IN_PROGRESS,
+    # held for its OTP, or finalized (in Paystack's dashboard) and not yet heard of: the reconciler catches up
+    "awaiting_otp": TRANSFER_IN_PROGRESS,
     "paid": frozenset({"success"}),
     "failed": TRANSFER_CONCLUSIVE_FAILURES,
     "reversed": TRANSFER_CONCLUSIVE_FAILURES,
     "pending": TRANSFER_CONCLUSIVE_FAILURES,
+    "awaiting_funds": TRANSFER_CONCLUSIVE_FAILURES,
 }
 # The gateway must have these: the money left (or is leaving) through a transfer.
-PAYOUT_STATUSES_AT_GATEWAY: Final = ("processing", "paid")
+PAYOUT_STATUSES_AT_GATEWAY: Final = ("processing", "awaiting_otp", "paid")
 # A refund's ending; any other status of ours is open, which the gateway's open statuses agree with.
 REFUND_ENDINGS: Final = frozenset({"processed", "failed"})
 GATEWAY_REFUND_OPEN: Final = frozenset({"pending", "processing", "needs-attention"})

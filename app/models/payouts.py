@@ -35,7 +35,7 @@ class Payout(Timestamped, Base):
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    # pending -> processing -> paid | failed | reversed
+    # pending (| awaiting_funds) -> processing (| awaiting_otp) -> paid | failed | reversed; see statuses.py
     status: Mapped[str] = mapped_column(String(20), default="pending")
     reference: Mapped[str] = mapped_column(String(50), unique=True)
     reason: Mapped[str] = mapped_column(String(20))  # release | share_sale | distribution

@@ -34,7 +34,11 @@ class RefundStatus(StrEnum):
 
 class PayoutStatus(StrEnum):
     PENDING = "pending"
+    # The gateway's balance in the payout's currency was short: the money stays payable, retried later.
+    AWAITING_FUNDS = "awaiting_funds"
     PROCESSING = "processing"
+    # The gateway holds the transfer until an admin finalizes it with the OTP Paystack sent.
+    AWAITING_OTP = "awaiting_otp"
     PAID = "paid"
     FAILED = "failed"
     REVERSED = "reversed"
@@ -89,10 +93,14 @@ TRANSITIONS: Final[dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]]] = {
     },
     # `processing -> processing`: a worker takes over a payout whose lease ran out (same reference, so the
     # gateway cannot pay it twice). A paid payout can still be reversed by the receiving bank; a failed or
-    # reversed one is retried by an admin.
+    # reversed one is retried by an admin. `awaiting_funds` never left (no transfer exists): it is claimed
+    # again like a pending one. `awaiting_otp -> processing` is the claim of a finalize (or the gateway saying
+    # the transfer went on); a refused OTP puts it back.
     PayoutStatus: {
-        _O.PENDING: frozenset({_O.PROCESSING}),
-        _O.PROCESSING: frozenset({_O.PROCESSING, _O.PAID, _O.FAILED, _O.REVERSED}),
+        _O.PENDING: frozenset({_O.PROCESSING, _O.AWAITING_FUNDS}),
+        _O.AWAITING_FUNDS: frozenset({_O.PROCESSING, _O.AWAITING_FUNDS}),
+        _O.PROCESSING: frozenset({_O.PROCESSING, _O.AWAITING_OTP, _O.PAID, _O.FAILED, _O.REVERSED}),
+        _O.AWAITING_OTP: frozenset({_O.PROCESSING, _O.PAID, _O.FAILED, _O.REVERSED}),
         _O.PAID: frozenset({_O.REVERSED}),
         _O.FAILED: frozenset({_O.PENDING}),
         _O.REVERSED: frozenset({_O.PENDING}),

@@ -1,22 +1,24 @@
-"""HTTP routes of payout accounts and payouts, with an admin's retry of a failed payout."""
+"""HTTP routes of payout accounts and payouts, with an admin's retry of a failed payout and the finalize (or
+OTP resend) of a payout whose transfer waits for its OTP."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Unauthorized
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
-from app.core.security import AdminUser, CurrentUser
-from app.payouts import flows, service
-from app.payouts.schemas import BankList, BankOut, PayoutAccountIn, PayoutAccountOut, PayoutOut
+from app.core.security import AdminUser, CurrentUser, Principal
+from app.payouts import flows, otp, service
+from app.payouts.schemas import BankList, BankOut, FinalizeIn, PayoutAccountIn, PayoutAccountOut, PayoutOut
 from app.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
-PayoutStatus = Literal["pending", "processing", "paid", "failed", "reversed"]
+PayoutStatus = Literal["pending", "awaiting_funds", "processing", "awaiting_otp", "paid", "failed", "reversed"]
 
 
 @router.get("/banks", response_model=BankList)
@@ -67,3 +69,24 @@ async def retry_payout(payout_id: str, principal: CurrentUser, session: SessionD
     payout = await service.retry_payout(session, payout_id)
     rt.notify_worker()
     return PayoutOut.model_validate(payout)
+
+
+@router.post("/payouts/{payout_id}/finalize", response_model=PayoutOut)
+async def finalize_payout(
+    payout_id: str, body: FinalizeIn, principal: CurrentUser, session: SessionDep, rt: RuntimeDep
+) -> PayoutOut:
+    await _admin_only(session, principal, payout_id, "Only an admin finalizes payouts")
+    return PayoutOut.model_validate(await otp.finalize_payout(rt, payout_id, body.otp))
+
+
+@router.post("/payouts/{payout_id}/resend-otp", response_model=PayoutOut)
+async def resend_payout_otp(payout_id: str, principal: CurrentUser, session: SessionDep, rt: RuntimeDep) -> PayoutOut:
+    await _admin_only(session, principal, payout_id, "Only an admin has OTPs sent again")
+    return PayoutOut.model_validate(await otp.resend_payout_otp(rt, payout_id))
+
+
+async def _admin_only(session: AsyncSession, principal: Principal, payout_id: str, refusal: str) -> None:
+    """The payee sees their payout but may not act on it (403); anyone else's is not found (404)."""
+    if not principal.is_admin:
+        await service.require_own_payout(session, principal, payout_id)
+        raise Unauthorized(refusal)

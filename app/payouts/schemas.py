@@ -17,6 +17,12 @@ class PayoutAccountIn(StrictModel):
     account_name: str | None = Field(default=None, max_length=200)
 
 
+class FinalizeIn(StrictModel):
+    """The OTP Paystack sent to the business for a transfer it holds."""
+
+    otp: str = Field(min_length=4, max_length=12, pattern=r"^[0-9]+$")
+
+
 class BankOut(BaseModel):
     code: str
     name: str

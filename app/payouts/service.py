@@ -97,7 +97,7 @@ async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: s
     if payout.status == "paid" and gateway_status == "reversed":
         await _reverse_paid(session, payout, note)
         return
-    if payout.status != "processing":
+    if payout.status not in (PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP):
         return
     in_flight = accounts.payout_in_flight(payout.currency)
     if gateway_status == "success":

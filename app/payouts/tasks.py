@@ -1,6 +1,7 @@
-"""The worker's payout jobs: claiming due payouts and sending them as transfers (one reference per payout,
-so a retry can never pay twice), transfer webhooks, and the reconciler that asks the gateway about
-payouts left processing."""
+"""The worker's payout jobs: claiming due payouts the gateway's balance covers and sending them as transfers
+(one reference per payout, so a retry can never pay twice; single transfers while the gateway asks for an
+OTP), transfer webhooks, and the reconciler that asks the gateway about payouts left processing or waiting
+for their OTP."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
-from app.core import outbox
+from app.core import metrics, outbox
 from app.gateway.errors import GatewayError, GatewayRejected
 from app.gateway.types import BulkTransferItem, TransferResult
 from app.ledger import accounts
@@ -28,30 +29,63 @@ from app.webhooks.inbox import RetryLater
 log = logging.getLogger(__name__)
 
 
-async def _claim_due(rt: Runtime) -> list[Payout]:
+# Payouts the worker sends when they are due: new ones, and those that waited for the gateway's balance.
+_CLAIMABLE = (PayoutStatus.PENDING, PayoutStatus.AWAITING_FUNDS)
+# Payouts waiting on something outside the service, shown by the payouts_waiting gauge.
+_WAITING = (PayoutStatus.AWAITING_FUNDS, PayoutStatus.AWAITING_OTP)
+
+
+def _payable() -> Any:
+    """Payouts that can go out, with the recipient of the payee's payout account as it is now."""
+    return (
+        select(Payout, PayoutAccount.recipient_code)
+        .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
+                   & (PayoutAccount.currency == Payout.currency))
+        .where(Payout.status.in_(_CLAIMABLE),
+               or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
+        .order_by(Payout.id)
+    )
+
+
+async def _anything_due(rt: Runtime) -> bool:
+    """Whether a payout is due (so the gateway's balance is worth reading), and the waiting gauge updated."""
+    async with rt.db.unit_of_work() as session:
+        due = await session.scalar(_payable().where(Payout.available_at <= utcnow()).limit(1))
+        waiting = dict((await session.execute(
+            select(Payout.status, func.count()).where(Payout.status.in_(_WAITING)).group_by(Payout.status)
+        )).all())
+    for status in _WAITING:
+        metrics.PAYOUTS_WAITING.labels(status=status).set(waiting.get(status, 0))
+    return due is not None
+
+
+async def _claim_due(rt: Runtime, balances: dict[str, int]) -> list[Payout]:
     """Take due payouts and move their money in flight before the transfer is asked for.
 
     Each goes to the payee's payout account as it is now: a payout written while the account was
     being registered (it read none, and committed after the registration updated the pending ones)
-    would otherwise wait for an account that exists."""
+    would otherwise wait for an account that exists. `balances` is what the gateway holds per currency,
+    read just before: a payout it no longer covers waits as `awaiting_funds`, its money still payable
+    (nothing moves in flight), and is tried again after `payout_funds_retry_seconds`."""
     lease = outbox.lease(rt.settings.worker_lease_seconds)
+    remaining = dict(balances)
     async with rt.db.unit_of_work() as session:
-        payable = (
-            select(Payout, PayoutAccount.recipient_code)
-            .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
-                       & (PayoutAccount.currency == Payout.currency))
-            .where(Payout.status == "pending",
-                   or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
-            .order_by(Payout.id)
-        )
         claimed = (
             await session.execute(
-                outbox.due(payable, Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size, of=Payout)
+                outbox.due(_payable(), Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size, of=Payout)
             )
         ).all()
-        payouts = [payout for payout, _ in claimed]
+        payouts = []
         for payout, current_recipient in claimed:
             payout.recipient_code = current_recipient or payout.recipient_code
+            available = remaining.get(payout.currency, 0)
+            if available < payout.amount:
+                advance(payout, PayoutStatus.AWAITING_FUNDS)
+                payout.available_at = utcnow() + timedelta(seconds=rt.settings.payout_funds_retry_seconds)
+                payout.last_error = f"the gateway's {payout.currency} balance does not cover this payout yet"
+                continue
+            remaining[payout.currency] = available - payout.amount
+            payouts.append(payout)
             payout.attempts += 1
             advance(payout, PayoutStatus.PROCESSING)
             payout.available_at = utcnow() + lease
@@ -68,12 +102,22 @@ async def _claim_due(rt: Runtime) -> list[Payout]:
 
 
 async def send_pending_payouts(rt: Runtime) -> int:
-    claimed = await _claim_due(rt)
-    singles = [p for p in claimed if p.reason != "distribution"]
+    if not await _anything_due(rt):
+        return 0
+    # The balance is read before any money moves in flight: a payout it does not cover stays payable.
+    try:
+        balances = {balance.currency: balance.balance for balance in await rt.gateway.fetch_balance()}
+    except GatewayError as error:
+        log.warning("gateway balance not read (%s); due payouts wait for the next pass", error.message)
+        return 0
+    claimed = await _claim_due(rt, balances)
     # Distributions pay many people at once: Paystack bulk transfers, each item under its own reference.
+    # Paystack takes bulk transfers only with transfer OTP off: once it asked for one, single transfers.
+    bulk = not rt.transfer_otp_seen
+    singles = [p for p in claimed if p.reason != "distribution" or not bulk]
     batchable: dict[str, list[Payout]] = {}
     for payout in claimed:
-        if payout.reason == "distribution":
+        if payout.reason == "distribution" and bulk:
             batchable.setdefault(payout.currency, []).append(payout)
     sent = 0
     for payout in singles:
@@ -98,7 +142,7 @@ async def _send_one(rt: Runtime, payout: Payout) -> int:
     except GatewayError as error:
         log.warning("payout %s outcome unknown (%s); the reconciler will ask", payout.reference, error.message)
         return 0
-    await _record_result(rt, result, payout.attempts)
+    await record_transfer_result(rt, result, payout.attempts)
     return 1
 
 
@@ -116,6 +160,13 @@ async def _send_batch(rt: Runtime, currency: str, payouts: list[Payout]) -> int:
     try:
         results = await rt.gateway.bulk_transfer(currency=currency, transfers=items)
     except GatewayRejected as error:
+        if "otp" in error.message.casefold():
+            # Refused because transfer OTP is on (a refusal makes no transfer): each goes on its own.
+            log.warning("bulk transfer %s refused while transfer OTP is on; sending single transfers", batch)
+            rt.transfer_otp_seen = True
+            for payout in payouts:
+                await _rejected(rt, payout, error, send_alone=True)
+            return len(payouts)
         for payout in payouts:
             await _rejected(rt, payout, error, note=f"bulk transfer {batch}: {error.message}")
         return 0
@@ -127,21 +178,35 @@ async def _send_batch(rt: Runtime, currency: str, payouts: list[Payout]) -> int:
                     batch, len(payouts) - len(results), len(payouts))
     attempts = {payout.reference: payout.attempts for payout in payouts}
     for result in results:
-        await _record_result(rt, result, attempts[result.reference])
+        await record_transfer_result(rt, result, attempts[result.reference])
     return len(payouts)
 
 
-async def _record_result(rt: Runtime, result: TransferResult, attempt: int) -> None:
-    """What the gateway said about the payout's transfer while the payout was at `attempt`."""
+async def record_transfer_result(rt: Runtime, result: TransferResult, attempt: int) -> None:
+    """What the gateway said about the payout's transfer while the payout was at `attempt`.
+
+    `otp`: the gateway holds the transfer for an OTP, so the payout waits as `awaiting_otp` (its money stays
+    in flight: the transfer exists); another status still in progress means the transfer went on."""
     if result.is_success or result.is_conclusive_failure:
         await _settle_by_reference(rt, result.reference, result.status, attempt=attempt)
         return
+    if result.status == "otp":
+        rt.transfer_otp_seen = True
     async with rt.db.unit_of_work() as session:
-        await session.execute(
-            update(Payout)
-            .where(Payout.reference == result.reference, Payout.status == "processing", Payout.attempts == attempt)
-            .values(transfer_code=result.transfer_code)
+        payout = await session.scalar(
+            select(Payout)
+            .where(Payout.reference == result.reference, Payout.attempts == attempt,
+                   Payout.status.in_((PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP)))
+            .with_for_update()
         )
+        if payout is None:
+            return
+        payout.transfer_code = result.transfer_code or payout.transfer_code
+        if result.status is None:
+            return  # the answer did not say: as it was
+        target = PayoutStatus.AWAITING_OTP if result.status == "otp" else PayoutStatus.PROCESSING
+        if payout.status != target:
+            advance(payout, target)
 
 
 async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: str | None = None, *,
@@ -187,7 +252,8 @@ async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None
     async with rt.db.unit_of_work() as session:
         payouts = (
             await session.scalars(
-                select(Payout).where(Payout.status == "processing", Payout.updated_at <= cutoff)
+                select(Payout).where(Payout.status.in_((PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP)),
+                                 Payout.updated_at <= cutoff)
                 .order_by(Payout.id).limit(200)
             )
         ).all()
@@ -202,22 +268,27 @@ async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None
         except GatewayError as error:
             log.warning("payout %s not verified: %s", payout.reference, error.message)
             continue
-        await _record_result(rt, result, payout.attempts)
+        await record_transfer_result(rt, result, payout.attempts)
         checked += 1
     return checked
 
 
-async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected, note: str | None = None) -> None:
+async def _rejected(rt: Runtime, payout: Payout, error: GatewayRejected, note: str | None = None, *,
+                    send_alone: bool = False) -> None:
     """Paystack refused the transfer. That is a failure only if no transfer exists under the reference:
     a refusal can also mean "this reference is taken" when an earlier try of ours went through (the
-    client retries a POST whose answer timed out), and that transfer may still succeed."""
+    client retries a POST whose answer timed out), and that transfer may still succeed. `send_alone`: a
+    refused bulk transfer whose payouts go as single transfers instead, under the same references."""
     try:
         existing = await rt.gateway.verify_transfer(payout.reference)
     except GatewayRejected as verify_error:
         if verify_error.status_code == 404:
+            if send_alone:
+                await _send_one(rt, payout)
+                return
             # nothing was sent: the money is owed again
             await _settle_by_reference(rt, payout.reference, "failed", note or error.message, attempt=payout.attempts)
         return
     except GatewayError:
         return  # outcome unknown: stays processing for the reconciler
-    await _record_result(rt, existing, payout.attempts)
+    await record_transfer_result(rt, existing, payout.attempts)

@@ -78,6 +78,14 @@ def test_redaction_of_authorization_codes(text: str) -> None:
     assert "8877" in cleaned or "8877" not in text
 
 
+@pytest.mark.parametrize("text", ['{"transfer_code": "TRF_1aqrqhoomp0rjro", "otp": "928783"}', "otp=928783",
+                                  "{'otp': '928783'}"])
+def test_redaction_of_transfer_otps(text: str) -> None:
+    cleaned = redact(text)
+    assert "928783" not in cleaned and "[redacted]" in cleaned
+    assert "TRF_1aqrqhoomp0rjro" in cleaned or "TRF_" not in text
+
+
 def test_redaction_keeps_what_is_not_sensitive() -> None:
     text = ('{"account_number_last4": "8264", "authorization_code": null, "reference": "pay-1", "bank_code": "057"}'
             " OAUTH_TOKEN_URL")

@@ -115,7 +115,8 @@ def gateway_calls(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> dict[str, li
 
 async def books_ok(client: httpx.AsyncClient, app: FastAPI, auth: Auth, log: list[tuple[str, str, int]]) -> None:
     """Integrity holds; no reference was paid twice; each paid payout matches one successful transfer; the
-    ledger's payout outflow to the gateway is exactly the paid payouts; in flight is what is processing."""
+    ledger's payout outflow to the gateway is exactly the paid payouts; in flight is what is processing or
+    awaiting its OTP."""
     await integrity_ok(client, auth)
     payouts = list((await payout_rows(app)).values())
     succeeded = [(reference, amount) for reference, status, amount in log if status == "success"]
@@ -131,7 +132,7 @@ async def books_ok(client: httpx.AsyncClient, app: FastAPI, auth: Auth, log: lis
         )
         in_flight = await balance(session, accounts.payout_in_flight("NGN"))
     assert outflow == sum(paid.values())
-    assert in_flight == sum(p.amount for p in payouts if p.status == "processing")
+    assert in_flight == sum(p.amount for p in payouts if p.status in ("processing", "awaiting_otp"))
 
 
 async def snapshot(app: FastAPI) -> dict[str, Any]:

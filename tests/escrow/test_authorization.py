@@ -138,6 +138,8 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "my payouts": ("GET", "/v1/payouts/me", None),
     "all payouts": ("GET", "/v1/payouts", None),
     "retry payout": ("POST", "/v1/payouts/{failed_payout}/retry", None),
+    "finalize payout": ("POST", "/v1/payouts/{failed_payout}/finalize", {"otp": "123456"}),
+    "resend payout otp": ("POST", "/v1/payouts/{failed_payout}/resend-otp", None),
     "integrity": ("GET", "/v1/admin/integrity", None),
 }
 
@@ -166,6 +168,8 @@ EXPECTED: dict[str, tuple[int, int, int, int, int]] = {
     "my payouts":         (200, 200, 200, 200, 200),
     "all payouts":        (403, 403, 403, 403, 200),
     "retry payout":       (404, 404, 403, 404, 200),  # the owner's own payout is visible to the owner
+    "finalize payout":    (404, 404, 403, 404, 409),  # an admin's call reaches it: a failed payout awaits no OTP
+    "resend payout otp":  (404, 404, 403, 404, 409),
     "integrity":          (403, 403, 403, 403, 200),
 }
 

@@ -1389,3 +1389,74 @@ async def test_an_off_contract_balance_raises_protocol_error(
 
     with pytest.raises(GatewayProtocolError):
         await client.fetch_balance()
+
+
+# Transfer OTP: Paystack's documented answers for a transfer held for its OTP, its finalize and its resend
+
+
+async def test_paystack_transfer_answering_otp(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.post("/transfer").mock(return_value=sample("transfer_initiate_otp"))
+
+    result = await client.initiate_transfer(amount=20000, recipient="RCP_x", reference="x8beye1xud", reason="r",
+                                            currency="NGN")
+
+    assert (result.status, result.transfer_code, result.is_in_progress) == ("otp", "TRF_1aqrqhoomp0rjro", True)
+    assert not (result.is_success or result.is_conclusive_failure)
+
+
+async def test_paystack_finalize_transfer_body(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer/finalize_transfer").mock(return_value=sample("transfer_finalize"))
+
+    result = await client.finalize_transfer(transfer_code="TRF_vsyqdmlzble3uii", otp="928783", reference="on5hyz9poe")
+
+    assert result == TransferResult(reference="on5hyz9poe", transfer_code="TRF_vsyqdmlzble3uii", status="success",
+                                    amount=3794800, currency="NGN")
+    assert body_of(route.calls.last.request) == {"transfer_code": "TRF_vsyqdmlzble3uii", "otp": "928783"}
+    assert_authorized(route.calls.last.request)
+
+
+async def test_a_finalize_answer_about_another_transfer_is_off_contract(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    api.post("/transfer/finalize_transfer").mock(return_value=sample("transfer_finalize"))
+
+    with pytest.raises(GatewayProtocolError):
+        await client.finalize_transfer(transfer_code="TRF_another", otp="928783", reference="on5hyz9poe")
+    with pytest.raises(GatewayProtocolError):
+        await client.finalize_transfer(transfer_code="TRF_vsyqdmlzble3uii", otp="928783", reference="not-ours-00000")
+
+
+async def test_a_refused_otp_is_a_rejection(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer/finalize_transfer").mock(return_value=httpx.Response(
+        400, json={"status": False, "message": "Invalid OTP", "type": "validation_error", "code": "invalid_otp"}))
+
+    with pytest.raises(GatewayRejected) as caught:
+        await client.finalize_transfer(transfer_code="TRF_vsyqdmlzble3uii", otp="000000", reference="on5hyz9poe")
+
+    assert (caught.value.status_code, caught.value.message) == (400, "Invalid OTP")
+    assert route.call_count == 1
+
+
+async def test_a_finalize_is_never_sent_twice(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer/finalize_transfer").mock(side_effect=httpx.ReadTimeout("slow"))
+
+    with pytest.raises(GatewayTimeout):
+        await client.finalize_transfer(transfer_code="TRF_vsyqdmlzble3uii", otp="928783", reference="on5hyz9poe")
+
+    assert route.call_count == 1  # an unknown outcome is asked about (verify), not repeated
+
+
+async def test_paystack_resend_otp_answer_has_no_data(client: PaystackClient, api: respx.MockRouter) -> None:
+    route = api.post("/transfer/resend_otp").mock(return_value=sample("transfer_resend_otp"))
+
+    assert await client.resend_transfer_otp(transfer_code="TRF_vsyqdmlzble3uii") is None
+    assert body_of(route.calls.last.request) == {"transfer_code": "TRF_vsyqdmlzble3uii", "reason": "transfer"}
+    assert_authorized(route.calls.last.request)
+
+
+async def test_a_refused_resend_is_a_rejection(client: PaystackClient, api: respx.MockRouter) -> None:
+    api.post("/transfer/resend_otp").mock(return_value=httpx.Response(
+        400, json={"status": False, "message": "Transfer is not currently awaiting OTP"}))
+
+    with pytest.raises(GatewayRejected):
+        await client.resend_transfer_otp(transfer_code="TRF_vsyqdmlzble3uii")

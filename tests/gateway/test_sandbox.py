@@ -418,7 +418,7 @@ async def test_fees_passed_on_to_customers_are_added_to_what_they_pay(env: Env) 
         assert_error(await plain.post(f"{API}/_control/integration", json={"customer_pays_fees": "yes"}), 400)
         turned_on = await plain.post(f"{API}/_control/integration", json={"customer_pays_fees": True})
         assert turned_on.status_code == 200, turned_on.text
-        assert turned_on.json()["data"] == {"customer_pays_fees": True}
+        assert turned_on.json()["data"]["customer_pays_fees"] is True
         assert env.sandbox.customer_pays_fees
 
         reference = await paid_charge(env, amount=30050)
@@ -851,6 +851,65 @@ async def test_bulk_transfer_is_all_or_nothing(env: Env) -> None:
     response = await env.client.post(f"{API}/transfer/bulk", json={"source": "balance", "transfers": twice})
     assert_error(response, 400)
     assert not env.sandbox.transfers
+
+
+async def test_transfers_wait_for_their_otp_while_transfer_otp_is_on(env: Env) -> None:
+    code = await recipient(env)
+    env.sandbox.transfer_otp = True
+    held = await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-otp-0001-abc"))
+    assert held.status_code == 200, held.text
+    assert held.json()["message"] == "Transfer requires OTP to continue"
+    data = held.json()["data"]
+    assert set(paystack_sample("transfer_initiate_otp")["data"]) <= set(data)
+    assert data["status"] == "otp"
+    await env.sandbox.wait_idle()
+    assert env.sandbox.transfers["payout-otp-0001-abc"].status == "otp"  # it does not settle by itself
+    assert env.receiver.events() == []
+
+    # bulk transfers need OTP off
+    items = [{"amount": 10000, "reference": "bulk-otp-0001-abc", "recipient": code}]
+    refused = await env.client.post(f"{API}/transfer/bulk", json={"source": "balance", "transfers": items})
+    assert "OTP" in assert_error(refused, 400)["message"]
+
+    finalize = f"{API}/transfer/finalize_transfer"
+    transfer_code = data["transfer_code"]
+    assert_error(await env.client.post(finalize, json={"transfer_code": transfer_code, "otp": "654321"}), 400)
+    assert_error(await env.client.post(finalize, json={"transfer_code": "TRF_nobody", "otp": "123456"}), 404)
+    resend = f"{API}/transfer/resend_otp"
+    assert_error(await env.client.post(resend, json={"transfer_code": transfer_code, "reason": "why"}), 400)
+    resent = await env.client.post(resend, json={"transfer_code": transfer_code, "reason": "transfer"})
+    assert resent.json() == paystack_sample("transfer_resend_otp")
+    assert env.sandbox.otp_resends == {transfer_code: 1}
+
+    done = await env.client.post(finalize, json={"transfer_code": transfer_code, "otp": "123456"})
+    assert done.status_code == 200, done.text
+    assert set(paystack_sample("transfer_finalize")["data"]) <= set(done.json()["data"])
+    assert done.json()["data"]["status"] == "pending"
+    assert_error(await env.client.post(finalize, json={"transfer_code": transfer_code, "otp": "123456"}), 400)
+    await env.sandbox.wait_idle()
+    assert env.sandbox.transfers["payout-otp-0001-abc"].status == "success"
+    assert env.receiver.event_names() == ["transfer.success"]
+
+
+async def test_the_balance_is_shown_and_drawn_on(env: Env) -> None:
+    code = await recipient(env)
+    control = f"{API}/_control/integration"
+    assert_error(await env.client.post(control, json={"balances": {"XYZ": 1}}), 400)
+    assert_error(await env.client.post(control, json={"balances": {"NGN": -1}}), 400)
+    assert (await env.client.post(control, json={"balances": {"NGN": 300000}})).status_code == 200
+    shown = (await env.client.get(f"{API}/balance")).json()
+    assert shown["status"] is True
+    [ngn] = [item for item in shown["data"] if item["currency"] == "NGN"]
+    assert set(ngn) == set(paystack_sample("balance")["data"][0]) and ngn["balance"] == 300000
+
+    env.sandbox.faults.transfer_outcome_next("failed")
+    first = await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-bal-0001-abc"))
+    assert first.status_code == 200, first.text
+    assert env.sandbox.balances["NGN"] == 300000 - 250000
+    short = await env.client.post(f"{API}/transfer", json=transfer_body(code, "payout-bal-0002-abc"))
+    assert "balance" in assert_error(short, 400)["message"]
+    await env.sandbox.wait_idle()  # the first failed: its money comes back
+    assert env.sandbox.balances["NGN"] == 300000
 
 
 # --- faults ----------------------------------------------------------------------------------------

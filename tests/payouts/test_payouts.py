@@ -80,11 +80,11 @@ async def _books_ok(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None
         transfer = sandbox.transfers.get(payout.reference)
         if payout.status == "paid":
             assert transfer is not None and transfer.status == "success" and transfer.amount == payout.amount
-        elif payout.status in ("failed", "reversed", "pending"):
+        elif payout.status in ("failed", "reversed", "pending", "awaiting_funds"):
             assert transfer is None or transfer.status != "success", payout.status
     paid = sum(p.amount for p in payouts if p.status == "paid")
     assert paid_out == paid == sum(t.amount for t in succeeded)
-    assert in_flight == sum(p.amount for p in payouts if p.status == "processing")
+    assert in_flight == sum(p.amount for p in payouts if p.status in ("processing", "awaiting_otp"))
 
 
 async def test_payout_account_shows_only_the_last_four_digits(

@@ -46,6 +46,10 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 def paystack() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=PAYSTACK, assert_all_called=False) as router:
+        # The worker reads the balance before sending: Paystack's sample, topped up to cover the tests' payouts.
+        balance = paystack_sample("balance")
+        balance["data"][0]["balance"] = 10**12
+        router.get("/balance").mock(return_value=answer(balance))
         yield router
 
 
@@ -103,7 +107,7 @@ async def integrity_ok(client: httpx.AsyncClient, auth: Auth) -> None:
 # ---- transfers answered in older shapes -----------------------------------------------------------------
 
 
-async def test_a_transfer_answered_without_its_reference_stays_processing_until_verified(
+async def test_a_transfer_answered_otp_without_its_reference_awaits_its_otp_until_verified(
     client: httpx.AsyncClient, app: FastAPI, auth: Auth, paystack: respx.MockRouter
 ) -> None:
     paystack.get("/bank/resolve").mock(return_value=answer(paystack_sample("bank_resolve_with_bank_id")))
@@ -119,16 +123,18 @@ async def test_a_transfer_answered_without_its_reference_stays_processing_until_
 
     assert json.loads(sent.calls.last.request.content)["reference"] == reference
     payout = (await payouts(app))[reference]
-    assert (payout.status, payout.transfer_code) == ("processing", "TRF_1ptvuv321ahaa7q")
+    assert (payout.status, payout.transfer_code) == ("awaiting_otp", "TRF_1ptvuv321ahaa7q")
     assert payout.last_error is None
     assert await payable(app, "owner-1") == 0  # in flight, not owed again
     shown = (await client.get("/v1/payouts/me", headers=auth("owner-1"))).json()["items"]
-    assert [(p["status"], p["reference"]) for p in shown] == [("processing", reference)]
+    assert [(p["status"], p["reference"]) for p in shown] == [("awaiting_otp", reference)]
 
-    # OTP still pending: it stays processing, nothing is sent again
+    # OTP still pending: it stays awaiting its OTP, nothing is sent again
     paystack.get(f"/transfer/verify/{reference}").mock(return_value=verify_answer(reference, 3794800, "otp"))
     await reconcile_payouts(app.state.runtime, older_than_seconds=0)
-    assert (await payouts(app))[reference].status == "processing"
+    assert (await payouts(app))[reference].status == "awaiting_otp"
+
+    # finalized elsewhere (Paystack's dashboard): the reconciler hears it succeeded
 
     paystack.get(f"/transfer/verify/{reference}").mock(return_value=verify_answer(reference, 3794800, "success"))
     await reconcile_payouts(app.state.runtime, older_than_seconds=0)
@@ -280,3 +286,69 @@ async def test_a_registration_paystack_accepts(
 
     assert account["recipient_code"] == "RCP_m7ljkv8leesep7p"
     assert (account["account_name"], account["account_number_last4"]) == ("WES GIBBONS", "4567")
+
+
+# ---- transfer OTP and the balance, as Paystack answers them -------------------------------------------------
+
+
+async def test_a_transfer_paystack_holds_for_its_otp_is_finalized_and_paid(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, paystack: respx.MockRouter
+) -> None:
+    paystack.get("/bank/resolve").mock(return_value=answer(paystack_sample("bank_resolve_with_bank_id")))
+    paystack.post("/transferrecipient").mock(return_value=recipient_answer("RCP_t0ya41mp35flk40"))
+    reference = await owe(app, "owner-1", 20000, "release")
+    await register(client, auth("owner-1"))
+    held = paystack_sample("transfer_initiate_otp")
+    held["data"]["reference"] = reference
+    sent = paystack.post("/transfer").mock(return_value=answer(held))
+
+    await send_pending_payouts(app.state.runtime)
+
+    payout = (await payouts(app))[reference]
+    assert (payout.status, payout.transfer_code) == ("awaiting_otp", "TRF_1aqrqhoomp0rjro")
+    admin = auth("admin-1", admin=True)
+    url = f"/v1/payouts/{payout.id}/finalize"
+
+    # Paystack refuses the OTP, and the transfer still waits for one
+    held_verified = paystack_sample("transfer_verify")
+    held_verified["data"].update(reference=reference, amount=20000, status="otp", transfer_code="TRF_1aqrqhoomp0rjro")
+    paystack.get(f"/transfer/verify/{reference}").mock(return_value=answer(held_verified))
+    finalize = paystack.post("/transfer/finalize_transfer")
+    finalize.mock(return_value=refusal(400, "Invalid OTP", "invalid_otp"))
+    refused = await client.post(url, headers=admin, json={"otp": "111111"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "INVALID_OTP", refused.text
+    assert "111111" not in refused.text
+    assert (await payouts(app))[reference].status == "awaiting_otp"
+
+    finalized = paystack_sample("transfer_finalize")
+    finalized["data"].update(reference=reference, amount=20000, transfer_code="TRF_1aqrqhoomp0rjro", status="pending")
+    finalize.mock(return_value=answer(finalized))
+    accepted = await client.post(url, headers=admin, json={"otp": "928783"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "processing"
+    assert json.loads(finalize.calls.last.request.content) == {"transfer_code": "TRF_1aqrqhoomp0rjro", "otp": "928783"}
+
+    paystack.get(f"/transfer/verify/{reference}").mock(return_value=verify_answer(reference, 20000, "success"))
+    await reconcile_payouts(app.state.runtime, older_than_seconds=0)
+    assert (await payouts(app))[reference].status == "paid"
+    assert sent.call_count == 1 and finalize.call_count == 2
+    assert await payable(app, "owner-1") == 0
+    await integrity_ok(client, auth)
+
+
+async def test_a_balance_paystack_shows_too_low_keeps_the_payout_owed(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, paystack: respx.MockRouter
+) -> None:
+    paystack.get("/bank/resolve").mock(return_value=answer(paystack_sample("bank_resolve_with_bank_id")))
+    paystack.post("/transferrecipient").mock(return_value=recipient_answer("RCP_t0ya41mp35flk40"))
+    reference = await owe(app, "owner-1", 1700001, "release")  # Paystack's sample balance is 1700000
+    await register(client, auth("owner-1"))
+    paystack.get("/balance").mock(return_value=answer(paystack_sample("balance")))
+    sent = paystack.post("/transfer")
+
+    await send_pending_payouts(app.state.runtime)
+
+    assert (await payouts(app))[reference].status == "awaiting_funds"
+    assert not sent.called
+    assert await payable(app, "owner-1") == 1700001
+    await integrity_ok(client, auth)

@@ -45,12 +45,14 @@ class Sandbox:
         settle_delay: float = 1.0,
         webhook_retry_delays: Sequence[float] = (5, 15, 60, 180),
         webhook_transport: httpx.AsyncBaseTransport | None = None,
+        transfer_otp: bool = False,
     ) -> None:
         retry_delays = tuple(webhook_retry_delays)
         if settle_delay < 0 or any(delay < 0 for delay in retry_delays):
             raise ValueError("delays must not be negative")
         self.faults = SandboxFaults()
         self._state = SandboxState(self.faults)
+        self._state.transfer_otp = transfer_otp
         self._tracker = TaskTracker()
         self._webhooks = WebhookSender(
             url=webhook_url,
@@ -111,6 +113,30 @@ class Sandbox:
     @customer_pays_fees.setter
     def customer_pays_fees(self, value: bool) -> None:
         self._state.customer_pays_fees = value
+
+    @property
+    def transfer_otp(self) -> bool:
+        """Paystack's integration setting: transfers answer `otp` and wait for POST /transfer/finalize_transfer
+        with the test OTP (`TEST_TRANSFER_OTP`, 123456); bulk transfers are refused. Off by default."""
+        return self._state.transfer_otp
+
+    @transfer_otp.setter
+    def transfer_otp(self, value: bool) -> None:
+        self._state.transfer_otp = value
+
+    @property
+    def balances(self) -> Mapping[str, int]:
+        """What GET /balance shows per currency, in subunits; transfers draw on it."""
+        return self._state.balances
+
+    def set_balance(self, currency: str, amount: int) -> None:
+        """Set the integration's balance in `currency` (subunits). ValueError: unknown currency or bad amount."""
+        self._state.set_balance(currency, amount)
+
+    @property
+    def otp_resends(self) -> Mapping[str, int]:
+        """Transfer code -> how many times its OTP was sent again."""
+        return self._state.otp_resends
 
     @property
     def disputes(self) -> Mapping[str, Dispute]:

@@ -16,7 +16,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
@@ -258,8 +258,29 @@ def _build_routes() -> list[BaseRoute]:
     async def create_transfer(request: Request, after: AfterResponse = after_response) -> Response:
         sandbox = _wiring(request)
         transfer = sandbox.state.create_transfer(await fields.json_object(request))
+        if transfer.status == "otp":
+            return ok("Transfer requires OTP to continue", transfer.initiate_data())
         sandbox.settlements.transfers_created([transfer.reference], after.launch)
         return ok("Transfer has been queued", transfer.initiate_data())
+
+    @api.post("/transfer/finalize_transfer")
+    async def finalize_transfer(request: Request, after: AfterResponse = after_response) -> Response:
+        sandbox = _wiring(request)
+        transfer = sandbox.state.finalize_transfer(await fields.json_object(request))
+        sandbox.settlements.transfers_created([transfer.reference], after.launch)
+        return ok("Transfer has been queued", transfer.initiate_data())
+
+    @api.post("/transfer/resend_otp")
+    async def resend_transfer_otp(request: Request) -> Response:
+        sandbox = _wiring(request)
+        sandbox.state.resend_transfer_otp(await fields.json_object(request))
+        return JSONResponse({"status": True, "message": "OTP has been resent"})  # Paystack's answer has no data
+
+    @api.get("/balance")
+    async def balance(request: Request) -> Response:
+        sandbox = _wiring(request)
+        data = [{"currency": currency, "balance": amount} for currency, amount in sandbox.state.balances.items()]
+        return ok("Balances retrieved", data)
 
     @api.post("/transfer/bulk")
     async def create_bulk_transfer(request: Request, after: AfterResponse = after_response) -> Response:
@@ -368,11 +389,24 @@ def _build_routes() -> list[BaseRoute]:
 
     @control.post("/_control/integration")
     async def integration_settings(request: Request) -> Response:
-        """{"customer_pays_fees": bool}: Paystack's setting that adds the fees to what customers pay."""
+        """{"customer_pays_fees": bool, "transfer_otp": bool, "balances": {"NGN": subunits, ...}}, each optional:
+        Paystack's setting that adds the fees to what customers pay, its setting that holds transfers for an OTP
+        (finalized with the sandbox's test OTP, 123456), and what the integration's balance holds per currency."""
         sandbox = _wiring(request)
+        state = sandbox.state
         body = await fields.json_object(request)
-        sandbox.state.customer_pays_fees = fields.boolean(body, "customer_pays_fees", sandbox.state.customer_pays_fees)
-        return ok("Integration updated", {"customer_pays_fees": sandbox.state.customer_pays_fees})
+        state.customer_pays_fees = fields.boolean(body, "customer_pays_fees", state.customer_pays_fees)
+        state.transfer_otp = fields.boolean(body, "transfer_otp", state.transfer_otp)
+        balances = body.get("balances", {})
+        if not isinstance(balances, dict):
+            raise invalid("balances must be an object of currency -> subunits")
+        for currency, amount in balances.items():
+            try:
+                state.set_balance(currency, amount)
+            except ValueError as exc:
+                raise invalid(str(exc)) from exc
+        return ok("Integration updated", {"customer_pays_fees": state.customer_pays_fees,
+                                          "transfer_otp": state.transfer_otp, "balances": state.balances})
 
     @control.post("/_control/charges/{reference}")
     async def settle_charge(reference: str, request: Request, after: AfterResponse = after_response) -> Response:

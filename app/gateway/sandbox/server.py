@@ -31,6 +31,7 @@ def create_sandbox_app(settings: Settings, *, public_base_url: str, webhook_url:
         webhook_url=webhook_url,
         settle_delay=settings.sandbox_settle_delay_seconds,
         webhook_retry_delays=settings.sandbox_webhook_retry_schedule,
+        transfer_otp=settings.sandbox_transfer_otp,
     )
 
     @contextlib.asynccontextmanager

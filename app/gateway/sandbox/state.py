@@ -49,6 +49,10 @@ RECIPIENT_CURRENCIES = {
     "basa": ("ZAR",),
 }
 BULK_TRANSFER_LIMIT = 100
+# The OTP that finalizes a sandbox transfer while transfer OTP is on (Paystack texts a real one to the business).
+TEST_TRANSFER_OTP = "123456"
+# What the sandbox integration holds per currency until told otherwise: enough for any test.
+DEFAULT_BALANCE = 10**13
 
 TRANSACTION_REFERENCE = re.compile(r"[A-Za-z0-9.=-]+")
 TRANSFER_REFERENCE = re.compile(r"[a-z0-9_-]{16,50}")
@@ -83,6 +87,13 @@ class SandboxState:
         self._faults = faults
         # Paystack's integration setting "charge transaction fees to customers"; charges take it when made.
         self.customer_pays_fees = False
+        # Paystack's integration setting "confirm transfers with an OTP": transfers wait in `otp` for
+        # POST /transfer/finalize_transfer, and bulk transfers are refused.
+        self.transfer_otp = False
+        # What GET /balance shows and transfers draw on, per currency, in subunits.
+        self.balances: dict[str, int] = dict.fromkeys(MINIMUM_CHARGE, DEFAULT_BALANCE)
+        # How many times each transfer's OTP was sent again (POST /transfer/resend_otp).
+        self.otp_resends: dict[str, int] = {}
         self.transactions: dict[str, Transaction] = {}
         self.refunds: dict[int, Refund] = {}
         self.recipients: dict[str, Recipient] = {}
@@ -289,13 +300,57 @@ class SandboxState:
         return recipient, True
 
     def create_transfer(self, body: Mapping[str, Any]) -> Transfer:
+        """A transfer queued (`pending`), or waiting for its OTP (`otp`) while transfer OTP is on."""
         _require_balance_source(body)
         request = self._transfer_request(body, currency=optional_text(body, "currency"))
+        self._check_balance(request.currency, request.amount)
+        if self.transfer_otp:
+            return self._make_transfer(request, status="otp")
+        self.balances[request.currency] -= request.amount
         return self._make_transfer(request, status="pending")
 
+    def finalize_transfer(self, body: Mapping[str, Any]) -> Transfer:
+        """POST /transfer/finalize_transfer: the OTP releases a transfer waiting in `otp`; a wrong one changes
+        nothing."""
+        transfer = self._transfer_by_code(body)
+        otp = body.get("otp")
+        if not isinstance(otp, str) or not otp:
+            raise invalid("otp is required")
+        if transfer.status != "otp":
+            raise invalid("Transfer is not currently awaiting OTP", code="transfer_not_awaiting_otp")
+        if otp != TEST_TRANSFER_OTP:
+            raise invalid("Invalid OTP", code="invalid_otp", next_step="Send the OTP sent to the business phone")
+        self._check_balance(transfer.currency, transfer.amount)
+        self.balances[transfer.currency] -= transfer.amount
+        transfer.status = "pending"
+        transfer.updated_at = now()
+        return transfer
+
+    def resend_transfer_otp(self, body: Mapping[str, Any]) -> Transfer:
+        """POST /transfer/resend_otp (`reason`: `resend_otp` or `transfer`)."""
+        transfer = self._transfer_by_code(body)
+        if body.get("reason") not in ("resend_otp", "transfer"):
+            raise invalid("reason must be resend_otp or transfer")
+        if transfer.status != "otp":
+            raise invalid("Transfer is not currently awaiting OTP", code="transfer_not_awaiting_otp")
+        self.otp_resends[transfer.code] = self.otp_resends.get(transfer.code, 0) + 1
+        return transfer
+
+    def set_balance(self, currency: str, amount: int) -> None:
+        """What the integration holds in `currency` (Python control API: ValueError)."""
+        if currency not in MINIMUM_CHARGE:
+            raise ValueError(f"currency must be one of {', '.join(MINIMUM_CHARGE)}")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError("the balance is a whole number of subunits, not negative")
+        self.balances[currency] = amount
+
     def create_bulk_transfer(self, body: Mapping[str, Any]) -> list[Transfer]:
-        """All or nothing: every item is checked before any transfer is made."""
+        """All or nothing: every item is checked before any transfer is made. Paystack takes bulk transfers
+        only with transfer OTP off."""
         _require_balance_source(body)
+        if self.transfer_otp:
+            raise invalid("Bulk transfers are not available while transfer OTP is enabled",
+                          code="transfer_otp_enabled", next_step="Disable OTP for transfers to use bulk transfers")
         currency = optional_text(body, "currency") or "NGN"
         items = body.get("transfers")
         if not isinstance(items, list) or not 1 <= len(items) <= BULK_TRANSFER_LIMIT:
@@ -311,6 +366,8 @@ class SandboxState:
             except PaystackError as exc:
                 raise invalid(f"transfers[{index}]: {exc.message}", code=exc.code) from exc
             requests.append(request)
+        self._check_balance(currency, sum(request.amount for request in requests))
+        self.balances[currency] -= sum(request.amount for request in requests)
         # Bulk transfers start as `received` on Paystack, single ones as `pending`.
         return [self._make_transfer(request, status="received") for request in requests]
 
@@ -326,6 +383,8 @@ class SandboxState:
         transfer.updated_at = now()
         if transfer.status != "failed":
             transfer.transferred_at = transfer.updated_at
+        if transfer.status in RETRYABLE_TRANSFER_STATUSES:
+            self.balances[transfer.currency] += transfer.amount  # the money comes back to the balance
         return transfer
 
     def reverse_transfer(self, reference: str) -> Transfer:
@@ -336,6 +395,7 @@ class SandboxState:
             raise ValueError(f"only a successful transfer can be reversed; {reference} is {transfer.status}")
         transfer.status = "reversed"
         transfer.updated_at = now()
+        self.balances[transfer.currency] += transfer.amount
         return transfer
 
     # Disputes (Python control API: KeyError and ValueError)
@@ -444,6 +504,18 @@ class SandboxState:
         if currency != recipient.currency:
             raise invalid(f"Currency {currency} does not match the recipient's currency {recipient.currency}")
         return _TransferRequest(amount, recipient, reference, optional_text(body, "reason"), currency)
+
+    def _check_balance(self, currency: str, amount: int) -> None:
+        if self.balances.get(currency, 0) < amount:
+            raise invalid("Your balance is not enough to fulfil this request", code="insufficient_balance",
+                          next_step="Fund your balance, then try again")
+
+    def _transfer_by_code(self, body: Mapping[str, Any]) -> Transfer:
+        code = required_text(body, "transfer_code")
+        for transfer in self.transfers.values():
+            if transfer.code == code:
+                return transfer
+        raise not_found("Transfer not found")
 
     def _make_transfer(self, request: _TransferRequest, *, status: str) -> Transfer:
         moment = now()
