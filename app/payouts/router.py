@@ -64,6 +64,6 @@ async def retry_payout(payout_id: str, principal: CurrentUser, session: SessionD
     if not principal.is_admin:
         await service.require_own_payout(session, principal, payout_id)  # someone else's: 404
         raise Unauthorized("Only an admin retries payouts")
-    payout = await service.retry_payout(session, payout_id)
+    payout = await service.retry_payout(session, principal, payout_id)
     rt.notify_worker()
     return PayoutOut.model_validate(payout)
