@@ -94,10 +94,24 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
     ("GET", "/healthz"): RouteNotes("Liveness", "200 without touching any dependency."),
     ("GET", "/readyz"): RouteNotes(
         "Readiness",
-        "Checks the database (and the webhook backlog), the ledger's sum, the in-flight accounts, Redis when "
-        "configured and the gateway. 503 with `failing` naming the failing checks (that body is not the error "
-        "envelope)."),
-    ("GET", "/metrics"): RouteNotes("Prometheus metrics", "The text exposition format."),
+        "Checks the database, the webhook inbox (`webhook_backlog`: fails when a due event has waited longer "
+        "than `WEBHOOK_BACKLOG_MAX_AGE_SECONDS`, i.e. no worker is taking them; it shows the events waiting and "
+        "the age of the last one accepted), the ledger's sum, the in-flight accounts, Redis when configured and "
+        "the gateway. 503 with `failing` naming the failing checks (that body is not the error envelope)."),
+    ("GET", "/metrics"): RouteNotes(
+        "Prometheus metrics",
+        "The text exposition format: among others `http_requests_total` and `http_request_duration_seconds` "
+        "by route template, method and status, and `gateway_call_duration_seconds` by gateway endpoint "
+        "template and outcome."),
+    ("GET", "/v1/admin/audit-log"): RouteNotes(
+        "The audit trail",
+        "Who changed a money rule or moved money (apps created and updated with each changed field's `before` "
+        "and `after`, milestones, releases asked for, approved, rejected and executed, escrow refunds, dispute "
+        "resolutions, payout retries, distributions), newest first: `at`, `actor_id`, `actor_roles`, "
+        "`action`, `resource_type`, `resource_id`, the `request_id` (`X-Request-ID`) and `changes` (amounts in "
+        "minor units). Filters: `actor` (user id), `resource` (a type, `release`, or a type and an id, "
+        "`release:rel_...`), `action`, `from` (inclusive) and `to` (exclusive), times in UTC when they carry "
+        "no offset. Append-only: nothing updates or deletes an entry."),
     ("GET", "/v1/admin/integrity"): RouteNotes(
         "Integrity of the books",
         "The books recomputed from the postings and the business rules checked against the money rows: `ok`, "
@@ -163,7 +177,9 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "An app's escrow statement", "Over `from`..`to`, with opening and closing balances; `format=csv` for CSV.",
         callers=OVERSEERS, errors=(NotFound, Unauthorized)),
     ("POST", "/v1/apps/{app_id}/milestones"): RouteNotes(
-        "Add a milestone", "With its release percentage; an app's milestones add up to at most 100%.",
+        "Add a milestone", "With its release percentage (an app's milestones add up to at most 100%) and an "
+        "optional `due_date`; a milestone still pending after its due date shows `overdue: true` and "
+        "`overdue_at` (set once by the worker).",
         callers=OWNER_OR_ADMIN, errors=(NotFound, Unauthorized)),
     ("GET", "/v1/apps/{app_id}/milestones"): RouteNotes("List an app's milestones", errors=(NotFound,)),
     ("POST", "/v1/milestones/{milestone_id}/complete"): RouteNotes(

@@ -16,6 +16,7 @@ from slowapi.errors import RateLimitExceeded
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import wiring
+from app.core import metrics
 from app.core.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.guards import RequestGuardMiddleware
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     app.add_middleware(RequestIdMiddleware)
     if settings.trusted_proxy_ips:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
+    metrics.instrument_http(app)  # outermost: it times and counts every answer, refusals included
     install_error_handlers(app)
 
     # The routes themselves, not `include_router`: FastAPI keeps an included router nested and builds every

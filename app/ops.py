@@ -18,8 +18,9 @@ from app.core import metrics
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
 from app.ledger.flows import failing_cheap_checks, ledger_sum
+from app.models.base import utcnow
 from app.web.deps import RuntimeDep
-from app.webhooks.tasks import inbox_backlog
+from app.webhooks.tasks import inbox_backlog, inbox_state
 
 router = APIRouter(route_class=ExactJSONRoute, tags=["operations"])
 REDIS_READINESS_TIMEOUT_SECONDS = 1.0
@@ -49,6 +50,21 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
         metrics.WEBHOOK_BACKLOG.set(waiting)
         return True, {"webhook_backlog": waiting}
 
+    async def webhook_backlog() -> tuple[bool, dict[str, Any]]:
+        """Fails when a due webhook event has waited longer than WEBHOOK_BACKLOG_MAX_AGE_SECONDS: no worker
+        is taking them (stopped, or far behind). Recovers by itself once the inbox drains."""
+        state = await inbox_state(rt)
+        now = utcnow()
+        oldest = None if state.oldest_due_at is None else (now - state.oldest_due_at).total_seconds()
+        last = None if state.last_received_at is None else (now - state.last_received_at).total_seconds()
+        limit = rt.settings.webhook_backlog_max_age_seconds
+        return oldest is None or oldest <= limit, {
+            "waiting": state.waiting,
+            "oldest_due_age_seconds": None if oldest is None else round(oldest, 1),
+            "last_received_age_seconds": None if last is None else round(last, 1),
+            "max_age_seconds": limit,
+        }
+
     async def transaction_integrity() -> tuple[bool, dict[str, Any]]:
         """The cheap form of /v1/admin/integrity: all postings together sum to zero."""
         total = await ledger_sum(rt)
@@ -77,6 +93,7 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
         return await rt.gateway.reachable(), {"mode": rt.settings.payment_gateway_mode}
 
     await _check("database", checks, database)
+    await _check("webhook_backlog", checks, webhook_backlog)
     await _check("database_transaction_integrity", checks, transaction_integrity)
     await _check("business_integrity", checks, business_integrity)
     if rt.settings.redis_url:

@@ -13,13 +13,15 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter
 
 from app.apps.router import router as apps_router
+from app.audit.router import router as audit_router
+from app.distributions.automatic import make_automatic_distributions
 from app.distributions.revenue import RevenuePayment
 from app.distributions.router import router as distributions_router
 from app.escrow.disputes_router import router as disputes_router
 from app.escrow.investment import InvestmentPayment
 from app.escrow.refunds import on_refund_settled
 from app.escrow.router import router as escrow_router
-from app.escrow.tasks import handle_chargeback, handle_chargeback_resolved
+from app.escrow.tasks import flag_overdue_milestones, handle_chargeback, handle_chargeback_resolved
 from app.ledger.flows import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
@@ -64,13 +66,17 @@ REFUND_SETTLED = RefundSettledHooks((on_refund_settled,))
 EXTENSIONS = Extensions(PAYMENT_TYPES, EVENT_HANDLERS, REFUND_SETTLED)
 
 # Queues the worker drains on every tick, in this order.
-JOBS: tuple[Job, ...] = (process_inbox, send_pending_refunds, check_refunds, send_pending_payouts, expire_transfers)
-# Once a minute: payments and payouts left pending are asked about at the gateway.
-RECONCILERS: tuple[Job, ...] = (reconcile_pending, reconcile_payouts)
+# Automatic distributions before the payouts, so that a pass sends the payouts it made.
+JOBS: tuple[Job, ...] = (
+    process_inbox, make_automatic_distributions, send_pending_refunds, check_refunds, send_pending_payouts,
+    expire_transfers,
+)
+# Once a minute: payments and payouts left pending are asked about at the gateway; milestones past due.
+RECONCILERS: tuple[Job, ...] = (reconcile_pending, reconcile_payouts, flag_overdue_milestones)
 # Every RECONCILIATION_INTERVAL_SECONDS: the books against the gateway's own records.
 GATEWAY_RECONCILIATION = reconcile_recent
 
 ROUTERS: tuple[APIRouter, ...] = (
     ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
-    ledger_router, distributions_router,
+    ledger_router, distributions_router, audit_router,
 )

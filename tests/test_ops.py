@@ -130,3 +130,147 @@ async def test_startup_objects_are_frozen_once_per_process(app: FastAPI) -> None
     assert frozen > 0  # the app's startup froze what lives as long as the process
     freeze_long_lived_objects()
     assert gc.get_freeze_count() == frozen
+
+
+async def _store_webhook(app: FastAPI, age_seconds: float, event: str = "charge.dispute.remind") -> None:
+    """An event accepted `age_seconds` ago and still waiting (no worker has run since)."""
+    from datetime import timedelta
+
+    from app.models import WebhookEvent
+    from app.models.base import utcnow
+
+    at = utcnow() - timedelta(seconds=age_seconds)
+    async with app.state.runtime.db.unit_of_work() as session:
+        session.add(WebhookEvent(event=event, dedup_key=f"{event}:{age_seconds}", payload='{"data": {}}',
+                                 status="pending", attempts=0, available_at=at, received_at=at))
+
+
+def _check(body: dict, name: str) -> dict:
+    return next(c for c in body["checks"] if c["name"] == name)
+
+
+async def test_readyz_fails_on_a_stalled_webhook_inbox_and_recovers_when_it_drains(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert _check(ready.json(), "webhook_backlog")["details"]["oldest_due_age_seconds"] is None
+
+    await _store_webhook(app, 30)  # waiting, but younger than WEBHOOK_BACKLOG_MAX_AGE_SECONDS (300)
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    details = _check(ready.json(), "webhook_backlog")["details"]
+    assert details["waiting"] == 1 and 30 <= details["oldest_due_age_seconds"] < 300
+    assert 30 <= details["last_received_age_seconds"] < 300
+
+    await _store_webhook(app, 600)  # the worker is stopped: nothing takes it
+    stalled = await client.get("/readyz")
+    assert stalled.status_code == 503, stalled.text
+    assert stalled.json()["failing"] == ["webhook_backlog"]
+    details = _check(stalled.json(), "webhook_backlog")["details"]
+    assert (details["waiting"], details["max_age_seconds"]) == (2, 300)
+    assert details["oldest_due_age_seconds"] >= 600
+
+    await app.state.worker.drain()  # the worker is back
+    drained = await client.get("/readyz")
+    assert drained.status_code == 200, drained.text
+    assert _check(drained.json(), "webhook_backlog")["details"]["waiting"] == 0
+
+
+async def test_an_event_waiting_out_its_retry_backoff_does_not_fail_readiness(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.models import WebhookEvent
+    from app.models.base import utcnow
+
+    await _store_webhook(app, 600)
+    async with app.state.runtime.db.unit_of_work() as session:  # tried, failed for now, due again later
+        await session.execute(update(WebhookEvent).values(attempts=3, available_at=utcnow() + timedelta(hours=1)))
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert _check(ready.json(), "webhook_backlog")["details"]["waiting"] == 1
+
+
+def _samples(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(name + "{")]
+
+
+async def test_metrics_count_and_time_requests_by_route_template(
+    client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def reads() -> float:  # the process's counters are shared by the tests it runs: compare before and after
+        return REGISTRY.get_sample_value(
+            "http_requests_total", {"handler": "/v1/apps/{app_id}", "method": "GET", "status": "200"}) or 0.0
+
+    admin = auth("admin-1", admin=True)
+    await put_app(client, admin, "app-metrics-7")
+    before = reads()
+    for _ in range(2):
+        assert (await client.get("/v1/apps/app-metrics-7", headers=admin)).status_code == 200
+    assert reads() == before + 2
+    assert (await client.get("/v1/apps/no-such-app-9", headers=admin)).status_code == 404
+    await client.get("/no/route/here/42")
+    text = (await client.get("/metrics")).text
+
+    counts = _samples(text, "http_requests_total")
+    assert any('handler="/v1/apps/{app_id}",method="GET",status="404"' in line for line in counts), counts
+    assert any('handler="/v1/apps/{app_id}",method="PUT",status="200"' in line for line in counts), counts
+    assert any('handler="none"' in line for line in counts), counts  # a path no route serves
+    durations = _samples(text, "http_request_duration_seconds_count")
+    assert any('handler="/v1/apps/{app_id}",method="GET",status="200"' in line for line in durations), durations
+    every_label = "\n".join(line for line in text.splitlines() if line.startswith("http_"))
+    assert "app-metrics-7" not in every_label and "no-such-app-9" not in every_label and "/42" not in every_label
+
+
+async def test_metrics_time_gateway_calls_by_endpoint_template_and_outcome(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor)
+    await pay(client, app, payment)
+    text = (await client.get("/metrics")).text
+    calls = _samples(text, "gateway_call_duration_seconds_count")
+    assert any('endpoint="/transaction/initialize",method="POST",outcome="success"' in line for line in calls), calls
+    assert any('endpoint="/transaction/verify/{id}",method="GET",outcome="success"' in line for line in calls), calls
+    assert payment["reference"] not in "\n".join(line for line in text.splitlines() if line.startswith("gateway_"))
+
+
+async def test_a_failed_gateway_call_is_timed_with_its_outcome() -> None:
+    import respx
+    from prometheus_client import REGISTRY
+
+    from app.gateway.client import PaystackClient
+    from app.gateway.errors import GatewayUnavailable
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value(
+            "gateway_call_duration_seconds_count",
+            {"method": "GET", "endpoint": "/transfer/verify/{id}", "outcome": outcome}) or 0.0
+
+    before = count("unavailable")
+    async with PaystackClient(secret_key="sk_test_x", base_url="https://paystack.test", max_retries=0) as gateway:
+        with respx.mock(base_url="https://paystack.test") as mock:
+            mock.get("/transfer/verify/po-ref-1").respond(503, json={"status": False, "message": "down"})
+            try:
+                await gateway.verify_transfer("po-ref-1")
+            except GatewayUnavailable:
+                pass
+            else:
+                raise AssertionError("a 503 is a failure")
+    assert count("unavailable") == before + 1
+
+
+def test_gateway_endpoint_templates_keep_words_and_hide_values() -> None:
+    from app.core.metrics import gateway_endpoint
+
+    assert gateway_endpoint("/transaction/verify/ref_abc-123") == "/transaction/verify/{id}"
+    assert gateway_endpoint("/refund/98765") == "/refund/{id}"
+    assert gateway_endpoint("/transfer/bulk") == "/transfer/bulk"
+    assert gateway_endpoint("/bank/resolve?account_number=0123456789") == "/bank/resolve"

@@ -19,9 +19,9 @@ AppId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.
 
 @router.put("/{app_id}", response_model=AppOut)
 async def upsert_app(
-    app_id: AppId, body: AppUpsert, _: AdminOrService, session: SessionDep, settings: SettingsDep
+    app_id: AppId, body: AppUpsert, principal: AdminOrService, session: SessionDep, settings: SettingsDep
 ) -> AppOut:
-    return AppOut.model_validate(await service.upsert_app(session, settings, app_id, body))
+    return AppOut.model_validate(await service.upsert_app(session, settings, principal, app_id, body))
 
 
 @router.get("/{app_id}", response_model=AppOut)

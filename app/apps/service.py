@@ -16,7 +16,7 @@ from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState
 from app.core.money import CURRENCIES, MoneyError, parse_percentage, to_minor
 from app.core.repository import get_or_404
 from app.core.security import Principal
-from app.models import App
+from app.models import App, audit
 
 S = TypeVar("S", bound=Select[Any])
 
@@ -37,7 +37,9 @@ async def get_app(session: AsyncSession, app_id: str, *, for_update: bool = Fals
     return await get_or_404(session, App, app_id, for_update=for_update)
 
 
-async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, data: AppUpsert) -> App:
+async def upsert_app(
+    session: AsyncSession, settings: Settings, principal: Principal, app_id: str, data: AppUpsert
+) -> App:
     currency = check_currency(settings, data.currency)
     try:
         share_price = to_minor(data.share_price, currency)
@@ -54,10 +56,11 @@ async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, dat
     # Concurrent first PUTs: one insert wins, the others wait for it and insert nothing; then each
     # caller updates the row under its lock, the last one's fields staying.
     insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
+    created = await session.execute(
         insert(App).values(id=app_id, shares_issued=0, **fields).on_conflict_do_nothing(index_elements=["id"])
     )
     app = await get_app(session, app_id, for_update=True)
+    before = {} if created.rowcount else {name: getattr(app, name) for name in fields}
     if app.shares_issued and (app.currency != currency or app.share_price != share_price):
         raise InvalidState("Currency and share price are fixed once shares are issued")
     if data.total_shares < app.shares_issued:
@@ -65,6 +68,8 @@ async def upsert_app(session: AsyncSession, settings: Settings, app_id: str, dat
                            shares_issued=app.shares_issued)
     for name, value in fields.items():
         setattr(app, name, value)
+    audit.record(session, principal, "app.created" if created.rowcount else "app.updated", "app", app_id,
+                 audit.diff(before, fields))
     await session.flush()
     return app
 

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     enable_automatic_releases: bool = Field(
         default=False, description="Execute approved releases below the threshold automatically."
     )
+    enable_automatic_distributions: bool = Field(
+        default=False,
+        description="Once a revenue payment for an app, period and currency succeeds, the worker distributes that "
+        "period's revenue (exactly once per app, period and currency) and sends its payouts.",
+    )
     enable_multi_currency: bool = Field(
         default=True, description="Accept apps in currencies other than DEFAULT_CURRENCY."
     )
@@ -233,6 +238,12 @@ class Settings(BaseSettings):
     )
     abandon_pending_after_seconds: float = Field(
         default=86400.0, ge=0, description="Age in seconds after which a still-pending payment is marked abandoned."
+    )
+    webhook_backlog_max_age_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Age in seconds of the oldest unprocessed webhook event above which /readyz fails its "
+        "webhook_backlog check (the worker has stopped or cannot keep up).",
     )
     idempotency_lease_seconds: float = Field(
         default=300.0,

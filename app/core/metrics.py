@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator.metrics import Info
+from starlette.applications import Starlette
 
 PAYMENTS = Counter("payments_total", "Payments reaching a status", ["status"])
 REFUNDS = Counter("refunds_total", "Refunds reaching a status", ["status"])
@@ -46,6 +49,50 @@ RECONCILIATION_DIFFERENCES = Gauge(
     "reconciliation_differences", "Differences the last periodic reconciliation found, by record and kind",
     ["record", "kind"], multiprocess_mode="livemax",
 )
+
+GATEWAY_CALL_DURATION = Histogram(
+    "gateway_call_duration_seconds",
+    "One request to the payment gateway (each retry is one), by method, endpoint template and outcome",
+    ["method", "endpoint", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered, by route template, method and status", ["handler", "method",
+                                                                                           "status"]
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds", "Time to answer an HTTP request, by route template, method and status",
+    ["handler", "method", "status"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# Path segments of the gateway's API that are words, not values: any other segment is a reference or an id
+# and is shown as `{id}`, so the endpoint label stays a bounded set of templates.
+GATEWAY_PATH_WORDS = frozenset({
+    "transaction", "initialize", "verify", "refund", "transfer", "transferrecipient", "bulk", "bank", "resolve",
+    "balance", "finalize_transfer", "resend_otp", "disable_otp", "enable_otp", "charge", "dispute", "settlement",
+})
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def gateway_endpoint(path: str) -> str:
+    """`/transaction/verify/ref_123?x=1` -> `/transaction/verify/{id}`."""
+    segments = path.partition("?")[0].strip("/").split("/")
+    return "/" + "/".join(s if s in GATEWAY_PATH_WORDS else "{id}" for s in segments if s)
+
+
+def observe_http(info: Info) -> None:
+    """Per request, from prometheus-fastapi-instrumentator's middleware: the route's template (`none` for a
+    path no route serves), so ids in paths never become labels."""
+    method = info.method if info.method in HTTP_METHODS else "other"
+    labels = (info.modified_handler, method, info.modified_status)
+    HTTP_REQUESTS.labels(*labels).inc()
+    HTTP_REQUEST_DURATION.labels(*labels).observe(info.modified_duration)
+
+
+def instrument_http(app: Starlette) -> None:
+    """Count and time every HTTP request of `app` by route template, method and exact status."""
+    Instrumentator(should_group_status_codes=False, should_group_untemplated=True).add(observe_http).instrument(app)
+
 
 KNOWN_EVENTS = {
     "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",

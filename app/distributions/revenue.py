@@ -12,6 +12,7 @@ from app.apps.service import check_currency, get_app
 from app.core.errors import CurrencyNotSupported, InvalidAmount, ValidationFailed
 from app.core.money import MoneyError, check_payable, to_minor
 from app.core.security import Principal
+from app.distributions.automatic import queue_distributions
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import Payment
@@ -47,5 +48,6 @@ class RevenuePayment:
                   idempotency_key=f"revenue:{p.reference}", memo=f"revenue {p.period}")
             for p in payments
         ])
+        await queue_distributions(session, rt, ((p.app_id, p.period, p.currency) for p in payments if p.period))
 
 

@@ -25,7 +25,16 @@ from app.core.security import Principal
 from app.distributions.schemas import AllocationOut, DistributionIn, DistributionOut, MyAllocationOut
 from app.ledger import accounts
 from app.ledger.service import Leg, post
-from app.models import App, Distribution, DistributionAllocation, Holding, Payment, Payout, PayoutAccount
+from app.models import (
+    App,
+    Distribution,
+    DistributionAllocation,
+    Holding,
+    Payment,
+    Payout,
+    PayoutAccount,
+    audit,
+)
 from app.models.base import new_id, new_ids, utcnow
 from app.payouts.service import new_payout_references
 from app.runtime import Runtime
@@ -60,6 +69,12 @@ async def plan_distribution(session: AsyncSession, rt: Runtime, principal: Princ
                             body: DistributionIn) -> Plan:
     app = await get_app(session, app_id)
     require(manages(app, principal), "Only the app's owner or an admin distributes its revenue")
+    return await plan_for_app(session, rt, app, body)
+
+
+async def plan_for_app(session: AsyncSession, rt: Runtime, app: App, body: DistributionIn) -> Plan:
+    """The distribution `body` asks for, of an app the caller may distribute (checked by the caller)."""
+    app_id = app.id
     currency = check_currency(rt.settings, body.currency)
     existing = await session.scalar(select(Distribution.id).where(
         Distribution.app_id == app_id, Distribution.period == body.period, Distribution.currency == currency))
@@ -133,6 +148,10 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
     legs += [Leg(accounts.payable(user_id, plan.currency), part) for user_id, part in due]
     await post(session, kind="distribution", legs=legs, idempotency_key=f"distribution:{distribution.id}",
                memo=f"distribution {plan.app.id} {period}")
+    audit.record(session, principal, "distribution.created", "distribution", distribution.id, {
+        "app_id": plan.app.id, "period": period, "currency": plan.currency, "amount": plan.amount,
+        "platform_fee": plan.platform_fee, "allocations": len(plan.holders), "payouts": len(due),
+    })
     rt.notify_worker()
     return distribution
 

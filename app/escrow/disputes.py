@@ -23,7 +23,7 @@ from app.escrow.releases import pay_owner_from_deposits
 from app.escrow.schemas import DisputeIn, DisputeResolve
 from app.ledger import accounts
 from app.ledger.service import move, post
-from app.models import Dispute, EscrowTransaction, Payment
+from app.models import Dispute, EscrowTransaction, Payment, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import DisputeStatus, PaymentStatus, advance
 from app.runtime import Runtime
@@ -127,6 +127,10 @@ async def resolve_dispute(session: AsyncSession, rt: Runtime, principal: Princip
     elif body.outcome == "chargeback":
         await _charge_back(session, dispute, deposit, amount)
     _close(dispute, body.outcome, amount if body.outcome != "dismiss" else 0, body.note, principal.user_id)
+    audit.record(session, principal, "dispute.resolved", "dispute", dispute.id, {
+        "app_id": dispute.app_id, "transaction_id": dispute.transaction_id, "outcome": body.outcome,
+        "amount": amount if body.outcome != "dismiss" else 0, "currency": dispute.currency, "note": body.note,
+    })
     return dispute
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import is_owner, manages, require
@@ -14,7 +15,7 @@ from app.core.money import FULL_PERCENT, format_percentage, parse_percentage
 from app.core.repository import get_or_404
 from app.core.security import Principal
 from app.escrow.schemas import MilestoneIn
-from app.models import App, Milestone
+from app.models import App, Milestone, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import MilestoneStatus, advance
 
@@ -37,6 +38,10 @@ async def create_milestone(session: AsyncSession, principal: Principal, app_id: 
         release_percentage=percentage, due_date=body.due_date, status="pending",
     )
     session.add(milestone)
+    audit.record(session, principal, "milestone.created", "milestone", milestone.id, {
+        "app_id": app_id, "release_percentage": body.release_percentage,
+        "due_date": body.due_date.isoformat() if body.due_date else None,
+    })
     await session.flush()
     return milestone
 
@@ -62,3 +67,18 @@ async def complete_milestone(
     milestone.evidence = evidence
     milestone.completed_at = utcnow()
     return milestone
+
+
+async def mark_overdue(session: AsyncSession, today: date, now: datetime) -> list[Milestone]:
+    """Pending milestones whose due date is before `today`, flagged overdue by this call: the guarded UPDATE
+    (`overdue_at IS NULL`) flags each once, however many workers run it at once (PostgreSQL re-checks the
+    condition on a row another transaction just changed), so what it returns is each one's only time."""
+    ids = (await session.scalars(
+        update(Milestone)
+        .where(Milestone.status == MilestoneStatus.PENDING, Milestone.due_date < today, Milestone.overdue_at.is_(None))
+        .values(overdue_at=now)
+        .returning(Milestone.id)
+    )).all()
+    if not ids:
+        return []
+    return list((await session.scalars(select(Milestone).where(Milestone.id.in_(ids)).order_by(Milestone.id))).all())

@@ -25,7 +25,7 @@ from app.core.security import Principal
 from app.escrow.milestones import get_milestone
 from app.escrow.movements import ReleaseMoney, apply_one, check_can_give
 from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
-from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest
+from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import MilestoneStatus, ReleaseStatus, advance
 from app.runtime import Runtime
@@ -108,6 +108,10 @@ async def create_release(
             )
     except IntegrityError:
         raise InvalidState(ALREADY_RELEASING) from None
+    audit.record(session, principal, "release.requested", "release", release.id, {
+        "app_id": app.id, "milestone_id": milestone.id, "amount": total, "currency": app.currency,
+        "release_percentage": format_percentage(percentage), "deposits": [d.id for d, _ in items],
+    })
     return release
 
 
@@ -154,6 +158,8 @@ async def decide(
         advance(release, ReleaseStatus.REJECTED)
         # the milestone may be asked for again for these deposits
         await session.execute(update(ReleaseItem).where(ReleaseItem.release_id == release.id).values(live=None))
+        audit.record(session, principal, "release.rejected", "release", release.id,
+                     {"app_id": app.id, "note": body.note, "status": release.status})
         return release
     # An approval the owner gave earlier (listed as an approver, or before becoming the owner) never
     # counts: nobody approves money going to themselves.
@@ -167,6 +173,11 @@ async def decide(
         advance(release, ReleaseStatus.APPROVED)
         if rt.settings.enable_automatic_releases and not release.needs_admin:
             await _execute_automatically(session, rt, release, app)
+    # One row for the decision; `status` says whether it approved the release, or also executed it.
+    audit.record(session, principal, "release.approved", "release", release.id, {
+        "app_id": app.id, "note": body.note, "approvals": count, "required_approvals": release.required_approvals,
+        "status": release.status, "amount": release.amount, "currency": release.currency,
+    })
     return release
 
 

@@ -71,7 +71,7 @@ async def refund_transaction(
         raise Unauthorized("Only an admin refunds escrow")
 
     async def refund(_: Answer) -> RefundOut:  # recorded after the escrow group commit's batch commits
-        return await flows.request_refund(rt, transaction_id, amount=body.amount, reason=body.reason)
+        return await flows.request_refund(rt, principal, transaction_id, amount=body.amount, reason=body.reason)
 
     scope = f"POST /v1/escrow/transactions/{transaction_id}/refunds"
     return await idempotent(rt.db, principal, idempotency_key, scope, body, refund)

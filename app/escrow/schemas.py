@@ -75,6 +75,8 @@ class MilestoneOut(FromRow):
     status: str
     evidence: str | None
     completed_at: datetime | None
+    overdue: bool = False  # past its due date and still pending
+    overdue_at: datetime | None = None
     created_at: datetime
 
 

@@ -1,6 +1,6 @@
 """The worker's escrow jobs: Paystack chargebacks (`charge.dispute.create` freezes the deposit,
 `charge.dispute.resolve` moves the money out of escrow or unfreezes it, and anything unclear stays frozen
-and is flagged)."""
+and is flagged), and milestones that pass their due date still pending."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from app.escrow.disputes import (
     _freeze,
     _unfreeze,
 )
+from app.escrow.milestones import mark_overdue
 from app.models import Dispute, EscrowTransaction, Payment
+from app.models.base import utcnow
 from app.models.escrow import GATEWAY_DISPUTE_ID_LENGTH
 from app.models.payments import REFERENCE_LENGTH
 from app.runtime import Runtime
@@ -154,3 +156,17 @@ async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
         else:
             _close(dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
     return "processed"
+
+
+async def flag_overdue_milestones(rt: Runtime) -> int:
+    """Reconciler: pending milestones past their due date (a UTC day) become overdue, each once.
+
+    `milestone.overdue` is emitted here, for each milestone `mark_overdue` returns, in this same unit of
+    work: the flag and its event commit together, and a milestone flagged by another pass is never returned
+    again."""
+    now = utcnow()
+    async with rt.db.unit_of_work() as session:
+        flagged = await mark_overdue(session, now.date(), now)
+    for milestone in flagged:
+        log.info("milestone %s of app %s is overdue (due %s)", milestone.id, milestone.app_id, milestone.due_date)
+    return len(flagged)

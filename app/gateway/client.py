@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -26,6 +27,7 @@ import httpx
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from app.core import metrics
 from app.gateway.answers import (
     AnswerList,
     BalanceAnswer,
@@ -43,6 +45,7 @@ from app.gateway.answers import (
     parse,
 )
 from app.gateway.errors import (
+    GatewayError,
     GatewayNotReached,
     GatewayProtocolError,
     GatewayRejected,
@@ -430,6 +433,29 @@ class PaystackClient:
         needs_data: bool = True,
     ) -> dict[str, Any]:
         """Send once; a failure is the GatewayError saying whether the request left and was answered."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            answer = await self._send(method, path, json_body, params, attempt, needs_data=needs_data)
+            outcome = "success"
+            return answer
+        except GatewayError as error:
+            outcome = next((_OUTCOMES[kind] for kind in type(error).__mro__ if kind in _OUTCOMES), "error")
+            raise
+        finally:
+            metrics.GATEWAY_CALL_DURATION.labels(method, metrics.gateway_endpoint(path), outcome).observe(
+                time.perf_counter() - started)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        json_body: dict[str, Any] | None,
+        params: Mapping[str, str | int] | None,
+        attempt: int,
+        *,
+        needs_data: bool,
+    ) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._http.request(method, path, json=json_body, params=params)
@@ -498,6 +524,16 @@ class PaystackClient:
 
 
 # Answer parsing
+
+
+# The outcome label of one gateway request, by the failure it ended in (its nearest class listed here).
+_OUTCOMES: Final[dict[type[GatewayError], str]] = {
+    GatewayRejected: "rejected",
+    GatewayTimeout: "timeout",
+    GatewayNotReached: "not_reached",
+    GatewayUnavailable: "unavailable",
+    GatewayProtocolError: "protocol_error",
+}
 
 
 def _envelope(response: httpx.Response, *, needs_data: bool = True) -> dict[str, Any]:

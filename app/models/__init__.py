@@ -1,6 +1,8 @@
 """All ORM tables, importable from one place (Alembic reads `Base.metadata` from here)."""
 
 from app.models.apps import App
+from app.models.audit import AuditEntry
+from app.models.automation import AutomaticDistribution
 from app.models.base import Base
 from app.models.distributions import Distribution, DistributionAllocation, ShareTransfer
 from app.models.escrow import (
@@ -18,6 +20,8 @@ from app.models.shares import Holding, ShareMovement
 
 __all__ = [
     "App",
+    "AuditEntry",
+    "AutomaticDistribution",
     "Base",
     "Dispute",
     "Distribution",

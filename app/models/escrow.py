@@ -63,6 +63,8 @@ class EscrowTransaction(Timestamped, Base):
 
 class Milestone(Timestamped, Base):
     __tablename__ = "milestones"
+    # the worker's overdue scan: pending milestones by due date
+    __table_args__ = (Index("ix_milestones_status_due_date", "status", "due_date"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     app_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -73,6 +75,13 @@ class Milestone(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending -> completed -> released
     evidence: Mapped[str | None] = mapped_column(Text, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set once, by the worker, when the milestone passed its due date still pending.
+    overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def overdue(self) -> bool:
+        """Past its due date and still waiting to be completed."""
+        return self.overdue_at is not None and self.status == "pending"
 
 
 class ReleaseRequest(Timestamped, Base):

@@ -7,15 +7,16 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.core.errors import InvalidOtp, InvalidState, NotFound
+from app.core.security import Principal
 from app.gateway.errors import GatewayError, GatewayRejected
-from app.models import Payout
+from app.models import Payout, audit
 from app.models.statuses import PayoutStatus, advance
 from app.payouts.service import _OUR_OWN_REFUSALS
 from app.payouts.tasks import record_transfer_result
 from app.runtime import Runtime
 
 
-async def finalize_payout(rt: Runtime, payout_id: str, otp: str) -> Payout:
+async def finalize_payout(rt: Runtime, principal: Principal, payout_id: str, otp: str) -> Payout:
     """Send `otp` to finalize the payout's transfer; the payout as it stands after the gateway's answer.
 
     InvalidOtp when the gateway refuses it (the payout still awaits its OTP). On an answer that does not say
@@ -29,6 +30,10 @@ async def finalize_payout(rt: Runtime, payout_id: str, otp: str) -> Payout:
             raise InvalidState("Only a payout awaiting its OTP can be finalized", status=payout.status)
         # The claim: a finalize arriving meanwhile finds the payout `processing` and is refused.
         advance(payout, PayoutStatus.PROCESSING)
+        # The attempt is what the admin did; whether the gateway took the OTP shows in the payout's status.
+        audit.record(session, principal, "payout.finalize_attempted", "payout", payout.id, {
+            "status": {"before": PayoutStatus.AWAITING_OTP, "after": payout.status},
+            "amount": payout.amount, "currency": payout.currency})
         reference, transfer_code, attempt = payout.reference, payout.transfer_code, payout.attempts
     try:
         result = await rt.gateway.finalize_transfer(transfer_code=transfer_code, otp=otp, reference=reference)

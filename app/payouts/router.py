@@ -66,7 +66,7 @@ async def retry_payout(payout_id: str, principal: CurrentUser, session: SessionD
     if not principal.is_admin:
         await service.require_own_payout(session, principal, payout_id)  # someone else's: 404
         raise Unauthorized("Only an admin retries payouts")
-    payout = await service.retry_payout(session, payout_id)
+    payout = await service.retry_payout(session, principal, payout_id)
     rt.notify_worker()
     return PayoutOut.model_validate(payout)
 
@@ -76,7 +76,7 @@ async def finalize_payout(
     payout_id: str, body: FinalizeIn, principal: CurrentUser, session: SessionDep, rt: RuntimeDep
 ) -> PayoutOut:
     await _admin_only(session, principal, payout_id, "Only an admin finalizes payouts")
-    return PayoutOut.model_validate(await otp.finalize_payout(rt, payout_id, body.otp))
+    return PayoutOut.model_validate(await otp.finalize_payout(rt, principal, payout_id, body.otp))
 
 
 @router.post("/payouts/{payout_id}/resend-otp", response_model=PayoutOut)

@@ -25,7 +25,7 @@ from app.core.security import Principal
 from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES
 from app.ledger import accounts
 from app.ledger.service import move, post
-from app.models import Payout, PayoutAccount
+from app.models import Payout, PayoutAccount, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import PayoutStatus, advance
 
@@ -138,7 +138,7 @@ async def require_own_payout(session: AsyncSession, principal: Principal, payout
     return payout
 
 
-async def retry_payout(session: AsyncSession, payout_id: str) -> Payout:
+async def retry_payout(session: AsyncSession, principal: Principal, payout_id: str) -> Payout:
     payout = await session.scalar(select(Payout).where(Payout.id == payout_id).with_for_update())
     if payout is None:
         raise NotFound("Payout not found", payout_id=payout_id)
@@ -147,9 +147,14 @@ async def retry_payout(session: AsyncSession, payout_id: str) -> Payout:
     account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == payout.user_id))
     if account is None:
         raise ValidationFailed("The payee has no payout account")
+    before = payout.status
     advance(payout, PayoutStatus.PENDING)
     payout.recipient_code = account.recipient_code
     payout.available_at = utcnow()
+    audit.record(session, principal, "payout.retried", "payout", payout.id, {
+        "user_id": payout.user_id, "amount": payout.amount, "currency": payout.currency,
+        "status": {"before": before, "after": payout.status},
+    })
     return payout
 
 

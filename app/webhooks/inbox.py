@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -248,3 +249,25 @@ async def store_event(rt: Runtime, arrival: Arrival) -> bool:
 async def backlog(session: AsyncSession) -> int:
     due = or_(WebhookEvent.status == "pending", WebhookEvent.status == "processing")
     return await session.scalar(select(func.count()).select_from(WebhookEvent).where(due)) or 0
+
+
+@dataclass(frozen=True)
+class InboxHealth:
+    waiting: int  # pending or processing, due or not
+    oldest_due_at: datetime | None  # since when the longest-waiting due event could have been taken
+    last_received_at: datetime | None  # the newest event accepted
+
+
+async def inbox_health(session: AsyncSession, now: datetime) -> InboxHealth:
+    """What readiness needs to tell a stalled inbox from a busy one: a running worker takes a due event
+    within a pass (and moves its `available_at` forward as a lease), so a due event waiting long means no
+    worker takes them. Events waiting out a retry's backoff are not due. Cheap: the status index, the key."""
+    waiting = await backlog(session)
+    oldest_due_at = await session.scalar(
+        select(func.min(WebhookEvent.available_at))
+        .where(WebhookEvent.status.in_(("pending", "processing")), WebhookEvent.available_at <= now)
+    )
+    last_received_at = await session.scalar(
+        select(WebhookEvent.received_at).order_by(WebhookEvent.id.desc()).limit(1)
+    )
+    return InboxHealth(waiting=waiting, oldest_due_at=oldest_due_at, last_received_at=last_received_at)

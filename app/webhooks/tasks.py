@@ -24,9 +24,11 @@ from app.webhooks.inbox import (
     CONCURRENCY,
     MAX_ATTEMPTS,
     EventHandlers,
+    InboxHealth,
     MalformedEvent,
     RetryLater,
     backlog,
+    inbox_health,
 )
 
 log = logging.getLogger(__name__)
@@ -142,3 +144,9 @@ async def inbox_backlog(rt: Runtime) -> int:
     """How many events wait to be processed (readiness shows it)."""
     async with rt.db.unit_of_work() as session:
         return await backlog(session)
+
+
+async def inbox_state(rt: Runtime) -> InboxHealth:
+    """The inbox as readiness judges it (`inbox_health`)."""
+    async with rt.db.unit_of_work() as session:
+        return await inbox_health(session, utcnow())
