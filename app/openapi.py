@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from app.apidocs import IDEMPOTENCY_HEADER, WHEN, Operation, error_codes, operations, resolved
 from app.core.errors import AppError
+from app.core.schemas import CURRENCY_SCHEMA
 
 BEARER = "HTTPBearer"
 ERROR = "Error"
@@ -23,6 +24,7 @@ ERROR_REF = f"#/components/schemas/{ERROR}"
 # FastAPI's own 422 answer, which this service never gives: every error is the envelope.
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 CSV = "text/csv"
+CURRENCY = "Currency"
 
 # Described once, referenced by every operation that has them. An inline parameter of the same name and shape
 # (what `page_params` and `IdempotencyKey` declare) is replaced by its reference.
@@ -120,6 +122,29 @@ def complete(app: FastAPI, schema: dict[str, Any]) -> None:
         _complete_operation(schema, operation, name if names.count(name) == 1 else None)
     for model in schemas.values():
         _describe_fields(model)
+    _one_currency_schema(schema)
+
+
+def _one_currency_schema(schema: dict[str, Any]) -> None:
+    """Every currency field refers to one `Currency` schema (one enum in a generated client, not one per field)."""
+    components = schema["components"]["schemas"]
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and node.get("enum") == CURRENCY_SCHEMA["enum"]:
+                described = {"description": node["description"]} if "description" in node else {}
+                node.clear()
+                node.update({"$ref": f"#/components/schemas/{CURRENCY}", **described})
+                return
+            for item in node.values():
+                visit(item)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(schema["paths"])
+    visit(components)
+    components[CURRENCY] = {"title": CURRENCY, **CURRENCY_SCHEMA}
 
 
 def error_schemas() -> dict[str, dict[str, Any]]:

@@ -53,12 +53,13 @@ PercentageInput = Annotated[str, WithJsonSchema({
 # A month, YYYY-MM.
 Period = Annotated[str, WithJsonSchema({"type": "string", "pattern": PERIOD_PATTERN, "examples": ["2026-05"],
                                         "description": "A month, YYYY-MM."})]
-_CURRENCY_SCHEMA = {"type": "string", "enum": list(CURRENCIES), "examples": ["NGN"],
-                    "description": "An ISO 4217 currency code the service supports."}
+# app/openapi.py makes it one `Currency` schema that every currency field refers to.
+CURRENCY_SCHEMA = {"type": "string", "enum": list(CURRENCIES), "examples": ["NGN"],
+                   "description": "An ISO 4217 currency code the service supports."}
 # A currency in a request (three letters, upper-cased by the service; CURRENCY_NOT_SUPPORTED when it is not one
 # the service, the app or the transfer takes) and in an answer.
-CurrencyInput = Annotated[str, Field(min_length=3, max_length=3), WithJsonSchema(_CURRENCY_SCHEMA)]
-CurrencyCode = Annotated[str, WithJsonSchema(_CURRENCY_SCHEMA)]
+CurrencyInput = Annotated[str, Field(min_length=3, max_length=3), WithJsonSchema(CURRENCY_SCHEMA)]
+CurrencyCode = Annotated[str, WithJsonSchema(CURRENCY_SCHEMA)]
 
 
 def one_of(values: Iterable[str], description: str = "") -> WithJsonSchema:
