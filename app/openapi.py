@@ -52,6 +52,19 @@ PARAMETERS: dict[str, dict[str, Any]] = {
 # The keys of an inline parameter's schema that must agree with the shared one before it is replaced.
 _SHAPE = ("type", "minimum", "maximum", "default", "maxLength", "minLength")
 
+# The groups of operations, in the order Swagger UI and ReDoc show them.
+TAGS: dict[str, str] = {
+    "operations": "Liveness, readiness, metrics, and the admins' checks of the books.",
+    "apps": "The apps investors buy shares of, with their owner, approvers, currency and share price.",
+    "payments": "Payments through Paystack (investments, share transfers, revenue) and their refunds.",
+    "webhooks": "Paystack's events, signed with the secret key.",
+    "escrow": "Investments held in escrow, milestones, releases to owners and refunds to investors.",
+    "disputes": "Investors' disputes and Paystack's chargebacks, which freeze escrowed money.",
+    "payouts": "Payout accounts and the transfers that pay owners and shareholders.",
+    "shares": "Holdings, the cap table and offers of shares between investors.",
+    "distributions": "Revenue shared out to shareholders, and the monthly revenue report.",
+}
+
 SECURITY_SCHEMES = {
     BEARER: {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -116,6 +129,9 @@ def complete(app: FastAPI, schema: dict[str, Any]) -> None:
     components["securitySchemes"] = SECURITY_SCHEMES
     components["parameters"] = PARAMETERS
     found = operations(app, schema)
+    used = list(dict.fromkeys(operation.tag for operation in found))
+    schema["tags"] = [{"name": tag, **({"description": TAGS[tag]} if tag in TAGS else {})}
+                      for tag in sorted(used, key=lambda tag: list(TAGS).index(tag) if tag in TAGS else len(TAGS))]
     names = [operation.route.endpoint.__name__ for operation in found]
     for operation in found:
         name = operation.route.endpoint.__name__

@@ -219,3 +219,10 @@ def test_operation_ids_are_the_endpoints_names() -> None:
 
     assert len(set(ids)) == len(ids)
     assert all(o.spec["operationId"] == o.route.endpoint.__name__ for o in OPERATIONS)
+
+
+def test_every_tag_is_described() -> None:
+    tags = {o.tag for o in OPERATIONS}
+    described = {tag["name"] for tag in SCHEMA["tags"] if tag.get("description")}
+
+    assert tags <= described, f"describe these in TAGS (app/openapi.py): {sorted(tags - described)}"
