@@ -8,6 +8,7 @@ descriptions; tests/test_openapi.py says what a route still lacks.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from typing import Any
 
@@ -126,8 +127,8 @@ def complete(app: FastAPI, schema: dict[str, Any]) -> None:
     for name in FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     schemas.update(error_schemas())
-    components["securitySchemes"] = SECURITY_SCHEMES
-    components["parameters"] = PARAMETERS
+    components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)  # the schema is a document of its own
+    components["parameters"] = copy.deepcopy(PARAMETERS)
     found = operations(app, schema)
     used = list(dict.fromkeys(operation.tag for operation in found))
     schema["tags"] = [{"name": tag, **({"description": TAGS[tag]} if tag in TAGS else {})}
@@ -210,7 +211,7 @@ def _complete_operation(schema: dict[str, Any], operation: Operation, operation_
     responses.pop("422", None)  # FastAPI's HTTPValidationError: replaced by the envelope below
     success = next(code for code in responses if code.startswith("2"))
     for status, when in operation.notes.answers:
-        responses.setdefault(str(status), {**responses[success], "description": when})
+        responses.setdefault(str(status), {**copy.deepcopy(responses[success]), "description": when})
     if _offers_csv(schema, spec):
         for code in [code for code in responses if code.startswith("2")]:
             responses[code].setdefault("content", {})[CSV] = {"schema": {"type": "string"}}

@@ -41,8 +41,8 @@ CURRENCIES: dict[str, Currency] = {
 # ASCII digits only: `\d` and `Decimal()` also take other scripts' digits (fullwidth, Arabic-Indic, ...).
 DECIMAL_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,6})?$"
 PERCENT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,2})?$"
-_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN.strip("^$"))
-_PERCENT_TEXT = re.compile(PERCENT_PATTERN.strip("^$"))
+_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN)  # used with fullmatch: a trailing newline does not pass
+_PERCENT_TEXT = re.compile(PERCENT_PATTERN)
 MAX_DIGITS = 15  # a float with at most 15 significant digits round-trips exactly
 
 

@@ -62,12 +62,9 @@ CurrencyInput = Annotated[str, Field(min_length=3, max_length=3), WithJsonSchema
 CurrencyCode = Annotated[str, WithJsonSchema(CURRENCY_SCHEMA)]
 
 
-def one_of(values: Iterable[str], description: str = "") -> WithJsonSchema:
+def one_of(values: Iterable[str]) -> WithJsonSchema:
     """A string field's values as an enum in the schema (a status read from a row: the answer stays a str)."""
-    schema: dict[str, Any] = {"type": "string", "enum": [str(value) for value in values]}
-    if description:
-        schema["description"] = description
-    return WithJsonSchema(schema)
+    return WithJsonSchema({"type": "string", "enum": [str(value) for value in values]})
 
 
 class _RowShown:
