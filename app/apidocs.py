@@ -1,6 +1,6 @@
-"""docs/api.md, generated: every operation of the app's OpenAPI schema with who may call it, its rate limit
-and the error codes it answers with. `python -m app docs api` writes the file; tests/test_api_docs.py fails
-when the file differs from what `render()` makes.
+"""What the app's routes are for and who may call them, derived from their dependencies plus one `NOTES` entry per
+route; app/openapi.py puts it into the OpenAPI schema and `python -m app docs api` renders docs/api.md from it
+(tests/test_api_docs.py fails when the file differs from what `render()` makes).
 
 The schema gives paths, methods, parameters, bodies and answers; the routes' dependencies give the role a
 route requires and its rate limit. What neither can tell (a summary, a caller narrower than the role, the
@@ -59,6 +59,7 @@ except ImportError:  # earlier versions copy every included route, dependencies 
         return iter(routes)
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 COMMAND = "python -m app docs api"
 
@@ -84,6 +85,8 @@ class RouteNotes:
     # The domain's refusals; those any route of its kind can answer (authentication, role, validation,
     # body size, rate limit, Idempotency-Key) are derived from the route and its schema.
     errors: tuple[type[AppError], ...] = ()
+    # Successful answers besides the route's own status code: status -> when.
+    answers: tuple[tuple[int, str], ...] = ()
 
 
 OWNER_OR_ADMIN = "the app's owner or an admin"
@@ -288,7 +291,7 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "Distribute a period's revenue",
         "Over the holders, platform fee first, to the minor unit; one per app, period and currency. "
         "`dry_run`: 200 with the same figures, nothing written.",
-        callers=OWNER_OR_ADMIN,
+        callers=OWNER_OR_ADMIN, answers=((200, "a dry run: the same figures, nothing written"),),
         errors=(NotFound, Unauthorized, InvalidState, CurrencyNotSupported, InvalidAmount, InsufficientFunds)),
     ("GET", "/v1/apps/{app_id}/distributions"): RouteNotes(
         "List an app's distributions", "Latest period first.", callers=OWNER_OR_ADMIN,
@@ -371,6 +374,15 @@ class Operation:
         return "RATE_LIMIT_WEBHOOKS" if self.path.startswith(WEBHOOKS_PREFIX) else "RATE_LIMIT_PAYMENTS"
 
     @property
+    def idempotent(self) -> bool:
+        """Whether it honours an Idempotency-Key header."""
+        return IDEMPOTENCY_HEADER in _headers(self.route.dependant)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.role not in (ANYONE, PAYSTACK)
+
+    @property
     def errors(self) -> list[type[AppError]]:
         parameters = self.spec.get("parameters", [])
         derived: list[type[AppError]] = []
@@ -380,11 +392,11 @@ class Operation:
             derived.append(Unauthorized)
         if parameters or "requestBody" in self.spec:
             derived.append(ValidationFailed)
-        if "requestBody" in self.spec:
+        if "requestBody" in self.spec and self.role != PAYSTACK:  # the webhook bounds its own body (422)
             derived.append(PayloadTooLarge)
         if self.rate_limit:
             derived.append(RateLimited)
-        if any(p["in"] == "header" and p["name"] == "Idempotency-Key" for p in parameters):
+        if self.idempotent:
             derived += [IdempotencyConflict, IdempotencyInProgress]
         unique = {error.code: error for error in (*derived, *self.notes.errors)}
         return sorted(unique.values(), key=lambda error: (error.status_code, error.code))
@@ -397,18 +409,38 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(dependency)
 
 
-def operations(app: FastAPI) -> list[Operation]:
-    """The schema's operations in its order, each with its route and notes; KeyError for a route without notes."""
+def _headers(dependant: Dependant) -> Iterator[str]:
+    """The names of the headers a route's dependencies read."""
+    yield from (param.alias for param in dependant.header_params)
+    for dependency in dependant.dependencies:
+        yield from _headers(dependency)
+
+
+def operations(app: FastAPI, schema: dict[str, Any] | None = None) -> list[Operation]:
+    """The operations of `schema` (default: the app's) in its order, each with its route and notes; KeyError for a
+    route without notes."""
+    schema = schema if schema is not None else app.openapi()
     routes = {(method, context.path): context for context in iter_route_contexts(app.routes)
               if isinstance(getattr(context, "original_route", context), APIRoute) for method in context.methods or ()}
     found = []
-    for path, methods in app.openapi()["paths"].items():
+    for path, methods in schema["paths"].items():
         for method, spec in methods.items():
             key = (method.upper(), path)
             if key not in NOTES:
                 raise KeyError(f"{key[0]} {path} has no entry in NOTES (app/apidocs.py)")
             found.append(Operation(key[0], path, spec.get("tags", ["other"])[0], spec, routes[key], NOTES[key]))
     return found
+
+
+def resolved(schema: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """`item`, or what its local `$ref` points to."""
+    ref = item.get("$ref")
+    if not ref:
+        return item
+    found: Any = schema
+    for part in str(ref).removeprefix("#/").split("/"):
+        found = found[part]
+    return dict(found)
 
 
 def error_codes() -> list[tuple[str, int]]:
@@ -435,9 +467,9 @@ def _answer(spec: dict[str, Any]) -> str:
     return f"{status} `{name}`" if name else status
 
 
-def _parameters(spec: dict[str, Any]) -> str:
-    return ", ".join(f"`{p['name']}` ({p['in']}{', required' if p.get('required') else ''})"
-                     for p in spec.get("parameters", []))
+def _parameters(schema: dict[str, Any], spec: dict[str, Any]) -> str:
+    parameters = [resolved(schema, p) for p in spec.get("parameters", [])]
+    return ", ".join(f"`{p['name']}` ({p['in']}{', required' if p.get('required') else ''})" for p in parameters)
 
 
 def _body(spec: dict[str, Any]) -> str | None:
@@ -489,7 +521,8 @@ emulation of Paystack (`/sandbox/paystack/...`, sandbox mode only) is not part o
 
 
 def render(app: FastAPI) -> str:
-    found = operations(app)
+    schema = app.openapi()
+    found = operations(app, schema)
     answered = {error.code for operation in found for error in operation.errors}
     answered |= {"METHOD_NOT_ALLOWED", "INTERNAL_ERROR"}  # any route, as the conventions say
     lines = [HEADER, "## Error codes", "", "| code | status | when |", "| --- | --- | --- |"]
@@ -506,7 +539,7 @@ def render(app: FastAPI) -> str:
                 lines[-1] += f" {operation.notes.details}"
             lines += ["", f"- Who may call: {operation.callers}"]
             if operation.spec.get("parameters"):
-                lines.append(f"- Parameters: {_parameters(operation.spec)}")
+                lines.append(f"- Parameters: {_parameters(schema, operation.spec)}")
             body = _body(operation.spec)
             if body:
                 lines.append(f"- Body: {body}")

@@ -23,6 +23,7 @@ from app.core.guards import RequestGuardMiddleware
 from app.core.logging import RequestIdMiddleware, configure_logging
 from app.core.ratelimit import close_storage, limiter, rate_limit_exceeded, storage_for, use_settings
 from app.gateway.sandbox import Sandbox
+from app.openapi import install_openapi
 from app.runtime import build_runtime, freeze_long_lived_objects
 from app.worker import Worker
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_ips)
     metrics.instrument_http(app)  # outermost: it times and counts every answer, refusals included
     install_error_handlers(app)
+    install_openapi(app)
 
     # The routes themselves, not `include_router`: FastAPI keeps an included router nested and builds every
     # route of it again for each app, on the first request that walks it (tens of milliseconds per app,

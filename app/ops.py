@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from app.core import metrics
@@ -26,7 +27,24 @@ router = APIRouter(route_class=ExactJSONRoute, tags=["operations"])
 REDIS_READINESS_TIMEOUT_SECONDS = 1.0
 
 
-@router.get("/healthz")
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="Always `ok`: the process answers.")
+
+
+class Check(BaseModel):
+    name: str = Field(description="What was checked: `database`, `database_transaction_integrity`, "
+                      "`business_integrity`, `redis` (when configured), `gateway`.")
+    ok: bool = Field(description="Whether it passed.")
+    details: dict[str, Any] = Field(description="What it found, and `ms`, how long it took.")
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"] = Field(description="`ok` when every check passed.")
+    failing: list[str] = Field(description="The names of the checks that failed.")
+    checks: list[Check] = Field(description="Every check, in the order run.")
+
+
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -41,7 +59,9 @@ async def _check(name: str, checks: list[dict[str, Any]], probe: Any) -> None:
     checks.append({"name": name, "ok": ok, "details": details})
 
 
-@router.get("/readyz", dependencies=[RATE_LIMITED])
+@router.get("/readyz", dependencies=[RATE_LIMITED], response_model=Readiness, responses={
+    503: {"model": Readiness, "description": "A check failed: `failing` names it (not the error envelope)."}
+})
 async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
     checks: list[dict[str, Any]] = []
 
@@ -104,7 +124,10 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if not failing else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus's text exposition format.",
+          "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}}},
+})
 async def prometheus_metrics() -> Response:
     payload, content_type = metrics.render_latest()
     return Response(payload, media_type=content_type)

@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
+from app.apidocs import resolved
 from app.core.config import Settings
 from app.ledger import accounts
 from app.ledger.service import balance
@@ -112,7 +113,7 @@ def _write_routes(schema: dict[str, Any]) -> dict[str, bool]:
             if method in WRITE_METHODS:
                 routes[f"{method.upper()} {path}"] = any(
                     p["in"] == "header" and p["name"].lower() == "idempotency-key"
-                    for p in operation.get("parameters", []))
+                    for p in (resolved(schema, p) for p in operation.get("parameters", [])))
     return routes
 
 

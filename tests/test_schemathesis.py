@@ -1,5 +1,6 @@
 """Schemathesis over every operation of the app's OpenAPI schema, in-process: no input, however hostile, gets a
-server error, and every client error is the contract's envelope with the contract's status.
+server error, every client error is the contract's envelope with the contract's status, and every status answered
+is one the operation's schema declares (schemathesis's status_code_conformance).
 
 Schemathesis generates the cases (valid and invalid data, a fixed seed, a few per operation and mode); they are
 sent through the ASGI app on the suite's engine (SQLite, or PostgreSQL with TEST_DATABASE_URL), as an admin and
@@ -86,6 +87,9 @@ class Outcome:
     cases: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    # Operation label -> statuses it answered that its schema does not declare (schemathesis's
+    # status_code_conformance): a client generated from the schema cannot read those answers.
+    undocumented: dict[str, set[int]] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -227,6 +231,13 @@ def problem_with(response: httpx.Response) -> str | None:
     return None
 
 
+def documented(operation: APIOperation, status: int) -> bool:
+    """Whether the operation's responses declare `status`, as schemathesis's status_code_conformance reads them
+    (an exact code, a range such as `4XX`, or `default`)."""
+    declared = {str(code).upper() for code in operation.definition.raw.get("responses", {})}
+    return bool({str(status), f"{str(status)[0]}XX", "DEFAULT"} & declared)
+
+
 def describe(case: Case, request: dict[str, Any], response: httpx.Response | None, problem: str) -> str:
     sent = {key: request.get(key) for key in ("url", "params", "json", "content")}
     answer = f"{response.status_code} {response.text[:300]}" if response is not None else "no response"
@@ -250,10 +261,16 @@ async def run_operations(app: FastAPI, client: httpx.AsyncClient, headers: dict[
                     outcome.failures.append(describe(case, request, None, f"raised {error!r}"))
                     continue
                 outcome.statuses[response.status_code] = outcome.statuses.get(response.status_code, 0) + 1
+                if not documented(operation, response.status_code):
+                    outcome.undocumented.setdefault(operation.label, set()).add(response.status_code)
                 problem = problem_with(response)
                 if problem is not None:
                     outcome.failures.append(describe(case, request, response, problem))
     return outcome
+
+
+def undocumented_summary(outcome: Outcome) -> str:
+    return "[" + "; ".join(f"{label} {sorted(codes)}" for label, codes in sorted(outcome.undocumented.items())) + "]"
 
 
 @pytest.mark.starts_first
@@ -271,5 +288,9 @@ async def test_no_generated_request_gets_a_server_error(
     # Shown at the end of the run by conftest's pytest_terminal_summary: a test's own output is lost under xdist.
     record_property(SUMMARY_PROPERTY, f"schemathesis [{engine}, {role}]: {outcome.operations} operations, "
                     f"{outcome.cases} cases, seed {SEED}, statuses {dict(sorted(outcome.statuses.items()))}, "
-                    f"{len(outcome.failures)} failures, {time.perf_counter() - started:.1f} s")
-    assert not outcome.failures, "\n".join(outcome.failures[:40])
+                    f"{len(outcome.failures)} failures, "
+                    f"undocumented statuses on {len(outcome.undocumented)} operations "
+                    f"{undocumented_summary(outcome)}, {time.perf_counter() - started:.1f} s")
+    undocumented = [f"{label}: answered {sorted(codes)}, which its responses do not declare (add the error to its "
+                    "NOTES entry in app/apidocs.py)" for label, codes in sorted(outcome.undocumented.items())]
+    assert not outcome.failures + undocumented, "\n".join((outcome.failures + undocumented)[:40])

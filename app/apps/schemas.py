@@ -6,24 +6,42 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from app.core.money import AmountInput, MoneyError, parse_percentage
-from app.core.schemas import FromRow, Money, Percentage, StrictModel
+from app.core.schemas import (
+    CurrencyCode,
+    CurrencyInput,
+    FromRow,
+    Money,
+    Percentage,
+    PercentageInput,
+    StrictModel,
+)
 
 UserId = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class AppUpsert(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
-    owner_id: UserId
-    currency: str = Field(min_length=3, max_length=3)
-    share_price: AmountInput
-    total_shares: int = Field(gt=0, le=10**12)
-    approvers: list[UserId] = Field(default_factory=list, max_length=50)
-    required_approvals: int = Field(default=1, ge=1)
-    lock_in_days: int = Field(default=0, ge=0, le=36500)
-    platform_fee_percentage: str = "0"
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "Acme Robotics", "owner_id": "owner-1", "currency": "NGN", "share_price": "1000.00",
+        "total_shares": 10000, "approvers": ["approver-1"], "required_approvals": 1, "lock_in_days": 30,
+        "platform_fee_percentage": "2.50",
+    }]})
+
+    name: str = Field(min_length=1, max_length=200, description="The app's name.")
+    owner_id: UserId = Field(description="The user id of the app's owner, who receives its released escrow.")
+    currency: CurrencyInput = Field(description="The currency its shares are sold in; fixed once shares are issued.")
+    share_price: AmountInput = Field(description="The price of one share; fixed once shares are issued.")
+    total_shares: int = Field(gt=0, le=10**12, description="How many shares the app has in all.")
+    approvers: list[UserId] = Field(default_factory=list, max_length=50,
+        description="The user ids who approve its escrow releases (never the owner).")
+    required_approvals: int = Field(default=1, ge=1,
+        description="How many approvers must approve a release (1 to the number of approvers).")
+    lock_in_days: int = Field(default=0, ge=0, le=36500,
+        description="Days after buying before an investor may offer shares to someone else.")
+    platform_fee_percentage: PercentageInput = Field(default="0",
+        description="The platform's cut of each revenue distribution, below 100.")
 
     @field_validator("currency")
     @classmethod
@@ -61,16 +79,17 @@ class AppUpsert(StrictModel):
 
 class AppOut(FromRow):
     id: str
-    name: str
+    name: str = Field(description="The app's name.")
     owner_id: str
-    currency: str
-    share_price: Money
-    total_shares: int
-    shares_issued: int
-    shares_available: int
-    approvers: list[str]
-    required_approvals: int
-    lock_in_days: int
-    platform_fee_percentage: Percentage = Field(validation_alias="platform_fee_hundredths")
+    currency: CurrencyCode
+    share_price: Money = Field(description="The price of one share.")
+    total_shares: int = Field(description="How many shares the app has in all.")
+    shares_issued: int = Field(description="Shares sold to investors so far.")
+    shares_available: int = Field(description="Shares still for sale (`total_shares` - `shares_issued`).")
+    approvers: list[str] = Field(description="The user ids who approve its escrow releases.")
+    required_approvals: int = Field(description="How many approvers must approve a release.")
+    lock_in_days: int = Field(description="Days after buying before an investor may offer shares to someone else.")
+    platform_fee_percentage: Percentage = Field(validation_alias="platform_fee_hundredths",
+        description="The platform's cut of each revenue distribution.")
     created_at: datetime
     updated_at: datetime

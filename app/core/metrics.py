@@ -106,11 +106,15 @@ def event_label(event: str) -> str:
     return event if event in KNOWN_EVENTS else "other"
 
 
+# What /metrics answers with (the schema declares it).
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
 def render_latest() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return generate_latest(registry), CONTENT_TYPE
+    return generate_latest(), CONTENT_TYPE

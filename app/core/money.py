@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 
@@ -39,8 +39,10 @@ CURRENCIES: dict[str, Currency] = {
 }
 
 # ASCII digits only: `\d` and `Decimal()` also take other scripts' digits (fullwidth, Arabic-Indic, ...).
-_DECIMAL_TEXT = re.compile(r"[0-9]{1,15}(\.[0-9]{1,6})?")
-_PERCENT_TEXT = re.compile(r"[0-9]{1,3}(\.[0-9]{1,2})?")
+DECIMAL_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,6})?$"
+PERCENT_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,2})?$"
+_DECIMAL_TEXT = re.compile(DECIMAL_PATTERN)  # used with fullmatch: a trailing newline does not pass
+_PERCENT_TEXT = re.compile(PERCENT_PATTERN)
 MAX_DIGITS = 15  # a float with at most 15 significant digits round-trips exactly
 
 
@@ -189,4 +191,10 @@ AmountInput = Annotated[
     Decimal,
     BeforeValidator(_amount_input),
     PlainSerializer(lambda d: format(d, "f"), return_type=str),
+    # Shown as what clients should send; JSON numbers that convert exactly are still accepted.
+    WithJsonSchema({
+        "type": "string", "pattern": DECIMAL_PATTERN, "examples": ["1000.00"],
+        "description": "A decimal string in major units of the currency, at most as many places as it has "
+                       "(JSON numbers are accepted when they convert exactly; INVALID_AMOUNT otherwise).",
+    }),
 ]

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.core.money import format_percentage, to_major
+from app.core.money import CURRENCIES, PERCENT_PATTERN, format_percentage, to_major
 
 T = TypeVar("T")
 
@@ -28,10 +28,43 @@ class _InHundredths:
     """On a `FromRow` field: the row holds hundredths of a percent; the answer shows "25.00"."""
 
 
+# How the schema shows the values the API writes as text; validation is the fields' own (these only document).
+AMOUNT_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+# An amount in an answer: a decimal string in major units of the `currency` beside it ("5000.00").
+Amount = Annotated[str, WithJsonSchema({
+    "type": "string", "pattern": AMOUNT_PATTERN, "examples": ["5000.00"],
+    "description": "A decimal string in major units of the currency beside it.",
+})]
 # The one way the API shows an amount read from a row: a decimal string in the row's currency ("5000.00").
-Money = Annotated[str, _InMinorUnits()]
-OptionalMoney = Annotated[str | None, _InMinorUnits()]
-Percentage = Annotated[str, _InHundredths()]
+Money = Annotated[Amount, _InMinorUnits()]
+OptionalMoney = Annotated[Amount | None, _InMinorUnits()]
+# A percentage in an answer, with two places ("25.00").
+PercentageText = Annotated[str, WithJsonSchema({
+    "type": "string", "pattern": r"^[0-9]{1,3}\.[0-9]{2}$", "examples": ["25.00"],
+    "description": "A percentage with two decimal places.",
+})]
+Percentage = Annotated[PercentageText, _InHundredths()]
+# A percentage in a request: a decimal string with at most two places ("25", "2.50").
+PercentageInput = Annotated[str, WithJsonSchema({
+    "type": "string", "pattern": PERCENT_PATTERN, "examples": ["25.00"],
+    "description": "A decimal string with at most two places; JSON numbers are accepted when they convert exactly.",
+})]
+# A month, YYYY-MM.
+Period = Annotated[str, WithJsonSchema({"type": "string", "pattern": PERIOD_PATTERN, "examples": ["2026-05"],
+                                        "description": "A month, YYYY-MM."})]
+# app/openapi.py makes it one `Currency` schema that every currency field refers to.
+CURRENCY_SCHEMA = {"type": "string", "enum": list(CURRENCIES), "examples": ["NGN"],
+                   "description": "An ISO 4217 currency code the service supports."}
+# A currency in a request (three letters, upper-cased by the service; CURRENCY_NOT_SUPPORTED when it is not one
+# the service, the app or the transfer takes) and in an answer.
+CurrencyInput = Annotated[str, Field(min_length=3, max_length=3), WithJsonSchema(CURRENCY_SCHEMA)]
+CurrencyCode = Annotated[str, WithJsonSchema(CURRENCY_SCHEMA)]
+
+
+def one_of(values: Iterable[str]) -> WithJsonSchema:
+    """A string field's values as an enum in the schema (a status read from a row: the answer stays a str)."""
+    return WithJsonSchema({"type": "string", "enum": [str(value) for value in values]})
 
 
 class _RowShown:
@@ -85,9 +118,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+NEXT_CURSOR = "The `cursor` that reads the next page; null on the last page."
+
+
 class Page(BaseModel, Generic[T]):
-    items: list[T]
-    next_cursor: str | None = None
+    items: list[T] = Field(description="This page's items, newest first.")
+    next_cursor: str | None = Field(default=None, description=NEXT_CURSOR)
 
 
 class PageParams(BaseModel):
@@ -96,8 +132,8 @@ class PageParams(BaseModel):
 
 
 async def page_params(
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Items per page.")] = 50,
+    cursor: Annotated[str | None, Query(max_length=100, description="The previous page's `next_cursor`.")] = None,
 ) -> PageParams:
     return PageParams(limit=limit, cursor=cursor)
 

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.money import AmountInput
-from app.core.schemas import FromRow, Money, StrictModel
+from app.core.schemas import Amount, CurrencyCode, CurrencyInput, FromRow, Money, Period, StrictModel, one_of
+from app.models.statuses import PayoutStatus
+
+PayoutStatusShown = Annotated[str, one_of(PayoutStatus)]
 
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
 
 
 class DistributionIn(StrictModel):
-    period: str
-    currency: str = Field(min_length=3, max_length=3)
-    amount: AmountInput | None = None
-    dry_run: bool = False
+    model_config = ConfigDict(json_schema_extra={"examples": [{"period": "2026-05", "currency": "NGN"}]})
+
+    period: Period = Field(description="The month whose revenue is shared out.")
+    currency: CurrencyInput = Field(description="The currency of the revenue.")
+    amount: AmountInput | None = Field(default=None,
+        description="How much to share out (default: all the period's revenue collected in that currency and "
+        "not yet shared).")
+    dry_run: bool = Field(default=False, description="Answer the figures without writing anything.")
 
     @field_validator("period")
     @classmethod
@@ -33,26 +41,27 @@ class DistributionIn(StrictModel):
 
 
 class AllocationOut(BaseModel):
-    user_id: str
-    shares: int
-    amount: str
-    payout_status: str | None
+    user_id: str = Field(description="The holder.")
+    shares: int = Field(description="The holder's shares at the distribution.")
+    amount: Amount = Field(description="The holder's part.")
+    payout_status: PayoutStatusShown | None
 
 
 class DistributionOut(FromRow):
-    id: str | None
+    id: str | None = Field(description="The distribution's id; null in a dry run.")
     app_id: str
-    period: str
-    currency: str
-    amount: Money
-    platform_fee: Money
-    net_amount: Money
-    allocations: int
-    total_shares: int
-    status: str
-    dry_run: bool
-    created_at: datetime | None
-    preview: list[AllocationOut] | None = None
+    period: Period = Field(description="The month shared out.")
+    currency: CurrencyCode
+    amount: Money = Field(description="The revenue shared out.")
+    platform_fee: Money = Field(description="The platform's fee taken first.")
+    net_amount: Money = Field(description="What the holders share.")
+    allocations: int = Field(description="How many holders get a part.")
+    total_shares: int = Field(description="The shares the parts were computed over.")
+    status: Annotated[str, one_of(("completed", "dry_run"))] = Field(
+        description="`completed`; `dry_run` in a dry run's answer (never stored).")
+    dry_run: bool = Field(description="Whether nothing was written.")
+    created_at: datetime | None = Field(description="When it was made; null in a dry run.")
+    preview: list[AllocationOut] | None = Field(default=None, description="A dry run: the parts it would make.")
 
 
 class AllocationPage(BaseModel):
@@ -61,13 +70,13 @@ class AllocationPage(BaseModel):
 
 
 class MyAllocationOut(BaseModel):
-    distribution_id: str
+    distribution_id: str = Field(description="The distribution it is part of.")
     app_id: str
-    period: str
-    shares: int
-    amount: str
-    currency: str
-    payout_status: str | None
+    period: Period = Field(description="The month shared out.")
+    shares: int = Field(description="The caller's shares at the distribution.")
+    amount: Amount = Field(description="The caller's part.")
+    currency: CurrencyCode
+    payout_status: PayoutStatusShown | None
 
 
 class MyAllocationPage(BaseModel):
@@ -81,17 +90,17 @@ class DistributionList(BaseModel):
 
 
 class MonthlyRevenueItem(BaseModel):
-    month: str
-    currency: str
-    revenue_collected: str
-    distributed: str
-    platform_fees: str
-    paid_out: str
-    owed: str
-    recipients: int
+    month: Period = Field(description="The month (of the revenue's period).")
+    currency: CurrencyCode
+    revenue_collected: Amount = Field(description="Revenue paid in for the month.")
+    distributed: Amount = Field(description="Revenue shared out to holders.")
+    platform_fees: Amount = Field(description="The platform's fees taken.")
+    paid_out: Amount = Field(description="What the payouts of those parts paid.")
+    owed: Amount = Field(description="Parts not paid out yet.")
+    recipients: int = Field(description="How many holders got a part.")
 
 
 class MonthlyRevenueReport(BaseModel):
-    year: int
-    app_id: str | None
-    items: list[MonthlyRevenueItem]
+    year: int = Field(description="The year reported.")
+    app_id: str | None = Field(description="The app reported on; null for all.")
+    items: list[MonthlyRevenueItem] = Field(description="One entry per month and currency.")

@@ -20,14 +20,14 @@ router = APIRouter(route_class=ExactJSONRoute, prefix="/v1/admin", tags=["operat
 
 
 class CheckOut(BaseModel):
-    name: str
-    ok: bool
-    details: dict[str, Any]
+    name: str = Field(description="The check's name.")
+    ok: bool = Field(description="Whether the books pass it.")
+    details: dict[str, Any] = Field(description="What it found: a sample of offenders when it fails.")
 
 
 class IntegrityOut(BaseModel):
-    ok: bool
-    checks: list[CheckOut]
+    ok: bool = Field(description="Whether every check passed.")
+    checks: list[CheckOut] = Field(description="Every check, in the order run.")
 
 
 @router.get("/integrity", response_model=IntegrityOut)
@@ -40,9 +40,9 @@ async def integrity(_: AdminUser, session: SessionDep) -> IntegrityOut:
 
 
 class DifferenceOut(BaseModel):
-    kind: Kind
-    record: RecordType
-    reference: str
+    kind: Kind = Field(description="How the two sides differ.")
+    record: RecordType = Field(description="What kind of record differs.")
+    reference: str = Field(description="The record's reference at the gateway.")
     ledger: dict[str, Any] | None = Field(description="Our side (amounts in minor units), or null")
     gateway: dict[str, Any] | None = Field(description="The gateway's side (amounts in minor units), or null")
 
@@ -50,10 +50,10 @@ class DifferenceOut(BaseModel):
 class ReconciliationOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    ok: bool
-    start: datetime = Field(serialization_alias="from")
-    end: datetime = Field(serialization_alias="to")
-    differences: list[DifferenceOut]
+    ok: bool = Field(description="Whether both sides agree.")
+    start: datetime = Field(serialization_alias="from", description="The start of the window compared.")
+    end: datetime = Field(serialization_alias="to", description="The end of the window compared.")
+    differences: list[DifferenceOut] = Field(description="Every difference found.")
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut, response_model_by_alias=True)

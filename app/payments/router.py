@@ -81,7 +81,24 @@ async def get_refund(refund_id: str, principal: CurrentUser, session: SessionDep
     return await refunds.get_refund(session, principal, refund_id)
 
 
-@router.post("/webhooks/paystack", response_model=WebhookAck, tags=["webhooks"])
+# The endpoint reads the raw bytes itself (the signature covers them): its header and body are declared here.
+WEBHOOK_OPENAPI = {
+    "parameters": [{
+        "name": "x-paystack-signature", "in": "header", "required": True, "schema": {"type": "string"},
+        "description": "HMAC-SHA512 of the raw body with the Paystack secret key, in hex; instead of a bearer token.",
+    }],
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "required": ["event", "data"], "additionalProperties": True, "properties": {
+            "event": {"type": "string", "description": "Paystack's event name, e.g. `charge.success`."},
+            "data": {"type": "object", "additionalProperties": True, "description": "The event's object."},
+        }},
+        "example": {"event": "charge.success", "data": {"reference": "pay_0123456789abcdef", "status": "success",
+                                                        "amount": 500000, "currency": "NGN"}},
+    }}},
+}
+
+
+@router.post("/webhooks/paystack", response_model=WebhookAck, tags=["webhooks"], openapi_extra=WEBHOOK_OPENAPI)
 @limiter.limit(webhooks_limit)
 async def paystack_webhook(request: Request, rt: RuntimeDep) -> WebhookAck:
     """Paystack only: signature checked on the raw bytes, event stored once, processed by the worker."""

@@ -5,15 +5,27 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.money import AmountInput
 from app.core.routing import plain_json
-from app.core.schemas import FromRow, Money, OptionalMoney, StrictModel
+from app.core.schemas import (
+    Amount,
+    CurrencyCode,
+    CurrencyInput,
+    FromRow,
+    Money,
+    OptionalMoney,
+    Period,
+    StrictModel,
+    one_of,
+)
+from app.models.statuses import RefundStatus
 
 PaymentType = Literal["investment", "share_transfer", "revenue"]
+PAYMENT_TYPES = get_args(PaymentType)
 Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
 PaymentStatus = Literal["pending", "success", "failed", "abandoned", "refunded", "partially_refunded"]
 MAX_METADATA_BYTES = 4096
@@ -22,17 +34,30 @@ _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes an
 
 
 class PaymentCreate(StrictModel):
-    payment_type: PaymentType
-    app_id: str = Field(min_length=1, max_length=64)
-    email: str = Field(max_length=320)
-    currency: str = Field(min_length=3, max_length=3)
-    shares: int | None = Field(default=None, gt=0, le=10**12)
-    amount: AmountInput | None = None
-    share_transfer_id: str | None = Field(default=None, max_length=40)
-    period: str | None = None
-    channels: list[Channel] | None = Field(default=None, min_length=1, max_length=6)
-    callback_url: str | None = Field(default=None, max_length=2048)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "payment_type": "investment", "app_id": "app-1", "email": "investor@example.com", "currency": "NGN",
+        "shares": 10, "callback_url": "https://example.com/return",
+    }]})
+
+    payment_type: PaymentType = Field(
+        description="What the payment buys: `investment` (shares of an app), `share_transfer` (an offer of "
+        "shares made to the caller), `revenue` (an app's revenue for a period, paid in by its owner).")
+    app_id: str = Field(min_length=1, max_length=64, description="The app it is for.")
+    email: str = Field(max_length=320, description="The payer's email, for Paystack's checkout and receipt.")
+    currency: CurrencyInput = Field(description="The currency to pay in: the app's (or the share transfer's).")
+    shares: int | None = Field(default=None, gt=0, le=10**12,
+        description="`investment`: how many shares to buy; the server computes the amount.")
+    amount: AmountInput | None = Field(default=None,
+        description="`revenue`: the amount paid in (the other types' amounts are computed by the server).")
+    share_transfer_id: str | None = Field(default=None, max_length=40,
+        description="`share_transfer`: the offer being paid for.")
+    period: Period | None = Field(default=None, description="`revenue`: the month the revenue is for.")
+    channels: list[Channel] | None = Field(default=None, min_length=1, max_length=6,
+        description="The payment channels to offer at checkout (default: all the gateway offers).")
+    callback_url: str | None = Field(default=None, max_length=2048,
+        description="Where the checkout sends the customer back to (http or https).")
+    metadata: dict[str, Any] = Field(default_factory=dict,
+        description="Free-form JSON kept with the payment (at most 4096 bytes).")
 
     @field_validator("email")
     @classmethod
@@ -75,32 +100,37 @@ class PaymentCreate(StrictModel):
 
 class PaymentOut(FromRow):
     id: str
-    reference: str
-    payment_url: str | None = Field(validation_alias="authorization_url")
-    access_code: str | None
-    status: str
-    amount: Money
-    currency: str
-    payment_type: str
+    reference: str = Field(description="The payment's reference, at the gateway too.")
+    payment_url: str | None = Field(validation_alias="authorization_url",
+        description="The checkout page to send the customer to; null once it is of no use.")
+    access_code: str | None = Field(description="The gateway's access code for its inline checkout.")
+    status: Annotated[str, one_of(get_args(PaymentStatus))] = Field(
+        description="`pending` until the gateway settles the charge; `success`, `failed`, `abandoned`; then "
+        "`partially_refunded` or `refunded`.")
+    amount: Money = Field(description="What the payment is for, in major units of `currency`.")
+    currency: CurrencyCode
+    payment_type: Annotated[str, one_of(PAYMENT_TYPES)] = Field(description="What the payment buys.")
     app_id: str
-    user_id: str
-    email: str
-    shares: int | None
-    share_transfer_id: str | None
-    period: str | None
-    channels: list[str] | None
-    callback_url: str | None
-    metadata: dict[str, Any] = Field(validation_alias="extra")
-    channel: str | None
-    paid_at: datetime | None
-    refunded_amount: Money
+    user_id: str = Field(description="The payer's user id.")
+    email: str = Field(description="The payer's email.")
+    shares: int | None = Field(description="`investment`: the shares bought.")
+    share_transfer_id: str | None = Field(description="`share_transfer`: the offer paid for.")
+    period: Period | None = Field(description="`revenue`: the month it is for.")
+    channels: list[str] | None = Field(description="The channels offered at checkout; null for all.")
+    callback_url: str | None = Field(description="Where the checkout sends the customer back to.")
+    metadata: dict[str, Any] = Field(validation_alias="extra", description="The metadata given at creation.")
+    channel: str | None = Field(description="The channel the customer paid with, once known.")
+    paid_at: datetime | None = Field(description="When the charge succeeded.")
+    refunded_amount: Money = Field(description="How much of it has been refunded.")
     # Paystack's fee on the charge, and what the customer paid (more than `amount` when the fees are
     # passed on to customers); null until the charge succeeds.
-    gateway_fee: OptionalMoney
-    charged_amount: OptionalMoney
-    flagged: bool
-    flag_reason: str | None
-    note: str | None = Field(validation_alias="outcome_note")
+    gateway_fee: OptionalMoney = Field(description="Paystack's fee on the charge; null until it succeeds.")
+    charged_amount: OptionalMoney = Field(
+        description="What the customer paid (more than `amount` when fees are passed on); null until it succeeds.")
+    flagged: bool = Field(description="Whether it needs an admin's attention (see `flag_reason`).")
+    flag_reason: str | None = Field(description="Why it is flagged.")
+    note: str | None = Field(validation_alias="outcome_note",
+        description="What happened to it, when something unusual did.")
     created_at: datetime
     updated_at: datetime
 
@@ -111,16 +141,19 @@ class PaymentRefundOut(BaseModel):
     failed; unknown while the gateway's answer is unclear; needs_attention when the gateway needs the
     payer's bank details."""
 
-    id: str
-    transaction_id: str | None
+    id: str = Field(description="The refund's id (`rfd_...`).")
+    transaction_id: str | None = Field(
+        description="The escrow deposit it came out of; null for a payment refunded before it reached escrow.")
     escrow_transaction_id: str | None
     payment_reference: str
-    amount: str
-    currency: str
-    status: str
+    amount: Amount = Field(description="The amount refunded, in major units of `currency`.")
+    currency: CurrencyCode
+    status: Annotated[str, one_of(status for status in RefundStatus if status != RefundStatus.SENDING)] = Field(
+        description="`pending` until the gateway has it, then `sent`, `processed` or `failed`; `unknown` while the "
+        "gateway's answer is unclear; `needs_attention` when the gateway needs the payer's bank details.")
     created_at: datetime
     updated_at: datetime
 
 
 class WebhookAck(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok"] = Field(default="ok", description="The event is stored (or was already).")

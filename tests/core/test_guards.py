@@ -13,6 +13,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
+from app.apidocs import resolved
 from app.core.config import Settings
 from app.core.routing import MAX_JSON_DEPTH
 from app.main import create_app
@@ -31,8 +32,9 @@ def fields_of(response: httpx.Response) -> list[list[str]]:
 def list_paths(app: FastAPI) -> list[str]:
     """Every GET operation with a `cursor` (the lists), path parameters filled in."""
     paths = []
-    for path, operations in app.openapi()["paths"].items():
-        parameters = operations.get("get", {}).get("parameters", [])
+    schema = app.openapi()
+    for path, operations in schema["paths"].items():
+        parameters = [resolved(schema, parameter) for parameter in operations.get("get", {}).get("parameters", [])]
         if any(parameter["name"] == "cursor" for parameter in parameters):
             paths.append(path.replace("{", "").replace("}", ""))
     return paths
