@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter
 
 from app.apps.router import router as apps_router
+from app.distributions.declarations import RevenueDeclarationPayment
 from app.distributions.revenue import RevenuePayment
 from app.distributions.router import router as distributions_router
 from app.escrow.disputes_router import router as disputes_router
@@ -44,8 +45,10 @@ from app.webhooks.tasks import process_inbox
 
 Job = Callable[[Runtime], Awaitable[int]]
 
-# `payment_type` of POST /v1/payments -> how it is priced and what a successful charge does.
-PAYMENT_TYPES = PaymentTypes.of(InvestmentPayment(), ShareTransferPayment(), RevenuePayment())
+# `payment_type` of a payment -> how it is priced and what a successful charge does (`revenue_declaration`
+# payments are opened by POST /v1/apps/{app_id}/revenue-declarations, not by POST /v1/payments).
+PAYMENT_TYPES = PaymentTypes.of(
+    InvestmentPayment(), ShareTransferPayment(), RevenuePayment(), RevenueDeclarationPayment())
 
 # Paystack event -> its handler. Events not named here are stored and marked ignored.
 EVENT_HANDLERS = EventHandlers({

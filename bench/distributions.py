@@ -148,7 +148,7 @@ async def measure(pg: str, name: str, holders: int) -> None:
     started = time.perf_counter()
     async with rt.db.unit_of_work() as session:
         plan = await plan_distribution(session, rt, admin, "app-bench", body)
-        distribution = await write_distribution(session, rt, admin, plan, body.period)
+        distribution = await write_distribution(session, rt, admin.user_id, plan, body.period)
     whole_seconds = time.perf_counter() - started
 
     ceiling_seconds, rows = await copy_ceiling(dsn, distribution.id)

@@ -2,7 +2,7 @@
 
 from app.models.apps import App
 from app.models.base import Base
-from app.models.distributions import Distribution, DistributionAllocation, ShareTransfer
+from app.models.distributions import Distribution, DistributionAllocation, RevenueDeclaration, ShareTransfer
 from app.models.escrow import (
     Dispute,
     EscrowTransaction,
@@ -36,6 +36,7 @@ __all__ = [
     "ReleaseApproval",
     "ReleaseItem",
     "ReleaseRequest",
+    "RevenueDeclaration",
     "ShareMovement",
     "ShareTransfer",
     "WebhookEvent",

@@ -159,7 +159,7 @@ async def test_written_distribution_matches_the_arithmetic(
         assert (plan.amount, plan.platform_fee, plan.net_amount) == (gross, fee, gross - fee)
         assert plan.holders == [(user_id, held) for user_id, (held, _) in expected.items()]
         assert plan.parts == [part for _, part in expected.values()]
-        distribution_id = (await write_distribution(session, rt, owner, plan, "2025-06")).id
+        distribution_id = (await write_distribution(session, rt, owner.user_id, plan, "2025-06")).id
 
     async with rt.db.unit_of_work() as session:
         distribution = await session.get(Distribution, distribution_id)
