@@ -292,7 +292,7 @@ async def test_the_same_idempotency_key_declares_once(client: httpx.AsyncClient,
     ({"period": "2025-13"}, 422, "VALIDATION_ERROR"),
     ({"period": "2025-3"}, 422, "VALIDATION_ERROR"),
     ({"period": "03-2025"}, 422, "VALIDATION_ERROR"),
-    ({"period": "２０２５-03"}, 422, "VALIDATION_ERROR"),
+    ({"period": "\uff12\uff10\uff12\uff15-03"}, 422, "VALIDATION_ERROR"),  # fullwidth digits
     ({"period": "next month"}, 422, "VALIDATION_ERROR"),
     ({"currency": "GHS"}, 422, "CURRENCY_NOT_SUPPORTED"),
     ({"currency": "XYZ"}, 422, "CURRENCY_NOT_SUPPORTED"),
