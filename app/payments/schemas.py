@@ -14,6 +14,9 @@ from app.core.routing import plain_json
 from app.core.schemas import FromRow, Money, OptionalMoney, StrictModel
 
 PaymentType = Literal["investment", "share_transfer", "revenue"]
+# Every payment's `payment_type`: those POST /v1/payments opens, and a revenue declaration's pool (opened by
+# POST /v1/apps/{app_id}/revenue-declarations).
+AnyPaymentType = Literal["investment", "share_transfer", "revenue", "revenue_declaration"]
 Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
 PaymentStatus = Literal["pending", "success", "failed", "abandoned", "refunded", "partially_refunded"]
 MAX_METADATA_BYTES = 4096
@@ -22,7 +25,12 @@ _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes an
 
 
 class PaymentCreate(StrictModel):
-    payment_type: PaymentType
+    payment_type: PaymentType = Field(description=(
+        "`investment`: new shares of the app. `share_transfer`: an offer of shares made to the caller. `revenue`: "
+        "an investor pool paid directly by the app's owner (or an admin) for a `period`: the `amount` is what "
+        "a distribution of that period shares out over the holders, less the platform fee. To pay the "
+        "investors' part of what the app earned, declare the revenue instead "
+        "(POST /v1/apps/{app_id}/revenue-declarations), which computes the pool."))
     app_id: str = Field(min_length=1, max_length=64)
     email: str = Field(max_length=320)
     currency: str = Field(min_length=3, max_length=3)
