@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 PAYMENT_TYPE = "revenue_declaration"
 # Attempts at writing a declaration while others of the same period are written at the same time.
 WRITE_ATTEMPTS = 5
+# Holders whose payout accounts are looked up per statement: well under PostgreSQL's 32,767 bind parameters.
+RECIPIENTS_PER_QUERY = 10_000
 _D = RevenueDeclarationStatus
 
 
@@ -233,7 +235,10 @@ class RevenueDeclarationPayment:
             # a share movement stamped before the declaration's instant but committed after it was read
             log.warning("declaration %s: investor shares now read %s, declared on %s", declaration.id,
                         sum(shares for _, shares in holders), declaration.investor_shares)
-        recipients = await payout_recipients(session, [user_id for user_id, _ in holders], currency)
+        recipients: dict[str, str] = {}
+        for start in range(0, len(holders), RECIPIENTS_PER_QUERY):
+            recipients |= await payout_recipients(
+                session, [user_id for user_id, _ in holders[start:start + RECIPIENTS_PER_QUERY]], currency)
         plan = split(app, currency, payment.amount, holders, recipients)
         distribution = await write_distribution(session, rt, declaration.created_by, plan, declaration.period,
                                                 source=declaration.id)

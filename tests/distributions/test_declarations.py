@@ -21,9 +21,11 @@ from app.models.base import utcnow
 from tests.distributions.test_distributions import (
     ADMIN,
     buy_shares,
+    distribute,
     error,
     integrity_ok,
     ledger_balance,
+    pay_revenue,
     payout_rows,
 )
 from tests.escrow.test_full_path import register_payout_account
@@ -339,3 +341,39 @@ async def test_a_future_period_a_pool_below_the_minimum_and_no_email_are_refused
     body = {"period": this_month(), "currency": "NGN", "gross_revenue": "10000.00"}  # no email, none in the token
     error(await client.post("/v1/apps/app-1/revenue-declarations", headers=owner, json=body), 422, "VALIDATION_ERROR")
     assert await declarations(client, owner) == []
+
+
+async def test_revenue_payments_and_a_declaration_of_one_period_are_distributed_apart(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    """A `revenue` payment still pays an investor pool directly, distributed when the owner asks; a paid
+    declaration of the same period has its own distribution, and neither takes the other's money."""
+    owner = auth(OWNER)
+    await put_app(client, auth(ADMIN, admin=True))
+    await buy_shares(client, app, auth, {"investor-1": 3, "investor-2": 2})
+    month = this_month()
+    await pay_revenue(client, app, owner, "1000.00", period=month)
+    declaration = await declared(client, owner, "10000.00")
+    await pay(client, app, {"payment_url": declaration["payment_url"]})
+
+    dry_run = await distribute(client, owner, period=month, dry_run=True)
+    assert dry_run.status_code == 200, dry_run.text
+    assert dry_run.json()["amount"] == "1000.00"  # the revenue payment only: the pool was shared out already
+    created = await distribute(client, owner, period=month)
+    assert created.status_code == 201, created.text
+    error(await distribute(client, owner, period=month), 409, "INVALID_STATE")  # once per period, as before
+
+    shown = (await client.get("/v1/apps/app-1/distributions", headers=owner)).json()["items"]
+    assert sorted(d["amount"] for d in shown) == ["1000.00", "50.00"]
+    assert await ledger_balance(app, accounts.revenue("app-1", "NGN")) == 0
+    listed = (await client.get("/v1/payments", params={"payment_type": "revenue_declaration"}, headers=owner)).json()
+    assert [p["reference"] for p in listed["items"]] == [declaration["payment_reference"]]
+    await integrity_ok(client, auth)
+
+
+async def test_a_declaration_payment_is_not_opened_by_post_payments(client: httpx.AsyncClient, auth: Auth) -> None:
+    await put_app(client, auth(ADMIN, admin=True))
+    body = {"payment_type": "revenue_declaration", "app_id": "app-1", "email": "owner@example.com",
+            "currency": "NGN", "amount": "50.00", "period": PAST}
+
+    error(await client.post("/v1/payments", json=body, headers=auth(OWNER)), 422, "VALIDATION_ERROR")
