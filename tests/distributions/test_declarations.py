@@ -377,3 +377,25 @@ async def test_a_declaration_payment_is_not_opened_by_post_payments(client: http
             "currency": "NGN", "amount": "50.00", "period": PAST}
 
     error(await client.post("/v1/payments", json=body, headers=auth(OWNER)), 422, "VALIDATION_ERROR")
+
+
+async def test_the_integrity_check_sees_a_paid_declaration_without_its_distribution(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    owner = auth(OWNER)
+    await put_app(client, auth(ADMIN, admin=True))
+    await buy_shares(client, app, auth, {"investor-1": 5})
+    declaration = await declared(client, owner, "10000.00")
+    await pay(client, app, {"payment_url": declaration["payment_url"]})
+    await integrity_ok(client, auth)
+    async with app.state.runtime.db.unit_of_work() as session:  # as if its distribution had gone to another
+        await session.execute(update(Distribution).values(source="rvd_someone_else"))
+
+    report = (await client.get("/v1/admin/integrity", headers=auth(ADMIN, admin=True))).json()
+
+    failed = {c["name"]: c["details"] for c in report["checks"] if not c["ok"]}
+    assert set(failed) == {"paid_declarations_distributed_once"}
+    assert sorted(failed["paid_declarations_distributed_once"]["mismatched"], key=lambda m: m["declaration_id"]) == [
+        {"declaration_id": declaration["id"], "status": "paid", "pool": 5_000, "distributions": 0, "distributed": 0},
+        {"declaration_id": "rvd_someone_else", "status": None, "pool": None, "distributions": 1, "distributed": 5_000},
+    ]
