@@ -136,7 +136,10 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
     ("POST", "/v1/payments"): RouteNotes(
         "Start a payment",
         "`investment`, `share_transfer` or `revenue`: the server computes the amount, opens the charge at "
-        "Paystack and answers `reference` and `payment_url`.",
+        "Paystack and answers `reference` and `payment_url`. `revenue` pays an investor pool directly: the "
+        "`amount` given is what is shared out over the holders (less the platform fee) by a distribution of its "
+        "`period`; to pay the investors' part of what the app earned, declare the revenue instead "
+        "(`POST /v1/apps/{app_id}/revenue-declarations`, whose payments read `revenue_declaration`).",
         callers="`revenue`: the app's owner or an admin; `share_transfer`: the transfer's buyer",
         errors=(NotFound, Unauthorized, InvalidAmount, CurrencyNotSupported, InvalidState, SharesUnavailable,
                 GatewayFailure)),
@@ -287,6 +290,22 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         callers="the seller or the buyer (an admin: 403; anyone else: 404)",
         errors=(NotFound, Unauthorized, InvalidState)),
     # distributions
+    ("POST", "/v1/apps/{app_id}/revenue-declarations"): RouteNotes(
+        "Declare an app's revenue for a period",
+        "`gross_revenue` earned in `period` (YYYY-MM, UTC; the current month may be declared, a future one is "
+        "422). The investors' `pool` = gross x `investor_shares` / `total_shares`, rounded down to the minor "
+        "unit, where investors are all holders but the app's owner, with the holdings at the end of the period "
+        "(at the declaration while it runs). Answers a payment of exactly the pool that the owner pays at "
+        "`payment_url` (`payment_type` `revenue_declaration`); its success distributes the pool over those "
+        "investors, platform fee first, once. A pool of zero is `recorded`, with no payment. One live "
+        "declaration per app, period and currency: a new one replaces an unpaid one (`replaced`; its payment, "
+        "if paid anyway, is refunded to the owner), a paid one cannot be replaced (409).",
+        callers=OWNER_OR_ADMIN,
+        errors=(NotFound, Unauthorized, ValidationFailed, InvalidAmount, CurrencyNotSupported, InvalidState,
+                GatewayFailure)),
+    ("GET", "/v1/apps/{app_id}/revenue-declarations"): RouteNotes(
+        "List an app's revenue declarations", "Newest first, replaced ones included.", callers=OWNER_OR_ADMIN,
+        errors=(NotFound, Unauthorized)),
     ("POST", "/v1/apps/{app_id}/distributions"): RouteNotes(
         "Distribute a period's revenue",
         "Over the holders, platform fee first, to the minor unit; one per app, period and currency. "
@@ -305,7 +324,8 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         callers=f"{OWNER_OR_ADMIN} (anyone else: 404)", errors=(NotFound,)),
     ("GET", "/v1/reports/revenue/monthly"): RouteNotes(
         "Monthly revenue report",
-        "For a `year`: collected, distributed, platform fees, paid out, owed, recipients; `format=csv` for CSV.",
+        "For a `year`: collected, distributed, platform fees, paid out, owed, recipients, and the live "
+        "declarations' `declared_gross_revenue` and `investor_pool`; `format=csv` for CSV.",
         callers="an admin (any app, or all); an app's owner (that app: `app_id` required)",
         errors=(Unauthorized, NotFound, CurrencyNotSupported)),
 }

@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from app.apps.router import router as apps_router
 from app.audit.router import router as audit_router
 from app.distributions.automatic import make_automatic_distributions
+from app.distributions.declarations import RevenueDeclarationPayment
 from app.distributions.revenue import RevenuePayment
 from app.distributions.router import router as distributions_router
 from app.escrow.disputes_router import router as disputes_router
@@ -46,8 +47,10 @@ from app.webhooks.tasks import process_inbox
 
 Job = Callable[[Runtime], Awaitable[int]]
 
-# `payment_type` of POST /v1/payments -> how it is priced and what a successful charge does.
-PAYMENT_TYPES = PaymentTypes.of(InvestmentPayment(), ShareTransferPayment(), RevenuePayment())
+# `payment_type` of a payment -> how it is priced and what a successful charge does (`revenue_declaration`
+# payments are opened by POST /v1/apps/{app_id}/revenue-declarations, not by POST /v1/payments).
+PAYMENT_TYPES = PaymentTypes.of(
+    InvestmentPayment(), ShareTransferPayment(), RevenuePayment(), RevenueDeclarationPayment())
 
 # Paystack event -> its handler. Events not named here are stored and marked ignored.
 EVENT_HANDLERS = EventHandlers({

@@ -38,16 +38,19 @@ import app.escrow.movements as movements
 import app.ledger.service as ledger
 from app.core.config import Settings
 from app.core.db import Database
+from app.core.security import Principal
 from app.escrow import group_commit
+from app.escrow.flows import request_refund
 from app.escrow.group_commit import Finish
 from app.escrow.movements import ReleaseMoney
-from app.escrow.refunds import request_refund
 from app.escrow.service import EscrowService
 from app.ledger import accounts
 from app.ledger.integrity import run_checks
 from app.ledger.service import Leg, move
 from app.models import App, Base, EscrowTransaction, Payment
 from app.models.base import new_id
+
+BENCH_ADMIN = Principal(user_id="bench-admin", roles=frozenset({"admin"}))
 
 DEPOSITS_PER_APP = 64
 DEPOSIT = Decimal("10000000000.00")  # never runs out during a run
@@ -123,7 +126,7 @@ async def ledger_worker_group(url: str, apps: list[str], seconds: float) -> tupl
 
                 await group_commit.run(rt, prepare)
             else:  # exactly what POST /v1/escrow/transactions/{id}/refunds runs
-                await request_refund(rt, deposit_id, amount=Decimal("1.00"), reason="bench")
+                await request_refund(rt, BENCH_ADMIN, deposit_id, amount=Decimal("1.00"), reason="bench")
             done += 1
 
     await asyncio.gather(*(worker(i, app_id) for i, app_id in enumerate(apps)))

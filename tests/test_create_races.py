@@ -26,7 +26,8 @@ from app.apidocs import resolved
 from app.core.config import Settings
 from app.ledger import accounts
 from app.ledger.service import balance
-from app.models import App, LedgerAccount, PayoutAccount, WebhookEvent
+from app.models import App, Distribution, LedgerAccount, PayoutAccount, Refund, RevenueDeclaration, WebhookEvent
+from app.models.base import utcnow
 from app.web.idempotency import REPLAY_HEADER
 from tests.conftest import BASE_URL, requires_postgres
 from tests.escrow.test_full_path import approve, complete, milestone, register_payout_account
@@ -88,6 +89,9 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
         False, "1 x 200, 9 x 409 INVALID_STATE", ["test_cancel_share_transfer"]),
     "POST /v1/apps/{app_id}/distributions": (
         True, "key: 1 x 201 + replays; none: 1 x 201, 9 x 409 INVALID_STATE", ["test_distribute_revenue"]),
+    "POST /v1/apps/{app_id}/revenue-declarations": (
+        True, "key: 1 x 201 + replays; none: 10 x 201, each replacing the one before: one live declaration",
+        ["test_declare_revenue", "test_declaration_replaced_while_its_payment_is_applied"]),
     "POST /v1/payouts/{payout_id}/retry": (
         False, "1 x 200, 9 x 409 INVALID_STATE, paid once", ["test_retry_payout"]),
     "POST /v1/payouts/{payout_id}/finalize": (
@@ -653,6 +657,94 @@ async def test_distribute_revenue(
         ("9750.00", "distribution")]
     async with app.state.runtime.db.unit_of_work() as session:
         assert await balance(session, accounts.revenue("app-1", "NGN")) == 0
+    await integrity_ok(client, auth)
+
+
+def declaration_body(gross: str = "10000.00") -> dict[str, Any]:
+    """The running month's revenue: the holdings are today's."""
+    return {"period": utcnow().strftime("%Y-%m"), "currency": "NGN", "gross_revenue": gross,
+            "email": "owner@example.com"}
+
+
+async def live_declarations(app: FastAPI) -> list[RevenueDeclaration]:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return list((await session.scalars(
+            select(RevenueDeclaration).where(RevenueDeclaration.live.is_(True)))).all())
+
+
+@requires_postgres
+@KEYS
+async def test_declare_revenue(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth, with_key: bool
+) -> None:
+    await funded_app(client, app, auth, shares=5)  # 5 of 1,000 shares: 10000.00 earned -> a pool of 50.00
+    owner = auth(OWNER)
+    headers = keyed(owner) if with_key else owner
+
+    def declare(http: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+        return http.post("/v1/apps/app-1/revenue-declarations", headers=headers, json=declaration_body())
+
+    responses = await ten_at_once(clients, declare)
+
+    declarations = await listed(client, owner, "/v1/apps/app-1/revenue-declarations")
+    if with_key:
+        made = one_made_the_rest_replayed(responses)
+        await replayed_once_more(client, declare, made)
+        assert [d["id"] for d in declarations] == [made["id"]]
+    else:
+        assert tally(responses) == {"201": TIMES}, [r.text for r in responses]
+        assert len(declarations) == TIMES
+        assert sorted(d["status"] for d in declarations) == ["pending"] + ["replaced"] * (TIMES - 1)
+        # each replaced one names the one that replaced it: one chain, no fork
+        assert len({d["replaced_by"] for d in declarations if d["replaced_by"]}) == TIMES - 1
+    [live] = await live_declarations(app)
+    assert (live.status, live.pool) == ("pending", 5_000)
+    await pay(client, app, {"payment_url": live.payment_url})
+    [paid] = await live_declarations(app)
+    assert paid.status == "paid"
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await session.scalar(select(func.count()).select_from(Distribution)) == 1
+    await integrity_ok(client, auth)
+
+
+@requires_postgres
+async def test_declaration_replaced_while_its_payment_is_applied(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth
+) -> None:
+    """The owner pays a declaration while corrections of it arrive: either the payment is applied first
+    (the declaration is paid and every correction is 409), or a correction replaces it first (its payment
+    is refunded in full, and every correction is 201). Never both, never a distribution of a replaced one."""
+    await funded_app(client, app, auth, shares=5)
+    owner = auth(OWNER)
+    first = await client.post("/v1/apps/app-1/revenue-declarations", headers=owner, json=declaration_body())
+    assert first.status_code == 201, first.text
+    declaration = first.json()
+    paid = await checkout(client, {"payment_url": declaration["payment_url"]}, "success")
+    assert paid.status_code in (200, 303), paid.text
+
+    def verify_or_declare(i: int) -> Request:
+        if i % 2:
+            return lambda http: http.post(f"/v1/payments/{declaration['payment_reference']}/verify", headers=owner)
+        return lambda http: http.post("/v1/apps/app-1/revenue-declarations", headers=owner,
+                                      json=declaration_body("20000.00"))
+
+    responses = list(await asyncio.gather(*(verify_or_declare(i)(clients[i % len(clients)]) for i in range(TIMES))))
+    await settle(app)
+
+    verified, declared = responses[1::2], responses[0::2]
+    assert tally(verified) == {"200": TIMES // 2}, [r.text for r in verified]
+    [live] = await live_declarations(app)
+    async with app.state.runtime.db.unit_of_work() as session:
+        distributions = (await session.scalars(select(Distribution))).all()
+        refunds = (await session.scalars(select(Refund))).all()
+    if live.id == declaration["id"]:
+        assert live.status == "paid"
+        assert tally(declared) == {"409 INVALID_STATE": TIMES // 2}, [r.text for r in declared]
+        assert [d.source for d in distributions] == [declaration["id"]] and refunds == []
+    else:
+        assert tally(declared) == {"201": TIMES // 2}, [r.text for r in declared]
+        assert distributions == []
+        assert [(r.amount, r.reason) for r in refunds] == [(5_000, "revenue declaration replaced")]
     await integrity_ok(client, auth)
 
 

@@ -152,6 +152,14 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
     return parts
 
 
+def share_rounded_down(total: int, part: int, whole: int) -> int:
+    """`total` x `part` / `whole` in minor units, rounded down (what is owed on `part` of `whole` shares:
+    never more than the exact share)."""
+    if total < 0 or part < 0 or whole <= 0 or part > whole:
+        raise ValueError("need 0 <= part <= whole, whole > 0 and a total not below zero")
+    return total * part // whole
+
+
 # Percentages are held as integer hundredths ("25.00" -> 2500) so they stay exact.
 PERCENT_SCALE = 100
 FULL_PERCENT = 100 * PERCENT_SCALE

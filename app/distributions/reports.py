@@ -1,4 +1,5 @@
-"""Monthly revenue report: per month of the revenue's period, what came in, was shared out, paid and is owed."""
+"""Monthly revenue report: per month of the revenue's period, what owners declared, what came in, was shared
+out, paid and is owed."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from app.core.config import Settings
 from app.core.errors import Unauthorized, ValidationFailed
 from app.core.money import to_major
 from app.core.security import Principal
+from app.distributions.declarations import PAYMENT_TYPE
 from app.distributions.schemas import MonthlyRevenueItem, MonthlyRevenueReport
-from app.models import Distribution, DistributionAllocation, Payment, Payout
+from app.models import Distribution, DistributionAllocation, Payment, Payout, RevenueDeclaration
 
-FIELDS = ("revenue_collected", "distributed", "platform_fees", "paid_out", "owed", "recipients")
+FIELDS = ("revenue_collected", "distributed", "platform_fees", "paid_out", "owed", "recipients",
+          "declared_gross_revenue", "investor_pool")
+# Payments that bring in revenue to share out: paid directly, or a declaration's pool.
+REVENUE_TYPES = ("revenue", PAYMENT_TYPE)
 
 
 async def monthly_revenue(session: AsyncSession, settings: Settings, principal: Principal, year: int,
@@ -46,13 +51,24 @@ async def monthly_revenue(session: AsyncSession, settings: Settings, principal: 
 
     revenue = scoped(
         select(Payment.period, Payment.currency, func.sum(Payment.amount - Payment.refunded_amount))
-        .where(Payment.payment_type == "revenue", Payment.period.in_(periods),
+        .where(Payment.payment_type.in_(REVENUE_TYPES), Payment.period.in_(periods),
                Payment.status.in_(("success", "partially_refunded", "refunded")))
         .group_by(Payment.period, Payment.currency),
         Payment,
     )
     for period, cur, total in (await session.execute(revenue)).all():
         figures[(period, cur)]["revenue_collected"] += int(total)
+
+    declared = scoped(
+        select(RevenueDeclaration.period, RevenueDeclaration.currency, func.sum(RevenueDeclaration.gross_revenue),
+               func.sum(RevenueDeclaration.pool))
+        .where(RevenueDeclaration.live.is_(True), RevenueDeclaration.period.in_(periods))
+        .group_by(RevenueDeclaration.period, RevenueDeclaration.currency),
+        RevenueDeclaration,
+    )
+    for period, cur, gross, pool in (await session.execute(declared)).all():
+        figures[(period, cur)]["declared_gross_revenue"] += int(gross)
+        figures[(period, cur)]["investor_pool"] += int(pool)
 
     distributed = scoped(
         select(Distribution.period, Distribution.currency, func.sum(Distribution.net_amount),
@@ -92,6 +108,8 @@ async def monthly_revenue(session: AsyncSession, settings: Settings, principal: 
                 distributed=to_major(row["distributed"], cur), platform_fees=to_major(row["platform_fees"], cur),
                 paid_out=to_major(row["paid_out"], cur), owed=to_major(row["distributed"] - row["paid_out"], cur),
                 recipients=row["recipients"],
+                declared_gross_revenue=to_major(row["declared_gross_revenue"], cur),
+                investor_pool=to_major(row["investor_pool"], cur),
             ))
     return MonthlyRevenueReport(year=year, app_id=app_id, items=items)
 

@@ -1,5 +1,6 @@
-"""Revenue payments: an app's owner (or an admin) pays in revenue for a period; it waits in
-`revenue:app:{app_id}` until it is distributed."""
+"""Revenue payments: an app's owner (or an admin) pays an investor pool directly for a period; it waits in
+`revenue:app:{app_id}` until it is distributed over the holders. To pay the investors' part of what the app
+earned, computed by the service, declare the revenue instead (`declarations.py`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""HTTP routes of distributions (create, dry run, list, allocations) and of the monthly revenue report."""
+"""HTTP routes of revenue declarations, distributions (create, dry run, list, allocations) and the monthly
+revenue report."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.ratelimit import RATE_LIMITED, limiter, payments_limit
 from app.core.routing import ExactJSONRoute
-from app.core.schemas import PageParams, page_params
+from app.core.schemas import Page, PageParams, page_params
 from app.core.security import CurrentUser
-from app.distributions import reports, service
+from app.distributions import declarations, flows, reports, service
 from app.distributions.schemas import (
     AllocationPage,
     DistributionIn,
@@ -20,11 +21,38 @@ from app.distributions.schemas import (
     DistributionOut,
     MonthlyRevenueReport,
     MyAllocationPage,
+    RevenueDeclarationIn,
+    RevenueDeclarationOut,
 )
 from app.web.deps import RuntimeDep, SessionDep, SettingsDep
-from app.web.idempotency import IdempotencyKey, idempotent_in
+from app.web.idempotency import Answer, IdempotencyKey, idempotent, idempotent_in
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["distributions"], dependencies=[RATE_LIMITED])
+
+
+@router.post("/apps/{app_id}/revenue-declarations", status_code=201, response_model=RevenueDeclarationOut)
+@limiter.limit(payments_limit)
+async def declare_revenue(
+    request: Request, app_id: str, body: RevenueDeclarationIn, principal: CurrentUser, rt: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """The investors' pool is computed by the server; the owner pays exactly that at `payment_url`, and its
+    success distributes the pool. A new declaration of the same period replaces an unpaid one."""
+    async def create(answer: Answer) -> RevenueDeclarationOut:
+        return await flows.declare_revenue(rt, principal, app_id, body, answer)
+
+    scope = f"POST /v1/apps/{app_id}/revenue-declarations"
+    return await idempotent(rt.db, principal, idempotency_key, scope, body, create)
+
+
+@router.get("/apps/{app_id}/revenue-declarations", response_model=Page[RevenueDeclarationOut])
+async def list_revenue_declarations(
+    app_id: str, principal: CurrentUser, session: SessionDep, page: Annotated[PageParams, Depends(page_params)],
+) -> Page[RevenueDeclarationOut]:
+    """Newest first, replaced ones included."""
+    rows, cursor = await declarations.list_declarations(session, principal, app_id, page)
+    return Page[RevenueDeclarationOut](items=[RevenueDeclarationOut.model_validate(d) for d in rows],
+                                       next_cursor=cursor)
 
 
 @router.post("/apps/{app_id}/distributions", status_code=201, response_model=DistributionOut)

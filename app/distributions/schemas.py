@@ -1,4 +1,4 @@
-"""Request and answer bodies of distributions, allocations and the monthly revenue report."""
+"""Request and answer bodies of revenue declarations, distributions, allocations and the monthly revenue report."""
 
 from __future__ import annotations
 
@@ -10,11 +10,82 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.money import AmountInput
 from app.core.schemas import Amount, CurrencyCode, CurrencyInput, FromRow, Money, Period, StrictModel, one_of
-from app.models.statuses import PayoutStatus
+from app.models.statuses import PayoutStatus, RevenueDeclarationStatus
 
 PayoutStatusShown = Annotated[str, one_of(PayoutStatus)]
 
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+
+
+class RevenueDeclarationIn(StrictModel):
+    """What the app earned in `period` (YYYY-MM, UTC months), in the app's currency. `email` is where the
+    gateway's checkout sends the owner's receipt (default: the caller's token's email)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"period": "2026-05", "currency": "NGN", "gross_revenue": "10000.00"}]})
+
+    period: Period = Field(description="The month the revenue was earned in (UTC); the current month may be "
+                                       "declared, a future one may not.")
+    currency: CurrencyInput = Field(description="The app's currency.")
+    gross_revenue: AmountInput = Field(description="What the app earned in the month, before anything is shared.")
+    email: str | None = Field(default=None, max_length=320,
+                              description="Where the checkout sends the owner's receipt (default: the token's email).")
+    callback_url: str | None = Field(default=None, max_length=2048,
+                                     description="Where the checkout sends the owner back to (http or https).")
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        if not _PERIOD.fullmatch(value):
+            raise ValueError("period must be YYYY-MM")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("not a valid email address")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError("callback_url must be an http(s) URL")
+        return value
+
+
+class RevenueDeclarationOut(FromRow):
+    """`pool` = `gross_revenue` x `investor_shares` / `total_shares`, rounded down to the minor unit, with
+    the holdings of everyone but the app's owner as at `holdings_as_of`. `status`: `pending` (its payment
+    of exactly `pool` is awaited at `payment_url`), `paid` (the pool was distributed: `distribution_id`),
+    `recorded` (a pool of zero: nothing to collect, no payment), `replaced` (by `replaced_by`)."""
+
+    id: str
+    app_id: str
+    period: Period = Field(description="The month declared.")
+    currency: CurrencyCode
+    gross_revenue: Money = Field(description="What the owner declared the app earned.")
+    investor_shares: int = Field(description="Shares held by everyone but the owner at `holdings_as_of`.")
+    total_shares: int = Field(description="The app's total shares.")
+    pool: Money = Field(description="The investors' part: gross x investor shares / total shares, rounded down.")
+    status: Annotated[str, one_of(RevenueDeclarationStatus)] = Field(
+        description="`pending` (its payment is awaited), `paid`, `recorded` (nothing to collect), `replaced`.")
+    payment_reference: str | None = Field(description="The payment collecting the pool from the owner.")
+    payment_url: str | None = Field(description="The checkout where the owner pays the pool.")
+    holdings_as_of: datetime = Field(description="The instant whose holdings priced the pool.")
+    replaces: str | None = Field(description="The unpaid declaration this one corrected.")
+    replaced_by: str | None = Field(description="The declaration that corrected this one.")
+    distribution_id: str | None = Field(description="The distribution of the paid pool.")
+    paid_at: datetime | None = Field(description="When the pool was paid.")
+    created_by: str = Field(description="Who declared it.")
+    created_at: datetime
 
 
 class DistributionIn(StrictModel):
@@ -98,6 +169,9 @@ class MonthlyRevenueItem(BaseModel):
     paid_out: Amount = Field(description="What the payouts of those parts paid.")
     owed: Amount = Field(description="Parts not paid out yet.")
     recipients: int = Field(description="How many holders got a part.")
+    declared_gross_revenue: Amount = Field(
+        description="What owners declared the app earned in the month (live declarations).")
+    investor_pool: Amount = Field(description="The investors' part of the declared revenue.")
 
 
 class MonthlyRevenueReport(BaseModel):

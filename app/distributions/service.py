@@ -36,6 +36,7 @@ from app.models import (
     audit,
 )
 from app.models.base import new_id, new_ids, utcnow
+from app.models.distributions import REVENUE_PAYMENTS
 from app.payouts.service import new_payout_references
 from app.runtime import Runtime
 
@@ -77,7 +78,8 @@ async def plan_for_app(session: AsyncSession, rt: Runtime, app: App, body: Distr
     app_id = app.id
     currency = check_currency(rt.settings, body.currency)
     existing = await session.scalar(select(Distribution.id).where(
-        Distribution.app_id == app_id, Distribution.period == body.period, Distribution.currency == currency))
+        Distribution.app_id == app_id, Distribution.period == body.period, Distribution.currency == currency,
+        Distribution.source == REVENUE_PAYMENTS))
     if existing is not None:
         raise InvalidState("This period's revenue was already distributed", distribution_id=existing)
     if currency != app.currency:
@@ -103,19 +105,29 @@ async def plan_for_app(session: AsyncSession, rt: Runtime, app: App, body: Distr
     recipients = {user_id: code for user_id, _, code in rows if code is not None}
     if not holders:
         raise InvalidState("The app has no shareholders to distribute to")
+    return split(app, currency, amount, holders, recipients)
+
+
+def split(app: App, currency: str, amount: int, holders: list[tuple[str, int]], recipients: dict[str, str]) -> Plan:
+    """`amount` shared out: the app's platform fee first, the rest over `holders` (user_id, shares) by
+    largest remainder."""
     fee = percentage_of(amount, app.platform_fee_hundredths)
     parts = allocate(amount - fee, [shares for _, shares in holders])
     return Plan(app=app, currency=currency, amount=amount, platform_fee=fee, holders=holders, parts=parts,
                 recipients=recipients)
 
 
-async def write_distribution(session: AsyncSession, rt: Runtime, principal: Principal, plan: Plan,
-                             period: str) -> Distribution:
+async def write_distribution(session: AsyncSession, rt: Runtime, principal: Principal, plan: Plan, period: str,
+                             source: str = REVENUE_PAYMENTS) -> Distribution:
+    """The distribution row, its allocations and payouts, and the `distribution` journal entry taking
+    `plan.amount` out of the app's revenue account, audited as `principal`'s. `source`: the period's revenue
+    payments, or the revenue declaration whose pool this is (one distribution per app, period, currency and
+    source)."""
     distribution = Distribution(
-        id=new_id("dst"), app_id=plan.app.id, period=period, currency=plan.currency, amount=plan.amount,
-        platform_fee=plan.platform_fee, net_amount=plan.net_amount, allocations=len(plan.holders),
-        total_shares=sum(shares for _, shares in plan.holders), status="completed", created_by=principal.user_id,
-        created_at=utcnow(),
+        id=new_id("dst"), app_id=plan.app.id, period=period, currency=plan.currency, source=source,
+        amount=plan.amount, platform_fee=plan.platform_fee, net_amount=plan.net_amount,
+        allocations=len(plan.holders), total_shares=sum(shares for _, shares in plan.holders), status="completed",
+        created_by=principal.user_id, created_at=utcnow(),
     )
     session.add(distribution)
     try:

@@ -1,5 +1,6 @@
 """Proof that every minor unit is accounted for: recompute the books from the postings, and check
-the business rules the money rows must keep (milestones, deposits, shares, payouts, refunds).
+the business rules the money rows must keep (milestones, deposits, shares, payouts, refunds, revenue
+declarations).
 
 Every check is one statement, so on PostgreSQL it reads one snapshot: work committed while the
 checks run never shows as a fault.
@@ -18,6 +19,7 @@ from app.core.money import CURRENCIES, FULL_PERCENT, format_percentage
 from app.ledger import accounts
 from app.models import (
     App,
+    Distribution,
     EscrowTransaction,
     Holding,
     JournalEntry,
@@ -28,7 +30,9 @@ from app.models import (
     Refund,
     ReleaseApproval,
     ReleaseRequest,
+    RevenueDeclaration,
 )
+from app.models.distributions import REVENUE_PAYMENTS
 from app.models.statuses import ReleaseStatus
 
 SAMPLE = 20  # enough offenders to act on without flooding the answer
@@ -384,6 +388,38 @@ async def refunds_in_flight(session: AsyncSession) -> Check:
     )
 
 
+async def declarations_distributed_once(session: AsyncSession) -> Check:
+    """A paid revenue declaration has exactly one distribution (its `source`), of exactly its pool; a
+    declaration not paid has none; and every distribution that is not of revenue payments has its paid
+    declaration."""
+    distributed = (
+        select(Distribution.source.label("source"), func.count().label("distributions"),
+               func.sum(Distribution.amount).label("amount"))
+        .where(Distribution.source != REVENUE_PAYMENTS).group_by(Distribution.source).subquery()
+    )
+    declared = (
+        select(RevenueDeclaration.id, RevenueDeclaration.status, RevenueDeclaration.pool,
+               func.coalesce(distributed.c.distributions, 0), func.coalesce(distributed.c.amount, 0))
+        .outerjoin(distributed, distributed.c.source == RevenueDeclaration.id)
+        .where(or_(
+            (RevenueDeclaration.status == "paid")
+            & ((func.coalesce(distributed.c.distributions, 0) != 1)
+               | (func.coalesce(distributed.c.amount, 0) != RevenueDeclaration.pool)),
+            (RevenueDeclaration.status != "paid") & (func.coalesce(distributed.c.distributions, 0) != 0),
+        ))
+    )
+    orphans = (
+        select(distributed.c.source, literal(None), literal(None), distributed.c.distributions, distributed.c.amount)
+        .outerjoin(RevenueDeclaration, RevenueDeclaration.id == distributed.c.source)
+        .where(RevenueDeclaration.id.is_(None))
+    )
+    offenders = (await session.execute(union_all(declared, orphans).limit(SAMPLE))).all()
+    return Check("paid_declarations_distributed_once", not offenders, {"mismatched": [
+        {"declaration_id": d, "status": status, "pool": None if pool is None else int(pool),
+         "distributions": int(n), "distributed": int(amount)}
+        for d, status, pool, n, amount in offenders]})
+
+
 # Cheap enough for every readiness probe: they read only open rows and a few accounts.
 CHEAP_CHECKS = (payouts_in_flight, refunds_in_flight)
 
@@ -392,7 +428,8 @@ CHEAP_CHECKS = (payouts_in_flight, refunds_in_flight)
 CHECKS: tuple[Callable[[AsyncSession], Awaitable[Check]], ...] = (
     entries_balance, postings_reference_rows, cached_balances, guarded_non_negative, escrow_matches_deposits,
     milestones_released_once, releases_within_milestones, releases_approved_as_required, deposits_match_their_rows,
-    shares_match_holdings, payouts_match_movements, refunds_match_movements, *CHEAP_CHECKS,
+    shares_match_holdings, payouts_match_movements, refunds_match_movements, declarations_distributed_once,
+    *CHEAP_CHECKS,
 )
 
 

@@ -4,7 +4,7 @@ from app.models.apps import App
 from app.models.audit import AuditEntry
 from app.models.automation import AutomaticDistribution
 from app.models.base import Base
-from app.models.distributions import Distribution, DistributionAllocation, ShareTransfer
+from app.models.distributions import Distribution, DistributionAllocation, RevenueDeclaration, ShareTransfer
 from app.models.escrow import (
     Dispute,
     EscrowTransaction,
@@ -40,6 +40,7 @@ __all__ = [
     "ReleaseApproval",
     "ReleaseItem",
     "ReleaseRequest",
+    "RevenueDeclaration",
     "ShareMovement",
     "ShareTransfer",
     "WebhookEvent",

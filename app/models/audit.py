@@ -47,7 +47,7 @@ class AuditEntry(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-# The database's own refusal, on PostgreSQL: the same statements run in migration 0010 and, through this
+# The database's own refusal, on PostgreSQL: the same statements run in migration 0006 and, through this
 # event, wherever the tables are made from the models (the tests' schema).
 REFUSE_CHANGES_FUNCTION = """
 CREATE OR REPLACE FUNCTION audit_log_refuse_change() RETURNS trigger AS $$

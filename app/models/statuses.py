@@ -69,7 +69,15 @@ class ShareTransferStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class RevenueDeclarationStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    RECORDED = "recorded"
+    REPLACED = "replaced"
+
+
 _P, _R, _O = PaymentStatus, RefundStatus, PayoutStatus
+_D = RevenueDeclarationStatus
 TRANSITIONS: Final[dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]]] = {
     # A charge the gateway failed or we abandoned may still succeed later (verified again): it is credited then.
     PaymentStatus: {
@@ -128,6 +136,14 @@ TRANSITIONS: Final[dict[type[StrEnum], dict[StrEnum, frozenset[StrEnum]]]] = {
         ShareTransferStatus.COMPLETED: frozenset(),
         ShareTransferStatus.CANCELLED: frozenset(),
         ShareTransferStatus.EXPIRED: frozenset(),
+    },
+    # A correction replaces a declaration nothing was paid on (awaiting its payment, or with nothing to
+    # collect); a paid one stands.
+    RevenueDeclarationStatus: {
+        _D.PENDING: frozenset({_D.PAID, _D.REPLACED}),
+        _D.RECORDED: frozenset({_D.REPLACED}),
+        _D.PAID: frozenset(),
+        _D.REPLACED: frozenset(),
     },
 }
 

@@ -5,6 +5,7 @@ commit shared with the charges verified at the same time."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,8 +24,23 @@ from app.payments.service import (
     get_payment,
     new_reference,
 )
-from app.payments.types import handler_for
+from app.payments.types import PaymentPlan, handler_for
 from app.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Who pays a planned payment, and how the gateway's checkout is set up for them."""
+
+    payment_type: str
+    payer_id: str
+    email: str
+    callback_url: str | None = None
+    channels: list[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+Written = Callable[[AsyncSession, Payment], Awaitable[None]]
 
 
 async def create_payment(
@@ -32,7 +48,7 @@ async def create_payment(
     principal: Principal,
     request: PaymentCreate,
     *,
-    written: Callable[[AsyncSession, Payment], Awaitable[None]] | None = None,
+    written: Written | None = None,
 ) -> Payment:
     """Plan, initialise the charge at the gateway, then write the payment; `written` runs in the
     transaction that writes it (the route records its Idempotency-Key answer there)."""
@@ -40,36 +56,46 @@ async def create_payment(
     handler = handler_for(rt, request.payment_type)
     async with rt.db.unit_of_work() as session:
         plan = await handler.plan(session, rt, principal, request)
+    checkout = Checkout(payment_type=request.payment_type, payer_id=principal.user_id, email=request.email,
+                        callback_url=request.callback_url, channels=request.channels, metadata=request.metadata)
+    return await open_checkout(rt, checkout, plan, written=written)
+
+
+async def open_checkout(rt: Runtime, checkout: Checkout, plan: PaymentPlan, *, written: Written | None = None
+                        ) -> Payment:
+    """Initialise the charge of an already planned payment at the gateway (outside any transaction), then
+    write the payment `pending`; `written` runs in the transaction that writes it, and a refusal it raises
+    leaves no payment (the initialised charge is then never paid: nobody has its link)."""
     reference = new_reference()
     metadata: dict[str, Any] = {
-        **request.metadata,
-        "payment_type": request.payment_type,
+        **checkout.metadata,
+        "payment_type": checkout.payment_type,
         "app_id": plan.app_id,
-        "user_id": principal.user_id,
+        "user_id": checkout.payer_id,
     }
     # The gateway call happens between two transactions, never inside one.
     initialized = await rt.gateway.initialize_transaction(
-        email=request.email,
+        email=checkout.email,
         amount=plan.amount,
         currency=plan.currency,
         reference=reference,
-        callback_url=request.callback_url,
+        callback_url=checkout.callback_url,
         metadata=metadata,
-        channels=request.channels,
+        channels=checkout.channels,
     )
     payment = Payment(
         id=new_id("pay"),
         reference=reference,
-        user_id=principal.user_id,
+        user_id=checkout.payer_id,
         app_id=plan.app_id,
-        payment_type=request.payment_type,
+        payment_type=checkout.payment_type,
         status="pending",
         amount=plan.amount,
         currency=plan.currency,
-        email=request.email,
-        channels=request.channels,
-        callback_url=request.callback_url,
-        extra=request.metadata,
+        email=checkout.email,
+        channels=checkout.channels,
+        callback_url=checkout.callback_url,
+        extra=checkout.metadata,
         access_code=initialized.access_code,
         authorization_url=initialized.authorization_url,
         shares=plan.shares,

@@ -19,11 +19,11 @@ from app.models import Payment
 from app.payments import flows, service
 from app.payments import gateway_refunds as refunds
 from app.payments.schemas import (
+    AnyPaymentType,
     PaymentCreate,
     PaymentOut,
     PaymentRefundOut,
     PaymentStatus,
-    PaymentType,
     WebhookAck,
 )
 from app.web.deps import RuntimeDep, SessionDep
@@ -55,7 +55,7 @@ async def list_payments(
     session: SessionDep,
     page: Annotated[PageParams, Depends(page_params)],
     status: PaymentStatus | None = None,
-    payment_type: PaymentType | None = None,
+    payment_type: AnyPaymentType | None = None,
     app_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[PaymentOut]:
     rows, cursor = await service.list_payments(

@@ -26,6 +26,9 @@ from app.models.statuses import RefundStatus
 
 PaymentType = Literal["investment", "share_transfer", "revenue"]
 PAYMENT_TYPES = get_args(PaymentType)
+# Every payment's `payment_type`: those POST /v1/payments opens, and a revenue declaration's pool (opened by
+# POST /v1/apps/{app_id}/revenue-declarations).
+AnyPaymentType = Literal["investment", "share_transfer", "revenue", "revenue_declaration"]
 Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
 PaymentStatus = Literal["pending", "success", "failed", "abandoned", "refunded", "partially_refunded"]
 MAX_METADATA_BYTES = 4096
@@ -39,9 +42,12 @@ class PaymentCreate(StrictModel):
         "shares": 10, "callback_url": "https://example.com/return",
     }]})
 
-    payment_type: PaymentType = Field(
-        description="What the payment buys: `investment` (shares of an app), `share_transfer` (an offer of "
-        "shares made to the caller), `revenue` (an app's revenue for a period, paid in by its owner).")
+    payment_type: PaymentType = Field(description=(
+        "`investment`: new shares of the app. `share_transfer`: an offer of shares made to the caller. `revenue`: "
+        "an investor pool paid directly by the app's owner (or an admin) for a `period`: the `amount` is what "
+        "a distribution of that period shares out over the holders, less the platform fee. To pay the "
+        "investors' part of what the app earned, declare the revenue instead "
+        "(POST /v1/apps/{app_id}/revenue-declarations), which computes the pool."))
     app_id: str = Field(min_length=1, max_length=64, description="The app it is for.")
     email: str = Field(max_length=320, description="The payer's email, for Paystack's checkout and receipt.")
     currency: CurrencyInput = Field(description="The currency to pay in: the app's (or the share transfer's).")

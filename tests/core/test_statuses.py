@@ -16,6 +16,7 @@ from app.models.statuses import (
     PayoutStatus,
     RefundStatus,
     ReleaseStatus,
+    RevenueDeclarationStatus,
     ShareTransferStatus,
     advance,
 )
@@ -38,6 +39,7 @@ BACKWARD: list[tuple[StrEnum, StrEnum]] = [
     (ReleaseStatus.REJECTED, ReleaseStatus.PENDING_APPROVAL),
     (DisputeStatus.RESOLVED, DisputeStatus.OPEN),
     (ShareTransferStatus.COMPLETED, ShareTransferStatus.PENDING),
+    (RevenueDeclarationStatus.PAID, RevenueDeclarationStatus.REPLACED),  # a paid declaration stands
 ]
 
 

@@ -6,7 +6,8 @@ sees an app) is 403 UNAUTHORIZED.
 
 Each role's test runs against a fresh copy of one scenario: app-1 (owner-1, 2.50% fee), investor-1 holding
 3 shares (the holder), investor-2 holding none (the other investor); 1000.00 of revenue for 2025-05,
-distributed, and 500.00 for 2025-06, not yet distributed.
+distributed, and 500.00 for 2025-06, not yet distributed. A declaration of the running month's revenue
+asks the owner for a pool of 300.00.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.models.base import utcnow
 from tests.authz import ERROR_CODES, ScenarioCache, call_route, role_headers
 from tests.distributions.test_distributions import ADMIN, buy_shares, distribute, pay_revenue
 from tests.helpers import OWNER, put_app
@@ -56,6 +58,10 @@ async def scenario(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> Scena
     return await _scenarios.get(app.state.runtime.db, lambda: build_scenario(client, app, auth))
 
 
+# The running month: its holdings are today's, 3 of 1,000 shares held by investors, a pool of 300.00.
+DECLARATION = {"period": utcnow().strftime("%Y-%m"), "currency": "NGN", "gross_revenue": "100000.00",
+               "email": "owner@example.com"}
+
 # (method, path, body): `{name}` placeholders are filled from the scenario.
 ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "dry-run distribution": ("POST", "/v1/apps/{app_id}/distributions",
@@ -67,8 +73,10 @@ ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "app revenue report": ("GET", "/v1/reports/revenue/monthly?year=2025&app_id={app_id}", None),
     "app revenue report csv": ("GET", "/v1/reports/revenue/monthly?year=2025&app_id={app_id}&format=csv", None),
     "all revenue report": ("GET", "/v1/reports/revenue/monthly?year=2025", None),
-    # last: the only one that writes
+    "revenue declarations": ("GET", "/v1/apps/{app_id}/revenue-declarations", None),
+    # last: the ones that write
     "create distribution": ("POST", "/v1/apps/{app_id}/distributions", {"period": "2025-06", "currency": "NGN"}),
+    "declare revenue": ("POST", "/v1/apps/{app_id}/revenue-declarations", DECLARATION),
 }
 
 # Expected status per role, in ROLES order after `anonymous` (always 401):
@@ -82,7 +90,9 @@ EXPECTED: dict[str, tuple[int, int, int, int]] = {
     "app revenue report":       (403, 403, 200, 200),
     "app revenue report csv":   (403, 403, 200, 200),
     "all revenue report":       (403, 403, 403, 200),  # without app_id: admins only
+    "revenue declarations":     (403, 403, 200, 200),
     "create distribution":      (403, 403, 201, 201),
+    "declare revenue":          (403, 403, 201, 201),  # a holder is not the owner: 403 (the app is visible)
 }
 
 
@@ -138,6 +148,8 @@ async def test_route_authorization(role: str, scenario: Scenario, client: httpx.
         ("POST", "/v1/apps/app-missing/distributions", {"period": "2025-06", "currency": "NGN"}),
         ("POST", "/v1/apps/app-missing/distributions", {"period": "2025-06", "currency": "NGN", "dry_run": True}),
         ("GET", "/v1/reports/revenue/monthly?year=2025&app_id=app-missing", None),
+        ("GET", "/v1/apps/app-missing/revenue-declarations", None),
+        ("POST", "/v1/apps/app-missing/revenue-declarations", DECLARATION),
     ]:
         response = await client.request(method, path, headers=_headers(auth, role), json=body)
         assert response.status_code == 404, (path, response.text)

@@ -1,4 +1,5 @@
-"""GET /v1/reports/revenue/monthly: its figures are the sums of the rows underneath, in JSON and CSV."""
+"""GET /v1/reports/revenue/monthly: its figures are the sums of the rows underneath (payments, declarations,
+distributions, allocations, payouts), in JSON and CSV."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,15 +16,18 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.core.money import to_major
-from app.models import Distribution, DistributionAllocation, Payment, Payout
+from app.models import Distribution, DistributionAllocation, Payment, Payout, RevenueDeclaration
+from tests.distributions.test_declarations import backdate_holdings, declared
 from tests.distributions.test_distributions import ADMIN, buy_shares, distribute, error, integrity_ok, pay_revenue
 from tests.escrow.test_full_path import register_payout_account
-from tests.helpers import OWNER, checkout, put_app, settle
+from tests.helpers import OWNER, checkout, pay, put_app, settle
 
 Auth = Callable[..., dict[str, str]]
 OWNER_2 = "owner-2"
-FIELDS = ["month", "currency", "revenue_collected", "distributed", "platform_fees", "paid_out", "owed", "recipients"]
+FIELDS = ["month", "currency", "revenue_collected", "distributed", "platform_fees", "paid_out", "owed", "recipients",
+          "declared_gross_revenue", "investor_pool"]
 MONEY = FIELDS[2:7]
+DECLARED = FIELDS[8:]
 
 
 @pytest.fixture
@@ -30,7 +35,9 @@ async def books(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
     """app-1 (2.50% fee): investor-1 3, investor-2 5, investor-3 2 shares; only investor-1 has a payout account.
     app-2 (no fee, owner-2): investor-2 4 shares.
     Revenue app-1: 2025-01 5000.00 + 2500.00, 2025-02 3000.00, 2024-12 1000.00, 2025-03 pending, 2025-04 failed;
-    app-2: 2025-01 800.00. Distributed: app-1 2025-01 (all), 2025-02 (1000.00 of it), 2024-12; app-2 2025-01."""
+    app-2: 2025-01 800.00. Distributed: app-1 2025-01 (all), 2025-02 (1000.00 of it), 2024-12; app-2 2025-01.
+    Declared for app-1, with the shares held since November 2024: 2025-05 100000.00 (pool 1000.00, paid and
+    distributed); 2025-06 10000.00 replaced by 20000.00 (pool 200.00, unpaid)."""
     admin, owner, owner_2 = auth(ADMIN, admin=True), auth(OWNER), auth(OWNER_2)
     await put_app(client, admin)
     await put_app(client, admin, "app-2", owner_id=OWNER_2, platform_fee_percentage="0")
@@ -59,16 +66,25 @@ async def books(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
         assert created.status_code == 201, created.text
     await settle(app)
 
+    await backdate_holdings(app, datetime(2024, 11, 1, tzinfo=UTC))
+    declaration = await declared(client, owner, "100000.00", period="2025-05")
+    await pay(client, app, {"payment_url": declaration["payment_url"]})
+    await declared(client, owner, "10000.00", period="2025-06")
+    await declared(client, owner, "20000.00", period="2025-06")
+
 
 async def expected_from_rows(app: FastAPI, year: int, app_id: str | None) -> list[dict[str, Any]]:
     """The report recomputed in Python from the payment, distribution, allocation and payout rows."""
     async with app.state.runtime.db.unit_of_work() as session:
-        payments = (await session.scalars(select(Payment).where(Payment.payment_type == "revenue"))).all()
+        payments = (await session.scalars(
+            select(Payment).where(Payment.payment_type.in_(("revenue", "revenue_declaration"))))).all()
+        declarations = (await session.scalars(select(RevenueDeclaration))).all()
         distributions = {d.id: d for d in (await session.scalars(select(Distribution))).all()}
         allocations = (await session.scalars(select(DistributionAllocation))).all()
         payouts = {p.id: p for p in (await session.scalars(select(Payout))).all()}
     months = [f"{year}-{m:02d}" for m in range(1, 13)]
-    rows: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys([*MONEY, "recipients"], 0))
+    rows: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys([*MONEY, "recipients", *DECLARED], 0))
 
     def counts(row_app: str, period: str | None) -> bool:
         return (app_id is None or row_app == app_id) and period in months
@@ -76,6 +92,10 @@ async def expected_from_rows(app: FastAPI, year: int, app_id: str | None) -> lis
     for p in payments:
         if counts(p.app_id, p.period) and p.status in ("success", "partially_refunded", "refunded"):
             rows[(p.currency, p.period)]["revenue_collected"] += p.amount - p.refunded_amount
+    for r in declarations:
+        if counts(r.app_id, r.period) and r.status != "replaced":
+            rows[(r.currency, r.period)]["declared_gross_revenue"] += r.gross_revenue
+            rows[(r.currency, r.period)]["investor_pool"] += r.pool
     for d in distributions.values():
         if counts(d.app_id, d.period):
             rows[(d.currency, d.period)]["distributed"] += d.net_amount
@@ -94,7 +114,8 @@ async def expected_from_rows(app: FastAPI, year: int, app_id: str | None) -> lis
         {"month": month, "currency": cur,
          **{f: to_major(rows[(cur, month)][f], cur) for f in MONEY if f != "owed"},
          "owed": to_major(rows[(cur, month)]["distributed"] - rows[(cur, month)]["paid_out"], cur),
-         "recipients": rows[(cur, month)]["recipients"]}
+         "recipients": rows[(cur, month)]["recipients"],
+         **{f: to_major(rows[(cur, month)][f], cur) for f in DECLARED}}
         for cur in currencies for month in months
     ]
 
@@ -124,15 +145,24 @@ async def test_figures_are_the_sums_of_the_rows(
     # the same figures written out by hand, so the recomputation above is not trusted blindly
     app_1 = by_month((await report(client, owner, year=2025, app_id="app-1")).json()["items"])
     # 7500.00 in; 187.50 fee; 7312.50 over 10 shares: investor-1 (paid) 2193.75, the others owed
+    none_declared = {"declared_gross_revenue": "0.00", "investor_pool": "0.00"}
     assert app_1["2025-01"] == {"month": "2025-01", "currency": "NGN", "revenue_collected": "7500.00",
                                 "distributed": "7312.50", "platform_fees": "187.50", "paid_out": "2193.75",
-                                "owed": "5118.75", "recipients": 3}
+                                "owed": "5118.75", "recipients": 3, **none_declared}
     # 3000.00 in, 1000.00 of it distributed: 25.00 fee, 975.00 net, investor-1 paid 292.50
     assert app_1["2025-02"] == {"month": "2025-02", "currency": "NGN", "revenue_collected": "3000.00",
                                 "distributed": "975.00", "platform_fees": "25.00", "paid_out": "292.50",
-                                "owed": "682.50", "recipients": 3}
+                                "owed": "682.50", "recipients": 3, **none_declared}
+    # 100000.00 declared, 10 of 1,000 shares held by investors: the pool of 1000.00 paid in and distributed
+    assert app_1["2025-05"] == {"month": "2025-05", "currency": "NGN", "revenue_collected": "1000.00",
+                                "distributed": "975.00", "platform_fees": "25.00", "paid_out": "292.50",
+                                "owed": "682.50", "recipients": 3, "declared_gross_revenue": "100000.00",
+                                "investor_pool": "1000.00"}
+    # the correction counts, the declaration it replaced does not; nothing paid in yet
+    assert (app_1["2025-06"]["declared_gross_revenue"], app_1["2025-06"]["investor_pool"],
+            app_1["2025-06"]["revenue_collected"]) == ("20000.00", "200.00", "0.00")
     zero = {"revenue_collected": "0.00", "distributed": "0.00", "platform_fees": "0.00", "paid_out": "0.00",
-            "owed": "0.00", "recipients": 0}
+            "owed": "0.00", "recipients": 0, **none_declared}
     for month in ("2025-03", "2025-04", "2025-12"):  # a pending and a failed payment count for nothing
         assert {k: v for k, v in app_1[month].items() if k in zero} == zero, month
     everyone = by_month((await report(client, admin, year=2025)).json()["items"])

@@ -6,7 +6,7 @@
   while automatic distributions are on; unique per triple.
 - `milestones.overdue_at`: when the worker saw a pending milestone past its due date (set once).
 
-Revision ID: 0010
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-28 08:20:00.000000
 """
@@ -20,7 +20,7 @@ from alembic import op
 
 import app.models.base
 
-revision: str = "0010"
+revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
