@@ -112,6 +112,10 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "Owner, approvers and required approvals, currency, share price, total shares, lock-in days, platform "
         "fee. Currency and share price are fixed once shares are issued.",
         errors=(InvalidAmount, CurrencyNotSupported, InvalidState)),
+    ("GET", "/v1/apps"): RouteNotes(
+        "List apps",
+        "Paginated (`limit`, `cursor`; by id, last first), each with `shares_issued` and `shares_available`.",
+        callers="an admin (every app); anyone else: the apps they own or approve"),
     ("GET", "/v1/apps/{app_id}"): RouteNotes(
         "Read an app", "With `shares_issued` and `shares_available`.", errors=(NotFound,)),
     # payments
@@ -272,7 +276,8 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         callers=f"{OWNER_OR_ADMIN} (anyone else: 404)", errors=(NotFound,)),
     ("GET", "/v1/reports/revenue/monthly"): RouteNotes(
         "Monthly revenue report",
-        "For a `year`: collected, distributed, platform fees, paid out, owed, recipients; `format=csv` for CSV.",
+        "For a `year` (default: the current year, UTC): collected, distributed, platform fees, paid out, owed, "
+        "recipients; `format=csv` for CSV, as an attachment (`Content-Disposition`, `revenue-[APP-]YEAR.csv`).",
         callers="an admin (any app, or all); an app's owner (that app: `app_id` required)",
         errors=(Unauthorized, NotFound, CurrencyNotSupported)),
 }
