@@ -219,16 +219,15 @@ def serve(settings: Settings, host: str, port: int | None, workers: int) -> None
     import uvicorn
 
     port = port or settings.port
-    if port != settings.port:
-        # --port stands for PORT in this process (and the uvicorn workers it starts), so that a
-        # PUBLIC_BASE_URL left empty is derived from the port actually served.
-        os.environ["PORT"] = str(port)
-        get_settings.cache_clear()
-        settings = get_settings()
     configure_logging(settings.log_level)
     mismatch = sandbox_address_mismatch(settings, port)
     if mismatch:
         log.warning(mismatch)
+    if port != settings.port:
+        # --port stands for PORT in this process and the uvicorn workers it starts (which read the settings
+        # again), so that a PUBLIC_BASE_URL left empty is derived from the port actually served.
+        os.environ["PORT"] = str(port)
+        get_settings.cache_clear()
     uvicorn.run("app.main:app", host=host, port=port, workers=workers,
                 proxy_headers=False, log_config=None)  # see TRUSTED_PROXIES
 
