@@ -8,7 +8,6 @@ against JWT_ISSUER and JWT_AUDIENCE when set; docs/authentication.md describes t
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,48 +43,41 @@ class Principal:
 JWKS_ALGORITHMS = ["RS256", "ES256"]
 JWKS_CACHE_SECONDS = 300
 JWKS_FETCH_TIMEOUT_SECONDS = 5
+JWKS_REFRESH_COOLDOWN_SECONDS = 30.0  # at least this long between fetches made for kids not in the set
 
 
 class JwksKeys:
-    """The identity provider's signing keys, by `kid`. A key is fetched (the whole set, with PyJWT's
-    PyJWKClient) the first time a token names it, off the event loop (`load`), and then kept: checking a token
-    (`get`) never waits on the network. A kid the set does not hold is remembered for JWKS_CACHE_SECONDS, so
-    tokens naming made-up kids cannot make every request fetch the set."""
+    """The identity provider's signing keys, through PyJWT's PyJWKClient: the key set is fetched when a token
+    names a key not in the cached set, off the event loop (`load`), and kept JWKS_CACHE_SECONDS; checking a token
+    (`get`) only reads the cache and never waits on the network. PyJWKClient refetches the set for an unknown
+    `kid` at most once per cooldown, so tokens naming made-up kids cannot make every request fetch it; a key
+    removed from the set stops being accepted when the cached set expires."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=JWKS_CACHE_SECONDS,
-                                       timeout=JWKS_FETCH_TIMEOUT_SECONDS)
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._unknown: dict[str, float] = {}
-        self._lock = threading.Lock()
+                                       timeout=JWKS_FETCH_TIMEOUT_SECONDS,
+                                       cooldown_duration=JWKS_REFRESH_COOLDOWN_SECONDS)
 
     def get(self, kid: str) -> jwt.PyJWK | None:
-        return self._keys.get(kid)
-
-    def needs_fetch(self, kid: str) -> bool:
-        if kid in self._keys:
-            return False
-        missed_at = self._unknown.get(kid)
-        return missed_at is None or time.monotonic() - missed_at >= JWKS_CACHE_SECONDS
+        cache = self._client.jwk_set_cache
+        key_set = cache.get() if cache is not None else None
+        if key_set is None:
+            return None
+        return next((key for key in key_set.keys if key.key_id == kid and key.public_key_use in ("sig", None)), None)
 
     async def load(self, kid: str) -> None:
-        """Fetches the key set when `kid` is new to it. Raises Unauthenticated when the set cannot be read."""
-        if self.needs_fetch(kid):
+        """Fetches the key set when `kid` is not in the cached one. Raises Unauthenticated when it cannot be read."""
+        if self.get(kid) is None:
             await asyncio.to_thread(self._fetch, kid)
 
     def _fetch(self, kid: str) -> None:
-        with self._lock:
-            if not self.needs_fetch(kid):
-                return
-            try:
-                key = self._client.get_signing_key(kid)
-            except jwt.PyJWKClientConnectionError:
-                raise Unauthenticated(f"Could not fetch the identity provider's keys from {self.url}") from None
-            except jwt.PyJWKClientError:
-                self._unknown[kid] = time.monotonic()
-                return
-            self._keys[kid] = key
+        try:
+            self._client.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError:
+            raise Unauthenticated(f"Could not fetch the identity provider's keys from {self.url}") from None
+        except jwt.PyJWKClientError:
+            pass  # not in the set (or no usable key in it): the token is refused as signed by an unknown key
 
 
 @lru_cache(maxsize=8)
