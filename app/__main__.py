@@ -48,8 +48,49 @@ def migrate(database_url: str | None = None, revision: str = "head") -> None:
     command.upgrade(config, revision)
 
 
+def schema_behind(database_url: str) -> str | None:
+    """None when the database's schema is at the latest revision; else the one line that says to migrate."""
+    import asyncio
+
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    head = ScriptDirectory.from_config(Config(str(alembic_ini()))).get_current_head()
+
+    async def current() -> str | None:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        finally:
+            await engine.dispose()
+
+    prepare_sqlite_directory(database_url)
+    revision = asyncio.run(current())
+    if revision == head:
+        return None
+    return (f"the database schema is at revision {revision or 'none (empty database)'}, not {head}: run "
+            "`python -m app migrate` first")
+
+
 class DatabaseUnusable(Exception):
     """The database cannot be used at all; the message is the one line that says what to do."""
+
+
+def check_schema_or_explain(database_url: str) -> None:
+    """`schema_behind`, with every refusal (a schema behind, a database missing or out of reach) as
+    DatabaseUnusable."""
+    try:
+        behind = schema_behind(database_url)
+    except Exception as error:
+        problem = database_problem(error, database_url)
+        if problem is None:
+            raise
+        raise DatabaseUnusable(problem) from None
+    if behind:
+        raise DatabaseUnusable(behind)
 
 
 def migrate_or_explain(database_url: str) -> None:
@@ -111,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve", help="upgrade the schema, then run the API (and the in-process worker unless WORKER_IN_PROCESS=false)",
-        description="Upgrade the schema, then run the API with uvicorn.")
+        description="Upgrade the schema (unless --no-migrate), then run the API with uvicorn.")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=None,
@@ -119,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "unset the service's address becomes http://127.0.0.1:PORT")
     serve.add_argument("--workers", type=int, default=1,
                        help="uvicorn worker processes (default: %(default)s; more than one needs PostgreSQL)")
+    serve.add_argument("--no-migrate", action="store_true",
+                       help="do not upgrade the schema; refuse to start unless it is at the latest revision (for "
+                       "deployments that run `migrate` once, as a step of their own, before any process starts)")
 
     worker = commands.add_parser(
         "worker", help="run the background worker alone (webhooks, refunds, payouts, reconciliation)",
@@ -187,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             run_worker(settings, once=args.once)
             return 0
-        migrate_or_explain(settings.database_url)
+        if args.command == "serve" and args.no_migrate:
+            check_schema_or_explain(settings.database_url)
+        else:
+            migrate_or_explain(settings.database_url)
     except DatabaseUnusable as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

@@ -160,3 +160,12 @@ def test_outside_a_source_checkout_the_default_is_the_user_data_directory(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
     assert Settings(_env_file=None).data_path == tmp_path / "xdg" / "payment-service"
+
+
+def test_serve_no_migrate_refuses_a_schema_that_is_behind(tmp_path: Path) -> None:
+    line = one_line_error(run("app", "serve", "--no-migrate", DATA_DIR=str(tmp_path)))
+
+    assert line.startswith("error: the database schema is at revision none (empty database), not ")
+    assert line.endswith(": run `python -m app migrate` first")
+    assert not any(tmp_path.glob("*.db")) or "alembic_version" not in (tmp_path / "payments.db").read_bytes().decode(
+        "latin-1")  # nothing migrated
