@@ -435,10 +435,12 @@ emulation of Paystack (`/sandbox/paystack/...`, sandbox mode only) is not part o
 
 ## Conventions
 
-- **Authentication.** `Authorization: Bearer <JWT>`, HS256 with `JWT_SECRET` (or RS256 with
-  `JWT_PUBLIC_KEY`). Claims: `sub` (the user id), `roles` (may hold `admin` and `service`), `email`
-  (optional), `exp`. Every `/v1/` route but the Paystack webhook authenticates its caller before reading
-  the body. `python -m app token --sub USER [--role admin]` prints a development token.
+- **Authentication.** `Authorization: Bearer <JWT>`, HS256 with `JWT_SECRET`, RS256 or ES256 with
+  `JWT_PUBLIC_KEY`, or the identity provider's keys at `JWT_JWKS_URL`; `iss` and `aud` checked when
+  `JWT_ISSUER` and `JWT_AUDIENCE` are set. Claims: `sub` (the user id), `roles` (may hold `admin` and
+  `service`), `email` (optional), `exp` ([authentication.md](authentication.md) has an example). Every `/v1/`
+  route but the Paystack webhook authenticates its caller before reading the body.
+  `python -m app token --sub USER [--role admin]` prints a development token.
 - **Who may call.** `{ANYONE}`: no token needed; `{PAYSTACK}`: no token, a valid signature
   instead; `{SIGNED_IN}`: any valid token; `{ADMIN}`, `{ADMIN_OR_SERVICE}`: a token with that role. After
   a colon, whom the route serves among those callers. Someone else's object that the caller may not see is 404
