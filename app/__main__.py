@@ -7,9 +7,11 @@ and `settings env|markdown` (the settings' documentation: `.env.example`, docs/c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -79,29 +81,28 @@ class DatabaseUnusable(Exception):
     """The database cannot be used at all; the message is the one line that says what to do."""
 
 
-def check_schema_or_explain(database_url: str) -> None:
-    """`schema_behind`, with every refusal (a schema behind, a database missing or out of reach) as
-    DatabaseUnusable."""
+@contextlib.contextmanager
+def database_errors_explained(database_url: str) -> Iterator[None]:
+    """An error meaning that the database is missing or out of reach becomes DatabaseUnusable (one line, no
+    traceback); any other error is left as it is."""
     try:
-        behind = schema_behind(database_url)
+        yield
     except Exception as error:
         problem = database_problem(error, database_url)
         if problem is None:
             raise
         raise DatabaseUnusable(problem) from None
+
+
+def prepare_schema(database_url: str, *, upgrade: bool) -> None:
+    """Upgrade the schema; or (not `upgrade`) refuse, as DatabaseUnusable, a schema that is behind."""
+    with database_errors_explained(database_url):
+        if upgrade:
+            migrate(database_url)
+            return
+        behind = schema_behind(database_url)
     if behind:
         raise DatabaseUnusable(behind)
-
-
-def migrate_or_explain(database_url: str) -> None:
-    """`migrate`, with a database that is missing or out of reach turned into DatabaseUnusable."""
-    try:
-        migrate(database_url)
-    except Exception as error:
-        problem = database_problem(error, database_url)
-        if problem is None:
-            raise
-        raise DatabaseUnusable(problem) from None
 
 
 def write_api_doc(*, check: bool) -> int:
@@ -231,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "worker":
             run_worker(settings, once=args.once)
             return 0
-        if args.command == "serve" and args.no_migrate:
-            check_schema_or_explain(settings.database_url)
-        else:
-            migrate_or_explain(settings.database_url)
+        prepare_schema(settings.database_url, upgrade=not (args.command == "serve" and args.no_migrate))
     except DatabaseUnusable as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
@@ -252,13 +250,8 @@ def run_worker(settings: Settings, *, once: bool) -> None:
     # Imported here: the worker imports every domain, which the other commands need not pay for.
     from app.worker import main as worker_main
 
-    try:
+    with database_errors_explained(settings.database_url):
         asyncio.run(check_database(settings.database_url))
-    except Exception as error:
-        problem = database_problem(error, settings.database_url)
-        if problem is None:
-            raise
-        raise DatabaseUnusable(problem) from None
     uvloop.run(worker_main(once=once))
 
 
