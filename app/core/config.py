@@ -265,7 +265,7 @@ class Settings(BaseSettings):
 
     worker_in_process: bool = Field(
         default=True,
-        description="Run the worker inside the API process (set false when running `python -m app.worker` "
+        description="Run the worker inside the API process (set false when running `python -m app worker` "
         "separately).",
         json_schema_extra={"section": "Background work"},
     )
