@@ -130,6 +130,10 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "Owner, approvers and required approvals, currency, share price, total shares, lock-in days, platform "
         "fee. Currency and share price are fixed once shares are issued.",
         errors=(InvalidAmount, CurrencyNotSupported, InvalidState)),
+    ("GET", "/v1/apps"): RouteNotes(
+        "List apps",
+        "Paginated (`limit`, `cursor`; by id, last first), each with `shares_issued` and `shares_available`.",
+        callers="an admin (every app); anyone else: the apps they own or approve"),
     ("GET", "/v1/apps/{app_id}"): RouteNotes(
         "Read an app", "With `shares_issued` and `shares_available`.", errors=(NotFound,)),
     # payments
@@ -324,8 +328,9 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         callers=f"{OWNER_OR_ADMIN} (anyone else: 404)", errors=(NotFound,)),
     ("GET", "/v1/reports/revenue/monthly"): RouteNotes(
         "Monthly revenue report",
-        "For a `year`: collected, distributed, platform fees, paid out, owed, recipients, and the live "
-        "declarations' `declared_gross_revenue` and `investor_pool`; `format=csv` for CSV.",
+        "For a `year` (default: the current year, UTC): collected, distributed, platform fees, paid out, owed, "
+        "recipients, and the live declarations' `declared_gross_revenue` and `investor_pool`; `format=csv` for "
+        "CSV, as an attachment (`Content-Disposition`, `revenue-[APP-]YEAR.csv`).",
         callers="an admin (any app, or all); an app's owner (that app: `app_id` required)",
         errors=(Unauthorized, NotFound, CurrencyNotSupported)),
 }
@@ -513,10 +518,12 @@ emulation of Paystack (`/sandbox/paystack/...`, sandbox mode only) is not part o
 
 ## Conventions
 
-- **Authentication.** `Authorization: Bearer <JWT>`, HS256 with `JWT_SECRET` (or RS256 with
-  `JWT_PUBLIC_KEY`). Claims: `sub` (the user id), `roles` (may hold `admin` and `service`), `email`
-  (optional), `exp`. Every `/v1/` route but the Paystack webhook authenticates its caller before reading
-  the body. `python -m app token --sub USER [--role admin]` prints a development token.
+- **Authentication.** `Authorization: Bearer <JWT>`, HS256 with `JWT_SECRET`, RS256 or ES256 with
+  `JWT_PUBLIC_KEY`, or the identity provider's keys at `JWT_JWKS_URL`; `iss` and `aud` checked when
+  `JWT_ISSUER` and `JWT_AUDIENCE` are set. Claims: `sub` (the user id), `roles` (may hold `admin` and
+  `service`), `email` (optional), `exp` ([authentication.md](authentication.md) has an example). Every `/v1/`
+  route but the Paystack webhook authenticates its caller before reading the body.
+  `python -m app token --sub USER [--role admin]` prints a development token.
 - **Who may call.** `{ANYONE}`: no token needed; `{PAYSTACK}`: no token, a valid signature
   instead; `{SIGNED_IN}`: any valid token; `{ADMIN}`, `{ADMIN_OR_SERVICE}`: a token with that role. After
   a colon, whom the route serves among those callers. Someone else's object that the caller may not see is 404

@@ -9,9 +9,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from slowapi.errors import RateLimitExceeded
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -28,6 +33,51 @@ from app.runtime import build_runtime, freeze_long_lived_objects
 from app.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# Swagger UI (/docs) and ReDoc (/redoc) load their scripts and styles from the copies the fastapi-offline package
+# ships, served here: the pages work without internet access (FastAPI's own load them from a CDN).
+DOCS_ASSETS_PATH = "/docs-assets"
+DOCS_ASSETS_DIR = Path(str(resources.files("fastapi_offline") / "static"))
+SWAGGER_UI_PARAMETERS = {
+    "persistAuthorization": True,  # a token given to Authorize survives a reload of the page
+    "validatorUrl": None,  # no call to the online validator
+}
+
+
+async def swagger_ui(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title=f"{request.app.title} - Swagger UI",
+        oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+        swagger_js_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon.png",
+        swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+    )
+
+
+async def swagger_ui_oauth2_redirect() -> HTMLResponse:
+    return get_swagger_ui_oauth2_redirect_html()
+
+
+async def redoc(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    return get_redoc_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title=f"{request.app.title} - ReDoc",
+        redoc_js_url=f"{root}{DOCS_ASSETS_PATH}/redoc.standalone.js",
+        redoc_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
+# Built once, like the domain routers (see create_app): no route holds an app of its own.
+docs_router = APIRouter()
+docs_router.add_api_route("/docs", swagger_ui, include_in_schema=False)
+docs_router.add_api_route("/docs/oauth2-redirect", swagger_ui_oauth2_redirect, include_in_schema=False)
+docs_router.add_api_route("/redoc", redoc, include_in_schema=False)
+docs_router.mount(DOCS_ASSETS_PATH, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
 
 def create_app(settings: Settings | None = None, *, loopback: bool = False) -> FastAPI:
@@ -70,6 +120,8 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
         description="Collects investments through Paystack, holds them in escrow on a double-entry ledger, "
         "keeps the cap table and shares revenue out to shareholders.",
         lifespan=lifespan,
+        docs_url=None,  # served from packaged assets: docs_router
+        redoc_url=None,
     )
     app.state.settings = settings
     use_settings(settings, rate_limit_storage)
@@ -88,7 +140,7 @@ def create_app(settings: Settings | None = None, *, loopback: bool = False) -> F
     # and the tests build one app per test). These routers are included without a prefix, tags, dependencies
     # or responses of the app's own, so the routes they built once at import are already the app's routes.
     # One difference: `app.dependency_overrides` does not reach them; nothing here overrides a dependency.
-    for router in wiring.ROUTERS:
+    for router in (*wiring.ROUTERS, docs_router):
         app.router.routes.extend(router.routes)
 
     if settings.is_sandbox:

@@ -110,7 +110,7 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
             await client.aclose()
 
     async def gateway() -> tuple[bool, dict[str, Any]]:
-        return await rt.gateway.reachable(), {"mode": rt.settings.payment_gateway_mode}
+        return await rt.gateway.reachable(), {"mode": rt.settings.payment_gateway_mode, "url": rt.gateway.base_url}
 
     await _check("database", checks, database)
     await _check("webhook_backlog", checks, webhook_backlog)

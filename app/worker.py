@@ -2,8 +2,8 @@
 the reconcilers, and the periodic reconciliation of the books with the gateway's records.
 
 Runs inside the API process by default (`WORKER_IN_PROCESS=true`), or as its own
-processes with `python -m app.worker`; PostgreSQL's SKIP LOCKED lets several
-workers share the queues without doing anything twice.
+processes with `python -m app worker` (`python -m app.worker` is the same command); PostgreSQL's SKIP LOCKED
+lets several workers share the queues without doing anything twice.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class Worker:
                             waiter.cancel()
 
 
-async def main() -> None:
+async def main(*, once: bool = False) -> None:
+    """The worker as a process of its own: until SIGINT or SIGTERM, or (`once`) until nothing is left to do."""
     settings = get_settings()
     configure_logging(settings.log_level)
     rt = build_runtime(settings, wiring.EXTENSIONS)
@@ -107,15 +108,25 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started")
+    log.info("worker started", extra={"gateway_url": settings.gateway_base_url})
     try:
-        await Worker(rt).run_forever(stop)
+        if settings.is_sandbox and not await rt.gateway.reachable():
+            # The sandbox lives in the API process: a worker pointed at another address leaves every webhook
+            # unprocessed. Not fatal (the API may start after the worker), but said once, with what to change.
+            log.warning("the sandbox gateway at %s does not answer: start the API there, or give this worker the "
+                        "API's PORT (or PUBLIC_BASE_URL)", settings.gateway_base_url)
+        worker = Worker(rt)
+        await (worker.drain() if once else worker.run_forever(stop))
     finally:
         await rt.gateway.aclose()
         await rt.db.dispose()
 
 
 if __name__ == "__main__":
-    import uvloop  # installed with uvicorn[standard]; the API process runs on it too
+    # The old module path, kept as an alias of `python -m app worker` (its options and `--help` included). Run,
+    # not imported: the command line is the layer above this module.
+    import runpy
+    import sys
 
-    uvloop.run(main())
+    sys.argv = ["python -m app.worker", "worker", *sys.argv[1:]]
+    runpy.run_module("app", run_name="__main__", alter_sys=True)

@@ -15,6 +15,7 @@ from app.core.config import Settings
 from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState
 from app.core.money import CURRENCIES, MoneyError, parse_percentage, to_minor
 from app.core.repository import get_or_404
+from app.core.schemas import PageParams, fetch_page
 from app.core.security import Principal
 from app.models import App, audit
 
@@ -72,6 +73,14 @@ async def upsert_app(
                  audit.diff(before, fields))
     await session.flush()
     return app
+
+
+async def list_apps(
+    session: AsyncSession, principal: Principal, params: PageParams
+) -> tuple[Sequence[App], str | None]:
+    """An admin lists every app; anyone else the apps they own or approve. By id, last first."""
+    stmt = await readable_by(session, principal, select(App), app=App.id)
+    return await fetch_page(session, stmt, App.id, params)
 
 
 async def overseen_app_ids(session: AsyncSession, principal: Principal) -> list[str]:

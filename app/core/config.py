@@ -9,11 +9,13 @@ commented out: secrets and settings unset by default).
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.money import CURRENCIES
@@ -24,6 +26,11 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUhISE="
 
 GatewayMode = Literal["sandbox", "test", "live"]
+JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
+# The project directory of a source checkout (an editable install): the directory holding the `app` package and
+# pyproject.toml. Not a source checkout (a wheel in site-packages) when that file is not there.
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_PORT = 8000
 MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output can be brute-forced from one token
 RATE_LIMIT_VALUES = "N/second, N/minute, N/hour or N/day (slowapi)"
 
@@ -31,6 +38,7 @@ RATE_LIMIT_VALUES = "N/second, N/minute, N/hour or N/day (slowapi)"
 class Settings(BaseSettings):
     # Environment variables and `.env` may still set retired settings (PAYSTACK_PUBLIC_KEY): ignored, not refused.
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    _derived_public_base_url: bool = PrivateAttr(default=False)
 
     paystack_secret_key: SecretStr = Field(
         default=SecretStr(DEV_PAYSTACK_SECRET_KEY),
@@ -99,12 +107,20 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(
-        default="sqlite+aiosqlite:///./payments.db",
-        description="Database, as an SQLAlchemy async URL. PostgreSQL is needed for several processes.",
+        default="",
+        description="Database, as an SQLAlchemy async URL. PostgreSQL is needed for several processes. Empty: "
+        "SQLite in DATA_DIR/payments.db.",
         json_schema_extra={
             "section": "Storage",
-            "allowed": "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB",
+            "allowed": "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB, or empty",
         },
+    )
+    data_dir: str = Field(
+        default="",
+        description="Directory of the default SQLite database (created when missing); it never depends on the "
+        "directory a command runs from. Empty: data/ in the project directory (beside pyproject.toml) for a "
+        "source checkout, else $XDG_DATA_HOME/payment-service (~/.local/share/payment-service).",
+        json_schema_extra={"allowed": "an absolute directory path, or empty"},
     )
     db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL only).")
     db_max_overflow: int = Field(
@@ -129,13 +145,37 @@ class Settings(BaseSettings):
     )
     jwt_public_key: str | None = Field(
         default=None,
-        description="PEM public key that checks RS256 tokens; required when JWT_ALGORITHM=RS256.",
+        description="PEM public key that checks RS256 or ES256 tokens; required when JWT_ALGORITHM is one of them "
+        "and JWT_JWKS_URL is unset.",
         json_schema_extra={
             "allowed": "a PEM public key",
             "example": '"-----BEGIN PUBLIC KEY-----\\n...\\n-----END PUBLIC KEY-----"',
         },
     )
-    jwt_algorithm: Literal["HS256", "RS256"] = Field(default="HS256", description="Token signature algorithm.")
+    jwt_algorithm: JwtAlgorithm = Field(
+        default="HS256",
+        description="Token signature algorithm with JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256, ES256). Not used "
+        "when JWT_JWKS_URL is set: the key named by the token's `kid` decides (RS256 or ES256).",
+    )
+    jwt_jwks_url: str | None = Field(
+        default=None,
+        description="The identity provider's JSON Web Key Set. Set: tokens must be RS256 or ES256, signed by the "
+        "key of the set named by their `kid` header; the set is fetched when a token names a key not yet known "
+        "and cached (JWT_SECRET and JWT_PUBLIC_KEY are then not used).",
+        json_schema_extra={"allowed": "an http(s) URL", "example": "https://id.example.com/.well-known/jwks.json"},
+    )
+    jwt_issuer: str | None = Field(
+        default=None,
+        description="Set: tokens must carry this `iss` claim exactly. Unset: `iss` is not checked.",
+        json_schema_extra={"allowed": "a string (usually the identity provider's URL)",
+                           "example": "https://id.example.com/"},
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        description="Set: tokens must name this service in their `aud` claim (a string or a list holding it). "
+        "Unset: tokens with an `aud` claim are refused.",
+        json_schema_extra={"allowed": "a string", "example": "payment-service"},
+    )
     encryption_keys: SecretStr = Field(
         default=SecretStr(DEV_ENCRYPTION_KEY),
         description="Fernet keys that encrypt bank account numbers and authorization codes, comma-separated: the "
@@ -159,9 +199,19 @@ class Settings(BaseSettings):
     )
 
     public_base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="Address this service is reached at (sandbox checkout links and webhooks use it).",
-        json_schema_extra={"section": "Service", "allowed": "an http(s) URL"},
+        default="",
+        description="Address this service is reached at: the sandbox's checkout links and webhooks, and the "
+        "sandbox gateway the API and the worker call (PUBLIC_BASE_URL/sandbox/paystack). Empty: "
+        "http://127.0.0.1:PORT, derived the same way by the API and the worker.",
+        json_schema_extra={"section": "Service", "allowed": "an http(s) URL, or empty"},
+    )
+    port: int = Field(
+        default=DEFAULT_PORT,
+        ge=1,
+        le=65535,
+        description="Port `python -m app serve` listens on (its --port wins, and then stands for PORT in that "
+        "process). With PUBLIC_BASE_URL empty, the API and the worker derive it from PORT: a worker run beside an "
+        "API on another port needs the same PORT.",
     )
     default_currency: str = Field(
         default="NGN",
@@ -220,7 +270,7 @@ class Settings(BaseSettings):
 
     worker_in_process: bool = Field(
         default=True,
-        description="Run the worker inside the API process (set false when running `python -m app.worker` "
+        description="Run the worker inside the API process (set false when running `python -m app worker` "
         "separately).",
         json_schema_extra={"section": "Background work"},
     )
@@ -334,6 +384,16 @@ class Settings(BaseSettings):
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
+    def _derive_addresses(self) -> Settings:
+        """The values left empty, worked out once here so that every process derives them the same way."""
+        if not self.public_base_url:
+            self.public_base_url = f"http://127.0.0.1:{self.port}"
+            self._derived_public_base_url = True
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_path / 'payments.db'}"
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_modes(self) -> Settings:
         """Live keys move real money, and only in live mode: the sandbox's checkout lets anyone settle their own
         charge. Outside the sandbox, tokens must not be forgeable from a guessable or published secret."""
@@ -346,7 +406,7 @@ class Settings(BaseSettings):
                 problems.append("ENCRYPTION_KEYS holds the development default")
         elif secret.startswith("sk_live_"):
             problems.append("PAYSTACK_SECRET_KEY is an sk_live_ key, which only live mode may use")
-        if mode != "sandbox" and self.jwt_algorithm == "HS256":
+        if mode != "sandbox" and self.jwt_algorithm == "HS256" and not self.jwt_jwks_url:
             jwt_secret = self.jwt_secret.get_secret_value()
             if jwt_secret == DEV_JWT_SECRET:
                 problems.append("JWT_SECRET is the development default")
@@ -354,9 +414,24 @@ class Settings(BaseSettings):
                 problems.append(f"JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (a long random string)")
         if problems:
             raise ValueError(f"{mode} mode refused: " + "; ".join(problems))
-        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
-            raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY")
+        if self.jwt_algorithm != "HS256" and not (self.jwt_public_key or self.jwt_jwks_url):
+            raise ValueError(f"JWT_ALGORITHM={self.jwt_algorithm} needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
         return self
+
+    @property
+    def public_base_url_derived(self) -> bool:
+        """True when PUBLIC_BASE_URL was left empty and derived from PORT."""
+        return self._derived_public_base_url
+
+    @property
+    def data_path(self) -> Path:
+        """DATA_DIR, or its default (see the setting's description)."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        if (PROJECT_DIR / "pyproject.toml").is_file():
+            return PROJECT_DIR / "data"
+        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(xdg) / "payment-service"
 
     @property
     def features(self) -> dict[str, bool]:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -25,11 +28,65 @@ T = TypeVar("T")
 RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
+def prepare_sqlite_directory(url: str) -> None:
+    """SQLite creates its file but not the directory holding it (DATA_DIR by default)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def database_problem(error: BaseException, url: str) -> str | None:
+    """One line saying what is wrong with the database at `url` and what to do, for an error that means it
+    cannot be used at all (no such database, server not reached, refused login); None for any other error."""
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
+    host, port = parsed.host or "localhost", parsed.port or 5432
+    where = f"{host}:{port}"
+    causes: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(causes) < 10:
+        causes.append(current)
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    names = {type(cause).__name__ for cause in causes}
+    if "InvalidCatalogNameError" in names:
+        return (f"database {parsed.database!r} does not exist on {where}: create it "
+                f"(createdb -h {host} -p {port} -U {parsed.username or 'postgres'} "
+                f"{parsed.database}) or point DATABASE_URL at one that does ({shown})")
+    if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
+        return f"the database server at {where} refused the login: check DATABASE_URL's user and password ({shown})"
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        return f"the database host {parsed.host!r} is not known: check DATABASE_URL ({shown})"
+    if any(isinstance(cause, (ConnectionError, TimeoutError)) for cause in causes) or (
+        any(isinstance(cause, OSError) and cause.errno is not None for cause in causes)
+        and parsed.get_backend_name() == "postgresql"
+    ):
+        return f"cannot reach the database server at {where}: start PostgreSQL there or fix DATABASE_URL ({shown})"
+    if parsed.get_backend_name() == "sqlite" and any(
+        isinstance(cause, OSError) or (isinstance(cause, sqlite3.OperationalError) and "unable to open" in str(cause))
+        for cause in causes
+    ):
+        return (f"cannot create or open the SQLite file {parsed.database}: set DATA_DIR (or DATABASE_URL) to a "
+                "writable place")
+    return None
+
+
+async def check_database(url: str) -> None:
+    """Connects once and runs SELECT 1: raises what the connection raised."""
+    prepare_sqlite_directory(url)
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    finally:
+        await engine.dispose()
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     # hide_parameters: a statement's parameters (a webhook's body, an encrypted account number) stay
     # out of SQL error messages, which end up in tracebacks, logs and error columns.
     url = settings.database_url
     if url.startswith("sqlite"):
+        prepare_sqlite_directory(url)
         engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PayloadTooLarge, ValidationFailed, render
-from app.core.security import WEBHOOKS_PREFIX, authentication_error_for
+from app.core.security import WEBHOOKS_PREFIX, authentication_error_for, load_signing_key
 from app.core.text import has_control_characters
 
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
@@ -38,6 +38,7 @@ class RequestGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await load_signing_key(Request(scope))
         refusal = self._refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send)

@@ -3,6 +3,8 @@ revenue report."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,6 +30,12 @@ from app.web.deps import RuntimeDep, SessionDep, SettingsDep
 from app.web.idempotency import Answer, IdempotencyKey, idempotent, idempotent_in
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["distributions"], dependencies=[RATE_LIMITED])
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def report_filename(year: int, app_id: str | None) -> str:
+    """The CSV's file name: the app's id kept to characters that need no quoting in a header."""
+    return f"revenue-{_UNSAFE_IN_FILENAME.sub('_', app_id)}-{year}.csv" if app_id else f"revenue-{year}.csv"
 
 
 @router.post("/apps/{app_id}/revenue-declarations", status_code=201, response_model=RevenueDeclarationOut)
@@ -109,12 +117,14 @@ async def monthly_revenue(
     principal: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-    year: Annotated[int, Query(ge=2000, le=2200)],
+    year: Annotated[int | None, Query(ge=2000, le=2200)] = None,
     app_id: Annotated[str | None, Query(max_length=64)] = None,
     currency: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
+    year = year or datetime.now(UTC).year
     report = await reports.monthly_revenue(session, settings, principal, year, app_id, currency)
     if format == "csv":
-        return Response(reports.report_csv(report), media_type="text/csv")
+        return Response(reports.report_csv(report), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{report_filename(year, app_id)}"'})
     return JSONResponse(report.model_dump(mode="json"))

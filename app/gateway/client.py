@@ -125,6 +125,11 @@ class PaystackClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def base_url(self) -> str:
+        """Where the calls go (named in readiness checks and errors)."""
+        return str(self._http.base_url).rstrip("/")
+
     async def reachable(self) -> bool:
         """For readiness probes: does the gateway answer HTTP at all (any status counts)?"""
         probe_seconds = min(self._timeout, 2.0)
@@ -461,11 +466,14 @@ class PaystackClient:
                 response = await self._http.request(method, path, json=json_body, params=params)
         # TimeoutError: the overall deadline, which also covers transports that ignore httpx timeouts.
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise GatewayNotReached(f"could not connect to Paystack: {type(exc).__name__}: {exc}") from exc
+            raise GatewayNotReached(
+                f"could not connect to Paystack at {self._http.base_url}: {type(exc).__name__}: {exc}") from exc
         except (httpx.TimeoutException, TimeoutError) as exc:
-            raise GatewayTimeout(f"Paystack did not answer {method} {path} within {self._timeout}s") from exc
+            raise GatewayTimeout(
+                f"Paystack at {self._http.base_url} did not answer {method} {path} within {self._timeout}s") from exc
         except httpx.TransportError as exc:
-            raise GatewayUnavailable(f"could not reach Paystack: {type(exc).__name__}: {exc}") from exc
+            raise GatewayUnavailable(
+                f"could not reach Paystack at {self._http.base_url}: {type(exc).__name__}: {exc}") from exc
         except httpx.DecodingError as exc:
             raise GatewayProtocolError(f"Paystack answered with an undecodable body: {exc}") from exc
         if response.status_code == 429:

@@ -102,3 +102,25 @@ async def test_concurrent_first_puts_of_an_app_all_succeed(
     writer = int(stored["name"].removeprefix("App "))
     assert (stored["owner_id"], stored["total_shares"]) == (f"owner-{writer}", 100 + writer)
     assert stored == max((r.json() for r in responses), key=lambda a: a["updated_at"])
+
+
+async def test_the_app_list_is_paginated(client: httpx.AsyncClient, auth: Callable[..., dict[str, str]]) -> None:
+    admin = auth("admin-1", admin=True)
+    for number in range(5):
+        await put_app(client, admin, f"app-{number}")
+
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/apps", params=params, headers=admin)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == ["app-4", "app-3", "app-2", "app-1", "app-0"]
+    first = (await client.get("/v1/apps", params={"limit": 1}, headers=admin)).json()["items"][0]
+    assert first["shares_available"] == 1000 and first["owner_id"] == "owner-1"
+    refused = await client.get("/v1/apps", params={"limit": 0}, headers=admin)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "VALIDATION_ERROR"

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.core.money import to_major
+from app.distributions.router import report_filename
 from app.models import Distribution, DistributionAllocation, Payment, Payout, RevenueDeclaration
 from tests.distributions.test_declarations import backdate_holdings, declared
 from tests.distributions.test_distributions import ADMIN, buy_shares, distribute, error, integrity_ok, pay_revenue
@@ -188,6 +189,8 @@ async def test_csv_has_the_same_numbers(books: None, client: httpx.AsyncClient, 
         assert response.headers["content-type"].startswith("text/csv")
         reader = csv.DictReader(io.StringIO(response.text))
         assert reader.fieldnames == FIELDS
+        expected_name = "revenue-app-1-2025.csv" if params else "revenue-2025.csv"
+        assert response.headers["content-disposition"] == f'attachment; filename="{expected_name}"'
         rows = list(reader)
         assert rows == [{k: str(v) for k, v in item.items()} for item in as_json]
         assert len(rows) == 12
@@ -210,8 +213,24 @@ async def test_who_may_read_the_report(books: None, client: httpx.AsyncClient, a
     error(await report(client, admin, year=2025, app_id="app-missing"), 404, "NOT_FOUND")
     error(await report(client, owner, year=2025, app_id="app-missing"), 404, "NOT_FOUND")
     error(await report(client, admin, year=1999), 422, "VALIDATION_ERROR")
-    error(await report(client, admin), 422, "VALIDATION_ERROR")  # year is required
     error(await report(client, admin, year=2025, format="xml"), 422, "VALIDATION_ERROR")
+
+
+async def test_the_year_defaults_to_the_current_one(client: httpx.AsyncClient, auth: Auth) -> None:
+    admin = auth(ADMIN, admin=True)
+    await put_app(client, admin)
+    this_year = datetime.now(UTC).year
+
+    shown = await report(client, admin)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["year"] == this_year
+    as_csv = await report(client, admin, app_id="app-1", format="csv")
+    assert as_csv.headers["content-disposition"] == f'attachment; filename="revenue-app-1-{this_year}.csv"'
+
+
+def test_the_csv_file_name_keeps_only_plain_characters() -> None:
+    assert report_filename(2025, 'a"b;c\\d é') == "revenue-a_b_c_d__-2025.csv"
+    assert report_filename(2025, None) == "revenue-2025.csv"
 
 
 @pytest.mark.parametrize("currency", ["XYZ", "xyz", "€€€"])
