@@ -20,6 +20,8 @@ from app.escrow.investment import InvestmentPayment
 from app.escrow.refunds import on_refund_settled
 from app.escrow.router import router as escrow_router
 from app.escrow.tasks import handle_chargeback, handle_chargeback_resolved
+from app.events.delivery import deliver_events
+from app.events.router import router as events_router
 from app.ledger.flows import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
@@ -64,7 +66,9 @@ REFUND_SETTLED = RefundSettledHooks((on_refund_settled,))
 EXTENSIONS = Extensions(PAYMENT_TYPES, EVENT_HANDLERS, REFUND_SETTLED)
 
 # Queues the worker drains on every tick, in this order.
-JOBS: tuple[Job, ...] = (process_inbox, send_pending_refunds, check_refunds, send_pending_payouts, expire_transfers)
+JOBS: tuple[Job, ...] = (
+    process_inbox, send_pending_refunds, check_refunds, send_pending_payouts, expire_transfers, deliver_events,
+)
 # Once a minute: payments and payouts left pending are asked about at the gateway.
 RECONCILERS: tuple[Job, ...] = (reconcile_pending, reconcile_payouts)
 # Every RECONCILIATION_INTERVAL_SECONDS: the books against the gateway's own records.
@@ -72,5 +76,5 @@ GATEWAY_RECONCILIATION = reconcile_recent
 
 ROUTERS: tuple[APIRouter, ...] = (
     ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
-    ledger_router, distributions_router,
+    ledger_router, distributions_router, events_router,
 )

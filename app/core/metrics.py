@@ -40,6 +40,9 @@ RECONCILIATION_DIFFERENCES = Gauge(
     "reconciliation_differences", "Differences the last periodic reconciliation found, by record and kind",
     ["record", "kind"], multiprocess_mode="livemax",
 )
+OUTBOUND_DELIVERIES = Counter(
+    "outbound_deliveries_total", "Attempts to deliver an outbound event to a webhook endpoint, by result", ["result"]
+)
 
 KNOWN_EVENTS = {
     "charge.success", "transfer.success", "transfer.failed", "transfer.reversed", "refund.pending",

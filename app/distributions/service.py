@@ -23,6 +23,7 @@ from app.core.money import MoneyError, allocate, percentage_of, to_major, to_min
 from app.core.schemas import PageParams
 from app.core.security import Principal
 from app.distributions.schemas import AllocationOut, DistributionIn, DistributionOut, MyAllocationOut
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import Leg, post
 from app.models import App, Distribution, DistributionAllocation, Holding, Payment, Payout, PayoutAccount
@@ -133,6 +134,8 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
     legs += [Leg(accounts.payable(user_id, plan.currency), part) for user_id, part in due]
     await post(session, kind="distribution", legs=legs, idempotency_key=f"distribution:{distribution.id}",
                memo=f"distribution {plan.app.id} {period}")
+    emit(session, "distribution.created", DistributionOut.model_validate(distribution),
+         subjects=[plan.app.owner_id, principal.user_id])
     rt.notify_worker()
     return distribution
 

@@ -149,8 +149,8 @@ async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
         deposit = await _unfreeze(session, dispute)
         if taken:
             await _charge_back(session, dispute, deposit, taken)
-            _close(dispute, "refund" if taken == dispute.amount else "partial_refund", taken,
-                   f"chargeback {resolution} at the gateway", "paystack")
+            await _close(session, dispute, "refund" if taken == dispute.amount else "partial_refund", taken,
+                         f"chargeback {resolution} at the gateway", "paystack")
         else:
-            _close(dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
+            await _close(session, dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
     return "processed"
