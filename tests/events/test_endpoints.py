@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from app.events import signing
+from app.events.catalogue import EVENT_TYPES
 from app.events.record import emit
 from app.models import WebhookEndpoint
 from tests.events.support import Auth, Receiver, deliver, register
@@ -95,3 +97,8 @@ async def test_events_are_listed_oldest_first_after_a_cursor_and_by_whom_they_ar
     theirs = (await client.get(f"/v1/events/me?after={ids[3]}", headers=auth("investor-2"))).json()
     assert [e["id"] for e in theirs["items"]] == [ids[4]]
     assert (await client.get("/v1/events/me", headers=auth("stranger"))).json()["items"] == []
+
+
+def test_docs_events_md_lists_every_event_type() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    assert [name for name in EVENT_TYPES if f"| `{name}` |" not in text] == []
