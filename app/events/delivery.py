@@ -158,6 +158,15 @@ async def settle(rt: Runtime) -> None:
         await asyncio.gather(*running, return_exceptions=True)
 
 
+async def stop(rt: Runtime) -> None:
+    """Cancel this runtime's lanes (the worker stops): an attempt cut short is made again by the next worker,
+    under the same `webhook-id`, once the endpoint's lease runs out."""
+    running = list(_lanes.get(id(rt), {}).values())
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
 async def deliver_events(rt: Runtime) -> int:
     """The worker's job: fan out new events, then start a lane for each endpoint with due deliveries."""
     return await fan_out(rt) + await start_lanes(rt)
