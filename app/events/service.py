@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -138,3 +138,13 @@ async def list_events(
         rows = rows[: params.limit]
         return rows, rows[-1].id
     return rows, None
+
+
+async def delivery_backlog(session: AsyncSession) -> tuple[int, int]:
+    """What waits to go out: events not yet turned into deliveries, and deliveries pending (readiness and
+    metrics can show both)."""
+    events = await session.scalar(select(func.count()).select_from(OutboundEvent)
+                                  .where(OutboundEvent.dispatched.is_(False)))
+    deliveries = await session.scalar(select(func.count()).select_from(WebhookDelivery)
+                                      .where(WebhookDelivery.status == "pending"))
+    return events or 0, deliveries or 0

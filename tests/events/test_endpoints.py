@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from app.events import signing
+from app.events import service, signing
 from app.events.catalogue import EVENT_TYPES
 from app.events.record import emit
 from app.models import WebhookEndpoint
@@ -97,6 +97,8 @@ async def test_events_are_listed_oldest_first_after_a_cursor_and_by_whom_they_ar
     theirs = (await client.get(f"/v1/events/me?after={ids[3]}", headers=auth("investor-2"))).json()
     assert [e["id"] for e in theirs["items"]] == [ids[4]]
     assert (await client.get("/v1/events/me", headers=auth("stranger"))).json()["items"] == []
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await service.delivery_backlog(session) == (5, 0)  # no endpoint: nothing pending once fanned out
 
 
 def test_docs_events_md_lists_every_event_type() -> None:
