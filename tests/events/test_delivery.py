@@ -267,3 +267,31 @@ async def test_two_workers_deliver_each_event_once_per_endpoint(
         await workers[1].gateway.aclose()
     assert sorted(receiver.ids()) == sorted(ids * 2)
     assert [row.status for row in await deliveries_of(app)] == ["delivered"] * 60
+
+
+async def test_a_slow_receiver_holds_up_neither_the_worker_nor_other_endpoints(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = auth("admin-1", admin=True)
+    await register(client, admin, url="http://slow.test/hooks")
+    await register(client, admin, url="http://fast.test/hooks")
+    gate, fast_answered = asyncio.Event(), asyncio.Event()
+
+    async def slow_or_fast(scope: dict, receive: object, send: object) -> None:
+        slow = dict(scope["headers"])[b"host"] == b"slow.test"
+        if slow:
+            await gate.wait()
+        await receiver(scope, receive, send)
+        if not slow:
+            fast_answered.set()
+
+    monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
+        transport=httpx.ASGITransport(slow_or_fast), timeout=10))
+    [event_id] = await emit_events(app, 1)
+    async with asyncio.timeout(5):
+        await app.state.worker.drain()  # returns while the slow lane still waits
+        await fast_answered.wait()  # the fast endpoint got its event meanwhile
+    assert receiver.ids() == [event_id]
+    gate.set()
+    await delivery.settle(app.state.runtime)
+    assert receiver.ids() == [event_id, event_id]
