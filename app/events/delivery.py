@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ FIRST_RETRY_SECONDS = 10.0
 LONGEST_WAIT_SECONDS = 6 * 3600.0
 JITTER = 0.2  # each wait is drawn within 20% of its nominal value, so receivers that failed together spread out
 LANE_BATCH = 50  # deliveries an endpoint's lane reads at once
+RECORD_EVERY_SECONDS = 5.0  # outcomes are recorded at least this often, well within a lane's lease
 ERROR_LENGTH = 500
 
 
@@ -180,18 +182,29 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
 
 async def _run_lane(rt: Runtime, endpoint: _Endpoint) -> None:
     """Deliver the endpoint's due deliveries in event order until none is due or one fails (the rest wait for
-    the next pass: a receiver that is down costs one timeout per pass, not one per event)."""
+    the next pass: a receiver that is down costs one timeout per pass, not one per event). Outcomes are recorded
+    a batch at a time (and at least every RECORD_EVERY_SECONDS): a worker that dies before recording one sends
+    it again later, under the same `webhook-id`."""
+    outcomes: list[_Outcome] = []
     try:
         async with make_client(rt.settings) as client:
             while batch := await _due_batch(rt, endpoint.id):
                 current, deliveries = batch
+                recorded_at = time.monotonic()
                 for due in deliveries:
-                    if not await _attempt(rt, client, current, due):
+                    outcomes.append(outcome := await _attempt(rt, client, current, due))
+                    if outcome.error is not None:
                         return
+                    if time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
+                        await _record(rt, endpoint.id, outcomes)
+                        outcomes, recorded_at = [], time.monotonic()
+                await _record(rt, endpoint.id, outcomes)
+                outcomes = []
     except Exception:  # the lease runs out and the next pass takes the endpoint again
         log.exception("webhook lane %s failed", endpoint.id)
     finally:
         with contextlib.suppress(Exception):
+            await _record(rt, endpoint.id, outcomes)
             async with rt.db.unit_of_work() as session:
                 await _lease_lanes(session, [endpoint.id], utcnow())
         rt.notify_worker()
@@ -236,8 +249,17 @@ def _request(client: httpx.AsyncClient, target: urls.Target, headers: dict[str, 
                                 extensions={"sni_hostname": target.host})
 
 
-async def _attempt(rt: Runtime, client: httpx.AsyncClient, endpoint: _Endpoint, due: _Due) -> bool:
-    """One attempt, recorded; True if delivered."""
+@dataclass(frozen=True)
+class _Outcome:
+    due: _Due
+    started_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+async def _attempt(rt: Runtime, client: httpx.AsyncClient, endpoint: _Endpoint, due: _Due) -> _Outcome:
+    """One attempt; its outcome is recorded by the lane."""
     started_at, started = utcnow(), time.perf_counter()
     status_code: int | None = None
     error: str | None = None
@@ -258,32 +280,43 @@ async def _attempt(rt: Runtime, client: httpx.AsyncClient, endpoint: _Endpoint, 
     except httpx.HTTPError as failure:
         error = f"{type(failure).__name__}: {failure}"
     latency_ms = round((time.perf_counter() - started) * 1000)
-    delivered = error is None
-    await _record(rt, endpoint.id, due, started_at, status_code, latency_ms, error)
-    return delivered
+    return _Outcome(due, started_at, status_code, latency_ms, None if error is None else error[:ERROR_LENGTH])
 
 
-async def _record(rt: Runtime, endpoint_id: str, due: _Due, started_at: datetime, status_code: int | None,
-                  latency_ms: int, error: str | None) -> None:
+async def _record(rt: Runtime, endpoint_id: str, outcomes: list[_Outcome]) -> None:
+    """The outcomes in one transaction: each attempt, the deliveries delivered, retried later or failed, and
+    the endpoint's lease renewed."""
+    if not outcomes:
+        return
     now = utcnow()
-    attempts = due.attempts + 1
-    values: dict[str, object] = {"attempts": attempts, "last_status_code": status_code,
-                                 "last_error": None if error is None else error[:ERROR_LENGTH]}
-    if error is None:
-        result = "delivered"
-        values.update(status="delivered", delivered_at=now)
-    elif now + (wait := next_wait(attempts)) > due.give_up_at:
-        result = "failed"
-        values.update(status="failed")
-        log.warning("webhook delivery %s failed for good after %s attempts: %s", due.delivery_id, attempts, error)
-    else:
-        result = "retry"
-        values.update(available_at=now + wait)
+    delivered: dict[int | None, list[str]] = defaultdict(list)  # by status code
     async with rt.db.unit_of_work() as session:
-        session.add(WebhookAttempt(delivery_id=due.delivery_id, attempted_at=started_at, status_code=status_code,
-                                   latency_ms=latency_ms, error=values["last_error"]))
+        session.add_all(WebhookAttempt(delivery_id=o.due.delivery_id, attempted_at=o.started_at,
+                                       status_code=o.status_code, latency_ms=o.latency_ms, error=o.error)
+                        for o in outcomes)
         # only a pending delivery moves: an admin's retry or another worker's lease may have moved it meanwhile
-        await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == due.delivery_id,
-                                                            WebhookDelivery.status == "pending").values(**values))
+        pending = WebhookDelivery.status == "pending"
+        for outcome in outcomes:
+            if outcome.error is None:
+                delivered[outcome.status_code].append(outcome.due.delivery_id)
+                continue
+            attempts = outcome.due.attempts + 1
+            values: dict[str, object] = {"attempts": attempts, "last_status_code": outcome.status_code,
+                                         "last_error": outcome.error}
+            if now + (wait := next_wait(attempts)) > outcome.due.give_up_at:
+                result = "failed"
+                values["status"] = "failed"
+                log.warning("webhook delivery %s failed for good after %s attempts: %s", outcome.due.delivery_id,
+                            attempts, outcome.error)
+            else:
+                result = "retry"
+                values["available_at"] = now + wait
+            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == outcome.due.delivery_id,
+                                                                pending).values(**values))
+            metrics.OUTBOUND_DELIVERIES.labels(result=result).inc()
+        for status_code, ids in delivered.items():
+            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(ids), pending).values(
+                status="delivered", delivered_at=now, attempts=WebhookDelivery.attempts + 1,
+                last_status_code=status_code, last_error=None))
+            metrics.OUTBOUND_DELIVERIES.labels(result="delivered").inc(len(ids))
         await _lease_lanes(session, [endpoint_id], now + _lane_lease(rt.settings))
-    metrics.OUTBOUND_DELIVERIES.labels(result=result).inc()
