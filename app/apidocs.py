@@ -333,6 +333,38 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "CSV, as an attachment (`Content-Disposition`, `revenue-[APP-]YEAR.csv`).",
         callers="an admin (any app, or all); an app's owner (that app: `app_id` required)",
         errors=(Unauthorized, NotFound, CurrencyNotSupported)),
+    # outbound events (docs/events.md)
+    ("POST", "/v1/admin/webhook-endpoints"): RouteNotes(
+        "Register a webhook endpoint",
+        "`url` (https and a public address; http and loopback too in the sandbox), `events` (types from "
+        "docs/events.md, or `[\"*\"]`), `description`. The answer shows the signing secret (`whsec_...`) this "
+        "once."),
+    ("GET", "/v1/admin/webhook-endpoints"): RouteNotes("List webhook endpoints", "Without their secrets."),
+    ("GET", "/v1/admin/webhook-endpoints/{endpoint_id}"): RouteNotes(
+        "Read a webhook endpoint", errors=(NotFound,)),
+    ("PATCH", "/v1/admin/webhook-endpoints/{endpoint_id}"): RouteNotes(
+        "Change a webhook endpoint",
+        "`url`, `events`, `description`, `disabled` (a disabled endpoint is sent nothing); `rotate_secret`: a "
+        "new secret, shown in this answer only, signs every delivery from now on.", errors=(NotFound,)),
+    ("DELETE", "/v1/admin/webhook-endpoints/{endpoint_id}"): RouteNotes(
+        "Remove a webhook endpoint", "With its deliveries; 204.", errors=(NotFound,)),
+    ("GET", "/v1/admin/webhook-endpoints/{endpoint_id}/deliveries"): RouteNotes(
+        "An endpoint's deliveries",
+        "Newest first, filtered by `status` (`pending`, `delivered`, `failed`), each with its attempts: HTTP "
+        "status, latency, error.", errors=(NotFound,)),
+    ("POST", "/v1/admin/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"): RouteNotes(
+        "Send a delivery again",
+        "Now, whatever it came to, with a fresh retry window; the receiver gets the same `webhook-id`.",
+        errors=(NotFound,)),
+    ("GET", "/v1/events"): RouteNotes(
+        "List events",
+        "Oldest first after `after` (an event id; pass the last one seen), filtered by `type`; `next_cursor` is "
+        "the `after` of the next page."),
+    ("GET", "/v1/events/me"): RouteNotes(
+        "List the events about oneself",
+        "As `GET /v1/events`, only those about the caller: their payments, payouts, refunds, deposits, disputes "
+        "and share transfers; for an app's owner or approver, its releases, deposits, disputes and "
+        "distributions.", callers="the caller's own"),
 }
 
 # When each error code is answered; every code of the error tree needs one.

@@ -64,13 +64,15 @@ TAGS: dict[str, str] = {
     "payouts": "Payout accounts and the transfers that pay owners and shareholders.",
     "shares": "Holdings, the cap table and offers of shares between investors.",
     "distributions": "Revenue shared out to shareholders, and the monthly revenue report.",
+    "events": "The service's own signed events: webhook endpoints, their deliveries, and the event lists.",
 }
 
 SECURITY_SCHEMES = {
     BEARER: {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "`Authorization: Bearer <JWT>` from the platform's identity service (HS256 with "
-        "`JWT_SECRET`, or RS256 with `JWT_PUBLIC_KEY`). Claims: `sub` (the user id), `exp`, `roles` (may hold "
+        "`JWT_SECRET`, RS256/ES256 with `JWT_PUBLIC_KEY` or an identity provider's `JWT_JWKS_URL`). Claims: "
+        "`sub` (the user id), `exp`, `roles` (may hold "
         "`admin` and `service`), `email` (optional). In development `python -m app token --sub USER [--role admin]` "
         "prints one.",
     },

@@ -23,6 +23,8 @@ from app.escrow.investment import InvestmentPayment
 from app.escrow.refunds import on_refund_settled
 from app.escrow.router import router as escrow_router
 from app.escrow.tasks import flag_overdue_milestones, handle_chargeback, handle_chargeback_resolved
+from app.events.delivery import deliver_events
+from app.events.router import router as events_router
 from app.ledger.flows import reconcile_recent
 from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
@@ -72,7 +74,7 @@ EXTENSIONS = Extensions(PAYMENT_TYPES, EVENT_HANDLERS, REFUND_SETTLED)
 # Automatic distributions before the payouts, so that a pass sends the payouts it made.
 JOBS: tuple[Job, ...] = (
     process_inbox, make_automatic_distributions, send_pending_refunds, check_refunds, send_pending_payouts,
-    expire_transfers,
+    expire_transfers, deliver_events,
 )
 # Once a minute: payments and payouts left pending are asked about at the gateway; milestones past due.
 RECONCILERS: tuple[Job, ...] = (reconcile_pending, reconcile_payouts, flag_overdue_milestones)
@@ -81,5 +83,5 @@ GATEWAY_RECONCILIATION = reconcile_recent
 
 ROUTERS: tuple[APIRouter, ...] = (
     ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
-    ledger_router, distributions_router, audit_router,
+    ledger_router, distributions_router, audit_router, events_router,
 )

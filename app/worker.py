@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from app import wiring
 from app.core.config import get_settings
 from app.core.logging import configure_logging
+from app.events import delivery
 from app.runtime import Runtime, build_runtime, freeze_long_lived_objects
 from app.wiring import Job
 
@@ -66,6 +67,7 @@ class Worker:
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
+            await delivery.stop(self.rt)  # webhook lanes run beside the passes
 
     async def _reconcile_with_gateway(self, stop: asyncio.Event) -> None:
         """Every RECONCILIATION_INTERVAL_SECONDS, the first one interval after the start (a worker

@@ -24,9 +24,20 @@ from sqlalchemy import func, select, text
 
 from app.apidocs import resolved
 from app.core.config import Settings
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import balance
-from app.models import App, Distribution, LedgerAccount, PayoutAccount, Refund, RevenueDeclaration, WebhookEvent
+from app.models import (
+    App,
+    Distribution,
+    LedgerAccount,
+    PayoutAccount,
+    Refund,
+    RevenueDeclaration,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from app.models.base import utcnow
 from app.web.idempotency import REPLAY_HEADER
 from tests.conftest import BASE_URL, requires_postgres
@@ -97,6 +108,14 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
     "POST /v1/payouts/{payout_id}/finalize": (
         False, "1 x 200, 9 x 409 INVALID_STATE, one finalize reaches the gateway, paid once",
         ["test_finalize_payout"]),
+    "POST /v1/admin/webhook-endpoints": (
+        False, "10 x 201: ten endpoints, each with its own id and secret", ["test_create_webhook_endpoint"]),
+    "PATCH /v1/admin/webhook-endpoints/{endpoint_id}": (
+        False, "10 x 200 rotating: the secret stored is one of those answered", ["test_rotate_webhook_secret"]),
+    "DELETE /v1/admin/webhook-endpoints/{endpoint_id}": (
+        False, "1 x 204, 9 x 404 NOT_FOUND, its deliveries gone", ["test_delete_webhook_endpoint"]),
+    "POST /v1/admin/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry": (
+        False, "10 x 200, one delivery, pending again", ["test_retry_webhook_delivery"]),
 }
 
 # Write routes with no race here, each with the reason. (The sandbox's Paystack routes are outside
@@ -864,3 +883,72 @@ async def test_payout_account_registered_while_a_payout_is_written(
     [payout] = await listed(client, auth(payee), "/v1/payouts/me")
     assert (payout["amount"], payout["status"]) == (owed, "paid")
     await integrity_ok(client, auth)
+
+
+# ---- webhook endpoints ------------------------------------------------------------------------------------
+
+
+async def webhook_endpoint(client: httpx.AsyncClient, auth: Auth) -> dict[str, Any]:
+    response = await client.post("/v1/admin/webhook-endpoints", headers=auth(ADMIN, admin=True),
+                                 json={"url": "http://receiver.test/hooks", "events": ["*"]})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def failed_delivery(app: FastAPI, endpoint_id: str) -> None:
+    """An event the endpoint's delivery gave up on (written here: a test never sends outside the machine)."""
+    async with app.state.runtime.db.unit_of_work() as session:
+        event_id = emit(session, "payout.paid", {"id": "po_1"})
+        session.add(WebhookDelivery(id="whd_race", endpoint_id=endpoint_id, event_id=event_id,
+                                    event_type="payout.paid", status="failed", attempts=22, available_at=utcnow(),
+                                    give_up_at=utcnow()))
+
+
+@requires_postgres
+async def test_create_webhook_endpoint(client: httpx.AsyncClient, clients: Clients, auth: Auth) -> None:
+    admin = auth(ADMIN, admin=True)
+    body = {"url": "http://receiver.test/hooks", "events": ["payment.succeeded"]}
+    responses = await ten_at_once(clients, lambda http: http.post("/v1/admin/webhook-endpoints", headers=admin,
+                                                                  json=body))
+    assert tally(responses) == {"201": TIMES}
+    made = [r.json() for r in responses]
+    assert len({e["id"] for e in made}) == len({e["secret"] for e in made}) == TIMES
+    assert len(await listed(client, admin, "/v1/admin/webhook-endpoints")) == TIMES
+
+
+@requires_postgres
+async def test_rotate_webhook_secret(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    endpoint = await webhook_endpoint(client, auth)
+    admin = auth(ADMIN, admin=True)
+    responses = await ten_at_once(clients, lambda http: http.patch(
+        f"/v1/admin/webhook-endpoints/{endpoint['id']}", headers=admin, json={"rotate_secret": True}))
+    assert tally(responses) == {"200": TIMES}
+    async with app.state.runtime.db.unit_of_work() as session:
+        stored = await session.get(WebhookEndpoint, endpoint["id"])
+        assert stored is not None
+    assert app.state.runtime.cipher.decrypt(stored.secret_encrypted) in {r.json()["secret"] for r in responses}
+
+
+@requires_postgres
+async def test_delete_webhook_endpoint(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    endpoint = await webhook_endpoint(client, auth)
+    await failed_delivery(app, endpoint["id"])  # removed with its endpoint
+    admin = auth(ADMIN, admin=True)
+    responses = await ten_at_once(clients, lambda http: http.delete(
+        f"/v1/admin/webhook-endpoints/{endpoint['id']}", headers=admin))
+    assert tally(responses) == {"204": 1, "404 NOT_FOUND": TIMES - 1}
+    async with app.state.runtime.db.unit_of_work() as session:
+        assert await session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+@requires_postgres
+async def test_retry_webhook_delivery(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    endpoint = await webhook_endpoint(client, auth)
+    await failed_delivery(app, endpoint["id"])
+    admin = auth(ADMIN, admin=True)
+    responses = await ten_at_once(clients, lambda http: http.post(
+        f"/v1/admin/webhook-endpoints/{endpoint['id']}/deliveries/whd_race/retry", headers=admin))
+    assert tally(responses) == {"200": TIMES}
+    async with app.state.runtime.db.unit_of_work() as session:
+        [row] = (await session.scalars(select(WebhookDelivery))).all()
+    assert (row.status, row.attempts) == ("pending", 0)

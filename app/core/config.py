@@ -348,6 +348,28 @@ class Settings(BaseSettings):
         "2678400 (31 days).",
     )
 
+    webhook_delivery_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="Seconds a webhook endpoint has to answer one delivery (connect, send and the answer's "
+        "headers); only a 2xx within it counts as delivered.",
+        json_schema_extra={"section": "Outbound events (webhook endpoints)"},
+    )
+    webhook_delivery_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Endpoints one worker delivers to at once. Each endpoint's events go out one at a time, in "
+        "order, beside the worker's other jobs.",
+    )
+    webhook_delivery_max_age_seconds: float = Field(
+        default=259200.0,
+        gt=0,
+        description="Seconds a delivery is retried (exponential backoff with jitter, from 10 seconds up to 6 "
+        "hours between attempts) before it is marked failed; 259200 is three days.",
+    )
+
     sandbox_settle_delay_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -49,6 +49,9 @@ RECONCILIATION_DIFFERENCES = Gauge(
     "reconciliation_differences", "Differences the last periodic reconciliation found, by record and kind",
     ["record", "kind"], multiprocess_mode="livemax",
 )
+OUTBOUND_DELIVERIES = Counter(
+    "outbound_deliveries_total", "Attempts to deliver an outbound event to a webhook endpoint, by result", ["result"]
+)
 
 GATEWAY_CALL_DURATION = Histogram(
     "gateway_call_duration_seconds",

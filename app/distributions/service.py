@@ -23,6 +23,7 @@ from app.core.money import MoneyError, allocate, percentage_of, to_major, to_min
 from app.core.schemas import PageParams
 from app.core.security import Principal
 from app.distributions.schemas import AllocationOut, DistributionIn, DistributionOut, MyAllocationOut
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import Leg, post
 from app.models import (
@@ -164,6 +165,8 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
         "app_id": plan.app.id, "period": period, "currency": plan.currency, "amount": plan.amount,
         "platform_fee": plan.platform_fee, "allocations": len(plan.holders), "payouts": len(due),
     })
+    emit(session, "distribution.created", DistributionOut.model_validate(distribution),
+         subjects=[plan.app.owner_id, principal.user_id])
     rt.notify_worker()
     return distribution
 

@@ -20,10 +20,11 @@ from app.core.security import Principal
 from app.escrow.deposits import available, deposit_status, lock_deposits
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import pay_owner_from_deposits
-from app.escrow.schemas import DisputeIn, DisputeResolve
+from app.escrow.schemas import DisputeIn, DisputeOut, DisputeResolve
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import move, post
-from app.models import Dispute, EscrowTransaction, Payment, audit
+from app.models import App, Dispute, EscrowTransaction, Payment, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import DisputeStatus, PaymentStatus, advance
 from app.runtime import Runtime
@@ -75,7 +76,15 @@ async def _freeze(session: AsyncSession, deposit: EscrowTransaction, amount: int
     )
     session.add(dispute)
     await session.flush()
+    await emit_dispute(session, "dispute.opened", dispute)
     return dispute
+
+
+async def emit_dispute(session: AsyncSession, event_type: str, dispute: Dispute) -> None:
+    """A dispute event, about the investor and the app's owner."""
+    app = await session.get(App, dispute.app_id)
+    emit(session, event_type, DisputeOut.model_validate(dispute),
+         subjects=[dispute.investor_id, app.owner_id if app else None])
 
 
 async def get_dispute(session: AsyncSession, principal: Principal, dispute_id: str,
@@ -126,7 +135,8 @@ async def resolve_dispute(session: AsyncSession, rt: Runtime, principal: Princip
                                       source_id=dispute.id, milestone_id=None)
     elif body.outcome == "chargeback":
         await _charge_back(session, dispute, deposit, amount)
-    _close(dispute, body.outcome, amount if body.outcome != "dismiss" else 0, body.note, principal.user_id)
+    await _close(session, dispute, body.outcome, amount if body.outcome != "dismiss" else 0, body.note,
+                 principal.user_id)
     audit.record(session, principal, "dispute.resolved", "dispute", dispute.id, {
         "app_id": dispute.app_id, "transaction_id": dispute.transaction_id, "outcome": body.outcome,
         "amount": amount if body.outcome != "dismiss" else 0, "currency": dispute.currency, "note": body.note,
@@ -143,13 +153,15 @@ async def _unfreeze(session: AsyncSession, dispute: Dispute) -> EscrowTransactio
     return deposit
 
 
-def _close(dispute: Dispute, outcome: str, amount: int, note: str | None, by: str) -> None:
+async def _close(session: AsyncSession, dispute: Dispute, outcome: str, amount: int, note: str | None,
+                 by: str) -> None:
     advance(dispute, DisputeStatus.RESOLVED)
     dispute.outcome = outcome
     dispute.outcome_amount = amount
     dispute.resolution_note = note
     dispute.resolved_by = by
     dispute.resolved_at = utcnow()
+    await emit_dispute(session, "dispute.resolved", dispute)
 
 
 ACCEPTED_RESOLUTIONS = frozenset({"merchant-accepted", "auto-accepted"})

@@ -12,7 +12,7 @@ from app.apps.service import check_currency, get_app
 from app.core.errors import CurrencyNotSupported, InvalidAmount, SharesUnavailable
 from app.core.money import MoneyError, check_payable, to_major, to_minor
 from app.core.security import Principal
-from app.escrow.service import new_deposit
+from app.escrow.service import deposit_held, new_deposit
 from app.ledger import accounts
 from app.ledger.service import post_entries
 from app.models import Payment
@@ -93,6 +93,10 @@ class InvestmentPayment:
                 )
                 rt.notify_worker()
             session.add_all(deposits)
+            if deposits:
+                app = await get_app(session, app_id)
+                for deposit in deposits:
+                    deposit_held(session, deposit, app)
             await post_entries(session, entries)
 
 

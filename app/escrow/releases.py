@@ -25,6 +25,7 @@ from app.core.security import Principal
 from app.escrow.milestones import get_milestone
 from app.escrow.movements import ReleaseMoney, apply_one, check_can_give
 from app.escrow.schemas import ApprovalIn, ApprovalOut, ReleaseIn, ReleaseItemOut, ReleaseOut
+from app.events.record import emit
 from app.models import App, EscrowTransaction, Milestone, ReleaseApproval, ReleaseItem, ReleaseRequest, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import MilestoneStatus, ReleaseStatus, advance
@@ -112,7 +113,14 @@ async def create_release(
         "app_id": app.id, "milestone_id": milestone.id, "amount": total, "currency": app.currency,
         "release_percentage": format_percentage(percentage), "deposits": [d.id for d, _ in items],
     })
+    await emit_release(session, "release.requested", release, app)
     return release
+
+
+async def emit_release(session: AsyncSession, event_type: str, release: ReleaseRequest, app: App) -> None:
+    """A release event, about the app's owner and its approvers (who decide on it)."""
+    await session.flush()
+    emit(session, event_type, await release_out(session, release), subjects=[app.owner_id, *app.approvers])
 
 
 async def get_release(
@@ -160,6 +168,7 @@ async def decide(
         await session.execute(update(ReleaseItem).where(ReleaseItem.release_id == release.id).values(live=None))
         audit.record(session, principal, "release.rejected", "release", release.id,
                      {"app_id": app.id, "note": body.note, "status": release.status})
+        await emit_release(session, "release.rejected", release, app)
         return release
     # An approval the owner gave earlier (listed as an approver, or before becoming the owner) never
     # counts: nobody approves money going to themselves.
@@ -171,6 +180,7 @@ async def decide(
     count, has_admin = len(approvers_admin), any(approvers_admin)
     if count >= release.required_approvals and (not release.needs_admin or has_admin):
         advance(release, ReleaseStatus.APPROVED)
+        await emit_release(session, "release.approved", release, app)
         if rt.settings.enable_automatic_releases and not release.needs_admin:
             await _execute_automatically(session, rt, release, app)
     # One row for the decision; `status` says whether it approved the release, or also executed it.
@@ -212,6 +222,9 @@ async def mark_released(session: AsyncSession, release: ReleaseRequest) -> None:
     advance(milestone, MilestoneStatus.RELEASED)
     advance(release, ReleaseStatus.RELEASED)
     release.executed_at = utcnow()
+    app = await session.get(App, release.app_id)
+    assert app is not None
+    await emit_release(session, "release.executed", release, app)
 
 
 async def pay_owner_from_deposits(

@@ -19,11 +19,12 @@ from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import create_release
-from app.escrow.schemas import ReleaseIn
+from app.escrow.schemas import EscrowTransactionOut, ReleaseIn
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Refund, ReleaseRequest
-from app.models.base import new_id
+from app.models.base import new_id, utcnow
 from app.runtime import Runtime
 
 
@@ -43,11 +44,17 @@ def new_deposit(
     deposit = EscrowTransaction(
         id=new_id("esc"), type="deposit", app_id=app_id, investor_id=investor, amount=amount, currency=currency,
         status="held", payment_gateway=payment_gateway, gateway_reference=gateway_reference, payment_id=payment_id,
-        shares=shares, released=0, refunded=0, frozen=0,
+        shares=shares, released=0, refunded=0, frozen=0, created_at=(now := utcnow()), updated_at=now,
     )
     entry = Entry("deposit", move(accounts.gateway(currency), accounts.escrow(app_id, currency), amount),
                   idempotency_key=f"deposit:{gateway_reference}", memo=f"investment {gateway_reference}")
     return deposit, entry
+
+
+def deposit_held(session: AsyncSession, deposit: EscrowTransaction, app: App) -> None:
+    """The `deposit.held` event, about the investor and the app's owner."""
+    emit(session, "deposit.held", EscrowTransactionOut.model_validate(deposit),
+         subjects=[deposit.investor_id, app.owner_id])
 
 
 class EscrowService:
@@ -77,6 +84,7 @@ class EscrowService:
                                      payment_gateway=payment_gateway, gateway_reference=gateway_reference,
                                      payment_id=payment_id, shares=shares)
         self.session.add(deposit)
+        deposit_held(self.session, deposit, app)
         await post_entries(self.session, [entry])
         await self.session.flush()
         return deposit

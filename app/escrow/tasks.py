@@ -22,7 +22,9 @@ from app.escrow.disputes import (
     _unfreeze,
 )
 from app.escrow.milestones import mark_overdue
-from app.models import Dispute, EscrowTransaction, Payment
+from app.escrow.schemas import MilestoneOut
+from app.events.record import emit
+from app.models import App, Dispute, EscrowTransaction, Payment
 from app.models.base import utcnow
 from app.models.escrow import GATEWAY_DISPUTE_ID_LENGTH
 from app.models.payments import REFERENCE_LENGTH
@@ -151,10 +153,10 @@ async def handle_chargeback_resolved(rt: Runtime, data: dict[str, Any]) -> str:
         deposit = await _unfreeze(session, dispute)
         if taken:
             await _charge_back(session, dispute, deposit, taken)
-            _close(dispute, "refund" if taken == dispute.amount else "partial_refund", taken,
-                   f"chargeback {resolution} at the gateway", "paystack")
+            await _close(session, dispute, "refund" if taken == dispute.amount else "partial_refund", taken,
+                         f"chargeback {resolution} at the gateway", "paystack")
         else:
-            _close(dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
+            await _close(session, dispute, "dismiss", 0, "chargeback declined at the gateway", "paystack")
     return "processed"
 
 
@@ -167,6 +169,11 @@ async def flag_overdue_milestones(rt: Runtime) -> int:
     now = utcnow()
     async with rt.db.unit_of_work() as session:
         flagged = await mark_overdue(session, now.date(), now)
+        owners = dict((await session.execute(
+            select(App.id, App.owner_id).where(App.id.in_({m.app_id for m in flagged})))).all()) if flagged else {}
+        for milestone in flagged:
+            emit(session, "milestone.overdue", MilestoneOut.model_validate(milestone),
+                 subjects=[owners.get(milestone.app_id)])
     for milestone in flagged:
         log.info("milestone %s of app %s is overdue (due %s)", milestone.id, milestone.app_id, milestone.due_date)
     return len(flagged)

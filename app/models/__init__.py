@@ -13,6 +13,7 @@ from app.models.escrow import (
     ReleaseItem,
     ReleaseRequest,
 )
+from app.models.events import EventSubject, OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.models.ledger import JournalEntry, LedgerAccount, Posting
 from app.models.payments import IdempotencyRecord, Payment, Refund, WebhookEvent
 from app.models.payouts import Payout, PayoutAccount
@@ -27,11 +28,13 @@ __all__ = [
     "Distribution",
     "DistributionAllocation",
     "EscrowTransaction",
+    "EventSubject",
     "Holding",
     "IdempotencyRecord",
     "JournalEntry",
     "LedgerAccount",
     "Milestone",
+    "OutboundEvent",
     "Payment",
     "Payout",
     "PayoutAccount",
@@ -43,5 +46,8 @@ __all__ = [
     "RevenueDeclaration",
     "ShareMovement",
     "ShareTransfer",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]

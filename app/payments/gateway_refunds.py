@@ -35,6 +35,7 @@ from app.core import metrics, outbox
 from app.core.errors import NotFound
 from app.core.money import to_major
 from app.core.security import Principal
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post, post_entries
 from app.models import EscrowTransaction, Payment, Refund
@@ -159,6 +160,11 @@ async def settle_refund(
         refund.last_error = (note or "refund failed at the gateway")[:1000]
     for hook in rt.extension(RefundSettledHooks).hooks:
         await hook(session, refund)
+    await session.flush()
+    deposit = None if refund.escrow_transaction_id is None else await session.get(
+        EscrowTransaction, refund.escrow_transaction_id)
+    emit(session, f"refund.{outcome}", refund_out(refund, payment, deposit.deposit_id if deposit else None),
+         subjects=[payment.user_id])
     return True
 
 
@@ -212,6 +218,11 @@ async def get_refund(session: AsyncSession, principal: Principal, refund_id: str
     if row is None or not (principal.is_admin or row[1].user_id == principal.user_id):
         raise NotFound("Refund not found", refund_id=refund_id)
     refund, payment, deposit_id = row
+    return refund_out(refund, payment, deposit_id)
+
+
+def refund_out(refund: Refund, payment: Payment, deposit_id: str | None) -> PaymentRefundOut:
+    """A refund as the API shows it (`deposit_id`: the deposit its escrow refund row came out of)."""
     return PaymentRefundOut(
         id=refund.id, transaction_id=deposit_id, escrow_transaction_id=refund.escrow_transaction_id,
         payment_reference=payment.reference, amount=to_major(refund.amount, refund.currency),

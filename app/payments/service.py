@@ -22,10 +22,12 @@ from app.core.config import Settings
 from app.core.errors import NotFound, ValidationFailed
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
+from app.events.record import emit
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import utcnow
 from app.models.statuses import PaymentStatus, advance
+from app.payments.schemas import PaymentOut
 from app.payments.types import handler_for
 from app.runtime import Runtime
 
@@ -87,12 +89,14 @@ async def apply_verifications(
     }
     started = time.perf_counter()
     succeeded: dict[str, list[Payment]] = defaultdict(list)
+    ended: list[tuple[str, Payment]] = []  # events other than payment.succeeded, in order
     for reference, verified in verdicts:
         payment = payments.get(reference)
         if payment is None or payment.status not in ("pending", "failed", "abandoned"):
             continue  # unknown, or already applied: the money was credited once
         if verified.is_success:
             if not verified.matches(payment.amount, payment.currency):
+                reported = payment.flag_reason
                 payment.flag_reason = (
                     f"gateway reports {verified.asked_amount} {verified.currency} "
                     f"(charged {verified.amount}, fees {verified.fees}), "
@@ -100,6 +104,8 @@ async def apply_verifications(
                 )
                 log.warning("payment %s flagged: %s", payment.reference, payment.flag_reason)
                 metrics.PAYMENTS.labels(status="flagged").inc()
+                if payment.flag_reason != reported:  # a charge seen again the same way is not news
+                    ended.append(("payment.flagged", payment))
                 continue
             advance(payment, PaymentStatus.SUCCESS)
             payment.paid_at = verified.paid_at or utcnow()
@@ -114,12 +120,17 @@ async def apply_verifications(
         elif payment.status == "pending" and verified.status in FAILED_STATUSES:
             advance(payment, PaymentStatus.FAILED)
             metrics.PAYMENTS.labels(status="failed").inc()
+            ended.append(("payment.failed", payment))
         elif payment.status == "pending" and verified.status in ABANDONED_STATUSES:
             advance(payment, PaymentStatus.ABANDONED)
             metrics.PAYMENTS.labels(status="abandoned").inc()
     await session.flush()
+    for event_type, payment in ended:
+        emit(session, event_type, PaymentOut.model_validate(payment), subjects=[payment.user_id])
     for payment_type, paid in succeeded.items():
         await handler_for(rt, payment_type).fulfil(session, rt, paid)
+        for payment in paid:
+            emit(session, "payment.succeeded", PaymentOut.model_validate(payment), subjects=[payment.user_id])
         metrics.PAYMENTS.labels(status="success").inc(len(paid))
         for _ in paid:
             metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)

@@ -22,12 +22,14 @@ from app.core import metrics
 from app.core.errors import InvalidState, NotFound, ValidationFailed
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
+from app.events.record import emit
 from app.gateway.types import TRANSFER_CONCLUSIVE_FAILURES
 from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount, audit
 from app.models.base import new_id, utcnow
 from app.models.statuses import PayoutStatus, advance
+from app.payouts.schemas import PayoutOut
 
 RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
 # Refusals about our credentials or integration, not the bank details: they stay gateway errors.
@@ -106,6 +108,7 @@ async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: s
         advance(payout, PayoutStatus.PAID)
         payout.paid_at = utcnow()
         metrics.PAYOUTS.labels(status="paid").inc()
+        await emit_payout(session, "payout.paid", payout)
     elif gateway_status in TRANSFER_CONCLUSIVE_FAILURES:
         await post(session, kind="payout_returned",
                    legs=move(in_flight, accounts.payable(payout.user_id, payout.currency), payout.amount),
@@ -113,6 +116,13 @@ async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: s
         advance(payout, PayoutStatus.REVERSED if gateway_status == "reversed" else PayoutStatus.FAILED)
         payout.last_error = (note or f"transfer {gateway_status}")[:1000]
         metrics.PAYOUTS.labels(status=payout.status).inc()
+        await emit_payout(session, "payout.failed", payout)
+
+
+async def emit_payout(session: AsyncSession, event_type: str, payout: Payout) -> None:
+    """A payout event, about its payee; other domains call it for their own payout states."""
+    await session.flush()
+    emit(session, event_type, PayoutOut.model_validate(payout), subjects=[payout.user_id])
 
 
 async def _reverse_paid(session: AsyncSession, payout: Payout, note: str | None) -> None:
@@ -128,6 +138,7 @@ async def _reverse_paid(session: AsyncSession, payout: Payout, note: str | None)
     payout.paid_at = None
     payout.last_error = (note or reversal)[:1000]
     metrics.PAYOUTS.labels(status="reversed_after_paid").inc()
+    await emit_payout(session, "payout.failed", payout)
 
 
 async def require_own_payout(session: AsyncSession, principal: Principal, payout_id: str) -> Payout:

@@ -20,9 +20,7 @@ from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
 from app.models.base import utcnow
 from app.models.statuses import PayoutStatus, advance
-from app.payouts.service import (
-    settle_payout,
-)
+from app.payouts.service import emit_payout, settle_payout
 from app.runtime import Runtime
 from app.webhooks.inbox import RetryLater
 
@@ -207,6 +205,8 @@ async def record_transfer_result(rt: Runtime, result: TransferResult, attempt: i
         target = PayoutStatus.AWAITING_OTP if result.status == "otp" else PayoutStatus.PROCESSING
         if payout.status != target:
             advance(payout, target)
+            if target == PayoutStatus.AWAITING_OTP:
+                await emit_payout(session, "payout.awaiting_otp", payout)
 
 
 async def _settle_by_reference(rt: Runtime, reference: str, status: str, note: str | None = None, *,

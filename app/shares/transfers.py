@@ -27,6 +27,7 @@ from app.core.errors import (
 from app.core.money import MoneyError, check_payable, percentage_of, to_major, to_minor
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
+from app.events.record import emit
 from app.ledger import accounts
 from app.ledger.service import Leg, post
 from app.models import Holding, Payment, ShareMovement, ShareTransfer
@@ -37,7 +38,7 @@ from app.payments.schemas import PaymentCreate
 from app.payments.types import PaymentPlan
 from app.payouts.service import queue_payout
 from app.runtime import Runtime
-from app.shares.schemas import ShareTransferIn
+from app.shares.schemas import ShareTransferIn, ShareTransferOut
 from app.shares.service import credit_holding, reserve_shares, unreserve_shares
 
 
@@ -165,6 +166,9 @@ class ShareTransferPayment:
             legs.append(Leg(accounts.platform_fees(transfer.currency), transfer.platform_fee))
         await post(session, kind="share_sale", legs=legs, idempotency_key=f"share_sale:{transfer.id}",
                    memo=f"share transfer {transfer.id}")
+        await session.flush()
+        emit(session, "share_transfer.completed", ShareTransferOut.model_validate(transfer),
+             subjects=[transfer.seller_id, transfer.buyer_id])
         rt.notify_worker()
 
 

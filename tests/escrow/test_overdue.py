@@ -67,6 +67,13 @@ async def test_a_pending_milestone_past_its_due_date_becomes_overdue_once(
                  if m["title"] == "late")
     assert again["overdue_at"] == late["overdue_at"]  # set once, never moved
 
+    # one `milestone.overdue` event for the one transition, about the app's owner
+    mine = (await client.get("/v1/events/me?type=milestone.overdue", headers=auth(OWNER))).json()["items"]
+    assert [(e["type"], e["data"]["id"], e["data"]["overdue"]) for e in mine] == [
+        ("milestone.overdue", late["id"], True)]
+    assert (await client.get("/v1/events/me?type=milestone.overdue", headers=auth("investor-1"))).json()[
+        "items"] == []
+
     await complete(client, auth(OWNER), late["id"])  # completed late: no longer overdue, the time stays
     assert (await shown(client, auth(OWNER)))["late"] == (False, True)
     assert await flag_overdue_milestones(rt) == 0

@@ -97,7 +97,8 @@ async def get_json(client: httpx.AsyncClient, who: dict[str, str], path: str) ->
 
 async def plant_release(app: FastAPI, like: dict, *, status: str, live: bool | None) -> str:
     """A copy of release `like` (same milestone, deposits and amounts) written straight to the
-    database, past create_release's checks; `live` is its items' marker."""
+    database, past create_release's checks; `live` is its items' marker. One planted approved has its one
+    required approval behind it, so that only the rule under test is broken."""
     async with app.state.runtime.db.unit_of_work() as session:
         planted = ReleaseRequest(
             id=new_id("rel"), app_id=like["app_id"], milestone_id=like["milestone_id"], transaction_id=None,
@@ -107,6 +108,9 @@ async def plant_release(app: FastAPI, like: dict, *, status: str, live: bool | N
         )
         session.add(planted)
         await session.flush()
+        if status == "approved":
+            session.add(ReleaseApproval(release_id=planted.id, approver_id="approver-1", decision="approve",
+                                        is_admin=False))
         # into the table itself: the ORM writes the column's default (true) for None
         await session.execute(insert(ReleaseItem.__table__), [
             {"release_id": planted.id, "deposit_id": item["transaction_id"], "milestone_id": like["milestone_id"],

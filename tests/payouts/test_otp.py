@@ -64,6 +64,9 @@ async def test_a_payout_awaiting_its_otp_is_paid_once_finalized(
     assert len(sandbox.transfer_history) == 1
     assert _gauge((await client.get("/metrics")).text, "awaiting_otp") == 1
     await _books_ok(client, app, auth)
+    # the payee hears it once, however many passes see the payout waiting
+    waits = (await client.get("/v1/events/me?type=payout.awaiting_otp", headers=auth(OWNER))).json()["items"]
+    assert [(e["data"]["id"], e["data"]["status"]) for e in waits] == [(payout["id"], "awaiting_otp")]
 
     # a wrong OTP is the caller's mistake: refused, and the payout still waits for the right one
     wrong = await _finalize(client, auth, payout["id"], "000000")

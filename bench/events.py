@@ -1,0 +1,186 @@
+"""Outbound events under the webhook benchmark's load, against PostgreSQL.
+
+Runs bench/webhooks.py's load twice on fresh databases (the service started as the README says, sandbox
+gateway, the API process running its own worker): N pending investment payments settled in the sandbox, then
+N signed `charge.success` webhooks (a third sent twice) at concurrency C. The first run has no webhook endpoint;
+the second has one subscribed to every event, pointing at a local receiver (in this process) that
+de-duplicates by `webhook-id`. Reports credited/s of both runs and their ratio, events delivered/s, the p99
+from an event's commit (its `created_at`) to its arrival, and whether every event arrived exactly once.
+
+    python bench/events.py --n 2000 --c 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+import httpx
+from common import ROOT, drop_database, fresh_database, percentile, run_database_name, wait_healthy
+from webhooks import run_load
+
+from app.core.config import Settings
+from app.core.security import issue_token
+from app.gateway.signature import sign
+
+
+@dataclass
+class Receiver:
+    """A keep-alive HTTP/1.1 receiver answering 204 to every POST, recording each event's first arrival."""
+
+    arrivals: dict[str, float] = field(default_factory=dict)  # webhook-id -> seconds from commit to arrival
+    duplicates: int = 0
+    last_arrival: float = 0.0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line)
+                headers = {k.lower(): v for k, v in headers.items()}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.record(headers["webhook-id"], json.loads(body)["created_at"])
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def record(self, event_id: str, created_at: str) -> None:
+        now = time.time()
+        if event_id in self.arrivals:
+            self.duplicates += 1
+            return
+        self.arrivals[event_id] = now - datetime.fromisoformat(created_at).timestamp()
+        self.last_arrival = time.perf_counter()
+
+
+@dataclass
+class Run:
+    credited_rate: float
+    started: float  # perf_counter when the webhooks started
+    events: int = 0
+
+
+async def one_run(args: argparse.Namespace, receiver_url: str | None, receiver: Receiver) -> Run:
+    name = run_database_name("bench_events")
+    await fresh_database(args.pg, name)
+    base = f"http://127.0.0.1:{args.port}"
+    env = {
+        **os.environ, "DATABASE_URL": f"postgresql+asyncpg://{args.pg}/{name}", "PUBLIC_BASE_URL": base,
+        "PAYMENT_GATEWAY_MODE": "sandbox", "RATE_LIMIT_DEFAULT": "1000000/minute",
+        "RATE_LIMIT_PAYMENTS": "1000000/minute", "RATE_LIMIT_WEBHOOKS": "1000000/minute", "LOG_LEVEL": "WARNING",
+        "WORKER_POLL_INTERVAL_SECONDS": "0.05", "WORKER_IN_PROCESS": "true",
+    }
+    env.pop("REDIS_URL", None)
+    settings = Settings(_env_file=None, public_base_url=base)
+    secret = settings.paystack_secret_key.get_secret_value()
+    quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", "--port", str(args.port),
+                                                  cwd=ROOT, env=env, **quiet)
+    try:
+        limits = httpx.Limits(max_connections=args.c + 8, max_keepalive_connections=args.c + 8)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+            await wait_healthy(http)
+            admin = {"Authorization": f"Bearer {issue_token(settings, 'bench-admin', ['admin'])}"}
+            app_body = {"name": "Bench", "owner_id": "owner", "currency": "NGN", "share_price": "100.00",
+                        "total_shares": 10**9, "approvers": [], "required_approvals": 1}
+            assert (await http.put("/v1/apps/bench", json=app_body, headers=admin)).status_code == 200
+            if receiver_url:
+                registered = await http.post("/v1/admin/webhook-endpoints", headers=admin,
+                                             json={"url": receiver_url, "events": ["*"]})
+                assert registered.status_code == 201, registered.text
+            users = [{"Authorization": f"Bearer {issue_token(settings, f'investor-{i}', [])}"} for i in range(64)]
+            body = {"payment_type": "investment", "app_id": "bench", "email": "b@example.com", "currency": "NGN",
+                    "shares": 1}
+            semaphore = asyncio.Semaphore(args.c)
+
+            async def create(i: int) -> str:
+                async with semaphore:
+                    response = await http.post("/v1/payments", json=body, headers=users[i % 64])
+                    response.raise_for_status()
+                    return str(response.json()["reference"])
+
+            references = await asyncio.gather(*(create(i) for i in range(args.n)))
+            control = {"Authorization": f"Bearer {secret}"}
+            webhooks = []
+            for reference in references:
+                settled = await http.post(f"/sandbox/paystack/_control/charges/{reference}", headers=control,
+                                          json={"outcome": "success", "send_webhook": False})
+                payload = json.dumps({"event": "charge.success", "data": settled.json()["data"]},
+                                     separators=(",", ":")).encode()
+                webhooks.append(("POST", "/v1/webhooks/paystack", payload,
+                                 {"x-paystack-signature": sign(payload, secret), "Content-Type": "application/json"}))
+            load = webhooks + webhooks[: args.n // 3]
+            random.Random(7).shuffle(load)
+
+            db = await asyncpg.connect(f"postgresql://{args.pg}/{name}")
+            started = time.perf_counter()
+            await run_load("127.0.0.1", args.port, load, args.c)
+            while await db.fetchval("SELECT count(*) FROM escrow_transactions WHERE type = 'deposit'") < args.n:
+                if time.perf_counter() - started > 600:
+                    raise SystemExit("not every deposit was credited in 10 minutes")
+                await asyncio.sleep(0.02)
+            run = Run(credited_rate=args.n / (time.perf_counter() - started), started=started)
+            run.events = await db.fetchval("SELECT count(*) FROM outbound_events")
+            if receiver_url:
+                for _ in range(12_000):  # at most 10 minutes
+                    if len(receiver.arrivals) >= run.events:
+                        break
+                    await asyncio.sleep(0.05)
+            await db.close()
+            return run
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), timeout=30)
+        await drop_database(args.pg, name)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--c", type=int, default=32)
+    parser.add_argument("--port", type=int, default=8023)
+    parser.add_argument("--receiver-port", type=int, default=8024)
+    parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
+    args = parser.parse_args()
+    receiver = Receiver()
+    listener = await asyncio.start_server(receiver.serve, "127.0.0.1", args.receiver_port)
+    try:
+        without = await one_run(args, None, receiver)
+        with_endpoint = await one_run(args, f"http://127.0.0.1:{args.receiver_port}/events", receiver)
+    finally:
+        listener.close()
+    delivered = len(receiver.arrivals)
+    delivery_seconds = receiver.last_arrival - with_endpoint.started
+    latencies = list(receiver.arrivals.values())
+    print(f"events bench: N={args.n} C={args.c}, API process with its own worker, PostgreSQL, sandbox gateway, "
+          "one endpoint subscribed to every event")
+    print(f"  credited/s without endpoint  {without.credited_rate:10.1f}")
+    print(f"  credited/s with endpoint     {with_endpoint.credited_rate:10.1f}   "
+          f"({with_endpoint.credited_rate / without.credited_rate:.2f} of the run without)")
+    print(f"  events written / delivered   {with_endpoint.events:10d} / {delivered}   (duplicates received "
+          f"{receiver.duplicates})")
+    print(f"  events delivered/s           {delivered / delivery_seconds:10.1f}   (from the first webhook to the "
+          "last delivery)")
+    print(f"  commit -> delivery p50 / p99 {percentile(latencies, 0.5) * 1000:8.1f} ms / "
+          f"{percentile(latencies, 0.99) * 1000:.1f} ms")
+    if delivered != with_endpoint.events:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
