@@ -9,7 +9,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from app.core import outbox
 from app.gateway.errors import GatewayError, GatewayRejected
@@ -31,27 +31,27 @@ log = logging.getLogger(__name__)
 async def _claim_due(rt: Runtime) -> list[Payout]:
     """Take due payouts and move their money in flight before the transfer is asked for.
 
-    Each goes to the payee's payout account as it is now: a payout written while the account was
-    being registered (it read none, and committed after the registration updated the pending ones)
-    would otherwise wait for an account that exists."""
+    Each goes to the payee's default payout account in its currency as it is now (a payout written while
+    the default was being changed would otherwise go to the old one); a payout with none waits. The
+    account is locked with the payout, so that it cannot be deleted while its payout leaves."""
     lease = outbox.lease(rt.settings.worker_lease_seconds)
     async with rt.db.unit_of_work() as session:
         payable = (
             select(Payout, PayoutAccount.recipient_code)
-            .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
-                       & (PayoutAccount.currency == Payout.currency))
-            .where(Payout.status == "pending",
-                   or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
+            .join(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
+                  & (PayoutAccount.currency == Payout.currency) & PayoutAccount.is_default)
+            .where(Payout.status == "pending")
             .order_by(Payout.id)
         )
         claimed = (
             await session.execute(
-                outbox.due(payable, Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size, of=Payout)
+                outbox.due(payable, Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size,
+                           of=(Payout, PayoutAccount))
             )
         ).all()
         payouts = [payout for payout, _ in claimed]
         for payout, current_recipient in claimed:
-            payout.recipient_code = current_recipient or payout.recipient_code
+            payout.recipient_code = current_recipient
             payout.attempts += 1
             advance(payout, PayoutStatus.PROCESSING)
             payout.available_at = utcnow() + lease
