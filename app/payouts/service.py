@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +45,9 @@ TYPE_CURRENCIES: dict[str, frozenset[str]] = {
 }
 # The type an account of a currency has when the caller names none (what PUT /me always assumed).
 DEFAULT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money"}
+# A payout's status as answers show it, in SQL (Payout.shown_status in Python).
+SHOWN_STATUS = case(((Payout.status == "pending") & Payout.recipient_code.is_(None), "awaiting_payout_account"),
+                    else_=Payout.status)
 # Payouts still on their way to a recipient: its account cannot be deleted under them.
 IN_FLIGHT_STATUSES = ("processing", "awaiting_otp")
 # Refusals about our credentials or integration, not the bank details: they stay gateway errors.

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from app.models import Payout
-from tests.helpers import OWNER, settle
+from tests.distributions.test_distributions import buy_shares, distribute, pay_revenue
+from tests.helpers import OWNER, put_app, settle
 from tests.payouts.test_payouts import _release
 
 Auth = Callable[..., dict[str, str]]
@@ -141,3 +142,28 @@ async def test_deleting_the_only_default_leaves_pending_payouts_waiting(
     [waiting] = (await client.get("/v1/payouts/me", headers=auth(OWNER))).json()["items"]
     assert (waiting["status"], waiting["awaiting_payout_account"]) == ("awaiting_payout_account", True)
     assert not app.state.sandbox.transfers
+
+
+async def test_a_holder_with_several_accounts_is_allocated_once_and_paid_to_the_default(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    admin, owner, holder = auth("admin-1", admin=True), auth(OWNER), auth("investor-1")
+    await put_app(client, admin)
+    await buy_shares(client, app, auth, {"investor-1": 3, "investor-2": 2})
+    await add(client, holder, FIRST)
+    second = await add(client, holder, SECOND)
+    assert (await client.post(f"/v1/payout-accounts/{second['id']}/default", headers=holder)).status_code == 200
+    await pay_revenue(client, app, owner, "1000.00")
+    created = await distribute(client, owner)
+    assert created.status_code == 201, created.text
+    assert created.json()["allocations"] == 2
+    await settle(app)
+
+    allocations = (await client.get(f"/v1/distributions/{created.json()['id']}/allocations",
+                                    headers=admin)).json()["items"]
+    assert {a["user_id"]: a["payout_status"] for a in allocations} == {
+        "investor-1": "paid", "investor-2": "awaiting_payout_account"}
+    [paid] = (await client.get("/v1/payouts/me", headers=holder)).json()["items"]
+    assert app.state.sandbox.transfers[paid["reference"]].recipient.code == second["recipient_code"]
+    mine_ = (await client.get("/v1/distributions/me", headers=auth("investor-2"))).json()["items"]
+    assert [m["payout_status"] for m in mine_] == ["awaiting_payout_account"]
