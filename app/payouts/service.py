@@ -108,12 +108,11 @@ async def list_payout_accounts(session: AsyncSession, principal: Principal) -> S
     ).all()
 
 
-async def own_payout_account(
-    session: AsyncSession, principal: Principal, account_id: str, *, for_update: bool = False
-) -> PayoutAccount:
+async def own_payout_account(session: AsyncSession, principal: Principal, account_id: str) -> PayoutAccount:
     """The caller's own account; anyone else's is answered as if it did not exist."""
     stmt = select(PayoutAccount).where(PayoutAccount.id == account_id, PayoutAccount.user_id == principal.user_id)
-    account = await session.scalar(stmt.with_for_update() if for_update else stmt)
+    # as it is now, not as this session first read it
+    account = await session.scalar(stmt.execution_options(populate_existing=True))
     if account is None:
         raise NotFound("Payout account not found", payout_account_id=account_id)
     return account
@@ -160,11 +159,7 @@ async def make_default(session: AsyncSession, account: PayoutAccount) -> PayoutA
     for attempt in range(3):
         try:
             async with session.begin_nested():
-                await session.execute(
-                    select(PayoutAccount.id)
-                    .where(PayoutAccount.user_id == account.user_id, PayoutAccount.currency == account.currency)
-                    .order_by(PayoutAccount.id).with_for_update()
-                )
+                await _lock_accounts(session, account.user_id, account.currency)
                 await session.execute(
                     update(PayoutAccount)
                     .where(PayoutAccount.user_id == account.user_id, PayoutAccount.currency == account.currency,
@@ -188,7 +183,11 @@ async def make_default(session: AsyncSession, account: PayoutAccount) -> PayoutA
 async def delete_payout_account(session: AsyncSession, principal: Principal, account_id: str) -> None:
     """Remove an account no payout in flight uses. Removing the default makes the person's oldest other
     account in that currency the default; with none, pending payouts in it wait for one."""
-    account = await own_payout_account(session, principal, account_id, for_update=True)
+    account = await own_payout_account(session, principal, account_id)
+    # The person's accounts in the currency are locked in id order, as make_default locks them (the same
+    # order for both: no deadlock), then the account is read again: another delete may have won.
+    await _lock_accounts(session, account.user_id, account.currency)
+    account = await own_payout_account(session, principal, account_id)
     in_flight = await session.scalar(
         select(Payout.id).where(Payout.user_id == account.user_id, Payout.currency == account.currency,
                                 Payout.recipient_code == account.recipient_code,
@@ -209,6 +208,13 @@ async def delete_payout_account(session: AsyncSession, principal: Principal, acc
         await make_default(session, successor)
     else:
         await _point_pending_payouts(session, account.user_id, account.currency, None)
+
+
+async def _lock_accounts(session: AsyncSession, user_id: str, currency: str) -> None:
+    await session.execute(
+        select(PayoutAccount.id).where(PayoutAccount.user_id == user_id, PayoutAccount.currency == currency)
+        .order_by(PayoutAccount.id).with_for_update()
+    )
 
 
 async def _point_pending_payouts(session: AsyncSession, user_id: str, currency: str, recipient: str | None) -> None:
