@@ -64,7 +64,8 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
     "POST /v1/payout-accounts/{account_id}/default": (
         False, "10 x 200 over two accounts, one default", ["test_make_payout_account_default"]),
     "DELETE /v1/payout-accounts/{account_id}": (
-        False, "1 x 204, 9 x 404 NOT_FOUND", ["test_delete_payout_account"]),
+        False, "1 x 204, 9 x 404 NOT_FOUND; deleting the default while others are made default: one default",
+        ["test_delete_payout_account", "test_delete_the_default_while_changing_it"]),
     "POST /v1/payments": (
         True, "key: 1 x 201 + replays; none: 10 intents, never more shares issued than exist",
         ["test_create_payment", "test_intents_for_the_same_shares_paid_at_once"]),
@@ -376,6 +377,25 @@ async def test_delete_payout_account(client: httpx.AsyncClient, clients: Clients
                                                                     headers=investor))
     assert tally(responses) == {"204": 1, "404 NOT_FOUND": TIMES - 1}, [r.text for r in responses]
     assert await _accounts(app, INVESTOR) == []
+
+
+@requires_postgres
+async def test_delete_the_default_while_changing_it(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth
+) -> None:
+    """The default deleted (its successor promoted) while two other accounts are made default, at once: every
+    request answered, no 5xx, one default left."""
+    investor = auth(INVESTOR)
+    ids = [(await client.post("/v1/payout-accounts", headers=investor, json=_account(number))).json()["id"]
+           for number in ("0123456789", "0987654321", "0555555555")]
+    requests = [lambda http: http.delete(f"/v1/payout-accounts/{ids[0]}", headers=investor)] + [
+        (lambda http, target=ids[1 + i % 2]: http.post(f"/v1/payout-accounts/{target}/default", headers=investor))
+        for i in range(TIMES - 1)]
+    responses = list(await asyncio.gather(*(request(clients[i % len(clients)])
+                                            for i, request in enumerate(requests))))
+    assert tally(responses) == {"204": 1, "200": TIMES - 1}, [r.text for r in responses]
+    rows = await _accounts(app, INVESTOR)
+    assert len(rows) == 2 and [row.is_default for row in rows].count(True) == 1
 
 
 def _payment_body(payment_type: str, transfer_id: str | None) -> dict[str, Any]:
