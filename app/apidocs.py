@@ -243,19 +243,49 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "e.g. `nuban`, `ghipss`, `mobile_money`, `basa`): `code`, `name`, `type`, `currency`. Read from the "
         "gateway at most once an hour per process; `refresh=true` reads it again.",
         callers="any signed-in user", errors=(CurrencyNotSupported, GatewayFailure)),
+    ("POST", "/v1/payout-accounts"): RouteNotes(
+        "Add a payout account",
+        "`currency`, `type` (`nuban` NGN, `ghipss` GHS, `mobile_money` GHS or KES, `mobile_money_business` KES "
+        "M-PESA till, `kepss` KES, `basa` ZAR; by default the currency's bank account, KES: `mobile_money`), "
+        "`bank_code` (from `GET /v1/banks`), `account_number`, `account_name` (required where the gateway has "
+        "no lookup: Kenya, mobile money, South Africa), and for ZAR `account_type`, `document_type`, "
+        "`document_number`. Verified the way Paystack verifies the country (Nigerian and Ghanaian bank "
+        "accounts resolved, South African ones validated with the holder's document, none elsewhere) and "
+        "registered as a transfer recipient; the number is shown by its last four digits, the document "
+        "number never. The first account of a currency becomes its default, and payouts that waited for one "
+        "go out. The same account again answers 200 with the existing one. USD: `CURRENCY_NOT_SUPPORTED` "
+        "(Paystack pays out no USD for this integration; money owed in USD stays payable).",
+        callers="the caller's own",
+        errors=(ValidationFailed, CurrencyNotSupported, InvalidBankAccount, GatewayFailure)),
     ("GET", "/v1/payout-accounts/me"): RouteNotes(
-        "Read one's payout account", "The account number shows only its last four digits.",
-        callers="the caller's own (none registered: 404)", errors=(NotFound,)),
+        "List one's payout accounts",
+        "`items`, by currency then age, each with `is_default`; account numbers show only their last four digits.",
+        callers="the caller's own (none registered: no items)"),
     ("PUT", "/v1/payout-accounts/me"): RouteNotes(
-        "Register one's payout account",
-        "Resolved at Paystack and registered as a transfer recipient, replacing the previous one; payouts that "
-        "waited for it go out.",
-        callers="the caller's own", errors=(CurrencyNotSupported, InvalidBankAccount, GatewayFailure)),
-    ("GET", "/v1/payouts/me"): RouteNotes("List one's payouts", "Filtered by `status`.", callers="the caller's own"),
-    ("GET", "/v1/payouts"): RouteNotes("List all payouts", "Filtered by `status` and `user_id`."),
+        "Set the default payout account of a currency",
+        "The body of `POST /v1/payout-accounts` (`type` optional): the account is verified and registered as "
+        "there, or found again when already registered, and becomes the default of its currency; pending "
+        "payouts in it go to it.",
+        callers="the caller's own",
+        errors=(ValidationFailed, CurrencyNotSupported, InvalidBankAccount, GatewayFailure)),
+    ("POST", "/v1/payout-accounts/{account_id}/default"): RouteNotes(
+        "Make a payout account the default of its currency",
+        "Pending payouts in that currency go to it from now on.",
+        callers="the caller's own (anyone else's: 404)", errors=(NotFound, InvalidState)),
+    ("DELETE", "/v1/payout-accounts/{account_id}"): RouteNotes(
+        "Delete a payout account",
+        "Refused while a payout on its way (`processing`, `awaiting_otp`) uses it. Deleting the default makes "
+        "the oldest other account of the currency the default; with none, pending payouts wait "
+        "(`awaiting_payout_account`).",
+        callers="the caller's own (anyone else's: 404)", errors=(NotFound, InvalidState)),
+    ("GET", "/v1/payouts/me"): RouteNotes(
+        "List one's payouts", "Filtered by `status`. A pending payout with no default account in its currency "
+        "shows `awaiting_payout_account`.", callers="the caller's own"),
+    ("GET", "/v1/payouts"): RouteNotes(
+        "List all payouts", "Filtered by `status` (`awaiting_payout_account` included) and `user_id`."),
     ("POST", "/v1/payouts/{payout_id}/retry"): RouteNotes(
         "Retry a payout", "A payout that failed conclusively (`failed` or `reversed`) goes out again, to the "
-        "payee's current account.",
+        "payee's default account in its currency.",
         callers="an admin (the payee: 403; anyone else: 404)",
         errors=(NotFound, Unauthorized, InvalidState, ValidationFailed)),
     ("POST", "/v1/payouts/{payout_id}/finalize"): RouteNotes(

@@ -60,9 +60,10 @@ async def seed(rt: Runtime, dsn: str, app_id: str, holders: int) -> None:
         )
         await conn.copy_records_to_table(
             "payout_accounts",
-            columns=["id", "user_id", "currency", "bank_code", "account_number_encrypted", "account_last4",
-                     "account_name", "recipient_code", "created_at", "updated_at"],
-            records=[(f"pa_{app_id}_{i}", f"holder-{i:07d}", "NGN", "057", "x", "6789", "H", f"RCP_{i}", now, now)
+            columns=["id", "user_id", "currency", "type", "bank_code", "account_number_encrypted", "account_last4",
+                     "account_name", "recipient_code", "is_default", "created_at", "updated_at"],
+            records=[(f"pa_{app_id}_{i}", f"holder-{i:07d}", "NGN", "nuban", "057", "x", "6789", "H", f"RCP_{i}",
+                      True, now, now)
                      for i in range(0, holders, 2)],
         )
         await conn.execute(

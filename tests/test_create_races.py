@@ -71,6 +71,14 @@ RACED: dict[str, tuple[bool, str, list[str]]] = {
     "PUT /v1/payout-accounts/me": (
         False, "10 x 200, one account; racing a route that owes the payee: the payout goes to it",
         ["test_register_payout_account", "test_payout_account_registered_while_a_payout_is_written"]),
+    "POST /v1/payout-accounts": (
+        False, "the same account: 1 x 201, 9 x 200, one row, the default; ten accounts of a new currency: one default",
+        ["test_add_payout_account", "test_first_accounts_of_a_currency_at_once"]),
+    "POST /v1/payout-accounts/{account_id}/default": (
+        False, "10 x 200 over two accounts, one default", ["test_make_payout_account_default"]),
+    "DELETE /v1/payout-accounts/{account_id}": (
+        False, "1 x 204, 9 x 404 NOT_FOUND; deleting the default while others are made default: one default",
+        ["test_delete_payout_account", "test_delete_the_default_while_changing_it"]),
     "POST /v1/payments": (
         True, "key: 1 x 201 + replays; none: 10 intents, never more shares issued than exist",
         ["test_create_payment", "test_intents_for_the_same_shares_paid_at_once"]),
@@ -336,8 +344,88 @@ async def test_register_payout_account(client: httpx.AsyncClient, clients: Clien
     assert len(app.state.sandbox.recipients) == 1  # Paystack gives the same account's recipient again
     async with app.state.runtime.db.unit_of_work() as session:
         assert await session.scalar(select(func.count()).select_from(PayoutAccount)) == 1
-    shown = await client.get("/v1/payout-accounts/me", headers=investor)
-    assert shown.json()["recipient_code"] == responses[0].json()["recipient_code"]
+    [shown] = (await client.get("/v1/payout-accounts/me", headers=investor)).json()["items"]
+    assert shown["recipient_code"] == responses[0].json()["recipient_code"] and shown["is_default"]
+
+
+def _account(number: str, bank_code: str = "057") -> dict[str, Any]:
+    return {"currency": "NGN", "type": "nuban", "bank_code": bank_code, "account_number": number}
+
+
+async def _accounts(app: FastAPI, user_id: str) -> list[PayoutAccount]:
+    async with app.state.runtime.db.unit_of_work() as session:
+        return list((await session.scalars(select(PayoutAccount).where(PayoutAccount.user_id == user_id))).all())
+
+
+@requires_postgres
+async def test_add_payout_account(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    investor = auth(INVESTOR)
+    responses = await ten_at_once(clients, lambda http: http.post("/v1/payout-accounts", headers=investor,
+                                                                  json=_account("0123456789")))
+    assert tally(responses) == {"201": 1, "200": TIMES - 1}, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    [row] = await _accounts(app, INVESTOR)
+    assert row.is_default
+
+
+@requires_postgres
+async def test_first_accounts_of_a_currency_at_once(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth
+) -> None:
+    """Ten different accounts of a currency the person has none in, at once: exactly one is the default."""
+    investor = auth(INVESTOR)
+    responses = list(await asyncio.gather(*(
+        clients[i % len(clients)].post("/v1/payout-accounts", headers=investor, json=_account(f"012345678{i}"))
+        for i in range(TIMES))))
+    assert tally(responses) == {"201": TIMES}, [r.text for r in responses]
+    assert [r.json()["is_default"] for r in responses].count(True) == 1
+    rows = await _accounts(app, INVESTOR)
+    assert len(rows) == TIMES and [row.is_default for row in rows].count(True) == 1
+
+
+@requires_postgres
+async def test_make_payout_account_default(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth
+) -> None:
+    """Ten changes of the default at once, between two accounts: each answered, one default in the end."""
+    investor = auth(INVESTOR)
+    ids = [(await client.post("/v1/payout-accounts", headers=investor, json=_account(number))).json()["id"]
+           for number in ("0123456789", "0987654321")]
+    responses = list(await asyncio.gather(*(
+        clients[i % len(clients)].post(f"/v1/payout-accounts/{ids[i % 2]}/default", headers=investor)
+        for i in range(TIMES))))
+    assert tally(responses) == {"200": TIMES}, [r.text for r in responses]
+    rows = await _accounts(app, INVESTOR)
+    assert [row.is_default for row in rows].count(True) == 1
+
+
+@requires_postgres
+async def test_delete_payout_account(client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth) -> None:
+    investor = auth(INVESTOR)
+    created = (await client.post("/v1/payout-accounts", headers=investor, json=_account("0123456789"))).json()
+    responses = await ten_at_once(clients, lambda http: http.delete(f"/v1/payout-accounts/{created['id']}",
+                                                                    headers=investor))
+    assert tally(responses) == {"204": 1, "404 NOT_FOUND": TIMES - 1}, [r.text for r in responses]
+    assert await _accounts(app, INVESTOR) == []
+
+
+@requires_postgres
+async def test_delete_the_default_while_changing_it(
+    client: httpx.AsyncClient, clients: Clients, app: FastAPI, auth: Auth
+) -> None:
+    """The default deleted (its successor promoted) while two other accounts are made default, at once: every
+    request answered, no 5xx, one default left."""
+    investor = auth(INVESTOR)
+    ids = [(await client.post("/v1/payout-accounts", headers=investor, json=_account(number))).json()["id"]
+           for number in ("0123456789", "0987654321", "0555555555")]
+    requests = [lambda http: http.delete(f"/v1/payout-accounts/{ids[0]}", headers=investor)] + [
+        (lambda http, target=ids[1 + i % 2]: http.post(f"/v1/payout-accounts/{target}/default", headers=investor))
+        for i in range(TIMES - 1)]
+    responses = list(await asyncio.gather(*(request(clients[i % len(clients)])
+                                            for i, request in enumerate(requests))))
+    assert tally(responses) == {"204": 1, "200": TIMES - 1}, [r.text for r in responses]
+    rows = await _accounts(app, INVESTOR)
+    assert len(rows) == 2 and [row.is_default for row in rows].count(True) == 1
 
 
 def _payment_body(payment_type: str, transfer_id: str | None) -> dict[str, Any]:

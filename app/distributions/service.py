@@ -38,7 +38,7 @@ from app.models import (
 )
 from app.models.base import new_id, new_ids, utcnow
 from app.models.distributions import REVENUE_PAYMENTS
-from app.payouts.service import new_payout_references
+from app.payouts.service import SHOWN_STATUS, new_payout_references
 from app.runtime import Runtime
 
 
@@ -99,7 +99,8 @@ async def plan_for_app(session: AsyncSession, rt: Runtime, app: App, body: Distr
     connection = await session.connection()
     rows = (await connection.execute(
         select(Holding.user_id, Holding.shares, PayoutAccount.recipient_code)
-        .outerjoin(PayoutAccount, (PayoutAccount.user_id == Holding.user_id) & (PayoutAccount.currency == currency))
+        .outerjoin(PayoutAccount, (PayoutAccount.user_id == Holding.user_id) & (PayoutAccount.currency == currency)
+                   & PayoutAccount.is_default)
         .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
     )).all()
     holders = [(user_id, int(shares)) for user_id, shares, _ in rows]
@@ -196,7 +197,7 @@ async def get_distribution(session: AsyncSession, principal: Principal, distribu
 async def list_allocations(session: AsyncSession, distribution: Distribution,
                            params: PageParams) -> tuple[list[AllocationOut], str | None]:
     stmt = (
-        select(DistributionAllocation, Payout.status)
+        select(DistributionAllocation, SHOWN_STATUS)
         .outerjoin(Payout, Payout.id == DistributionAllocation.payout_id)
         .where(DistributionAllocation.distribution_id == distribution.id)
     )
@@ -222,7 +223,7 @@ async def list_app_distributions(session: AsyncSession, principal: Principal, ap
 async def my_allocations(session: AsyncSession, principal: Principal,
                          params: PageParams) -> tuple[list[MyAllocationOut], str | None]:
     stmt = (
-        select(DistributionAllocation, Distribution, Payout.status)
+        select(DistributionAllocation, Distribution, SHOWN_STATUS)
         .join(Distribution, Distribution.id == DistributionAllocation.distribution_id)
         .outerjoin(Payout, Payout.id == DistributionAllocation.payout_id)
         .where(DistributionAllocation.user_id == principal.user_id)

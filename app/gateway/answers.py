@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from app.gateway.errors import GatewayProtocolError
 from app.gateway.types import (
+    AccountValidation,
     Balance,
     Bank,
     BulkTransferItem,
@@ -388,3 +389,13 @@ class ResolveAnswer(Answer):
         return ResolvedAccount(
             account_number=self.account_number, account_name=self.account_name, bank_id=self.bank_id
         )
+
+
+class ValidateAnswer(Answer):
+    """POST /bank/validate: Paystack answers 200 once it attempted the check; `verified` is the verdict."""
+
+    verified: bool
+    verification_message: str | None = Field(default=None, alias="verificationMessage")
+
+    def result(self) -> AccountValidation:
+        return AccountValidation(verified=self.verified, message=self.verification_message)

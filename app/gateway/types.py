@@ -146,6 +146,14 @@ class ResolvedAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountValidation:
+    """POST /bank/validate's verdict on a South African account: `verified`, and Paystack's words for it."""
+
+    verified: bool
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionRecord:
     """A charge as the gateway's transaction list (or verify) shows it, for reconciliation."""
 

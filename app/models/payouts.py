@@ -4,25 +4,39 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, Timestamped, UTCDateTime, utcnow
 
 
 class PayoutAccount(Timestamped, Base):
-    """Where a person is paid: a bank account registered as a Paystack transfer recipient."""
+    """Where a person is paid: a bank account or mobile-money wallet registered as a Paystack transfer
+    recipient. A person holds any number; one per currency is the default, and payouts in that currency go
+    to it (a partial unique index holds the rule)."""
 
     __tablename__ = "payout_accounts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "recipient_code"),
+        Index("uq_payout_accounts_default", "user_id", "currency", unique=True,
+              postgresql_where=text("is_default"), sqlite_where=text("is_default")),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
     currency: Mapped[str] = mapped_column(String(3))
+    # Paystack's recipient type: nuban, ghipss, mobile_money, mobile_money_business, kepss, basa
+    type: Mapped[str] = mapped_column(String(30))
     bank_code: Mapped[str] = mapped_column(String(20))
     account_number_encrypted: Mapped[str] = mapped_column(Text)
     account_last4: Mapped[str] = mapped_column(String(4))
     account_name: Mapped[str] = mapped_column(String(200))
     recipient_code: Mapped[str] = mapped_column(String(64))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # South Africa's account validation: personal | business, and the holder's document (its number encrypted).
+    account_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    document_type: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    document_number_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Payout(Timestamped, Base):
@@ -51,5 +65,11 @@ class Payout(Timestamped, Base):
     @property
     def awaiting_payout_account(self) -> bool:
         return self.recipient_code is None
+
+    @property
+    def shown_status(self) -> str:
+        """The status as answers show it: a pending payout with no account to go to is
+        `awaiting_payout_account` (stored as `pending`, so that the worker's queue stays one status)."""
+        return "awaiting_payout_account" if self.status == "pending" and self.recipient_code is None else self.status
 
 

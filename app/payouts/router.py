@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Unauthorized
@@ -14,11 +14,21 @@ from app.core.routing import ExactJSONRoute
 from app.core.schemas import Page, PageParams, page_params
 from app.core.security import AdminUser, CurrentUser, Principal
 from app.payouts import flows, otp, service
-from app.payouts.schemas import BankList, BankOut, FinalizeIn, PayoutAccountIn, PayoutAccountOut, PayoutOut
+from app.payouts.schemas import (
+    BankList,
+    BankOut,
+    FinalizeIn,
+    PayoutAccountIn,
+    PayoutAccountList,
+    PayoutAccountOut,
+    PayoutOut,
+)
 from app.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(route_class=ExactJSONRoute, prefix="/v1", tags=["payouts"], dependencies=[RATE_LIMITED])
-PayoutStatus = Literal["pending", "awaiting_funds", "processing", "awaiting_otp", "paid", "failed", "reversed"]
+PayoutStatus = Literal["pending", "awaiting_payout_account", "awaiting_funds", "processing", "awaiting_otp", "paid",
+                       "failed", "reversed"]
+AccountId = Annotated[str, Path(min_length=1, max_length=40)]
 
 
 @router.get("/banks", response_model=BankList)
@@ -33,14 +43,39 @@ async def banks(
     return BankList(items=[BankOut(code=b.code, name=b.name, type=b.type, currency=b.currency) for b in listed])
 
 
+@router.post("/payout-accounts", response_model=PayoutAccountOut, status_code=201)
+async def add_payout_account(
+    body: PayoutAccountIn, principal: CurrentUser, rt: RuntimeDep, response: Response
+) -> PayoutAccountOut:
+    account, created = await flows.register_payout_account(rt, principal, body, as_default=False)
+    if not created:
+        response.status_code = 200  # the same account again
+    return PayoutAccountOut.model_validate(account)
+
+
 @router.put("/payout-accounts/me", response_model=PayoutAccountOut)
 async def register_payout_account(body: PayoutAccountIn, principal: CurrentUser, rt: RuntimeDep) -> PayoutAccountOut:
-    return PayoutAccountOut.model_validate(await flows.register_payout_account(rt, principal, body))
+    account, _ = await flows.register_payout_account(rt, principal, body, as_default=True)
+    return PayoutAccountOut.model_validate(account)
 
 
-@router.get("/payout-accounts/me", response_model=PayoutAccountOut)
-async def my_payout_account(principal: CurrentUser, session: SessionDep) -> PayoutAccountOut:
-    return PayoutAccountOut.model_validate(await service.get_payout_account(session, principal))
+@router.get("/payout-accounts/me", response_model=PayoutAccountList)
+async def my_payout_accounts(principal: CurrentUser, session: SessionDep) -> PayoutAccountList:
+    rows = await service.list_payout_accounts(session, principal)
+    return PayoutAccountList(items=[PayoutAccountOut.model_validate(a) for a in rows])
+
+
+@router.post("/payout-accounts/{account_id}/default", response_model=PayoutAccountOut)
+async def make_default_payout_account(
+    account_id: AccountId, principal: CurrentUser, rt: RuntimeDep
+) -> PayoutAccountOut:
+    return PayoutAccountOut.model_validate(await flows.set_default_account(rt, principal, account_id))
+
+
+@router.delete("/payout-accounts/{account_id}", status_code=204)
+async def delete_payout_account(account_id: AccountId, principal: CurrentUser, session: SessionDep) -> Response:
+    await service.delete_payout_account(session, principal, account_id)
+    return Response(status_code=204)
 
 
 @router.get("/payouts/me", response_model=Page[PayoutOut])

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
@@ -31,7 +35,23 @@ from app.models.base import new_id, utcnow
 from app.models.statuses import PayoutStatus, advance
 from app.payouts.schemas import PayoutOut
 
-RECIPIENT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money", "USD": "nuban"}
+# Paystack's transfer recipient types and the currency each pays out in. USD has none: Paystack's transfers
+# pay out from a balance to accounts in the business's own country (docs/paystack.md).
+TYPE_CURRENCIES: dict[str, frozenset[str]] = {
+    "nuban": frozenset({"NGN"}),
+    "ghipss": frozenset({"GHS"}),
+    "mobile_money": frozenset({"GHS", "KES"}),
+    "mobile_money_business": frozenset({"KES"}),
+    "kepss": frozenset({"KES"}),
+    "basa": frozenset({"ZAR"}),
+}
+# The type an account of a currency has when the caller names none (what PUT /me always assumed).
+DEFAULT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_money"}
+# A payout's status as answers show it, in SQL (Payout.shown_status in Python).
+SHOWN_STATUS = case(((Payout.status == "pending") & Payout.recipient_code.is_(None), "awaiting_payout_account"),
+                    else_=Payout.status)
+# Payouts still on their way to a recipient: its account cannot be deleted under them.
+IN_FLIGHT_STATUSES = ("processing", "awaiting_otp")
 # Refusals about our credentials or integration, not the bank details: they stay gateway errors.
 _OUR_OWN_REFUSALS = frozenset({401, 403})
 
@@ -47,10 +67,11 @@ def new_payout_references(count: int) -> list[str]:
 
 
 async def payout_recipients(session: AsyncSession, user_ids: Iterable[str], currency: str) -> dict[str, str]:
-    """user_id -> transfer recipient, for those of `user_ids` with a payout account in `currency`."""
+    """user_id -> transfer recipient, for those of `user_ids` with a default payout account in `currency`."""
     rows = await session.execute(
         select(PayoutAccount.user_id, PayoutAccount.recipient_code)
-        .where(PayoutAccount.user_id.in_(set(user_ids)), PayoutAccount.currency == currency)
+        .where(PayoutAccount.user_id.in_(set(user_ids)), PayoutAccount.currency == currency,
+               PayoutAccount.is_default)
     )
     return {user_id: code for user_id, code in rows.all()}
 
@@ -80,11 +101,132 @@ async def queue_payout(
 # ---- payout accounts ---------------------------------------------------------------------------
 
 
-async def get_payout_account(session: AsyncSession, principal: Principal) -> PayoutAccount:
-    account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == principal.user_id))
+async def list_payout_accounts(session: AsyncSession, principal: Principal) -> Sequence[PayoutAccount]:
+    return (
+        await session.scalars(
+            select(PayoutAccount).where(PayoutAccount.user_id == principal.user_id)
+            .order_by(PayoutAccount.currency, PayoutAccount.created_at, PayoutAccount.id)
+        )
+    ).all()
+
+
+async def own_payout_account(session: AsyncSession, principal: Principal, account_id: str) -> PayoutAccount:
+    """The caller's own account; anyone else's is answered as if it did not exist."""
+    stmt = select(PayoutAccount).where(PayoutAccount.id == account_id, PayoutAccount.user_id == principal.user_id)
+    # as it is now, not as this session first read it
+    account = await session.scalar(stmt.execution_options(populate_existing=True))
     if account is None:
-        raise NotFound("No payout account registered")
+        raise NotFound("Payout account not found", payout_account_id=account_id)
     return account
+
+
+async def save_payout_account(
+    session: AsyncSession, user_id: str, details: dict[str, Any]
+) -> tuple[PayoutAccount, bool]:
+    """The account with these details (one transfer recipient), and whether it is new. The first account of
+    a currency becomes its default: the insert that would make a second default does nothing (the partial
+    unique index decides, so two first registrations at once leave one default) and the account is
+    written as not default instead."""
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    for is_default in (True, False):
+        row = {"id": new_id("pa"), "user_id": user_id, "created_at": now, "updated_at": now,
+               "is_default": is_default, **details}
+        created = (
+            await session.scalars(
+                insert(PayoutAccount).values(row).on_conflict_do_nothing().returning(PayoutAccount),
+                execution_options={"populate_existing": True},
+            )
+        ).one_or_none()
+        if created is not None:
+            if is_default:
+                await _point_pending_payouts(session, user_id, created.currency, created.recipient_code)
+            return created, True
+    # The same account again: Paystack gave the recipient it already had.
+    existing = await session.scalar(
+        select(PayoutAccount).where(PayoutAccount.user_id == user_id,
+                                    PayoutAccount.recipient_code == details["recipient_code"])
+    )
+    if existing is None:  # only if it was deleted between the two statements
+        raise InvalidState("The payout account changed meanwhile; send the request again")
+    return existing, False
+
+
+async def make_default(session: AsyncSession, account: PayoutAccount) -> PayoutAccount:
+    """`account` becomes the default of its currency, and pending payouts in that currency go to it.
+
+    The person's accounts in the currency are locked first (in id order), so that two changes at once
+    take turns; the partial unique index is the last word, and a change that still meets another one's
+    default (an account created meanwhile) is tried again."""
+    for attempt in range(3):
+        try:
+            async with session.begin_nested():
+                await _lock_accounts(session, account.user_id, account.currency)
+                await session.execute(
+                    update(PayoutAccount)
+                    .where(PayoutAccount.user_id == account.user_id, PayoutAccount.currency == account.currency,
+                           PayoutAccount.is_default, PayoutAccount.id != account.id)
+                    .values(is_default=False, updated_at=utcnow())
+                )
+                await session.execute(
+                    update(PayoutAccount).where(PayoutAccount.id == account.id)
+                    .values(is_default=True, updated_at=utcnow())
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise InvalidState("The default payout account is being changed; send the request again") from None
+            continue
+        break
+    await _point_pending_payouts(session, account.user_id, account.currency, account.recipient_code)
+    await session.refresh(account)
+    return account
+
+
+async def delete_payout_account(session: AsyncSession, principal: Principal, account_id: str) -> None:
+    """Remove an account no payout in flight uses. Removing the default makes the person's oldest other
+    account in that currency the default; with none, pending payouts in it wait for one."""
+    account = await own_payout_account(session, principal, account_id)
+    # The person's accounts in the currency are locked in id order, as make_default locks them (the same
+    # order for both: no deadlock), then the account is read again: another delete may have won.
+    await _lock_accounts(session, account.user_id, account.currency)
+    account = await own_payout_account(session, principal, account_id)
+    in_flight = await session.scalar(
+        select(Payout.id).where(Payout.user_id == account.user_id, Payout.currency == account.currency,
+                                Payout.recipient_code == account.recipient_code,
+                                Payout.status.in_(IN_FLIGHT_STATUSES)).limit(1)
+    )
+    if in_flight is not None:
+        raise InvalidState("A payout on its way uses this account; delete it once the payout is settled",
+                           payout_id=in_flight)
+    await session.execute(delete(PayoutAccount).where(PayoutAccount.id == account.id))
+    if not account.is_default:
+        return
+    successor = await session.scalar(
+        select(PayoutAccount)
+        .where(PayoutAccount.user_id == account.user_id, PayoutAccount.currency == account.currency)
+        .order_by(PayoutAccount.created_at, PayoutAccount.id).limit(1)
+    )
+    if successor is not None:
+        await make_default(session, successor)
+    else:
+        await _point_pending_payouts(session, account.user_id, account.currency, None)
+
+
+async def _lock_accounts(session: AsyncSession, user_id: str, currency: str) -> None:
+    await session.execute(
+        select(PayoutAccount.id).where(PayoutAccount.user_id == user_id, PayoutAccount.currency == currency)
+        .order_by(PayoutAccount.id).with_for_update()
+    )
+
+
+async def _point_pending_payouts(session: AsyncSession, user_id: str, currency: str, recipient: str | None) -> None:
+    """Pending payouts in `currency` go to `recipient` (None: they wait for an account); those waiting
+    for one are due now."""
+    await session.execute(
+        update(Payout)
+        .where(Payout.user_id == user_id, Payout.status == "pending", Payout.currency == currency)
+        .values(recipient_code=recipient, available_at=utcnow())
+    )
 
 
 # ---- sending -----------------------------------------------------------------------------------
@@ -155,9 +297,12 @@ async def retry_payout(session: AsyncSession, principal: Principal, payout_id: s
         raise NotFound("Payout not found", payout_id=payout_id)
     if payout.status not in ("failed", "reversed"):
         raise InvalidState("Only a payout that failed conclusively can be retried", status=payout.status)
-    account = await session.scalar(select(PayoutAccount).where(PayoutAccount.user_id == payout.user_id))
+    account = await session.scalar(
+        select(PayoutAccount).where(PayoutAccount.user_id == payout.user_id,
+                                    PayoutAccount.currency == payout.currency, PayoutAccount.is_default)
+    )
     if account is None:
-        raise ValidationFailed("The payee has no payout account")
+        raise ValidationFailed("The payee has no payout account in this currency", currency=payout.currency)
     before = payout.status
     advance(payout, PayoutStatus.PENDING)
     payout.recipient_code = account.recipient_code
@@ -172,5 +317,11 @@ async def retry_payout(session: AsyncSession, principal: Principal, payout_id: s
 async def list_payouts(
     session: AsyncSession, params: PageParams, *, user_id: str | None = None, status: str | None = None
 ) -> tuple[Sequence[Payout], str | None]:
-    stmt = where_given(select(Payout), {Payout.user_id: user_id, Payout.status: status})
+    stmt = where_given(select(Payout), {Payout.user_id: user_id})
+    if status == "awaiting_payout_account":  # shown, not stored: pending with no account to go to
+        stmt = stmt.where(Payout.status == "pending", Payout.recipient_code.is_(None))
+    elif status == "pending":
+        stmt = stmt.where(Payout.status == "pending", Payout.recipient_code.is_not(None))
+    elif status is not None:
+        stmt = stmt.where(Payout.status == status)
     return await fetch_page(session, stmt, Payout.id, params)

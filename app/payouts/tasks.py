@@ -10,7 +10,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 
 from app.core import metrics, outbox
 from app.gateway.errors import GatewayError, GatewayRejected
@@ -34,13 +34,13 @@ _WAITING = (PayoutStatus.AWAITING_FUNDS, PayoutStatus.AWAITING_OTP)
 
 
 def _payable() -> Any:
-    """Payouts that can go out, with the recipient of the payee's payout account as it is now."""
+    """Payouts that can go out, with the recipient of the payee's default account in their currency as it is
+    now (a payout with none waits)."""
     return (
         select(Payout, PayoutAccount.recipient_code)
-        .outerjoin(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
-                   & (PayoutAccount.currency == Payout.currency))
-        .where(Payout.status.in_(_CLAIMABLE),
-               or_(Payout.recipient_code.is_not(None), PayoutAccount.recipient_code.is_not(None)))
+        .join(PayoutAccount, (PayoutAccount.user_id == Payout.user_id)
+              & (PayoutAccount.currency == Payout.currency) & PayoutAccount.is_default)
+        .where(Payout.status.in_(_CLAIMABLE))
         .order_by(Payout.id)
     )
 
@@ -60,22 +60,24 @@ async def _anything_due(rt: Runtime) -> bool:
 async def _claim_due(rt: Runtime, balances: dict[str, int]) -> list[Payout]:
     """Take due payouts and move their money in flight before the transfer is asked for.
 
-    Each goes to the payee's payout account as it is now: a payout written while the account was
-    being registered (it read none, and committed after the registration updated the pending ones)
-    would otherwise wait for an account that exists. `balances` is what the gateway holds per currency,
-    read just before: a payout it no longer covers waits as `awaiting_funds`, its money still payable
-    (nothing moves in flight), and is tried again after `payout_funds_retry_seconds`."""
+    Each goes to the payee's default payout account in its currency as it is now (a payout written while
+    the default was being changed would otherwise go to the old one); a payout with none waits. The
+    account is locked with the payout, so that it cannot be deleted while its payout leaves. `balances` is
+    what the gateway holds per currency, read just before: a payout it no longer covers waits as
+    `awaiting_funds`, its money still payable (nothing moves in flight), and is tried again after
+    `payout_funds_retry_seconds`."""
     lease = outbox.lease(rt.settings.worker_lease_seconds)
     remaining = dict(balances)
     async with rt.db.unit_of_work() as session:
         claimed = (
             await session.execute(
-                outbox.due(_payable(), Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size, of=Payout)
+                outbox.due(_payable(), Payout.available_at, utcnow(), limit=rt.settings.worker_batch_size,
+                           of=(Payout, PayoutAccount))
             )
         ).all()
         payouts = []
         for payout, current_recipient in claimed:
-            payout.recipient_code = current_recipient or payout.recipient_code
+            payout.recipient_code = current_recipient
             available = remaining.get(payout.currency, 0)
             if available < payout.amount:
                 advance(payout, PayoutStatus.AWAITING_FUNDS)

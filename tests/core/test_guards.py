@@ -327,7 +327,7 @@ async def test_metadata_number_too_large_for_a_float_is_refused(client: httpx.As
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [("DELETE", "/v1/payments", "GET, POST"), ("PATCH", "/v1/apps/app-1", "GET, PUT"),
-     ("PUT", "/v1/payout-accounts/me", None), ("DELETE", "/v1/payout-accounts/me", "GET, PUT"),
+     ("PUT", "/v1/payout-accounts/me", None), ("PATCH", "/v1/payout-accounts/me", "GET, PUT, DELETE"),
      ("GET", "/v1/escrow/releases/r-1/execute", "POST"), ("POST", "/healthz", "GET")],
 )
 async def test_405_names_every_method_the_path_serves(

@@ -260,7 +260,8 @@ async def test_distribution_over_http(
     allocations = first["items"] + second_page["items"]
     assert [a["user_id"] for a in allocations] == sorted(HOLDINGS)
     assert {a["user_id"]: (a["shares"], a["amount"], a["payout_status"]) for a in allocations} == {
-        u: (HOLDINGS[u], to_major(PARTS[u], "NGN"), "pending") for u in HOLDINGS}
+        u: (HOLDINGS[u], to_major(PARTS[u], "NGN"), "pending" if u in ("investor-1", "investor-2")
+            else "awaiting_payout_account") for u in HOLDINGS}  # investors 3 and 4 have no payout account
     assert sum(int(a["amount"].replace(".", "")) for a in allocations) == 975_000
     assert to_major(975_000, "NGN") == distribution["net_amount"]
 
@@ -286,13 +287,15 @@ async def test_distribution_over_http(
     # the others are owed until they register an account
     for user_id in ("investor-3", "investor-4"):
         [mine] = (await client.get("/v1/payouts/me", headers=auth(user_id))).json()["items"]
-        assert (mine["status"], mine["awaiting_payout_account"], mine["reason"]) == ("pending", True, "distribution")
+        assert (mine["status"], mine["awaiting_payout_account"], mine["reason"]) == (
+            "awaiting_payout_account", True, "distribution")
         assert mine["amount"] == to_major(PARTS[user_id], "NGN")
         assert payouts[user_id].batch_reference is None
         assert await ledger_balance(app, accounts.payable(user_id, "NGN")) == PARTS[user_id]
     statuses = {a["user_id"]: a["payout_status"]
                 for a in (await client.get(url, headers=admin)).json()["items"]}
-    assert statuses == {"investor-1": "paid", "investor-2": "paid", "investor-3": "pending", "investor-4": "pending"}
+    assert statuses == {"investor-1": "paid", "investor-2": "paid", "investor-3": "awaiting_payout_account",
+                        "investor-4": "awaiting_payout_account"}
 
     for user_id in ("investor-3", "investor-4"):
         await register_payout_account(client, auth(user_id))

@@ -233,7 +233,8 @@ async def test_resolve_with_release(client: httpx.AsyncClient, app: FastAPI, aut
     deposit = await _deposit(client, auth)
     assert (deposit["frozen"], deposit["released"], deposit["remaining"]) == ("0.00", "2000.00", "3000.00")
     payouts = (await client.get("/v1/payouts/me", headers=auth(OWNER))).json()["items"]
-    assert [(p["amount"], p["reason"], p["status"]) for p in payouts] == [("2000.00", "release", "pending")]
+    assert [(p["amount"], p["reason"], p["status"]) for p in payouts] == [
+        ("2000.00", "release", "awaiting_payout_account")]
     async with app.state.runtime.db.unit_of_work() as session:
         assert await balance(session, accounts.payable(OWNER, "NGN")) == 200_000
     summary = await _escrow(client, auth)

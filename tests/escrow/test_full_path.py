@@ -82,7 +82,8 @@ async def test_full_escrow_path(client: httpx.AsyncClient, app: FastAPI, auth: A
 
     # the owner has no payout account yet: the money waits as a pending payout
     payouts = (await client.get("/v1/payouts/me", headers=owner)).json()["items"]
-    assert [(p["amount"], p["status"], p["awaiting_payout_account"]) for p in payouts] == [("4250.00", "pending", True)]
+    assert [(p["amount"], p["status"], p["awaiting_payout_account"]) for p in payouts] == [
+        ("4250.00", "awaiting_payout_account", True)]
     await register_payout_account(client, owner)
     await settle(app)
     payouts = (await client.get("/v1/payouts/me", headers=owner)).json()["items"]

@@ -160,7 +160,8 @@ class TestAutomaticReleases:
         assert_error(again, 409, "INVALID_STATE")
 
         payouts = (await get_json(client, owner, "/v1/payouts/me"))["items"]
-        assert [(p["amount"], p["reason"], p["status"]) for p in payouts] == [("5000.00", "release", "pending")]
+        assert [(p["amount"], p["reason"], p["status"]) for p in payouts] == [
+            ("5000.00", "release", "awaiting_payout_account")]
         async with app.state.runtime.db.unit_of_work() as session:
             # the payout waits for the owner's account: the money sits in the owner's payable
             assert await balance(session, accounts.payable(OWNER, "NGN")) == 500_000

@@ -24,10 +24,12 @@ async def test_banks_and_operators_of_a_currency_with_their_types(client: httpx.
     response = await banks(client, auth("investor-1"), currency="GHS")
     assert response.status_code == 200, response.text
     assert sorted((b["code"], b["type"], b["currency"]) for b in response.json()["items"]) == [
-        ("040", "ghipss", "GHS"), ("MTN", "mobile_money", "GHS")]
+        ("040", "ghipss", "GHS"), ("130", "ghipss", "GHS"), ("ATL", "mobile_money", "GHS"),
+        ("MTN", "mobile_money", "GHS"), ("VOD", "mobile_money", "GHS")]
 
     operators = await banks(client, auth("investor-1"), currency="ghs", type="mobile_money")
-    assert [(b["code"], b["name"]) for b in operators.json()["items"]] == [("MTN", "MTN Mobile Money")]
+    assert [(b["code"], b["name"]) for b in operators.json()["items"]] == [
+        ("MTN", "MTN"), ("VOD", "Vodafone"), ("ATL", "AirtelTigo")]
 
 
 async def test_the_list_is_read_once_until_a_refresh(

@@ -175,7 +175,7 @@ async def test_the_buyer_pays_and_the_shares_move(client: httpx.AsyncClient, app
     # the seller is owed the price less the fee; the payout goes out once they have an account
     payouts = (await client.get("/v1/payouts/me", headers=seller)).json()["items"]
     assert [(p["amount"], p["reason"], p["status"], p["source_id"]) for p in payouts] == \
-        [("975.19", "share_sale", "pending", transfer["id"])]
+        [("975.19", "share_sale", "awaiting_payout_account", transfer["id"])]
     await register_payout_account(client, seller)
     await settle(app)
     payouts = (await client.get("/v1/payouts/me", headers=seller)).json()["items"]

@@ -50,11 +50,34 @@ BANKS: tuple[Bank, ...] = (
     Bank(9, "Guaranty Trust Bank", "guaranty-trust-bank", "058", "NGN", "Nigeria", "nuban"),
     Bank(18, "United Bank For Africa", "united-bank-for-africa", "033", "NGN", "Nigeria", "nuban"),
     Bank(21, "Zenith Bank", "zenith-bank", "057", "NGN", "Nigeria", "nuban"),
-    Bank(29, "GCB Bank Limited", "gcb-bank-limited-gh", "040", "GHS", "Ghana", "ghipss"),
-    Bank(28, "MTN Mobile Money", "mtn-gh", "MTN", "GHS", "Ghana", "mobile_money"),
+    Bank(229, "GCB Bank Limited", "gcb-bank-limited-gh", "040", "GHS", "Ghana", "ghipss"),
+    Bank(230, "Ecobank Ghana", "ecobank-ghana", "130", "GHS", "Ghana", "ghipss"),
+    # Ghana's mobile-money operators, as Paystack lists them (GET /bank?currency=GHS&type=mobile_money).
+    Bank(28, "MTN", "mtn-mobile-money", "MTN", "GHS", "Ghana", "mobile_money"),
+    Bank(66, "Vodafone", "vod-mobile-money", "VOD", "GHS", "Ghana", "mobile_money"),
+    Bank(29, "AirtelTigo", "atl-mobile-money", "ATL", "GHS", "Ghana", "mobile_money"),
     Bank(140, "Absa Bank Limited, South Africa", "absa-za", "632005", "ZAR", "South Africa", "basa"),
+    Bank(141, "First National Bank", "first-national-bank-za", "250655", "ZAR", "South Africa", "basa"),
+    Bank(142, "Standard Bank", "standard-bank-za", "051001", "ZAR", "South Africa", "basa"),
+    Bank(310, "Kenya Commercial Bank", "kcb-ke", "01", "KES", "Kenya", "kepss"),
+    Bank(311, "Equity Bank", "equity-bank-ke", "68", "KES", "Kenya", "kepss"),
     Bank(302, "M-PESA", "mpesa", "MPESA", "KES", "Kenya", "mobile_money"),
+    Bank(303, "M-PESA Till", "mpesa-till", "MPTILL", "KES", "Kenya", "mobile_money_business"),
+    Bank(304, "M-PESA Paybill", "mpesa-paybill", "MPPAYBILL", "KES", "Kenya", "mobile_money_business"),
 )
+# The currencies whose accounts Paystack resolves by number (GET /bank/resolve): Nigeria and Ghana.
+RESOLVING_CURRENCIES = frozenset({"NGN", "GHS"})
+# South Africa verifies with POST /bank/validate instead.
+VALIDATING_COUNTRIES = {"ZA": "ZAR"}
+DOCUMENT_TYPES = ("identityNumber", "passportNumber", "businessRegistrationNumber")
+ACCOUNT_TYPES = ("personal", "business")
+# What each document number looks like: a South African ID number is 13 digits, a company registration
+# number YYYY/NNNNNN/NN; a passport number is letters and digits.
+_DOCUMENT_NUMBERS = {
+    "identityNumber": re.compile(r"[0-9]{13}"),
+    "passportNumber": re.compile(r"[A-Za-z0-9]{6,20}"),
+    "businessRegistrationNumber": re.compile(r"[0-9]{4}/[0-9]{6}/[0-9]{2}"),
+}
 
 _FIRST_NAMES = (
     "ADAEZE",
@@ -93,15 +116,35 @@ def find_bank(code: str, *, currency: str, bank_type: str) -> Bank | None:
     )
 
 
-def resolve_account_name(account_number: str, bank_code: str) -> str | None:
-    """Any NUBAN at a listed Nigerian bank resolves (but FAILING_ACCOUNT); the name depends only on the number."""
-    if (
-        account_number == FAILING_ACCOUNT
-        or not NUBAN.fullmatch(account_number)
-        or find_bank(bank_code, currency="NGN", bank_type="nuban") is None
-    ):
-        return None
+def stable_name(account_number: str) -> str:
+    """The holder's name the sandbox gives an account: it depends only on the number."""
     digest = int.from_bytes(hashlib.sha256(account_number.encode()).digest()[:8], "big")
     last = _LAST_NAMES[digest % len(_LAST_NAMES)]
     first = _FIRST_NAMES[(digest // len(_LAST_NAMES)) % len(_FIRST_NAMES)]
     return f"{last} {first}"
+
+
+def resolving_bank(bank_code: str) -> Bank | None:
+    """The listed bank or operator of a currency whose accounts resolve by number."""
+    return next((b for b in BANKS if b.code == bank_code and b.currency in RESOLVING_CURRENCIES), None)
+
+
+def resolve_account_name(account_number: str, bank_code: str) -> str | None:
+    """Any 10-digit number at a listed Nigerian or Ghanaian bank or operator resolves (but FAILING_ACCOUNT)."""
+    if account_number == FAILING_ACCOUNT or not NUBAN.fullmatch(account_number) or resolving_bank(bank_code) is None:
+        return None
+    return stable_name(account_number)
+
+
+def validation_failure(body_account_number: str, account_type: str, document_type: str,
+                       document_number: str | None) -> str | None:
+    """Why a South African account does not validate, or None when it does: any 10-digit number (but
+    FAILING_ACCOUNT) at a listed bank, with a document of the right shape for the kind of account."""
+    if body_account_number == FAILING_ACCOUNT or not NUBAN.fullmatch(body_account_number):
+        return "Account number could not be verified"
+    business = account_type == "business"
+    if business != (document_type == "businessRegistrationNumber"):
+        return "The document type does not match the account type"
+    if document_number is None or not _DOCUMENT_NUMBERS[document_type].fullmatch(document_number):
+        return "The document number does not match the account holder"
+    return None

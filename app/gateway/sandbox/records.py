@@ -270,7 +270,7 @@ class Recipient:
     currency: str
     bank: Bank
     account_number: str
-    account_name: str
+    account_name: str | None
     created_at: datetime
 
     def api_data(self) -> dict[str, Any]:

@@ -22,7 +22,16 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 
 from app.gateway.sandbox import fields
-from app.gateway.sandbox.banks import find_bank, list_banks, resolve_account_name
+from app.gateway.sandbox.banks import (
+    ACCOUNT_TYPES,
+    DOCUMENT_TYPES,
+    VALIDATING_COUNTRIES,
+    find_bank,
+    list_banks,
+    resolve_account_name,
+    resolving_bank,
+    validation_failure,
+)
 from app.gateway.sandbox.checkout import checkout_page, message_page, result_page
 from app.gateway.sandbox.envelope import PaystackError, invalid, not_found, ok
 from app.gateway.sandbox.faults import SandboxFaults
@@ -311,7 +320,7 @@ def _build_routes() -> list[BaseRoute]:
     @api.get("/bank/resolve")
     async def resolve_account(account_number: str = "", bank_code: str = "") -> Response:
         name = resolve_account_name(account_number, bank_code)
-        bank = find_bank(bank_code, currency="NGN", bank_type="nuban")
+        bank = resolving_bank(bank_code)
         if name is None or bank is None:
             raise PaystackError(
                 422,
@@ -321,6 +330,38 @@ def _build_routes() -> list[BaseRoute]:
             )
         data = {"account_number": account_number, "account_name": name, "bank_id": bank.id}
         return ok("Account number resolved", data)
+
+    @api.post("/bank/validate")
+    async def validate_account(request: Request) -> Response:
+        """South Africa's account validation: 200 once attempted, the verdict in `data.verified`."""
+        body = await fields.json_object(request)
+        country = fields.required_text(body, "country_code")
+        bank_code = fields.required_text(body, "bank_code")
+        account_number = fields.required_text(body, "account_number")
+        fields.required_text(body, "account_name")
+        account_type = fields.required_text(body, "account_type")
+        document_type = fields.required_text(body, "document_type")
+        currency = VALIDATING_COUNTRIES.get(country)
+        if currency is None or find_bank(bank_code, currency=currency, bank_type="basa") is None:
+            raise invalid("Invalid bank code", code="invalid_bank_code",
+                          next_step="See GET /bank?currency=ZAR&enabled_for_verification=true")
+        if account_type not in ACCOUNT_TYPES:
+            raise invalid("account_type must be one of " + ", ".join(ACCOUNT_TYPES))
+        if document_type not in DOCUMENT_TYPES:
+            raise invalid("document_type must be one of " + ", ".join(DOCUMENT_TYPES))
+        failure = validation_failure(account_number, account_type, document_type,
+                                     fields.optional_text(body, "document_number"))
+        verified = failure is None
+        data = {
+            "accountAcceptsDebits": verified,
+            "accountAcceptsCredits": verified,
+            "accountHolderMatch": verified,
+            "accountOpenForMoreThanThreeMonths": verified,
+            "accountOpen": verified,
+            "verified": verified,
+            "verificationMessage": failure or "Account is verified successfully",
+        }
+        return ok(f"{account_type.capitalize()} Account Verification attempted", data)
 
     # --- checkout (what the customer's browser sees) ----------------------------------------------
 

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.gateway.sandbox.banks import FAILING_ACCOUNT, find_bank, resolve_account_name
+from app.gateway.sandbox.banks import (
+    FAILING_ACCOUNT,
+    NUBAN,
+    RESOLVING_CURRENCIES,
+    find_bank,
+    resolve_account_name,
+)
 from app.gateway.sandbox.envelope import PaystackError, invalid, not_found
 from app.gateway.sandbox.faults import SandboxFaults
 from app.gateway.sandbox.fields import DIGITS, optional_text, parse_amount, required_text
@@ -46,6 +52,8 @@ RECIPIENT_CURRENCIES = {
     "nuban": ("NGN",),
     "ghipss": ("GHS",),
     "mobile_money": ("GHS", "KES"),
+    "mobile_money_business": ("KES",),
+    "kepss": ("KES",),
     "basa": ("ZAR",),
 }
 BULK_TRANSFER_LIMIT = 100
@@ -272,14 +280,20 @@ class SandboxState:
         bank = find_bank(bank_code, currency=currency, bank_type=recipient_type)
         if bank is None:
             raise invalid("Invalid bank code", code="invalid_bank_code", next_step="See GET /bank for codes")
-        if recipient_type == "nuban":
+        account_name: str | None
+        if currency in RESOLVING_CURRENCIES:
+            # Nigeria and Ghana: the number must resolve, banks and mobile-money operators alike.
             account_name = resolve_account_name(account_number, bank_code)
             if account_name is None:
                 raise invalid("Cannot resolve account", code="invalid_account")
+        elif recipient_type == "basa" and not NUBAN.fullmatch(account_number):
+            raise invalid("Invalid account number", code="invalid_account")
         elif DIGITS.fullmatch(account_number) and account_number != FAILING_ACCOUNT:
             account_name = name
         else:
             raise invalid("Invalid account number", code="invalid_account")
+        if recipient_type.startswith("mobile_money"):
+            account_name = None  # Paystack's mobile-money recipients carry no account name
         key = (recipient_type, currency, bank_code, account_number)
         existing = self._recipients_by_account.get(key)
         if existing is not None:
