@@ -255,7 +255,7 @@ NOTES: dict[tuple[str, str], RouteNotes] = {
         "number never. The first account of a currency becomes its default, and payouts that waited for one "
         "go out. The same account again answers 200 with the existing one. USD: `CURRENCY_NOT_SUPPORTED` "
         "(Paystack pays out no USD for this integration; money owed in USD stays payable).",
-        callers="the caller's own",
+        callers="the caller's own", answers=((200, "the same account again: the existing one, unchanged"),),
         errors=(ValidationFailed, CurrencyNotSupported, InvalidBankAccount, GatewayFailure)),
     ("GET", "/v1/payout-accounts/me"): RouteNotes(
         "List one's payout accounts",
