@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from app.core import metrics
 from app.core.ratelimit import RATE_LIMITED
 from app.core.routing import ExactJSONRoute
+from app.events.delivery import outbound_backlog
 from app.ledger.flows import failing_cheap_checks, ledger_sum
 from app.models.base import utcnow
 from app.web.deps import RuntimeDep
@@ -78,11 +79,15 @@ async def readyz(request: Request, rt: RuntimeDep) -> JSONResponse:
         oldest = None if state.oldest_due_at is None else (now - state.oldest_due_at).total_seconds()
         last = None if state.last_received_at is None else (now - state.last_received_at).total_seconds()
         limit = rt.settings.webhook_backlog_max_age_seconds
+        # Reported, not judged: a receiver that is down holds deliveries back without the service being unready.
+        events_waiting, deliveries_pending = await outbound_backlog(rt)
         return oldest is None or oldest <= limit, {
             "waiting": state.waiting,
             "oldest_due_age_seconds": None if oldest is None else round(oldest, 1),
             "last_received_age_seconds": None if last is None else round(last, 1),
             "max_age_seconds": limit,
+            "outbound_events_waiting": events_waiting,
+            "outbound_deliveries_pending": deliveries_pending,
         }
 
     async def transaction_integrity() -> tuple[bool, dict[str, Any]]:

@@ -69,6 +69,26 @@ async def test_metrics_count_payments_webhooks_and_errors(
     assert "payment_processing_seconds_count" in text
     assert "webhook_processing_seconds_count" in text
     assert 'errors_total{code="NOT_FOUND"}' in text
+    checkout_to_paid = [line for line in text.splitlines() if line.startswith("payment_checkout_to_paid_seconds_count")]
+    assert checkout_to_paid and float(checkout_to_paid[0].split()[-1]) >= 1
+
+
+async def test_metrics_show_open_payouts_by_status(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    from app.ledger import accounts
+    from app.ledger.service import move, post
+    from app.payouts.service import queue_payout
+
+    async with app.state.runtime.db.unit_of_work() as session:  # money owed to someone with no payout account
+        await post(session, kind="test_owed", legs=move(accounts.gateway("NGN"), accounts.payable("u-9", "NGN"), 500),
+                   idempotency_key="test:owed")
+        await queue_payout(session, user_id="u-9", amount=500, currency="NGN", reason="release", source_id="test")
+    await app.state.worker.drain()
+    lines = {line.split()[0]: float(line.split()[-1]) for line in (await client.get("/metrics")).text.splitlines()
+             if line.startswith("payouts_open{")}
+    assert lines['payouts_open{status="awaiting_payout_account"}'] == 1
+    assert lines['payouts_open{status="pending"}'] == 0
 
 
 async def test_openapi_documents_the_contract(client: httpx.AsyncClient) -> None:
@@ -177,6 +197,18 @@ async def test_readyz_fails_on_a_stalled_webhook_inbox_and_recovers_when_it_drai
     drained = await client.get("/readyz")
     assert drained.status_code == 200, drained.text
     assert _check(drained.json(), "webhook_backlog")["details"]["waiting"] == 0
+
+
+async def test_readyz_reports_the_outbound_event_backlog(client: httpx.AsyncClient, app: FastAPI) -> None:
+    from app.events.record import emit
+
+    async with app.state.runtime.db.unit_of_work() as session:
+        emit(session, "payment.failed", {"reference": "pay-1"})
+    details = _check((await client.get("/readyz")).json(), "webhook_backlog")["details"]
+    assert (details["outbound_events_waiting"], details["outbound_deliveries_pending"]) == (1, 0)
+    await app.state.worker.drain()  # no endpoint subscribes: dispatched to nobody
+    details = _check((await client.get("/readyz")).json(), "webhook_backlog")["details"]
+    assert details["outbound_events_waiting"] == 0
 
 
 async def test_an_event_waiting_out_its_retry_backoff_does_not_fail_readiness(

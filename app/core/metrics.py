@@ -21,11 +21,16 @@ ERRORS = Counter("errors_total", "Error responses by code", ["code"])
 PAYOUTS = Counter(
     "payouts_total", "Payouts reaching a conclusive status (reversed_after_paid: sent back after success)", ["status"]
 )
-PAYOUTS_WAITING = Gauge(
-    "payouts_waiting",
-    "Payouts waiting on something outside the service, by status (awaiting_otp: an admin's OTP; awaiting_funds: "
-    "the gateway's balance), as the worker last counted them",
+PAYOUTS_OPEN = Gauge(
+    "payouts_open",
+    "Payouts not yet over, by status as the API shows it (awaiting_payout_account: no default account; "
+    "awaiting_funds: the gateway's balance; awaiting_otp: an admin's OTP; failed: an admin's retry), as the "
+    "worker last counted them",
     ["status"], multiprocess_mode="max",
+)
+CHECKOUT_TO_PAID = Histogram(
+    "payment_checkout_to_paid_seconds", "From a payment's creation (its checkout opened) to its crediting",
+    buckets=(5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
 ESCROW_BATCH_SIZE = Histogram(
     "escrow_batch_size", "Escrow releases and refunds committed together in one transaction",

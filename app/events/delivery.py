@@ -29,6 +29,7 @@ from app.core import metrics, outbox
 from app.core.config import Settings
 from app.events import signing, urls
 from app.events.catalogue import ALL
+from app.events.service import delivery_backlog
 from app.models.base import new_ids, utcnow
 from app.models.events import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.runtime import Runtime
@@ -320,3 +321,9 @@ async def _record(rt: Runtime, endpoint_id: str, outcomes: list[_Outcome]) -> No
                 last_status_code=status_code, last_error=None))
             metrics.OUTBOUND_DELIVERIES.labels(result="delivered").inc(len(ids))
         await _lease_lanes(session, [endpoint_id], now + _lane_lease(rt.settings))
+
+
+async def outbound_backlog(rt: Runtime) -> tuple[int, int]:
+    """Events not yet turned into deliveries, and deliveries pending: what readiness reports."""
+    async with rt.db.unit_of_work() as session:
+        return await delivery_backlog(session)

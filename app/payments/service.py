@@ -132,6 +132,8 @@ async def apply_verifications(
         for payment in paid:
             emit(session, "payment.succeeded", PaymentOut.model_validate(payment), subjects=[payment.user_id])
         metrics.PAYMENTS.labels(status="success").inc(len(paid))
-        for _ in paid:
+        credited_at = utcnow()
+        for payment in paid:
             metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
+            metrics.CHECKOUT_TO_PAID.observe((credited_at - payment.created_at).total_seconds())
     return [payments.get(reference) for reference in references]

@@ -20,7 +20,7 @@ from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
 from app.models.base import utcnow
 from app.models.statuses import PayoutStatus, advance
-from app.payouts.service import emit_payout, settle_payout
+from app.payouts.service import SHOWN_STATUS, emit_payout, settle_payout
 from app.runtime import Runtime
 from app.webhooks.inbox import RetryLater
 
@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 # Payouts the worker sends when they are due: new ones, and those that waited for the gateway's balance.
 _CLAIMABLE = (PayoutStatus.PENDING, PayoutStatus.AWAITING_FUNDS)
-# Payouts waiting on something outside the service, shown by the payouts_waiting gauge.
-_WAITING = (PayoutStatus.AWAITING_FUNDS, PayoutStatus.AWAITING_OTP)
+# Payouts not over yet, by the status answers show: the payouts_open gauge.
+_OPEN = (PayoutStatus.PENDING, "awaiting_payout_account", PayoutStatus.AWAITING_FUNDS, PayoutStatus.PROCESSING,
+         PayoutStatus.AWAITING_OTP, PayoutStatus.FAILED)
 
 
 def _payable() -> Any:
@@ -46,14 +47,14 @@ def _payable() -> Any:
 
 
 async def _anything_due(rt: Runtime) -> bool:
-    """Whether a payout is due (so the gateway's balance is worth reading), and the waiting gauge updated."""
+    """Whether a payout is due (so the gateway's balance is worth reading), and the open-payouts gauge updated."""
     async with rt.db.unit_of_work() as session:
         due = await session.scalar(_payable().where(Payout.available_at <= utcnow()).limit(1))
-        waiting = dict((await session.execute(
-            select(Payout.status, func.count()).where(Payout.status.in_(_WAITING)).group_by(Payout.status)
+        counted = dict((await session.execute(
+            select(SHOWN_STATUS, func.count()).where(Payout.status.in_(_OPEN)).group_by(SHOWN_STATUS)
         )).all())
-    for status in _WAITING:
-        metrics.PAYOUTS_WAITING.labels(status=status).set(waiting.get(status, 0))
+    for status in _OPEN:
+        metrics.PAYOUTS_OPEN.labels(status=status).set(counted.get(status, 0))
     return due is not None
 
 

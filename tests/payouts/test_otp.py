@@ -42,7 +42,7 @@ async def _listed(client: httpx.AsyncClient, auth: Auth, status: str) -> list[di
 
 
 def _gauge(text: str, status: str) -> float:
-    [line] = [line for line in text.splitlines() if line.startswith(f'payouts_waiting{{status="{status}"}}')]
+    [line] = [line for line in text.splitlines() if line.startswith(f'payouts_open{{status="{status}"}}')]
     return float(line.split()[-1])
 
 
