@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
@@ -60,6 +61,35 @@ CURRENCY_SCHEMA = {"type": "string", "enum": list(CURRENCIES), "examples": ["NGN
 # the service, the app or the transfer takes) and in an answer.
 CurrencyInput = Annotated[str, Field(min_length=3, max_length=3), WithJsonSchema(CURRENCY_SCHEMA)]
 CurrencyCode = Annotated[str, WithJsonSchema(CURRENCY_SCHEMA)]
+
+
+# The input rules shared by request bodies, as pydantic field validators (`field_validator("x")(check_x)`).
+_PERIOD = re.compile(PERIOD_PATTERN)  # ASCII digits: `\d` takes any script's
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+_HTTP_URL = re.compile(r"^https?://[^\s]+$")
+
+
+def check_period(value: str | None) -> str | None:
+    if value is not None and not _PERIOD.fullmatch(value):
+        raise ValueError("period must be YYYY-MM")
+    return value
+
+
+def check_email(value: str | None) -> str | None:
+    if value is not None and not _EMAIL.fullmatch(value):
+        raise ValueError("not a valid email address")
+    return value
+
+
+def check_callback_url(value: str | None) -> str | None:
+    if value is not None and not _HTTP_URL.fullmatch(value):
+        raise ValueError("callback_url must be an http(s) URL")
+    return value
+
+
+def upper_code(value: str) -> str:
+    """A currency code as the service writes it."""
+    return value.upper()
 
 
 def one_of(values: Iterable[str]) -> WithJsonSchema:

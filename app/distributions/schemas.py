@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.money import AmountInput
-from app.core.schemas import Amount, CurrencyCode, CurrencyInput, FromRow, Money, Period, StrictModel, one_of
+from app.core.schemas import (
+    Amount,
+    CurrencyCode,
+    CurrencyInput,
+    FromRow,
+    Money,
+    Period,
+    StrictModel,
+    check_callback_url,
+    check_email,
+    check_period,
+    one_of,
+    upper_code,
+)
 from app.models.statuses import PayoutStatus, RevenueDeclarationStatus
 
 PayoutStatusShown = Annotated[str, one_of(PayoutStatus)]
 
-_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
 
 
 class RevenueDeclarationIn(StrictModel):
@@ -34,31 +44,10 @@ class RevenueDeclarationIn(StrictModel):
     callback_url: str | None = Field(default=None, max_length=2048,
                                      description="Where the checkout sends the owner back to (http or https).")
 
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str) -> str:
-        if not _PERIOD.fullmatch(value):
-            raise ValueError("period must be YYYY-MM")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError("not a valid email address")
-        return value
-
-    @field_validator("callback_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s]+$", value):
-            raise ValueError("callback_url must be an http(s) URL")
-        return value
+    _period = field_validator("period")(check_period)
+    _currency = field_validator("currency")(upper_code)
+    _email = field_validator("email")(check_email)
+    _callback_url = field_validator("callback_url")(check_callback_url)
 
 
 class RevenueDeclarationOut(FromRow):
@@ -98,17 +87,8 @@ class DistributionIn(StrictModel):
         "not yet shared).")
     dry_run: bool = Field(default=False, description="Answer the figures without writing anything.")
 
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str) -> str:
-        if not _PERIOD.fullmatch(value):
-            raise ValueError("period must be YYYY-MM")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
+    _period = field_validator("period")(check_period)
+    _currency = field_validator("currency")(upper_code)
 
 
 class AllocationOut(BaseModel):

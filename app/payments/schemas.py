@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -20,7 +19,11 @@ from app.core.schemas import (
     OptionalMoney,
     Period,
     StrictModel,
+    check_callback_url,
+    check_email,
+    check_period,
     one_of,
+    upper_code,
 )
 from app.models.statuses import RefundStatus
 
@@ -32,8 +35,6 @@ AnyPaymentType = Literal["investment", "share_transfer", "revenue", "revenue_dec
 Channel = Literal["card", "bank", "ussd", "qr", "mobile_money", "bank_transfer"]
 PaymentStatus = Literal["pending", "success", "failed", "abandoned", "refunded", "partially_refunded"]
 MAX_METADATA_BYTES = 4096
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
-_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")  # ASCII digits: `\d` takes any script's
 
 
 class PaymentCreate(StrictModel):
@@ -65,36 +66,16 @@ class PaymentCreate(StrictModel):
     metadata: dict[str, Any] = Field(default_factory=dict,
         description="Free-form JSON kept with the payment (at most 4096 bytes).")
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not _EMAIL.match(value):
-            raise ValueError("not a valid email address")
-        return value
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        return value.upper()
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str | None) -> str | None:
-        if value is not None and not _PERIOD.fullmatch(value):
-            raise ValueError("period must be YYYY-MM")
-        return value
+    _email = field_validator("email")(check_email)
+    _currency = field_validator("currency")(upper_code)
+    _period = field_validator("period")(check_period)
+    _callback_url = field_validator("callback_url")(check_callback_url)
 
     @field_validator("channels")
     @classmethod
     def _distinct(cls, value: list[str] | None) -> list[str] | None:
         return list(dict.fromkeys(value)) if value else value
 
-    @field_validator("callback_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s]+$", value):
-            raise ValueError("callback_url must be an http(s) URL")
-        return value
 
     @field_validator("metadata")
     @classmethod
