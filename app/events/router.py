@@ -23,9 +23,9 @@ EventType = Annotated[str | None, Query(alias="type", max_length=EVENT_TYPE_LENG
 
 
 @router.post("/admin/webhook-endpoints", status_code=201, response_model=WebhookEndpointOut)
-async def create_endpoint(body: WebhookEndpointIn, _: AdminUser, rt: RuntimeDep, session: SessionDep
+async def create_endpoint(body: WebhookEndpointIn, principal: AdminUser, rt: RuntimeDep, session: SessionDep
                           ) -> WebhookEndpointOut:
-    return await service.create_endpoint(session, rt.settings, rt.cipher, body)
+    return await service.create_endpoint(session, rt.settings, rt.cipher, principal, body)
 
 
 @router.get("/admin/webhook-endpoints", response_model=Page[WebhookEndpointOut])
@@ -42,14 +42,14 @@ async def get_endpoint(endpoint_id: str, _: AdminUser, session: SessionDep) -> W
 
 
 @router.patch("/admin/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointOut)
-async def update_endpoint(endpoint_id: str, body: WebhookEndpointPatch, _: AdminUser, rt: RuntimeDep,
+async def update_endpoint(endpoint_id: str, body: WebhookEndpointPatch, principal: AdminUser, rt: RuntimeDep,
                           session: SessionDep) -> WebhookEndpointOut:
-    return await service.update_endpoint(session, rt.settings, rt.cipher, endpoint_id, body)
+    return await service.update_endpoint(session, rt.settings, rt.cipher, principal, endpoint_id, body)
 
 
 @router.delete("/admin/webhook-endpoints/{endpoint_id}", status_code=204, response_class=Response)
-async def delete_endpoint(endpoint_id: str, _: AdminUser, session: SessionDep) -> Response:
-    await service.delete_endpoint(session, endpoint_id)
+async def delete_endpoint(endpoint_id: str, principal: AdminUser, session: SessionDep) -> Response:
+    await service.delete_endpoint(session, principal, endpoint_id)
     return Response(status_code=204)
 
 
@@ -63,9 +63,9 @@ async def list_deliveries(
 
 
 @router.post("/admin/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/retry", response_model=DeliveryOut)
-async def retry_delivery(endpoint_id: str, delivery_id: str, _: AdminUser, rt: RuntimeDep, session: SessionDep
-                         ) -> DeliveryOut:
-    delivery = await service.retry_delivery(session, rt.settings, endpoint_id, delivery_id)
+async def retry_delivery(endpoint_id: str, delivery_id: str, principal: AdminUser, rt: RuntimeDep,
+                         session: SessionDep) -> DeliveryOut:
+    delivery = await service.retry_delivery(session, rt.settings, principal, endpoint_id, delivery_id)
     rt.notify_worker()
     return delivery
 

@@ -15,12 +15,20 @@ from app.core.crypto import FieldCipher
 from app.core.errors import NotFound, ValidationFailed
 from app.core.repository import get_or_404
 from app.core.schemas import PageParams, fetch_page, where_given
+from app.core.security import Principal
 from app.events import signing, urls
 from app.events.schemas import AttemptOut, DeliveryOut, WebhookEndpointIn, WebhookEndpointOut, WebhookEndpointPatch
+from app.models import audit
 from app.models.base import new_id, utcnow
 from app.models.events import EventSubject, OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 ATTEMPTS_SHOWN = 50
+
+
+def _audited(endpoint: WebhookEndpoint) -> dict[str, object]:
+    """What the audit trail keeps of an endpoint: never its secret."""
+    return {"url": endpoint.url, "events": list(endpoint.events), "description": endpoint.description,
+            "disabled": endpoint.disabled}
 
 
 async def checked_url(settings: Settings, url: str) -> str:
@@ -32,7 +40,7 @@ async def checked_url(settings: Settings, url: str) -> str:
 
 
 async def create_endpoint(
-    session: AsyncSession, settings: Settings, cipher: FieldCipher, body: WebhookEndpointIn
+    session: AsyncSession, settings: Settings, cipher: FieldCipher, principal: Principal, body: WebhookEndpointIn
 ) -> WebhookEndpointOut:
     url = await checked_url(settings, body.url)  # before the transaction writes anything
     secret = signing.new_secret()
@@ -40,6 +48,8 @@ async def create_endpoint(
                                secret_encrypted=cipher.encrypt(secret), disabled=False, lane_until=utcnow())
     session.add(endpoint)
     await session.flush()
+    audit.record(session, principal, "webhook_endpoint.created", "webhook_endpoint", endpoint.id,
+                 audit.diff({}, _audited(endpoint)))
     return WebhookEndpointOut.model_validate(endpoint).model_copy(update={"secret": secret})
 
 
@@ -52,10 +62,12 @@ async def get_endpoint(session: AsyncSession, endpoint_id: str, *, for_update: b
 
 
 async def update_endpoint(
-    session: AsyncSession, settings: Settings, cipher: FieldCipher, endpoint_id: str, body: WebhookEndpointPatch
+    session: AsyncSession, settings: Settings, cipher: FieldCipher, principal: Principal, endpoint_id: str,
+    body: WebhookEndpointPatch,
 ) -> WebhookEndpointOut:
     url = None if body.url is None else await checked_url(settings, body.url)
     endpoint = await get_endpoint(session, endpoint_id, for_update=True)
+    before = _audited(endpoint)
     if url is not None:
         endpoint.url = url
     if body.events is not None:
@@ -70,12 +82,18 @@ async def update_endpoint(
         endpoint.secret_encrypted = cipher.encrypt(secret)
     endpoint.updated_at = utcnow()
     await session.flush()
+    changes: dict[str, object] = dict(audit.diff(before, _audited(endpoint)))
+    if body.rotate_secret:
+        changes["signing_key_rotated"] = True
+    audit.record(session, principal, "webhook_endpoint.updated", "webhook_endpoint", endpoint.id, changes)
     return WebhookEndpointOut.model_validate(endpoint).model_copy(update={"secret": secret})
 
 
-async def delete_endpoint(session: AsyncSession, endpoint_id: str) -> None:
+async def delete_endpoint(session: AsyncSession, principal: Principal, endpoint_id: str) -> None:
     """The endpoint and its delivery history go; the events stay (they are the service's record)."""
     endpoint = await get_endpoint(session, endpoint_id, for_update=True)
+    audit.record(session, principal, "webhook_endpoint.deleted", "webhook_endpoint", endpoint.id,
+                 audit.diff(_audited(endpoint), dict.fromkeys(_audited(endpoint))))
     deliveries = select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint.id).scalar_subquery()
     await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(deliveries)))
     await session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
@@ -111,12 +129,17 @@ async def deliveries_out(session: AsyncSession, deliveries: Sequence[WebhookDeli
     ]
 
 
-async def retry_delivery(session: AsyncSession, settings: Settings, endpoint_id: str, delivery_id: str) -> DeliveryOut:
+async def retry_delivery(
+    session: AsyncSession, settings: Settings, principal: Principal, endpoint_id: str, delivery_id: str
+) -> DeliveryOut:
     """Send the delivery again now, whatever it came to, with a fresh retry window."""
     await get_endpoint(session, endpoint_id)
     delivery = await get_or_404(session, WebhookDelivery, delivery_id, for_update=True, what="delivery")
     if delivery.endpoint_id != endpoint_id:
         raise NotFound("Delivery not found", delivery_id=delivery_id)
+    audit.record(session, principal, "webhook_delivery.retried", "webhook_delivery", delivery.id,
+                 {"endpoint_id": endpoint_id, "event_id": delivery.event_id,
+                  "status": {"before": delivery.status, "after": "pending"}})
     now = utcnow()
     delivery.status, delivery.attempts, delivery.available_at = "pending", 0, now
     delivery.give_up_at = now + timedelta(seconds=settings.webhook_delivery_max_age_seconds)

@@ -222,6 +222,29 @@ async def test_distribution_is_recorded(client: httpx.AsyncClient, app: FastAPI,
     await trail.nothing_more()
 
 
+
+async def test_webhook_endpoint_changes_are_recorded_without_the_secret(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth
+) -> None:
+    from tests.events.support import register
+
+    admin = auth(ADMIN, admin=True)
+    trail = await Trail(app).start()
+    endpoint = await register(client, admin, ["payment.succeeded"])
+    created = await trail.one_more("webhook_endpoint.created", ADMIN, ["admin"], "webhook_endpoint", endpoint["id"])
+    assert created.changes["events"] == {"before": None, "after": ["payment.succeeded"]}
+
+    url = f"/v1/admin/webhook-endpoints/{endpoint['id']}"
+    rotated = ok(await client.patch(url, headers=admin, json={"disabled": True, "rotate_secret": True}))
+    updated = await trail.one_more("webhook_endpoint.updated", ADMIN, ["admin"], "webhook_endpoint", endpoint["id"])
+    assert updated.changes["disabled"] == {"before": False, "after": True}
+    assert set(updated.changes) == {"disabled", "signing_key_rotated"}
+    assert (await client.delete(url, headers=admin)).status_code == 204
+    deleted = await trail.one_more("webhook_endpoint.deleted", ADMIN, ["admin"], "webhook_endpoint", endpoint["id"])
+    assert deleted.changes["url"]["after"] is None
+    for entry in (created, updated, deleted):
+        assert endpoint["secret"] not in str(entry.changes) and rotated["secret"] not in str(entry.changes)
+
 def test_changes_keep_nothing_sensitive() -> None:
     kept = audit.clean({
         "account_number": "0123456789", "authorization_code": "AUTH_abc", "otp": "123456",
