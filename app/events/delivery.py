@@ -171,9 +171,20 @@ async def stop(rt: Runtime) -> None:
     await asyncio.gather(*running, return_exceptions=True)
 
 
+# Runtimes whose `deliver_events` runs now: the worker's passes and its loop of deliveries both call it.
+_passing: set[int] = set()
+
+
 async def deliver_events(rt: Runtime) -> int:
-    """The worker's job: fan out new events, then start a lane for each endpoint with due deliveries."""
-    return await fan_out(rt) + await start_lanes(rt)
+    """The worker's job: fan out new events, then start a lane for each endpoint with due deliveries. A call
+    while another runs for the same runtime does nothing and returns 0 (that one does the work)."""
+    if id(rt) in _passing:
+        return 0
+    _passing.add(id(rt))
+    try:
+        return await fan_out(rt) + await start_lanes(rt)
+    finally:
+        _passing.discard(id(rt))
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:

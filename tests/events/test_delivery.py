@@ -19,6 +19,7 @@ from app.events.record import emit
 from app.models import WebhookDelivery
 from app.models.base import utcnow
 from app.runtime import build_runtime
+from app.worker import Worker
 from tests.conftest import requires_postgres
 from tests.events.support import (
     Auth,
@@ -376,3 +377,35 @@ class TestAWindowOfDeliveriesInFlight:
         assert all(row.attempts == 0 for row in rows[3:])
         await deliver(app)  # the next pass: the rest, while the 500 waits for its retry
         assert receiver.ids() == ids[:3] + ids[3:]
+
+
+async def test_a_pass_held_up_by_another_job_does_not_hold_up_deliveries(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = auth("admin-1", admin=True)
+    await register(client, admin)
+    busy, release, arrived = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def long_inbox(rt: object) -> int:  # a burst of webhooks keeps the inbox job going
+        busy.set()
+        await release.wait()
+        return 0
+
+    async def receive_and_tell(scope: dict, receive: object, send: object) -> None:
+        await receiver(scope, receive, send)
+        arrived.set()
+
+    monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
+        transport=httpx.ASGITransport(receive_and_tell), timeout=10))
+    worker, stop = Worker(app.state.runtime, jobs=(long_inbox, delivery.deliver_events)), asyncio.Event()
+    running = asyncio.create_task(worker.run_forever(stop))
+    try:
+        await busy.wait()
+        [event_id] = await emit_events(app, 1)
+        async with asyncio.timeout(5):
+            await arrived.wait()  # while the pass is still in the other job
+        assert receiver.ids() == [event_id]
+    finally:
+        release.set()
+        stop.set()
+        await running
