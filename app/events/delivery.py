@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics, outbox
@@ -77,13 +77,14 @@ async def fan_out(rt: Runtime) -> int:
                      for endpoint_id, filters in endpoints if subscribed(filters, event_type)]
             now = utcnow()
             give_up_at = now + timedelta(seconds=rt.settings.webhook_delivery_max_age_seconds)
-            session.add_all(
-                WebhookDelivery(id=delivery_id, endpoint_id=endpoint_id, event_id=event_id, event_type=event_type,
-                                status="pending", attempts=0, available_at=now, created_at=now,
-                                give_up_at=give_up_at)
-                for delivery_id, (endpoint_id, event_id, event_type) in zip(new_ids("whd", len(pairs)), pairs,
-                                                                             strict=True)
-            )
+            if pairs:  # one multi-row INSERT, not a unit of work's objects (each event of a burst passes here)
+                await session.execute(insert(WebhookDelivery), [
+                    {"id": delivery_id, "endpoint_id": endpoint_id, "event_id": event_id, "event_type": event_type,
+                     "status": "pending", "attempts": 0, "available_at": now, "created_at": now,
+                     "give_up_at": give_up_at}
+                    for delivery_id, (endpoint_id, event_id, event_type) in zip(new_ids("whd", len(pairs)), pairs,
+                                                                                 strict=True)
+                ])
             await session.execute(update(OutboundEvent).where(OutboundEvent.id.in_([e.id for e in events]))
                                   .values(dispatched=True))
         taken += len(events)
@@ -257,7 +258,6 @@ async def _run_lane(rt: Runtime, endpoint: _Endpoint) -> None:
             await _record(rt, endpoint.id, outcomes)
             async with rt.db.unit_of_work() as session:
                 await _lease_lanes(session, [endpoint.id], utcnow())
-        rt.notify_worker()
 
 
 async def _due_batch(rt: Runtime, endpoint_id: str, taken: set[str]) -> tuple[_Endpoint, list[_Due]] | None:
@@ -345,9 +345,10 @@ async def _record(rt: Runtime, endpoint_id: str, outcomes: list[_Outcome]) -> No
     now = utcnow()
     delivered: dict[int | None, list[str]] = defaultdict(list)  # by status code
     async with rt.db.unit_of_work() as session:
-        session.add_all(WebhookAttempt(delivery_id=o.due.delivery_id, attempted_at=o.started_at,
-                                       status_code=o.status_code, latency_ms=o.latency_ms, error=o.error)
-                        for o in outcomes)
+        await session.execute(insert(WebhookAttempt), [
+            {"delivery_id": o.due.delivery_id, "attempted_at": o.started_at, "status_code": o.status_code,
+             "latency_ms": o.latency_ms, "error": o.error} for o in outcomes
+        ])
         # only a pending delivery moves: an admin's retry or another worker's lease may have moved it meanwhile
         pending = WebhookDelivery.status == "pending"
         for outcome in outcomes:
