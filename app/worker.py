@@ -25,6 +25,9 @@ from app.wiring import Job
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_SECONDS = 60.0
+# The loop of outbound deliveries runs at most this often: each round costs a few queries and each endpoint's
+# lane a few transactions, so under a burst a round gathers events instead of sending each in a round of its own.
+DELIVERY_ROUND_SECONDS = 0.25
 
 
 class Worker:
@@ -61,13 +64,28 @@ class Worker:
     async def run_forever(self, stop: asyncio.Event) -> None:
         # Its own task: listing a day of the gateway's records must not hold up the queues.
         reconciler = asyncio.create_task(self._reconcile_with_gateway(stop), name="gateway reconciliation")
+        deliveries = asyncio.create_task(self._deliver_events_forever(stop), name="outbound event delivery")
         try:
             await self._drain_forever(stop)
         finally:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
+            for task in (reconciler, deliveries):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await delivery.stop(self.rt)  # webhook lanes run beside the passes
+
+    async def _deliver_events_forever(self, stop: asyncio.Event) -> None:
+        """Outbound events, every poll interval (DELIVERY_ROUND_SECONDS at least), beside the passes: a pass
+        stays in the inbox job while a burst of webhooks lasts, and its own `deliver_events` would wait until
+        then, events and all."""
+        while not stop.is_set():
+            try:
+                await delivery.deliver_events(self.rt)
+            except Exception:  # the next round tries again
+                log.exception("outbound event delivery failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self.rt.settings.worker_poll_interval_seconds, DELIVERY_ROUND_SECONDS)):
+                    await stop.wait()
 
     async def _reconcile_with_gateway(self, stop: asyncio.Event) -> None:
         """Every RECONCILIATION_INTERVAL_SECONDS, the first one interval after the start (a worker

@@ -1,13 +1,14 @@
 """Outbound events under the webhook benchmark's load, against PostgreSQL.
 
-Runs bench/webhooks.py's load twice on fresh databases (the service started as the README says, sandbox
+Runs bench/webhooks.py's load on fresh databases (the service started as the README says, sandbox
 gateway, the API process running its own worker): N pending investment payments settled in the sandbox, then
-N signed `charge.success` webhooks (a third sent twice) at concurrency C. The first run has no webhook endpoint;
-the second has one subscribed to every event, pointing at a local receiver (in this process) that
-de-duplicates by `webhook-id`. Reports credited/s of both runs and their ratio, events delivered/s, the p99
-from an event's commit (its `created_at`) to its arrival, and whether every event arrived exactly once.
+N signed `charge.success` webhooks (a third sent twice) at concurrency C. Runs alternate, `--rounds` times:
+one with no webhook endpoint, then one with an endpoint subscribed to every event, pointing at a local
+receiver (in this process) that de-duplicates by `webhook-id`. Reports each run's credited/s, the ratio of
+the medians with and without the endpoint, events delivered/s, the p50/p99 from an event's commit (its
+`created_at`) to its arrival, and whether every event arrived exactly once.
 
-    python bench/events.py --n 2000 --c 32
+    python bench/events.py --n 2000 --c 32 --rounds 2
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,6 +56,9 @@ class Receiver:
         finally:
             writer.close()
 
+    def reset(self) -> None:
+        self.arrivals, self.duplicates, self.last_arrival = {}, 0, 0.0
+
     def record(self, event_id: str, created_at: str) -> None:
         now = time.time()
         if event_id in self.arrivals:
@@ -68,6 +73,10 @@ class Run:
     credited_rate: float
     started: float  # perf_counter when the webhooks started
     events: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    delivered_rate: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds from commit to arrival
 
 
 async def one_run(args: argparse.Namespace, receiver_url: str | None, receiver: Receiver) -> Run:
@@ -136,6 +145,10 @@ async def one_run(args: argparse.Namespace, receiver_url: str | None, receiver: 
                     if len(receiver.arrivals) >= run.events:
                         break
                     await asyncio.sleep(0.05)
+                await asyncio.sleep(1)  # a duplicate would come now
+                run.delivered, run.duplicates = len(receiver.arrivals), receiver.duplicates
+                run.delivered_rate = run.delivered / (receiver.last_arrival - started)
+                run.latencies = list(receiver.arrivals.values())
             await db.close()
             return run
     finally:
@@ -151,29 +164,32 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=8023)
     parser.add_argument("--receiver-port", type=int, default=8024)
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
+    parser.add_argument("--rounds", type=int, default=1, help="pairs of runs, without then with the endpoint")
     args = parser.parse_args()
     receiver = Receiver()
     listener = await asyncio.start_server(receiver.serve, "127.0.0.1", args.receiver_port)
+    without: list[Run] = []
+    with_endpoint: list[Run] = []
     try:
-        without = await one_run(args, None, receiver)
-        with_endpoint = await one_run(args, f"http://127.0.0.1:{args.receiver_port}/events", receiver)
+        for _ in range(args.rounds):
+            without.append(await one_run(args, None, receiver))
+            receiver.reset()
+            with_endpoint.append(await one_run(args, f"http://127.0.0.1:{args.receiver_port}/events", receiver))
     finally:
         listener.close()
-    delivered = len(receiver.arrivals)
-    delivery_seconds = receiver.last_arrival - with_endpoint.started
-    latencies = list(receiver.arrivals.values())
     print(f"events bench: N={args.n} C={args.c}, API process with its own worker, PostgreSQL, sandbox gateway, "
-          "one endpoint subscribed to every event")
-    print(f"  credited/s without endpoint  {without.credited_rate:10.1f}")
-    print(f"  credited/s with endpoint     {with_endpoint.credited_rate:10.1f}   "
-          f"({with_endpoint.credited_rate / without.credited_rate:.2f} of the run without)")
-    print(f"  events written / delivered   {with_endpoint.events:10d} / {delivered}   (duplicates received "
-          f"{receiver.duplicates})")
-    print(f"  events delivered/s           {delivered / delivery_seconds:10.1f}   (from the first webhook to the "
-          "last delivery)")
-    print(f"  commit -> delivery p50 / p99 {percentile(latencies, 0.5) * 1000:8.1f} ms / "
-          f"{percentile(latencies, 0.99) * 1000:.1f} ms")
-    if delivered != with_endpoint.events:
+          f"one endpoint subscribed to every event; {args.rounds} round(s), runs alternating")
+    print("  run                 credited/s   events written / delivered (dup)   delivered/s   "
+          "commit->delivery p50 / p99")
+    for index, (plain, run) in enumerate(zip(without, with_endpoint, strict=True), 1):
+        print(f"  {index} without endpoint   {plain.credited_rate:10.1f}")
+        print(f"  {index} with endpoint      {run.credited_rate:10.1f}   {run.events:6d} / {run.delivered:6d} "
+              f"({run.duplicates})        {run.delivered_rate:10.1f}   {percentile(run.latencies, 0.5) * 1000:8.1f} ms"
+              f" / {percentile(run.latencies, 0.99) * 1000:.1f} ms")
+    ratio = statistics.median(r.credited_rate for r in with_endpoint) / statistics.median(
+        r.credited_rate for r in without)
+    print(f"  credited/s with endpoint / without (medians): {ratio:.2f}   (target >= 0.85)")
+    if any(run.delivered != run.events or run.duplicates for run in with_endpoint):
         sys.exit(1)
 
 

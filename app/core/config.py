@@ -360,8 +360,16 @@ class Settings(BaseSettings):
         default=8,
         ge=1,
         le=256,
-        description="Endpoints one worker delivers to at once. Each endpoint's events go out one at a time, in "
-        "order, beside the worker's other jobs.",
+        description="Endpoints one worker delivers to at once, beside the worker's other jobs; each has up to "
+        "WEBHOOK_DELIVERY_WINDOW deliveries in flight.",
+    )
+    webhook_delivery_window: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Deliveries one endpoint has in flight at once, started in event order: when an event is "
+        "sent, at most this many minus one events made before it are still on their way to the endpoint. 1 sends "
+        "an endpoint's events strictly one at a time.",
     )
     webhook_delivery_max_age_seconds: float = Field(
         default=259200.0,

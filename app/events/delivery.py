@@ -2,10 +2,12 @@
 
 Two steps each pass. The fan-out turns committed events into one delivery per subscribed, enabled endpoint
 (events claimed with SKIP LOCKED, so each becomes its deliveries once however many workers run). Then each
-endpoint with due deliveries is leased to one worker (its lane) and served by a task of its own, one delivery
-at a time in event order, so a slow or dead receiver holds up neither the other endpoints nor the worker's
-other jobs. A 2xx within the timeout is delivered; anything else is retried with exponential backoff and
-jitter until `WEBHOOK_DELIVERY_MAX_AGE_SECONDS`, then failed.
+endpoint with due deliveries is leased to one worker (its lane) and served by a task of its own, which starts
+its deliveries in event order with at most `WEBHOOK_DELIVERY_WINDOW` in flight at once (one kept-alive
+connection each), so a slow or dead receiver holds up neither the other endpoints nor the worker's other
+jobs, and a receiver's round trips overlap instead of adding up. A 2xx within the timeout is delivered;
+anything else is retried with exponential backoff and jitter until `WEBHOOK_DELIVERY_MAX_AGE_SECONDS`, then
+failed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics, outbox
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 FIRST_RETRY_SECONDS = 10.0
 LONGEST_WAIT_SECONDS = 6 * 3600.0
 JITTER = 0.2  # each wait is drawn within 20% of its nominal value, so receivers that failed together spread out
-LANE_BATCH = 50  # deliveries an endpoint's lane reads at once
+LANE_BATCH = 100  # deliveries an endpoint's lane reads at once
 RECORD_EVERY_SECONDS = 5.0  # outcomes are recorded at least this often, well within a lane's lease
 ERROR_LENGTH = 500
 
@@ -76,13 +78,14 @@ async def fan_out(rt: Runtime) -> int:
                      for endpoint_id, filters in endpoints if subscribed(filters, event_type)]
             now = utcnow()
             give_up_at = now + timedelta(seconds=rt.settings.webhook_delivery_max_age_seconds)
-            session.add_all(
-                WebhookDelivery(id=delivery_id, endpoint_id=endpoint_id, event_id=event_id, event_type=event_type,
-                                status="pending", attempts=0, available_at=now, created_at=now,
-                                give_up_at=give_up_at)
-                for delivery_id, (endpoint_id, event_id, event_type) in zip(new_ids("whd", len(pairs)), pairs,
-                                                                             strict=True)
-            )
+            if pairs:  # one multi-row INSERT, not a unit of work's objects (each event of a burst passes here)
+                await session.execute(insert(WebhookDelivery), [
+                    {"id": delivery_id, "endpoint_id": endpoint_id, "event_id": event_id, "event_type": event_type,
+                     "status": "pending", "attempts": 0, "available_at": now, "created_at": now,
+                     "give_up_at": give_up_at}
+                    for delivery_id, (endpoint_id, event_id, event_type) in zip(new_ids("whd", len(pairs)), pairs,
+                                                                                 strict=True)
+                ])
             await session.execute(update(OutboundEvent).where(OutboundEvent.id.in_([e.id for e in events]))
                                   .values(dispatched=True))
         taken += len(events)
@@ -170,37 +173,85 @@ async def stop(rt: Runtime) -> None:
     await asyncio.gather(*running, return_exceptions=True)
 
 
+# Runtimes whose `deliver_events` runs now: the worker's passes and its loop of deliveries both call it.
+_passing: set[int] = set()
+
+
 async def deliver_events(rt: Runtime) -> int:
-    """The worker's job: fan out new events, then start a lane for each endpoint with due deliveries."""
-    return await fan_out(rt) + await start_lanes(rt)
+    """The worker's job: fan out new events, then start a lane for each endpoint with due deliveries. A call
+    while another runs for the same runtime does nothing and returns 0 (that one does the work)."""
+    if id(rt) in _passing:
+        return 0
+    _passing.add(id(rt))
+    try:
+        return await fan_out(rt) + await start_lanes(rt)
+    finally:
+        _passing.discard(id(rt))
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
-    """The lanes' HTTP client: redirects never followed (a 3xx is not a delivery), bounded timeouts."""
+    """A lane's HTTP client: redirects never followed (a 3xx is not a delivery), bounded timeouts, and a
+    kept-alive connection per delivery in flight, reused for the lane's next ones."""
     timeout = settings.webhook_delivery_timeout_seconds
-    return httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(timeout), trust_env=False)
+    window = settings.webhook_delivery_window
+    return httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(timeout), trust_env=False,
+                             limits=httpx.Limits(max_connections=window, max_keepalive_connections=window))
 
 
 async def _run_lane(rt: Runtime, endpoint: _Endpoint) -> None:
-    """Deliver the endpoint's due deliveries in event order until none is due or one fails (the rest wait for
-    the next pass: a receiver that is down costs one timeout per pass, not one per event). Outcomes are recorded
-    a batch at a time (and at least every RECORD_EVERY_SECONDS): a worker that dies before recording one sends
-    it again later, under the same `webhook-id`."""
+    """Deliver the endpoint's due deliveries until none is due or one fails: started in event order, at most
+    `WEBHOOK_DELIVERY_WINDOW` in flight at once, so a receiver's round trips overlap and a slow answer holds up
+    only its own slot. After a failure no more are started (the rest wait for the next pass: a receiver that is
+    down costs one timeout per pass, not one per event); those in flight finish. Outcomes are recorded before
+    each read of due deliveries (and at least every RECORD_EVERY_SECONDS): a worker that dies before recording
+    one sends it again later, under the same `webhook-id`."""
+    slots = asyncio.Semaphore(rt.settings.webhook_delivery_window)
+    in_flight: dict[str, asyncio.Task[None]] = {}
     outcomes: list[_Outcome] = []
+    failed = False
+
+    async def attempt(client: httpx.AsyncClient, current: _Endpoint, due: _Due) -> None:
+        nonlocal failed
+        try:
+            outcome = await _attempt(rt, client, current, due)
+            outcomes.append(outcome)
+            failed = failed or outcome.error is not None
+        except Exception:  # not recorded: the delivery stays due and is sent again (same `webhook-id`)
+            log.exception("webhook delivery %s failed", due.delivery_id)
+            failed = True
+        finally:
+            del in_flight[due.delivery_id]
+            slots.release()
+
+    async def record() -> None:
+        nonlocal outcomes
+        taken, outcomes = outcomes, []
+        await _record(rt, endpoint.id, taken)
+
     try:
-        async with make_client(rt.settings) as client:
-            while batch := await _due_batch(rt, endpoint.id):
-                current, deliveries = batch
+        async with make_client(rt.settings) as client, asyncio.TaskGroup() as attempts:
+            while not failed:
+                await record()
                 recorded_at = time.monotonic()
+                # neither one in flight nor one answered but not yet recorded is read (and sent) again
+                taken = set(in_flight) | {outcome.due.delivery_id for outcome in outcomes}
+                batch = await _due_batch(rt, endpoint.id, taken)
+                if batch is None:
+                    if not in_flight:
+                        break
+                    await asyncio.wait(list(in_flight.values()))  # then read once more: events made meanwhile
+                    continue
+                current, deliveries = batch
                 for due in deliveries:
-                    outcomes.append(outcome := await _attempt(rt, client, current, due))
-                    if outcome.error is not None:
-                        return
+                    await slots.acquire()
+                    if failed:
+                        slots.release()
+                        break
+                    in_flight[due.delivery_id] = attempts.create_task(attempt(client, current, due),
+                                                                      name=f"webhook delivery {due.delivery_id}")
                     if time.monotonic() - recorded_at >= RECORD_EVERY_SECONDS:
-                        await _record(rt, endpoint.id, outcomes)
-                        outcomes, recorded_at = [], time.monotonic()
-                await _record(rt, endpoint.id, outcomes)
-                outcomes = []
+                        await record()
+                        recorded_at = time.monotonic()
     except Exception:  # the lease runs out and the next pass takes the endpoint again
         log.exception("webhook lane %s failed", endpoint.id)
     finally:
@@ -208,23 +259,26 @@ async def _run_lane(rt: Runtime, endpoint: _Endpoint) -> None:
             await _record(rt, endpoint.id, outcomes)
             async with rt.db.unit_of_work() as session:
                 await _lease_lanes(session, [endpoint.id], utcnow())
-        rt.notify_worker()
 
 
-async def _due_batch(rt: Runtime, endpoint_id: str) -> tuple[_Endpoint, list[_Due]] | None:
-    """The endpoint as it is now (an admin may have changed its URL, secret or state) and its due deliveries."""
+async def _due_batch(rt: Runtime, endpoint_id: str, taken: set[str]) -> tuple[_Endpoint, list[_Due]] | None:
+    """The endpoint as it is now (an admin may have changed its URL, secret or state) and its due deliveries,
+    in event order, but for those the lane has `taken` already."""
     async with rt.db.unit_of_work() as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None or endpoint.disabled:
             return None
-        rows = (await session.execute(
+        stmt = (
             select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.give_up_at, OutboundEvent.id,
                    OutboundEvent.type, OutboundEvent.created_at, OutboundEvent.data)
             .join(OutboundEvent, OutboundEvent.id == WebhookDelivery.event_id)
             .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending",
                    WebhookDelivery.available_at <= utcnow())
             .order_by(WebhookDelivery.event_id).limit(LANE_BATCH)
-        )).all()
+        )
+        if taken:
+            stmt = stmt.where(WebhookDelivery.id.not_in(list(taken)))
+        rows = (await session.execute(stmt)).all()
         if not rows:
             return None
         current = _Endpoint(endpoint.id, endpoint.url, rt.cipher.decrypt(endpoint.secret_encrypted))
@@ -292,9 +346,10 @@ async def _record(rt: Runtime, endpoint_id: str, outcomes: list[_Outcome]) -> No
     now = utcnow()
     delivered: dict[int | None, list[str]] = defaultdict(list)  # by status code
     async with rt.db.unit_of_work() as session:
-        session.add_all(WebhookAttempt(delivery_id=o.due.delivery_id, attempted_at=o.started_at,
-                                       status_code=o.status_code, latency_ms=o.latency_ms, error=o.error)
-                        for o in outcomes)
+        await session.execute(insert(WebhookAttempt), [
+            {"delivery_id": o.due.delivery_id, "attempted_at": o.started_at, "status_code": o.status_code,
+             "latency_ms": o.latency_ms, "error": o.error} for o in outcomes
+        ])
         # only a pending delivery moves: an admin's retry or another worker's lease may have moved it meanwhile
         pending = WebhookDelivery.status == "pending"
         for outcome in outcomes:

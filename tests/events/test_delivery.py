@@ -19,6 +19,7 @@ from app.events.record import emit
 from app.models import WebhookDelivery
 from app.models.base import utcnow
 from app.runtime import build_runtime
+from app.worker import Worker
 from tests.conftest import requires_postgres
 from tests.events.support import (
     Auth,
@@ -295,3 +296,116 @@ async def test_a_slow_receiver_holds_up_neither_the_worker_nor_other_endpoints(
     gate.set()
     await delivery.settle(app.state.runtime)
     assert receiver.ids() == [event_id, event_id]
+
+
+class TestAWindowOfDeliveriesInFlight:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, int]:
+        return {"webhook_delivery_window": 3}
+
+    async def test_they_start_in_event_order_and_never_more_than_the_window_at_once(
+        self, client: httpx.AsyncClient, app: FastAPI, auth: Auth, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        admin = auth("admin-1", admin=True)
+        await register(client, admin)
+        gate = asyncio.Event()
+        in_flight, most = 0, 0
+
+        async def held(scope: dict, receive: object, send: object) -> None:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await gate.wait()
+            await receiver(scope, receive, send)
+            in_flight -= 1
+
+        monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
+            transport=httpx.ASGITransport(held), timeout=10))
+        ids = await emit_events(app, 10)
+        await delivery.deliver_events(app.state.runtime)
+        for _ in range(50):  # the lane fills its window, then waits for an answer
+            await asyncio.sleep(0.01)
+        assert (in_flight, receiver.ids()) == (3, [])
+        gate.set()
+        await delivery.settle(app.state.runtime)
+        assert most == 3
+        assert receiver.ids() == ids  # answered in the order they were started: event order
+        assert [row.status for row in await deliveries_of(app)] == ["delivered"] * 10
+
+    async def test_a_slow_delivery_holds_up_only_its_own_place_in_the_window(
+        self, client: httpx.AsyncClient, app: FastAPI, auth: Auth, receiver: Receiver,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        admin = auth("admin-1", admin=True)
+        await register(client, admin)
+        ids = await emit_events(app, 8)
+        gate, others_answered = asyncio.Event(), asyncio.Event()
+
+        async def first_is_slow(scope: dict, receive: object, send: object) -> None:
+            if dict(scope["headers"])[b"webhook-id"] == ids[0].encode():
+                await gate.wait()
+            await receiver(scope, receive, send)
+            if len(receiver.received) == len(ids) - 1:
+                others_answered.set()
+
+        monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
+            transport=httpx.ASGITransport(first_is_slow), timeout=10))
+        await delivery.deliver_events(app.state.runtime)
+        async with asyncio.timeout(5):
+            await others_answered.wait()  # the seven after it went through the window's two other places
+        assert receiver.ids() == ids[1:]
+        gate.set()
+        await delivery.settle(app.state.runtime)
+        assert receiver.ids() == ids[1:] + ids[:1]
+        assert [row.status for row in await deliveries_of(app)] == ["delivered"] * 8
+
+    async def test_after_a_failure_no_more_are_started_and_those_in_flight_are_recorded(
+        self, client: httpx.AsyncClient, app: FastAPI, auth: Auth, receiver: Receiver
+    ) -> None:
+        admin = auth("admin-1", admin=True)
+        await register(client, admin)
+        ids = await emit_events(app, 8)
+        receiver.answers = [200, 500, 200]
+        await delivery.deliver_events(app.state.runtime)
+        await delivery.settle(app.state.runtime)
+        # the first three were in flight together; the 500 ended the endpoint's turn
+        assert receiver.ids() == ids[:3]
+        rows = await deliveries_of(app)
+        assert [row.status for row in rows[:3]] == ["delivered", "pending", "delivered"]
+        assert rows[1].attempts == 1 and rows[1].available_at > utcnow()
+        assert all(row.attempts == 0 for row in rows[3:])
+        await deliver(app)  # the next pass: the rest, while the 500 waits for its retry
+        assert receiver.ids() == ids[:3] + ids[3:]
+
+
+async def test_a_pass_held_up_by_another_job_does_not_hold_up_deliveries(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = auth("admin-1", admin=True)
+    await register(client, admin)
+    busy, release, arrived = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def long_inbox(rt: object) -> int:  # a burst of webhooks keeps the inbox job going
+        busy.set()
+        await release.wait()
+        return 0
+
+    async def receive_and_tell(scope: dict, receive: object, send: object) -> None:
+        await receiver(scope, receive, send)
+        arrived.set()
+
+    monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
+        transport=httpx.ASGITransport(receive_and_tell), timeout=10))
+    worker, stop = Worker(app.state.runtime, jobs=(long_inbox, delivery.deliver_events)), asyncio.Event()
+    running = asyncio.create_task(worker.run_forever(stop))
+    try:
+        await busy.wait()
+        [event_id] = await emit_events(app, 1)
+        async with asyncio.timeout(5):
+            await arrived.wait()  # while the pass is still in the other job
+        assert receiver.ids() == [event_id]
+    finally:
+        release.set()
+        stop.set()
+        await running
