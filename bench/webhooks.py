@@ -10,6 +10,12 @@ Finally it checks every payment was credited exactly once and the ledger balance
 
     python bench/webhooks.py --n 2000 --c 32 --workers 1   # API + one worker process (throughput shape)
     python bench/webhooks.py --n 2000 --c 32               # the API process runs its own worker
+    python bench/webhooks.py --workers 1 --peer ../peer-bench  # side by side with the peer (its run.sh, after
+                                                               # its setup.sh), alternating, --rounds times
+
+With `--peer DIR` (the peer benchmark's folder: `setup.sh` run once before, `run.sh` runs one round of
+django-paystack-wallet under the same load shape on its own ports) each round runs the peer, then this
+service, and a table at the end shows both, their ratio and the machine's load average.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,17 +94,66 @@ async def main() -> None:
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
     parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
                         "dropped at the end)")
+    parser.add_argument("--peer", type=Path, help="the peer benchmark's folder: run it side by side, alternating")
+    parser.add_argument("--rounds", type=int, default=2, help="with --peer: peer-then-this rounds")
     args = parser.parse_args()
+    if args.peer is None:
+        if not await measured(args):
+            sys.exit(1)
+        return
+    rows = []
+    for round_number in range(1, args.rounds + 1):
+        peer = run_peer(args.peer)
+        ours = await measured(args)
+        rows.append((round_number, peer, ours, os.getloadavg()[0]))
+    print_side_by_side(args, rows)
+    if not all(ours["ok"] for _, _, ours, _ in rows):
+        sys.exit(1)
+
+
+async def measured(args: argparse.Namespace) -> dict[str, float | bool]:
+    """One run of this service's benchmark, on a database of its own."""
     name = args.database or run_database_name("bench_webhooks")
     await fresh_database(args.pg, name)
     try:
-        await measure(args, name)
+        return await measure(args, name)
     finally:
         if not args.database:
             await drop_database(args.pg, name)
 
 
-async def measure(args: argparse.Namespace, name: str) -> None:
+def run_peer(folder: Path) -> dict[str, float | bool]:
+    """One round of the peer's own benchmark (`run.sh`, its ports and database); its figures from the result
+    file it writes."""
+    results = Path(os.environ.get("PEER_RESULTS_DIR")
+                   or Path(os.environ.get("PEERBENCH_DIR", "/tmp/peerbench")) / "results")
+    before = set(results.glob("peer-wallet-*.json")) if results.exists() else set()
+    run = subprocess.run(["bash", str(folder / "run.sh")], capture_output=True, text=True, timeout=1200)
+    written = sorted(set(results.glob("peer-wallet-*.json")) - before, key=lambda path: path.stat().st_mtime)
+    if not written:
+        raise SystemExit(f"the peer's run.sh wrote no result (exit {run.returncode}):\n{run.stdout[-2000:]}"
+                         f"{run.stderr[-2000:]}")
+    result = json.loads(written[-1].read_text())
+    webhook = result["webhook"]
+    return {"unique_events_per_s": float(webhook["unique_events_per_s"]), "p99_ms": float(webhook["lat_ms"]["p99"]),
+            "ceiling_per_s": float(result["ceiling"]["req_per_s"]), "ok": bool(result["audit"]["ok"])}
+
+
+def print_side_by_side(args: argparse.Namespace, rows: list[tuple[int, dict, dict, float]]) -> None:
+    shape = f"API + {args.workers} worker process(es)" if args.workers else "one process (API with its worker)"
+    print(f"\nside by side: N={args.n} C={args.c}; this service: {shape}, sandbox gateway in the API process, "
+          "every charge verified; peer: django-paystack-wallet (its run.sh defaults), no gateway verify")
+    print("| round | peer unique events/s | peer p99 ms | peer audit | credited/s | accept p99 ms | credited / peer "
+          "| credited / healthz | books ok | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for number, peer, ours, load in rows:
+        print(f"| {number} | {peer['unique_events_per_s']:.1f} | {peer['p99_ms']:.1f} | "
+              f"{'ok' if peer['ok'] else 'VIOLATIONS'} | {ours['credited_per_s']:.1f} | {ours['accept_p99_ms']:.1f} | "
+              f"{ours['credited_per_s'] / peer['unique_events_per_s']:.2f} | {ours['credited_per_healthz']:.2f} | "
+              f"{ours['ok']} | {load:.2f} |")
+
+
+async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool]:
     base = f"http://127.0.0.1:{args.port}"
     env = {
         **os.environ,
@@ -208,8 +264,9 @@ async def measure(args: argparse.Namespace, name: str) -> None:
     print(f"  credited exactly once      {deposits == distinct == paid == args.n} "
           f"(deposits {deposits}, distinct payments {distinct}, successful payments {paid})")
     print(f"  ledger integrity           {integrity['ok']}")
-    if not (deposits == distinct == paid == args.n and integrity["ok"]):
-        sys.exit(1)
+    return {"credited_per_s": credited_rate, "accept_p99_ms": percentile(accept_latencies, 0.99) * 1000,
+            "credited_per_healthz": credited_rate / health_rate,
+            "ok": deposits == distinct == paid == args.n and bool(integrity["ok"])}
 
 
 if __name__ == "__main__":
