@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import statistics
 import sys
 import time
@@ -27,11 +26,10 @@ from datetime import datetime
 import asyncpg
 import httpx
 from common import ROOT, drop_database, fresh_database, percentile, run_database_name, wait_healthy
-from webhooks import run_load
+from webhooks import run_load, webhook_load
 
 from app.core.config import Settings
 from app.core.security import issue_token
-from app.gateway.signature import sign
 
 
 @dataclass
@@ -91,7 +89,6 @@ async def one_run(args: argparse.Namespace, receiver_url: str | None, receiver: 
     }
     env.pop("REDIS_URL", None)
     settings = Settings(_env_file=None, public_base_url=base)
-    secret = settings.paystack_secret_key.get_secret_value()
     quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
     server = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", "--port", str(args.port),
                                                   cwd=ROOT, env=env, **quiet)
@@ -100,36 +97,11 @@ async def one_run(args: argparse.Namespace, receiver_url: str | None, receiver: 
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
             await wait_healthy(http)
             admin = {"Authorization": f"Bearer {issue_token(settings, 'bench-admin', ['admin'])}"}
-            app_body = {"name": "Bench", "owner_id": "owner", "currency": "NGN", "share_price": "100.00",
-                        "total_shares": 10**9, "approvers": [], "required_approvals": 1}
-            assert (await http.put("/v1/apps/bench", json=app_body, headers=admin)).status_code == 200
-            if receiver_url:
+            load = await webhook_load(http, settings, admin, args.n, args.c)
+            if receiver_url:  # no event exists before the webhooks credit the payments
                 registered = await http.post("/v1/admin/webhook-endpoints", headers=admin,
                                              json={"url": receiver_url, "events": ["*"]})
                 assert registered.status_code == 201, registered.text
-            users = [{"Authorization": f"Bearer {issue_token(settings, f'investor-{i}', [])}"} for i in range(64)]
-            body = {"payment_type": "investment", "app_id": "bench", "email": "b@example.com", "currency": "NGN",
-                    "shares": 1}
-            semaphore = asyncio.Semaphore(args.c)
-
-            async def create(i: int) -> str:
-                async with semaphore:
-                    response = await http.post("/v1/payments", json=body, headers=users[i % 64])
-                    response.raise_for_status()
-                    return str(response.json()["reference"])
-
-            references = await asyncio.gather(*(create(i) for i in range(args.n)))
-            control = {"Authorization": f"Bearer {secret}"}
-            webhooks = []
-            for reference in references:
-                settled = await http.post(f"/sandbox/paystack/_control/charges/{reference}", headers=control,
-                                          json={"outcome": "success", "send_webhook": False})
-                payload = json.dumps({"event": "charge.success", "data": settled.json()["data"]},
-                                     separators=(",", ":")).encode()
-                webhooks.append(("POST", "/v1/webhooks/paystack", payload,
-                                 {"x-paystack-signature": sign(payload, secret), "Content-Type": "application/json"}))
-            load = webhooks + webhooks[: args.n // 3]
-            random.Random(7).shuffle(load)
 
             db = await asyncpg.connect(f"postgresql://{args.pg}/{name}")
             started = time.perf_counter()

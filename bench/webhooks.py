@@ -84,6 +84,44 @@ async def run_load(host: str, port: int, requests: list[tuple[str, str, bytes, d
     return time.perf_counter() - started, latencies, failures
 
 
+Request = tuple[str, str, bytes, dict[str, str]]
+
+
+async def webhook_load(http: httpx.AsyncClient, settings: Settings, admin: dict[str, str], n: int, c: int
+                       ) -> list[Request]:
+    """The app `bench`, `n` pending investment payments (`c` at once), their charges settled in the sandbox
+    without webhooks, and their signed `charge.success` webhooks, a third of them twice, shuffled."""
+    secret = settings.paystack_secret_key.get_secret_value()
+    app_body = {"name": "Bench", "owner_id": "owner", "currency": "NGN", "share_price": "100.00",
+                "total_shares": 10**9, "approvers": [], "required_approvals": 1}
+    assert (await http.put("/v1/apps/bench", json=app_body, headers=admin)).status_code == 200
+    users = [{"Authorization": f"Bearer {issue_token(settings, f'investor-{i}', [])}"} for i in range(64)]
+    body = {"payment_type": "investment", "app_id": "bench", "email": "b@example.com", "currency": "NGN",
+            "shares": 1}
+    semaphore = asyncio.Semaphore(c)
+
+    async def create(i: int) -> str:
+        async with semaphore:
+            response = await http.post("/v1/payments", json=body, headers=users[i % 64])
+            response.raise_for_status()
+            return str(response.json()["reference"])
+
+    references = await asyncio.gather(*(create(i) for i in range(n)))
+    assert len(references) == n
+    control = {"Authorization": f"Bearer {secret}"}
+    webhooks: list[Request] = []
+    for reference in references:
+        settled = await http.post(f"/sandbox/paystack/_control/charges/{reference}", headers=control,
+                                  json={"outcome": "success", "send_webhook": False})
+        payload = json.dumps({"event": "charge.success", "data": settled.json()["data"]},
+                             separators=(",", ":")).encode()
+        webhooks.append(("POST", "/v1/webhooks/paystack", payload,
+                         {"x-paystack-signature": sign(payload, secret), "Content-Type": "application/json"}))
+    load = webhooks + webhooks[: n // 3]
+    random.Random(7).shuffle(load)
+    return load
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
@@ -168,7 +206,6 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
     }
     env.pop("REDIS_URL", None)
     settings = Settings(_env_file=None, public_base_url=base)
-    secret = settings.paystack_secret_key.get_secret_value()
     quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
     api_env = {**env, "WORKER_IN_PROCESS": "false" if args.workers else "true"}
     server = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", "--port", str(args.port),
@@ -183,35 +220,7 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
                 for _ in range(args.workers)
             ]
             admin = {"Authorization": f"Bearer {issue_token(settings, 'bench-admin', ['admin'])}"}
-            app_body = {"name": "Bench", "owner_id": "owner", "currency": "NGN", "share_price": "100.00",
-                        "total_shares": 10**9, "approvers": [], "required_approvals": 1}
-            assert (await http.put("/v1/apps/bench", json=app_body, headers=admin)).status_code == 200
-
-            users = [{"Authorization": f"Bearer {issue_token(settings, f'investor-{i}', [])}"} for i in range(64)]
-            body = {"payment_type": "investment", "app_id": "bench", "email": "b@example.com", "currency": "NGN",
-                    "shares": 1}
-            semaphore = asyncio.Semaphore(args.c)
-
-            async def create(i: int) -> str:
-                async with semaphore:
-                    response = await http.post("/v1/payments", json=body, headers=users[i % 64])
-                    response.raise_for_status()
-                    return str(response.json()["reference"])
-
-            references = await asyncio.gather(*(create(i) for i in range(args.n)))
-            assert len(references) == args.n
-
-            control = {"Authorization": f"Bearer {secret}"}
-            webhooks = []
-            for reference in references:
-                settled = await http.post(f"/sandbox/paystack/_control/charges/{reference}", headers=control,
-                                          json={"outcome": "success", "send_webhook": False})
-                payload = json.dumps({"event": "charge.success", "data": settled.json()["data"]},
-                                     separators=(",", ":")).encode()
-                webhooks.append(("POST", "/v1/webhooks/paystack", payload,
-                                 {"x-paystack-signature": sign(payload, secret), "Content-Type": "application/json"}))
-            load = webhooks + webhooks[: args.n // 3]
-            random.Random(7).shuffle(load)
+            load = await webhook_load(http, settings, admin, args.n, args.c)
 
             dsn = f"postgresql://{args.pg}/{name}"
             db = await asyncpg.connect(dsn)

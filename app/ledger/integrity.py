@@ -33,7 +33,7 @@ from app.models import (
     RevenueDeclaration,
 )
 from app.models.distributions import REVENUE_PAYMENTS
-from app.models.statuses import ReleaseStatus
+from app.models.statuses import PAYOUT_IN_FLIGHT, ReleaseStatus
 
 SAMPLE = 20  # enough offenders to act on without flooding the answer
 
@@ -138,9 +138,6 @@ MILESTONE_RELEASES = RELEASES & EscrowTransaction.milestone_id.is_not(None)
 # A failed refund put its money back in the deposit.
 REFUNDS_KEPT = (EscrowTransaction.type == "refund") & (EscrowTransaction.status != "failed")
 
-# Payouts whose money is in flight (`payout:{id}:{attempt}:sent` posted, neither paid nor returned).
-# `awaiting_otp`: the transfer exists at the gateway, held for its OTP, so its money stays in flight.
-PAYOUT_STATUSES_IN_FLIGHT = ("processing", "awaiting_otp")
 # Refunds that are over: their money left `refund:in_flight` (settled, or returned when failed).
 REFUND_STATUSES_SETTLED = ("processed", "failed")
 
@@ -307,7 +304,7 @@ async def payouts_match_movements(session: AsyncSession) -> Check:
             select(Payout.id, Payout.status, sent, paid, returned, reversed_)
             .outerjoin(movements, movements.c.owner_id == Payout.id)
             .where(or_(
-                sent - returned - paid != case((Payout.status.in_(PAYOUT_STATUSES_IN_FLIGHT), 1), else_=0),
+                sent - returned - paid != case((Payout.status.in_(PAYOUT_IN_FLIGHT), 1), else_=0),
                 paid - reversed_ != case((Payout.status == "paid", 1), else_=0),
             ))
             .union_all(
@@ -375,7 +372,7 @@ async def payouts_in_flight(session: AsyncSession) -> Check:
     return await _in_flight_matches(
         session, "payout_in_flight_equals_open_payouts", accounts.payout_in_flight,
         lambda code: select(func.sum(Payout.amount))
-        .where(Payout.status.in_(PAYOUT_STATUSES_IN_FLIGHT), Payout.currency == code).scalar_subquery(),
+        .where(Payout.status.in_(PAYOUT_IN_FLIGHT), Payout.currency == code).scalar_subquery(),
     )
 
 

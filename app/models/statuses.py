@@ -44,6 +44,11 @@ class PayoutStatus(StrEnum):
     REVERSED = "reversed"
 
 
+# Payouts whose transfer exists at the gateway and has not ended: their money is in `payout:in_flight`
+# (`payout:{id}:{attempt}:sent` posted, neither paid nor returned), and their account cannot be deleted.
+PAYOUT_IN_FLIGHT = (PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP)
+
+
 class MilestoneStatus(StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"

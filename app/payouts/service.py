@@ -32,7 +32,7 @@ from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount, audit
 from app.models.base import new_id, utcnow
-from app.models.statuses import PayoutStatus, advance
+from app.models.statuses import PAYOUT_IN_FLIGHT, PayoutStatus, advance
 from app.payouts.schemas import PayoutOut
 
 # Paystack's transfer recipient types and the currency each pays out in. USD has none: Paystack's transfers
@@ -50,8 +50,6 @@ DEFAULT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_
 # A payout's status as answers show it, in SQL (Payout.shown_status in Python).
 SHOWN_STATUS = case(((Payout.status == "pending") & Payout.recipient_code.is_(None), "awaiting_payout_account"),
                     else_=Payout.status)
-# Payouts still on their way to a recipient: its account cannot be deleted under them.
-IN_FLIGHT_STATUSES = ("processing", "awaiting_otp")
 # Refusals about our credentials or integration, not the bank details: they stay gateway errors.
 _OUR_OWN_REFUSALS = frozenset({401, 403})
 
@@ -193,7 +191,7 @@ async def delete_payout_account(session: AsyncSession, principal: Principal, acc
     in_flight = await session.scalar(
         select(Payout.id).where(Payout.user_id == account.user_id, Payout.currency == account.currency,
                                 Payout.recipient_code == account.recipient_code,
-                                Payout.status.in_(IN_FLIGHT_STATUSES)).limit(1)
+                                Payout.status.in_(PAYOUT_IN_FLIGHT)).limit(1)
     )
     if in_flight is not None:
         raise InvalidState("A payout on its way uses this account; delete it once the payout is settled",
@@ -241,7 +239,7 @@ async def settle_payout(session: AsyncSession, payout: Payout, gateway_status: s
     if payout.status == "paid" and gateway_status == "reversed":
         await _reverse_paid(session, payout, note)
         return
-    if payout.status not in (PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP):
+    if payout.status not in PAYOUT_IN_FLIGHT:
         return
     in_flight = accounts.payout_in_flight(payout.currency)
     if gateway_status == "success":

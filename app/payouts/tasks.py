@@ -19,7 +19,7 @@ from app.ledger import accounts
 from app.ledger.service import move, post
 from app.models import Payout, PayoutAccount
 from app.models.base import utcnow
-from app.models.statuses import PayoutStatus, advance
+from app.models.statuses import PAYOUT_IN_FLIGHT, PayoutStatus, advance
 from app.payouts.service import SHOWN_STATUS, emit_payout, settle_payout
 from app.runtime import Runtime
 from app.webhooks.inbox import RetryLater
@@ -197,7 +197,7 @@ async def record_transfer_result(rt: Runtime, result: TransferResult, attempt: i
         payout = await session.scalar(
             select(Payout)
             .where(Payout.reference == result.reference, Payout.attempts == attempt,
-                   Payout.status.in_((PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP)))
+                   Payout.status.in_(PAYOUT_IN_FLIGHT))
             .with_for_update()
         )
         if payout is None:
@@ -255,7 +255,7 @@ async def reconcile_payouts(rt: Runtime, older_than_seconds: float | None = None
     async with rt.db.unit_of_work() as session:
         payouts = (
             await session.scalars(
-                select(Payout).where(Payout.status.in_((PayoutStatus.PROCESSING, PayoutStatus.AWAITING_OTP)),
+                select(Payout).where(Payout.status.in_(PAYOUT_IN_FLIGHT),
                                  Payout.updated_at <= cutoff)
                 .order_by(Payout.id).limit(200)
             )
