@@ -352,8 +352,8 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         le=60,
-        description="Seconds a webhook endpoint has to answer one delivery (connect, send and the answer's "
-        "headers); only a 2xx within it counts as delivered.",
+        description="Seconds a webhook endpoint has to answer one delivery (connect, send and the answer, of which "
+        "at most 64 KiB is read); only a 2xx within it counts as delivered.",
         json_schema_extra={"section": "Outbound events (webhook endpoints)"},
     )
     webhook_delivery_concurrency: int = Field(

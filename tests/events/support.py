@@ -3,7 +3,7 @@ steps to register an endpoint and run the deliveries to the end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,20 @@ class Receiver:
 
     def ids(self) -> list[str]:
         return [headers["webhook-id"] for _, headers, _ in self.received]
+
+
+Post = Callable[[Any, str, dict[str, str], str, "str | None"], Awaitable[int]]
+
+
+def asgi_post(receiver: Callable[..., Awaitable[None]]) -> Post:
+    """`delivery.post` answered by an in-process ASGI app instead of over the network: the same URL (pinned
+    address and all), headers and body reach it, and nothing leaves the process."""
+
+    async def post(session: Any, url: str, headers: dict[str, str], body: str, server_name: str | None) -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(receiver), follow_redirects=False) as client:
+            return (await client.post(url, headers=headers, content=body)).status_code
+
+    return post
 
 
 def stub_resolver(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -24,6 +24,7 @@ from tests.conftest import requires_postgres
 from tests.events.support import (
     Auth,
     Receiver,
+    asgi_post,
     deliver,
     deliveries_of,
     events_of,
@@ -286,8 +287,7 @@ async def test_a_slow_receiver_holds_up_neither_the_worker_nor_other_endpoints(
         if not slow:
             fast_answered.set()
 
-    monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
-        transport=httpx.ASGITransport(slow_or_fast), timeout=10))
+    monkeypatch.setattr(delivery, "post", asgi_post(slow_or_fast))
     [event_id] = await emit_events(app, 1)
     async with asyncio.timeout(5):
         await app.state.worker.drain()  # returns while the slow lane still waits
@@ -320,8 +320,7 @@ class TestAWindowOfDeliveriesInFlight:
             await receiver(scope, receive, send)
             in_flight -= 1
 
-        monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
-            transport=httpx.ASGITransport(held), timeout=10))
+        monkeypatch.setattr(delivery, "post", asgi_post(held))
         ids = await emit_events(app, 10)
         await delivery.deliver_events(app.state.runtime)
         for _ in range(50):  # the lane fills its window, then waits for an answer
@@ -349,8 +348,7 @@ class TestAWindowOfDeliveriesInFlight:
             if len(receiver.received) == len(ids) - 1:
                 others_answered.set()
 
-        monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
-            transport=httpx.ASGITransport(first_is_slow), timeout=10))
+        monkeypatch.setattr(delivery, "post", asgi_post(first_is_slow))
         await delivery.deliver_events(app.state.runtime)
         async with asyncio.timeout(5):
             await others_answered.wait()  # the seven after it went through the window's two other places
@@ -395,8 +393,7 @@ async def test_a_pass_held_up_by_another_job_does_not_hold_up_deliveries(
         await receiver(scope, receive, send)
         arrived.set()
 
-    monkeypatch.setattr(delivery, "make_client", lambda settings: httpx.AsyncClient(
-        transport=httpx.ASGITransport(receive_and_tell), timeout=10))
+    monkeypatch.setattr(delivery, "post", asgi_post(receive_and_tell))
     worker, stop = Worker(app.state.runtime, jobs=(long_inbox, delivery.deliver_events)), asyncio.Event()
     running = asyncio.create_task(worker.run_forever(stop))
     try:
