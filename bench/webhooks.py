@@ -12,6 +12,11 @@ Finally it checks every payment was credited exactly once and the ledger balance
     python bench/webhooks.py --n 2000 --c 32               # the API process runs its own worker
     python bench/webhooks.py --workers 1 --peer ../peer-bench  # side by side with the peer (its run.sh, after
                                                                # its setup.sh), alternating, --rounds times
+    python bench/webhooks.py --workers 1 --gateway-process     # the sandbox in a process of its own
+    python bench/webhooks.py --apis 2 --workers 2 --gateway-process   # scale-out: load spread over two APIs
+
+With `--gateway-process` the Paystack sandbox runs alone (`python -m app sandbox`), the service in `test`
+mode points `PAYSTACK_BASE_URL` at it, and the sandbox's CPU is reported apart from the service's.
 
 With `--peer DIR` (the peer benchmark's folder: `setup.sh` run once before, `run.sh` runs one round of
 django-paystack-wallet under the same load shape on its own ports) each round runs the peer, then this
@@ -25,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,14 +64,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
-async def run_load(host: str, port: int, requests: list[tuple[str, str, bytes, dict[str, str]]],
+async def run_load(host: str, port: int | list[int], requests: list[tuple[str, str, bytes, dict[str, str]]],
                    concurrency: int) -> tuple[float, list[float], int]:
-    """Send every request over `concurrency` keep-alive connections; returns seconds, latencies, failures."""
+    """Send every request over `concurrency` keep-alive connections (spread evenly over the ports given);
+    returns seconds, latencies, failures."""
+    ports = port if isinstance(port, list) else [port]
     queue = list(reversed(requests))
     latencies: list[float] = []
     failures = 0
 
-    async def sender() -> None:
+    async def sender(port: int) -> None:
         nonlocal failures
         connection = KeepAliveConnection(host, port)
         try:
@@ -80,15 +88,15 @@ async def run_load(host: str, port: int, requests: list[tuple[str, str, bytes, d
             connection.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    await asyncio.gather(*(sender(ports[i % len(ports)]) for i in range(concurrency)))
     return time.perf_counter() - started, latencies, failures
 
 
 Request = tuple[str, str, bytes, dict[str, str]]
 
 
-async def webhook_load(http: httpx.AsyncClient, settings: Settings, admin: dict[str, str], n: int, c: int
-                       ) -> list[Request]:
+async def webhook_load(http: httpx.AsyncClient, settings: Settings, admin: dict[str, str], n: int, c: int,
+                       gateway_url: str = "/sandbox/paystack") -> list[Request]:
     """The app `bench`, `n` pending investment payments (`c` at once), their charges settled in the sandbox
     without webhooks, and their signed `charge.success` webhooks, a third of them twice, shuffled."""
     secret = settings.paystack_secret_key.get_secret_value()
@@ -103,7 +111,8 @@ async def webhook_load(http: httpx.AsyncClient, settings: Settings, admin: dict[
     async def create(i: int) -> str:
         async with semaphore:
             response = await http.post("/v1/payments", json=body, headers=users[i % 64])
-            response.raise_for_status()
+            if response.status_code != 201:
+                raise SystemExit(f"creating a payment answered {response.status_code}: {response.text}")
             return str(response.json()["reference"])
 
     references = await asyncio.gather(*(create(i) for i in range(n)))
@@ -111,7 +120,7 @@ async def webhook_load(http: httpx.AsyncClient, settings: Settings, admin: dict[
     control = {"Authorization": f"Bearer {secret}"}
     webhooks: list[Request] = []
     for reference in references:
-        settled = await http.post(f"/sandbox/paystack/_control/charges/{reference}", headers=control,
+        settled = await http.post(f"{gateway_url}/_control/charges/{reference}", headers=control,
                                   json={"outcome": "success", "send_webhook": False})
         payload = json.dumps({"event": "charge.success", "data": settled.json()["data"]},
                              separators=(",", ":")).encode()
@@ -129,12 +138,22 @@ async def main() -> None:
     parser.add_argument("--port", type=int, default=8021)
     parser.add_argument("--workers", type=int, default=0,
                         help="separate `python -m app.worker` processes (the API then runs no worker itself)")
+    parser.add_argument("--apis", type=int, default=1,
+                        help="API processes, on --port, --port+1, ...; the load is spread over them evenly (more "
+                        "than one needs --gateway-process: an in-process sandbox keeps its records to itself)")
+    parser.add_argument("--gateway-process", action="store_true",
+                        help="run the sandbox as a process of its own and the service in test mode against it")
+    parser.add_argument("--profile", type=Path,
+                        help="folder for py-spy profiles (raw folded stacks) of each API and worker process, "
+                        "sampled from the first webhook until the last payment is credited; needs py-spy")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
     parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
                         "dropped at the end)")
     parser.add_argument("--peer", type=Path, help="the peer benchmark's folder: run it side by side, alternating")
     parser.add_argument("--rounds", type=int, default=2, help="with --peer: peer-then-this rounds")
     args = parser.parse_args()
+    if args.apis > 1 and not args.gateway_process:
+        parser.error("--apis above 1 needs --gateway-process")
     if args.peer is None:
         if not await measured(args):
             sys.exit(1)
@@ -177,10 +196,17 @@ def run_peer(folder: Path) -> dict[str, float | bool]:
             "ceiling_per_s": float(result["ceiling"]["req_per_s"]), "ok": bool(result["audit"]["ok"])}
 
 
+def describe_shape(args: argparse.Namespace) -> str:
+    apis = f"{args.apis} API processes" if args.apis > 1 else "API process"
+    shape = f"{apis} + {args.workers} worker process(es)" if args.workers else f"{apis} with its own worker"
+    gateway = "sandbox gateway in a process of its own (test mode)" if args.gateway_process else \
+        "sandbox gateway in the API process"
+    return f"{shape}, {gateway}"
+
+
 def print_side_by_side(args: argparse.Namespace, rows: list[tuple[int, dict, dict, float]]) -> None:
-    shape = f"API + {args.workers} worker process(es)" if args.workers else "one process (API with its worker)"
-    print(f"\nside by side: N={args.n} C={args.c}; this service: {shape}, sandbox gateway in the API process, "
-          "every charge verified; peer: django-paystack-wallet (its run.sh defaults), no gateway verify")
+    print(f"\nside by side: N={args.n} C={args.c}; this service: {describe_shape(args)}, every charge verified; "
+          "peer: django-paystack-wallet (its run.sh defaults), no gateway verify")
     print("| round | peer unique events/s | peer p99 ms | peer audit | credited/s | accept p99 ms | credited / peer "
           "| credited / healthz | books ok | load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -191,8 +217,50 @@ def print_side_by_side(args: argparse.Namespace, rows: list[tuple[int, dict, dic
               f"{ours['ok']} | {load:.2f} |")
 
 
-async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool]:
-    base = f"http://127.0.0.1:{args.port}"
+async def wait_listening(port: int, process: asyncio.subprocess.Process, deadline: float = 60) -> None:
+    """Until something accepts connections on 127.0.0.1:`port` (the sandbox has no health route)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end and process.returncode is None:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} (exit status {process.returncode})")
+
+
+BENCH_SECRET_KEY = "sk_test_" + "b" * 40  # test mode refuses the development defaults
+BENCH_JWT_SECRET = "bench-jwt-secret-" + "0123456789abcdef" * 2
+
+
+def start_profilers(folder: Path, apis: list[asyncio.subprocess.Process],
+                    workers: list[asyncio.subprocess.Process]) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every API and worker process, 200 samples/s, until `stop_profilers`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    roles = [("api", process) for process in apis] + [("worker", process) for process in workers]
+    return [subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(process.pid),
+                              "--rate", "200", "--format", "raw", "--nonblocking",
+                              "--output", str(folder / f"{role}-{index}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for index, (role, process) in enumerate(roles)]
+
+
+async def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT makes py-spy write what it sampled."""
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+    for profiler in profilers:
+        await asyncio.to_thread(profiler.wait, 60)
+
+
+def gateway_port(args: argparse.Namespace) -> int:
+    return args.port + 100
+
+
+def service_environment(args: argparse.Namespace, name: str, base: str) -> tuple[dict[str, str], str]:
+    """The environment of the service's processes, and the gateway's URL as the benchmark reaches it."""
     env = {
         **os.environ,
         "DATABASE_URL": f"postgresql+asyncpg://{args.pg}/{name}",
@@ -205,29 +273,55 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
         "WORKER_POLL_INTERVAL_SECONDS": "0.05",
     }
     env.pop("REDIS_URL", None)
-    settings = Settings(_env_file=None, public_base_url=base)
+    if not args.gateway_process:
+        return env, "/sandbox/paystack"
+    gateway_url = f"http://127.0.0.1:{gateway_port(args)}/sandbox/paystack"
+    env.update({"PAYMENT_GATEWAY_MODE": "test", "PAYSTACK_BASE_URL": gateway_url,
+                "PAYSTACK_SECRET_KEY": BENCH_SECRET_KEY, "JWT_SECRET": BENCH_JWT_SECRET})
+    return env, gateway_url
+
+
+async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool]:
+    ports = [args.port + i for i in range(args.apis)]
+    base = f"http://127.0.0.1:{ports[0]}"
+    env, gateway_url = service_environment(args, name, base)
+    settings = Settings(_env_file=None, public_base_url=base, payment_gateway_mode=env["PAYMENT_GATEWAY_MODE"],
+                        **({"paystack_secret_key": BENCH_SECRET_KEY, "jwt_secret": BENCH_JWT_SECRET}
+                           if args.gateway_process else {}))
     quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
     api_env = {**env, "WORKER_IN_PROCESS": "false" if args.workers else "true"}
-    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", "--port", str(args.port),
-                                                  cwd=ROOT, env=api_env, **quiet)
+    gateway: asyncio.subprocess.Process | None = None
+    apis: list[asyncio.subprocess.Process] = []
     workers: list[asyncio.subprocess.Process] = []
     try:
         limits = httpx.Limits(max_connections=args.c + 8, max_keepalive_connections=args.c + 8)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
-            await wait_healthy(http)
+            if args.gateway_process:
+                gateway = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "app", "sandbox", "--port", str(gateway_port(args)),
+                    "--webhook-url", f"{base}/v1/webhooks/paystack", cwd=ROOT, env=env, **quiet)
+                await wait_listening(gateway_port(args), gateway)
+            for index, port in enumerate(ports):  # the first migrates the fresh database; the others wait for it
+                apis.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "app", "serve", "--port", str(port), *(["--no-migrate"] if index else []),
+                    cwd=ROOT, env=api_env, **quiet))
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as probe:
+                    await wait_healthy(probe, process=apis[-1])
             workers = [
                 await asyncio.create_subprocess_exec(sys.executable, "-m", "app.worker", cwd=ROOT, env=env, **quiet)
                 for _ in range(args.workers)
             ]
             admin = {"Authorization": f"Bearer {issue_token(settings, 'bench-admin', ['admin'])}"}
-            load = await webhook_load(http, settings, admin, args.n, args.c)
+            load = await webhook_load(http, settings, admin, args.n, args.c, gateway_url)
 
             dsn = f"postgresql://{args.pg}/{name}"
             db = await asyncpg.connect(dsn)
-            pids = [server.pid] + [w.pid for w in workers]
-            cpu_before = cpu_seconds(pids)
+            pids = [api.pid for api in apis] + [w.pid for w in workers]
+            gateway_pids = [gateway.pid] if gateway else []
+            profilers = start_profilers(args.profile, apis, workers) if args.profile else []
+            cpu_before, gateway_cpu_before = cpu_seconds(pids), cpu_seconds(gateway_pids)
             started = time.perf_counter()
-            accept_elapsed, accept_latencies, accept_failures = await run_load("127.0.0.1", args.port, load, args.c)
+            accept_elapsed, accept_latencies, accept_failures = await run_load("127.0.0.1", ports, load, args.c)
             while True:
                 credited = await db.fetchval("SELECT count(*) FROM escrow_transactions WHERE type = 'deposit'")
                 if credited >= args.n or time.perf_counter() - started > 600:
@@ -235,10 +329,12 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
                 await asyncio.sleep(0.02)
             credit_elapsed = time.perf_counter() - started
             cpu_webhooks = cpu_seconds(pids) - cpu_before
+            gateway_cpu = cpu_seconds(gateway_pids) - gateway_cpu_before
+            await stop_profilers(profilers)
 
             health = [("GET", "/healthz", b"", {})] * len(load)
             cpu_before = cpu_seconds(pids)
-            health_elapsed, health_latencies, health_failures = await run_load("127.0.0.1", args.port, health, args.c)
+            health_elapsed, health_latencies, health_failures = await run_load("127.0.0.1", ports, health, args.c)
             cpu_health = cpu_seconds(pids) - cpu_before
 
             deposits, distinct = await db.fetchrow(
@@ -247,23 +343,25 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             integrity = (await http.get("/v1/admin/integrity", headers=admin)).json()
             await db.close()
     finally:
-        for process in [*workers, server]:
+        processes = [*workers, *apis, *([gateway] if gateway else [])]
+        for process in processes:
             process.terminate()
-        for process in [*workers, server]:
+        for process in processes:
             await asyncio.wait_for(process.wait(), timeout=30)
 
     accepted_rate = len(load) / accept_elapsed
     health_rate = len(health) / health_elapsed
     credited_rate = args.n / credit_elapsed
-    shape = f"API process + {args.workers} worker process(es)" if args.workers else "API process with its own worker"
-    print(f"webhooks bench: N={args.n} C={args.c} sent={len(load)} (duplicates {len(load) - args.n}), {shape}, "
-          "PostgreSQL, sandbox gateway")
+    print(f"webhooks bench: N={args.n} C={args.c} sent={len(load)} (duplicates {len(load) - args.n}), "
+          f"{describe_shape(args)}, PostgreSQL")
     print(f"  webhooks accepted/s        {accepted_rate:10.1f}   (failures {accept_failures})")
     print(f"  accept latency p50 / p99   {statistics.median(accept_latencies) * 1000:8.1f} ms / "
           f"{percentile(accept_latencies, 0.99) * 1000:.1f} ms")
     print(f"  all deposits credited in   {credit_elapsed:10.2f} s")
     print(f"  credited/s                 {credited_rate:10.1f}")
     print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms")
+    if args.gateway_process:
+        print(f"  gateway CPU per credited   {gateway_cpu / args.n * 1000:10.2f} ms   (the sandbox process, apart)")
     print(f"  ceiling GET /healthz/s     {health_rate:10.1f}   (failures {health_failures})")
     print(f"  healthz latency p50 / p99  {statistics.median(health_latencies) * 1000:8.1f} ms / "
           f"{percentile(health_latencies, 0.99) * 1000:.1f} ms")
