@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import respx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -105,3 +106,12 @@ async def another_instance(
     http = await stack.enter_async_context(
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=base_url, **client))
     return app, http
+
+
+def mock_paystack(base_url: str, **options: Any) -> respx.MockRouter:
+    """respx in front of the Paystack client while the app under test (http://testserver) is called: the
+    client sends with aiohttp under httpx's interface, so respx's httpx mocker (not its httpcore one) stands
+    in for it, and lets the test client's own requests pass."""
+    router = respx.mock(using="httpx", base_url=base_url, **options)
+    router.route(host="testserver").pass_through()
+    return router

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import respx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -277,7 +278,6 @@ async def test_metrics_time_gateway_calls_by_endpoint_template_and_outcome(
 
 
 async def test_a_failed_gateway_call_is_timed_with_its_outcome() -> None:
-    import respx
     from prometheus_client import REGISTRY
 
     from app.gateway.client import PaystackClient
@@ -290,7 +290,7 @@ async def test_a_failed_gateway_call_is_timed_with_its_outcome() -> None:
 
     before = count("unavailable")
     async with PaystackClient(secret_key="sk_test_x", base_url="https://paystack.test", max_retries=0) as gateway:
-        with respx.mock(base_url="https://paystack.test") as mock:
+        with respx.mock(using="httpx", base_url="https://paystack.test") as mock:
             mock.get("/transfer/verify/po-ref-1").respond(503, json={"status": False, "message": "down"})
             try:
                 await gateway.verify_transfer("po-ref-1")

@@ -53,6 +53,7 @@ from app.gateway.errors import (
     GatewayTimeout,
     GatewayUnavailable,
 )
+from app.gateway.transport import AiohttpTransport
 from app.gateway.types import (
     AccountValidation,
     Balance,
@@ -116,11 +117,13 @@ class PaystackClient:
             base_url=base_url,
             headers={"Authorization": f"Bearer {secret_key}", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout),
-            # every connection stays open for reuse: closing the ones over a smaller keep-alive
-            # limit meant a new TCP connection for most calls under load
+            # Every connection stays open for reuse (closing the ones over a smaller keep-alive limit meant a
+            # new TCP connection for most calls under load); these limits apply to a transport given here,
+            # the aiohttp one (the default) keeps the same ones.
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
                                 keepalive_expiry=30.0),
-            transport=transport,
+            transport=transport or AiohttpTransport(max_connections=max_connections, keepalive_expiry=30.0,
+                                                    tls=tls_context()),
             verify=tls_context(),
         )
 

@@ -146,7 +146,7 @@ async def test_an_empty_timestamp_reads_as_unknown(client: PaystackClient, api: 
 
 
 async def test_a_naive_timestamp_is_read_as_utc(sleeps: list[float]) -> None:
-    with respx.mock(base_url=BASE_URL) as router:
+    with respx.mock(using="httpx", base_url=BASE_URL) as router:
         router.get("/transaction/verify/ref-123").mock(
             return_value=httpx.Response(200, json={"status": True, "data": verify_data(paid_at="2024-03-01T10:15:30")})
         )

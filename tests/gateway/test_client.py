@@ -109,7 +109,7 @@ async def client(sleeps: list[float]) -> AsyncIterator[PaystackClient]:
 
 @pytest.fixture
 def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
+    with respx.mock(using="httpx", base_url=BASE_URL, assert_all_called=False) as router:
         yield router
 
 
@@ -684,7 +684,7 @@ async def test_resolve_account(client: PaystackClient, api: respx.MockRouter) ->
 
 async def test_base_url_with_a_path_prefix(sleeps: list[float]) -> None:
     base = "https://sandbox.test/sandbox/paystack"
-    with respx.mock(base_url=base, assert_all_called=False) as router:
+    with respx.mock(using="httpx", base_url=base, assert_all_called=False) as router:
         route = router.get("/transaction/verify/ref-123").mock(return_value=ok(verify_data()))
         async with PaystackClient(base_url=base, secret_key=SECRET) as paystack:
             await paystack.verify_transaction("ref-123")

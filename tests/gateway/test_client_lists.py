@@ -57,7 +57,7 @@ async def client() -> AsyncIterator[PaystackClient]:
 
 @pytest.fixture
 def api() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE_URL, assert_all_called=True) as router:
+    with respx.mock(using="httpx", base_url=BASE_URL, assert_all_called=True) as router:
         yield router
 
 

@@ -41,7 +41,7 @@ from app.models.base import new_id, utcnow
 from app.runtime import Runtime
 from tests.conftest import BASE_URL
 from tests.gateway.test_client_lists import page, successful_item, transfer_item
-from tests.helpers import OWNER, invest, paystack_sample
+from tests.helpers import OWNER, invest, mock_paystack, paystack_sample
 from tests.ledger.test_integrity import clean_books
 
 Auth = Callable[..., dict[str, str]]
@@ -262,7 +262,7 @@ async def paystack_app(settings_for_paystack: Settings) -> AsyncIterator[FastAPI
 
 @pytest.fixture
 def paystack() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=PAYSTACK, assert_all_called=True) as router:
+    with mock_paystack(base_url=PAYSTACK, assert_all_called=True) as router:
         yield router
 
 

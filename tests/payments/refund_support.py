@@ -28,7 +28,7 @@ from app.main import create_app
 from app.models import Refund
 from app.models.base import utcnow
 from tests.conftest import BASE_URL
-from tests.helpers import invest, paystack_sample, put_app
+from tests.helpers import invest, mock_paystack, paystack_sample, put_app
 
 PAYSTACK_URL = "http://127.0.0.1:9/paystack"  # never reached: respx answers
 SECRET = "sk_test_fake_paystack_0123456789abcdef"
@@ -207,7 +207,7 @@ class ServiceInTestMode:
 async def open_test_mode_app(settings: Settings) -> AsyncIterator[ServiceInTestMode]:
     """The service in gateway mode `test`, its Paystack answered by FakePaystack."""
     application = create_app(settings)
-    with respx.mock(base_url=PAYSTACK_URL, assert_all_called=False) as router:
+    with mock_paystack(base_url=PAYSTACK_URL, assert_all_called=False) as router:
         paystack = FakePaystack(router)
         async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30), \
                 httpx.AsyncClient(transport=httpx.ASGITransport(application), base_url=BASE_URL) as client:

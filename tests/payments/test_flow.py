@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -16,7 +15,7 @@ from app.core.config import Settings
 from app.core.security import issue_token
 from app.main import create_app
 from tests.conftest import BASE_URL
-from tests.helpers import checkout, get_payment, invest, pay, paystack_sample, put_app
+from tests.helpers import checkout, get_payment, invest, mock_paystack, pay, paystack_sample, put_app
 
 
 async def test_successful_investment_lands_in_escrow_and_issues_shares(
@@ -197,7 +196,7 @@ async def test_http_callback_url_is_refused_outside_the_sandbox_before_the_gatew
         return {"Authorization": f"Bearer {issue_token(settings, user_id, roles)}"}
 
     application = create_app(settings)
-    with respx.mock(base_url="https://api.paystack.co", assert_all_called=False) as paystack:
+    with mock_paystack(base_url="https://api.paystack.co", assert_all_called=False) as paystack:
         initialize = paystack.post("/transaction/initialize").mock(side_effect=initialized)
         async with (
             LifespanManager(application),

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.ledger import accounts
 from app.main import create_app
-from tests.helpers import get_payment, invest, paystack_sample, put_app
+from tests.helpers import get_payment, invest, mock_paystack, paystack_sample, put_app
 from tests.payments.test_webhooks import deposits, encode, ledger_balance, post_signed, webhook_rows
 
 Auth = Callable[..., dict[str, str]]
@@ -40,7 +40,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 def paystack() -> Iterator[respx.MockRouter]:
     """api.paystack.co: initialize answers with the documented sample, for the reference we sent."""
-    with respx.mock(base_url=PAYSTACK, assert_all_called=False) as router:
+    with mock_paystack(base_url=PAYSTACK, assert_all_called=False) as router:
 
         def initialized(request: httpx.Request) -> httpx.Response:
             sample = paystack_sample("transaction_initialize")

@@ -66,7 +66,7 @@ async def test_bad_requests_are_the_callers(client: httpx.AsyncClient, auth: Aut
 
 
 async def test_paystacks_list_passes_the_type_and_keeps_it() -> None:
-    async with respx.mock(base_url="https://api.paystack.co", assert_all_called=True) as api:
+    async with respx.mock(using="httpx", base_url="https://api.paystack.co", assert_all_called=True) as api:
         body = paystack_sample("bank_list_ghs_mobile_money")
         route = api.get("/bank").mock(return_value=httpx.Response(200, json=body))
         client = PaystackClient(base_url="https://api.paystack.co", secret_key="sk_test_banks")

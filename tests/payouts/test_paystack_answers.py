@@ -21,7 +21,7 @@ from app.main import create_app
 from app.models import Payout
 from app.payouts.service import queue_payout
 from app.payouts.tasks import reconcile_payouts, send_pending_payouts
-from tests.helpers import paystack_sample
+from tests.helpers import mock_paystack, paystack_sample
 
 Auth = Callable[..., dict[str, str]]
 # Loopback, so that nothing respx misses could leave the machine.
@@ -45,7 +45,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 def paystack() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=PAYSTACK, assert_all_called=False) as router:
+    with mock_paystack(base_url=PAYSTACK, assert_all_called=False) as router:
         # The worker reads the balance before sending: Paystack's sample, topped up to cover the tests' payouts.
         balance = paystack_sample("balance")
         balance["data"][0]["balance"] = 10**12
