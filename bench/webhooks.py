@@ -146,6 +146,8 @@ async def main() -> None:
     parser.add_argument("--profile", type=Path,
                         help="folder for py-spy profiles (raw folded stacks) of each API and worker process, "
                         "sampled from the first webhook until the last payment is credited; needs py-spy")
+    parser.add_argument("--profile-format", choices=["raw", "flamegraph"], default="flamegraph",
+                        help="flamegraph: an SVG per process; raw: folded stacks, for bench/profile_summary.py")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
     parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
                         "dropped at the end)")
@@ -234,15 +236,16 @@ BENCH_SECRET_KEY = "sk_test_" + "b" * 40  # test mode refuses the development de
 BENCH_JWT_SECRET = "bench-jwt-secret-" + "0123456789abcdef" * 2
 
 
-def start_profilers(folder: Path, apis: list[asyncio.subprocess.Process],
+def start_profilers(folder: Path, output_format: str, apis: list[asyncio.subprocess.Process],
                     workers: list[asyncio.subprocess.Process]) -> list[subprocess.Popen[bytes]]:
     """py-spy on every API and worker process, 200 samples/s, until `stop_profilers`."""
     folder.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
     roles = [("api", process) for process in apis] + [("worker", process) for process in workers]
+    suffix = "svg" if output_format == "flamegraph" else "txt"
     return [subprocess.Popen([str(spy) if spy.exists() else "py-spy", "record", "--pid", str(process.pid),
-                              "--rate", "200", "--format", "raw", "--nonblocking",
-                              "--output", str(folder / f"{role}-{index}.txt")],
+                              "--rate", "200", "--format", output_format, "--nonblocking",
+                              "--output", str(folder / f"{role}-{index}.{suffix}")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for index, (role, process) in enumerate(roles)]
 
@@ -318,7 +321,7 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             db = await asyncpg.connect(dsn)
             pids = [api.pid for api in apis] + [w.pid for w in workers]
             gateway_pids = [gateway.pid] if gateway else []
-            profilers = start_profilers(args.profile, apis, workers) if args.profile else []
+            profilers = start_profilers(args.profile, args.profile_format, apis, workers) if args.profile else []
             cpu_before, gateway_cpu_before = cpu_seconds(pids), cpu_seconds(gateway_pids)
             started = time.perf_counter()
             accept_elapsed, accept_latencies, accept_failures = await run_load("127.0.0.1", ports, load, args.c)
