@@ -79,6 +79,7 @@ _MAX_BANK_PAGES: Final = 50  # A cursor that never ends is a gateway bug, not a 
 _RECORDS_PER_PAGE: Final = 100
 # 100,000 records in one window: past that, reconcile a shorter one rather than page on for ever.
 _MAX_RECORD_PAGES: Final = 1000
+KEEPALIVE_SECONDS: Final = 30.0  # an idle connection to the gateway is kept this long
 
 
 @functools.cache
@@ -117,14 +118,11 @@ class PaystackClient:
             base_url=base_url,
             headers={"Authorization": f"Bearer {secret_key}", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout),
-            # Every connection stays open for reuse (closing the ones over a smaller keep-alive limit meant a
-            # new TCP connection for most calls under load); these limits apply to a transport given here,
-            # the aiohttp one (the default) keeps the same ones.
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
-                                keepalive_expiry=30.0),
-            transport=transport or AiohttpTransport(max_connections=max_connections, keepalive_expiry=30.0,
-                                                    tls=tls_context()),
-            verify=tls_context(),
+            # The pool and TLS are the transport's (httpx ignores its own limits and verify once a transport
+            # is given). Every connection stays open for reuse: closing the ones over a smaller keep-alive
+            # limit meant a new TCP connection for most calls under load.
+            transport=transport or AiohttpTransport(max_connections=max_connections,
+                                                    keepalive_expiry=KEEPALIVE_SECONDS, tls=tls_context()),
         )
 
     async def aclose(self) -> None:

@@ -41,6 +41,12 @@ class GatewayError(UpstreamError):
 class GatewayRejected(GatewayError):
     """Paystack answered and said no (`status: false`, 4xx): the call had no effect."""
 
+    @property
+    def refuses_our_credentials(self) -> bool:
+        """A refusal of our secret key or integration (401, 403), not of what the call asked: an error of ours
+        to fix, never one for the caller to correct."""
+        return self.status_code in (401, 403)
+
 
 class GatewayUnavailable(GatewayError):
     """Network error, 5xx or 429 after the allowed retries: the call may or may not have taken effect."""

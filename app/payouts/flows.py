@@ -14,7 +14,7 @@ from app.gateway.types import Bank
 from app.models import PayoutAccount
 from app.payouts import service
 from app.payouts.schemas import PayoutAccountIn
-from app.payouts.service import _OUR_OWN_REFUSALS, DEFAULT_TYPES, TYPE_CURRENCIES
+from app.payouts.service import DEFAULT_TYPES, TYPE_CURRENCIES
 from app.runtime import Runtime
 
 # Recipient types whose accounts Paystack resolves by number (GET /bank/resolve: Nigeria and Ghana's banks).
@@ -82,7 +82,7 @@ async def register_payout_account(
             type=kind,
         )
     except GatewayRejected as error:
-        if error.status_code in _OUR_OWN_REFUSALS:
+        if error.refuses_our_credentials:
             raise
         # Paystack refused the details themselves: the caller's to correct, not a gateway fault to retry.
         raise InvalidBankAccount("The gateway could not verify these bank details", **error.details()) from error

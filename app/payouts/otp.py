@@ -11,7 +11,6 @@ from app.core.security import Principal
 from app.gateway.errors import GatewayError, GatewayRejected
 from app.models import Payout, audit
 from app.models.statuses import PayoutStatus, advance
-from app.payouts.service import _OUR_OWN_REFUSALS
 from app.payouts.tasks import record_transfer_result
 from app.runtime import Runtime
 
@@ -41,7 +40,7 @@ async def finalize_payout(rt: Runtime, principal: Principal, payout_id: str, otp
         # A refusal changed nothing at the gateway; where the transfer stands decides the answer (one finalized
         # some other way, in Paystack's dashboard, goes on).
         payout, _ = await _where_it_stands(rt, payout_id, reference, attempt, refused=True)
-        if payout.status == PayoutStatus.AWAITING_OTP and error.status_code not in _OUR_OWN_REFUSALS:
+        if payout.status == PayoutStatus.AWAITING_OTP and not error.refuses_our_credentials:
             raise InvalidOtp("The gateway refused the OTP", payout_id=payout_id, status=payout.status,
                              gateway_message=error.message) from error
         if payout.status == PayoutStatus.AWAITING_OTP:

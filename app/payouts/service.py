@@ -50,8 +50,6 @@ DEFAULT_TYPES = {"NGN": "nuban", "GHS": "ghipss", "ZAR": "basa", "KES": "mobile_
 # A payout's status as answers show it, in SQL (Payout.shown_status in Python).
 SHOWN_STATUS = case(((Payout.status == "pending") & Payout.recipient_code.is_(None), "awaiting_payout_account"),
                     else_=Payout.status)
-# Refusals about our credentials or integration, not the bank details: they stay gateway errors.
-_OUR_OWN_REFUSALS = frozenset({401, 403})
 
 
 def new_payout_reference() -> str:
