@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import manages, require
 from app.apps.service import check_currency, get_app
-from app.core.db import bulk_insert
+from app.core.db import bulk_insert, fetch_plain_rows
 from app.core.errors import CurrencyNotSupported, InsufficientFunds, InvalidAmount, InvalidState, NotFound
 from app.core.money import MoneyError, allocate, percentage_of, to_major, to_minor
 from app.core.schemas import PageParams
@@ -95,14 +95,13 @@ async def plan_for_app(session: AsyncSession, rt: Runtime, app: App, body: Distr
     if amount > undistributed:
         raise InsufficientFunds("That is more than the revenue paid in for this period",
                                 undistributed=to_major(undistributed, currency))
-    # Core execution: a cap table can hold 100,000 rows, and the ORM adds nothing to plain tuples.
-    connection = await session.connection()
-    rows = (await connection.execute(
+    # A cap table can hold 100,000 rows: read as plain rows, without ORM or SQLAlchemy result rows.
+    rows = await fetch_plain_rows(session, (
         select(Holding.user_id, Holding.shares, PayoutAccount.recipient_code)
         .outerjoin(PayoutAccount, (PayoutAccount.user_id == Holding.user_id) & (PayoutAccount.currency == currency)
                    & PayoutAccount.is_default)
         .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
-    )).all()
+    ))
     holders = [(user_id, int(shares)) for user_id, shares, _ in rows]
     recipients = {user_id: code for user_id, _, code in rows if code is not None}
     if not holders:

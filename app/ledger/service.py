@@ -17,13 +17,14 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, TextClause, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import copy_records, tune_for_bulk
 from app.core.errors import InsufficientFunds
 from app.core.money import to_major
 from app.ledger import accounts
@@ -31,8 +32,7 @@ from app.models import JournalEntry, LedgerAccount, Posting
 from app.models.base import utcnow
 
 
-@dataclass(frozen=True)
-class Leg:
+class Leg(NamedTuple):
     account: str
     amount: int  # signed minor units: + into the account, - out of it
 
@@ -60,17 +60,23 @@ class UnbalancedEntry(ValueError):
     pass
 
 
-def _check_balanced(legs: Sequence[Leg]) -> None:
+def _balanced_deltas(legs: Sequence[Leg]) -> dict[str, int]:
+    """Each account's net movement in `legs`; refuses fewer than two legs, a zero leg, or legs that do
+    not sum to zero in every currency."""
     if len(legs) < 2:
         raise UnbalancedEntry("a journal entry needs at least two legs")
+    deltas: dict[str, int] = defaultdict(int)
+    for account, amount in legs:
+        if amount == 0:
+            raise UnbalancedEntry(f"zero leg on {account}")
+        deltas[account] += amount
     totals: dict[str, int] = defaultdict(int)
-    for leg in legs:
-        if leg.amount == 0:
-            raise UnbalancedEntry(f"zero leg on {leg.account}")
-        totals[leg.currency] += leg.amount
+    for account, delta in deltas.items():
+        totals[accounts.currency_of(account)] += delta
     unbalanced = {cur: total for cur, total in totals.items() if total}
     if unbalanced:
         raise UnbalancedEntry(f"legs do not sum to zero: {unbalanced}")
+    return deltas
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -112,12 +118,9 @@ async def post(
 
     Call it last in a transaction where it can be: the accounts stay locked until the commit.
     """
-    _check_balanced(legs)
+    deltas = _balanced_deltas(legs)
     # Pending ORM writes go out now, before the accounts are locked, not at commit while they are.
     await session.flush()
-    deltas: dict[str, int] = defaultdict(int)
-    for leg in legs:
-        deltas[leg.account] += leg.amount
     if not _is_postgres(session):
         return await _post_generic(session, kind, legs, deltas, idempotency_key, memo[:500])
     if len(deltas) > BULK_ACCOUNTS:
@@ -136,7 +139,7 @@ async def post_entries(session: AsyncSession, entries: Sequence[Entry]) -> list[
     keys = [entry.idempotency_key for entry in entries]
     if _is_postgres(session) and len(entries) > 1 and all(keys) and len(set(keys)) == len(keys):
         for entry in entries:
-            _check_balanced(entry.legs)
+            _balanced_deltas(entry.legs)
         await session.flush()
         return await _post_postgres_many(session, entries)
     ids = []
@@ -239,13 +242,20 @@ async def _post_postgres(
     return int(row.entry_id)
 
 
-# Many accounts at once, in one statement: the upsert creates missing accounts, locks them all in
-# name order and applies the deltas; the entry and its postings are written only if no guarded
-# account went below zero. The legs never travel back to the client.
+# Many accounts at once, in one statement, from the entry's legs staged in `ledger_bulk_legs`: the
+# upsert creates missing accounts, locks them all in name order and applies the deltas; the entry and
+# its postings are written only if no guarded account went below zero. The legs never travel back to
+# the client.
+_CREATE_BULK_LEGS = """
+CREATE TEMPORARY TABLE ledger_bulk_legs (
+    name VARCHAR NOT NULL, currency VARCHAR NOT NULL, guarded BOOLEAN NOT NULL, amount BIGINT NOT NULL
+) ON COMMIT DROP
+"""
+
 _POST_BULK_SQL = """
 WITH deltas AS (
-    SELECT n, c, g, d FROM unnest(CAST(:names AS VARCHAR[]), CAST(:currencies AS VARCHAR[]),
-                                  CAST(:guarded AS BOOLEAN[]), CAST(:deltas AS BIGINT[])) AS t(n, c, g, d)
+    SELECT name AS n, min(currency) AS c, bool_or(guarded) AS g, CAST(sum(amount) AS BIGINT) AS d
+    FROM ledger_bulk_legs GROUP BY name
 ),
 updated AS (
     INSERT INTO ledger_accounts AS a (name, currency, guarded, balance, version, created_at)
@@ -265,9 +275,7 @@ entry AS (
 written AS (
     INSERT INTO postings (entry_id, account_id, amount, currency, created_at)
     SELECT e.id, u.id, l.amount, l.currency, :now
-    FROM entry e CROSS JOIN unnest(CAST(:leg_names AS VARCHAR[]), CAST(:leg_amounts AS BIGINT[]),
-                                   CAST(:leg_currencies AS VARCHAR[])) AS l(name, amount, currency)
-    JOIN updated u ON u.name = l.name
+    FROM entry e CROSS JOIN ledger_bulk_legs l JOIN updated u ON u.name = l.name
     RETURNING 1
 )
 SELECT (SELECT id FROM entry) AS entry_id,
@@ -341,18 +349,15 @@ async def _post_postgres_bulk(
 ) -> int | None:
     if key is not None and await already_posted(session, key):
         return None
-    names = sorted(deltas)
-    currency = {name: accounts.currency_of(name) for name in names}
-    row = (
-        await session.execute(
-            text(_POST_BULK_SQL),
-            {"names": names, "currencies": [currency[n] for n in names],
-             "guarded": [accounts.is_guarded(n) for n in names], "deltas": [deltas[n] for n in names],
-             "leg_names": [leg.account for leg in legs], "leg_amounts": [leg.amount for leg in legs],
-             "leg_currencies": [currency[leg.account] for leg in legs],
-             "kind": kind, "key": key, "memo": memo, "now": utcnow()},
-        )
-    ).one()
+    staged = {name: (accounts.currency_of(name), accounts.is_guarded(name)) for name in deltas}
+    await tune_for_bulk(session)
+    await session.execute(text(_CREATE_BULK_LEGS))
+    await copy_records(session, "ledger_bulk_legs", ("name", "currency", "guarded", "amount"),
+                       [(account, *staged[account], amount) for account, amount in legs])
+    row = (await session.execute(text(_POST_BULK_SQL),
+                                 {"kind": kind, "key": key, "memo": memo, "now": utcnow()})).one()
+    # Dropped now, not at commit: another bulk entry in the same transaction stages its own legs.
+    await session.execute(text("DROP TABLE ledger_bulk_legs"))
     if row.refused_name is not None:
         raise _refuse(row.refused_name, row.refused_balance)
     assert row.written == len(legs)

@@ -108,6 +108,29 @@ async def test_an_entry_with_many_accounts_posts_every_leg_exactly(db: Database)
     assert await balances(db, revenue) == [1_000_000 - sum(parts)]
 
 
+async def test_two_entries_with_many_accounts_post_in_one_transaction_with_repeated_accounts(db: Database) -> None:
+    holders = BULK_ACCOUNTS + 10
+    revenue = accounts.revenue("app-1", "NGN")
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=move(GATEWAY, revenue, 1_000_000))
+    # the revenue account appears in two legs of each entry, and holder 0 in two legs of the second
+    first = [Leg(revenue, -holders), Leg(revenue, -holders)] + [
+        Leg(accounts.payable(f"u{i:03d}", "NGN"), 2) for i in range(holders)]
+    second = [Leg(revenue, -1), Leg(revenue, -(holders - 1)), Leg(accounts.payable("u000", "NGN"), 5),
+              Leg(accounts.payable("u000", "NGN"), -4)] + [
+        Leg(accounts.payable(f"u{i:03d}", "NGN"), 1) for i in range(1, holders)]
+    async with db.unit_of_work() as session:
+        first_id = await post(session, kind="test", legs=first, idempotency_key="bulk-1")
+        second_id = await post(session, kind="test", legs=second, idempotency_key="bulk-2")
+    assert await balances(db, revenue, accounts.payable("u000", "NGN"), accounts.payable("u001", "NGN")) == [
+        1_000_000 - 3 * holders, 3, 3]
+    async with db.unit_of_work() as session:
+        for entry_id, legs in ((first_id, first), (second_id, second)):
+            written = (await session.scalars(select(Posting.amount).where(Posting.entry_id == entry_id))).all()
+            assert sorted(written) == sorted(leg.amount for leg in legs)
+    assert await failed_checks(db) == {}
+
+
 async def test_integrity_finds_a_tampered_balance_and_an_orphan_posting(db: Database) -> None:
     async with db.unit_of_work() as session:
         entry_id = await post(session, kind="test", legs=move(GATEWAY, HELD, 900))
