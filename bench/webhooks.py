@@ -148,6 +148,9 @@ async def main() -> None:
                         "sampled from the first webhook until the last payment is credited; needs py-spy")
     parser.add_argument("--profile-format", choices=["raw", "flamegraph"], default="flamegraph",
                         help="flamegraph: an SVG per process; raw: folded stacks, for bench/profile_summary.py")
+    parser.add_argument("--backlog", action="store_true",
+                        help="with --workers: pause the worker processes (SIGSTOP) while the webhooks are "
+                        "accepted, then resume them and time the crediting of the full inbox alone")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
     parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
                         "dropped at the end)")
@@ -156,6 +159,8 @@ async def main() -> None:
     args = parser.parse_args()
     if args.apis > 1 and not args.gateway_process:
         parser.error("--apis above 1 needs --gateway-process")
+    if args.backlog and not args.workers:
+        parser.error("--backlog needs --workers")
     if args.peer is None:
         if not await measured(args):
             sys.exit(1)
@@ -324,13 +329,19 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             profilers = start_profilers(args.profile, args.profile_format, apis, workers) if args.profile else []
             cpu_before, gateway_cpu_before = cpu_seconds(pids), cpu_seconds(gateway_pids)
             started = time.perf_counter()
+            for worker in workers if args.backlog else []:
+                worker.send_signal(signal.SIGSTOP)
             accept_elapsed, accept_latencies, accept_failures = await run_load("127.0.0.1", ports, load, args.c)
+            resumed = time.perf_counter()
+            for worker in workers if args.backlog else []:
+                worker.send_signal(signal.SIGCONT)
             while True:
                 credited = await db.fetchval("SELECT count(*) FROM escrow_transactions WHERE type = 'deposit'")
                 if credited >= args.n or time.perf_counter() - started > 600:
                     break
                 await asyncio.sleep(0.02)
             credit_elapsed = time.perf_counter() - started
+            drain_elapsed = time.perf_counter() - resumed
             cpu_webhooks = cpu_seconds(pids) - cpu_before
             gateway_cpu = cpu_seconds(gateway_pids) - gateway_cpu_before
             await stop_profilers(profilers)
@@ -362,6 +373,9 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
           f"{percentile(accept_latencies, 0.99) * 1000:.1f} ms")
     print(f"  all deposits credited in   {credit_elapsed:10.2f} s")
     print(f"  credited/s                 {credited_rate:10.1f}")
+    if args.backlog:
+        print(f"  credited/s from the full inbox {args.n / drain_elapsed:6.1f}   (the workers resumed once every "
+              f"webhook was accepted: {drain_elapsed:.2f} s)")
     print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms")
     if args.gateway_process:
         print(f"  gateway CPU per credited   {gateway_cpu / args.n * 1000:10.2f} ms   (the sandbox process, apart)")
