@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database
@@ -25,6 +27,7 @@ from app.ledger.service import (
 )
 from app.models import EscrowTransaction, JournalEntry, LedgerAccount, Posting
 from app.models.base import new_id
+from tests.conftest import requires_postgres
 
 # A guarded account with no domain rows behind it (escrow would also be checked against deposits).
 GATEWAY, HELD = accounts.gateway("NGN"), accounts.platform_fees("NGN")
@@ -128,6 +131,36 @@ async def test_two_entries_with_many_accounts_post_in_one_transaction_with_repea
         for entry_id, legs in ((first_id, first), (second_id, second)):
             written = (await session.scalars(select(Posting.amount).where(Posting.entry_id == entry_id))).all()
             assert sorted(written) == sorted(leg.amount for leg in legs)
+    assert await failed_checks(db) == {}
+
+
+@requires_postgres
+async def test_entries_with_many_accounts_at_once_over_the_same_holders_all_land(db: Database) -> None:
+    """Two distributions (many accounts each) and small movements out of the same holders' accounts, all at
+    once: each waits for the accounts' locks in name order, none deadlocks, and every amount lands once."""
+    holders = BULK_ACCOUNTS + 20
+    payables = [accounts.payable(f"u{i:03d}", "NGN") for i in range(holders)]
+    revenues = [accounts.revenue(f"app-{n}", "NGN") for n in range(2)]
+    async with db.unit_of_work() as session:
+        for revenue in revenues:
+            await post(session, kind="test", legs=move(GATEWAY, revenue, 10 * holders))
+        await post(session, kind="test", legs=[Leg(GATEWAY, -holders)] + [Leg(p, 1) for p in payables])
+
+    async def distribute(revenue: str) -> None:
+        async def work(session: AsyncSession) -> None:
+            await post(session, kind="test", legs=[Leg(revenue, -3 * holders)] + [Leg(p, 3) for p in payables])
+        await db.run(work)
+
+    async def pay_out(payable: str) -> None:
+        async def work(session: AsyncSession) -> None:
+            await post(session, kind="test", legs=move(payable, GATEWAY, 1))
+        await db.run(work)
+
+    await asyncio.gather(*(distribute(revenue) for revenue in revenues),
+                         *(pay_out(payable) for payable in payables[::7]))
+    expected = [3 * 2 + (0 if i % 7 == 0 else 1) for i in range(holders)]
+    assert await balances(db, *payables) == expected
+    assert await balances(db, *revenues) == [7 * holders, 7 * holders]
     assert await failed_checks(db) == {}
 
 
