@@ -333,6 +333,8 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
                 worker.send_signal(signal.SIGSTOP)
             accept_elapsed, accept_latencies, accept_failures = await run_load("127.0.0.1", ports, load, args.c)
             resumed = time.perf_counter()
+            worker_pids = [worker.pid for worker in workers]
+            worker_cpu_before = cpu_seconds(worker_pids)
             for worker in workers if args.backlog else []:
                 worker.send_signal(signal.SIGCONT)
             while True:
@@ -342,6 +344,7 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
                 await asyncio.sleep(0.02)
             credit_elapsed = time.perf_counter() - started
             drain_elapsed = time.perf_counter() - resumed
+            worker_cpu = cpu_seconds(worker_pids) - worker_cpu_before
             cpu_webhooks = cpu_seconds(pids) - cpu_before
             gateway_cpu = cpu_seconds(gateway_pids) - gateway_cpu_before
             await stop_profilers(profilers)
@@ -376,6 +379,7 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
     if args.backlog:
         print(f"  credited/s from the full inbox {args.n / drain_elapsed:6.1f}   (the workers resumed once every "
               f"webhook was accepted: {drain_elapsed:.2f} s)")
+        print(f"  worker CPU per credited    {worker_cpu / args.n * 1000:10.2f} ms   (from the full inbox)")
     print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms")
     if args.gateway_process:
         print(f"  gateway CPU per credited   {gateway_cpu / args.n * 1000:10.2f} ms   (the sandbox process, apart)")
