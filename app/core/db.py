@@ -145,11 +145,12 @@ async def bulk_insert(
 async def fetch_plain_rows(session: AsyncSession, statement: Select[Any]) -> Sequence[Sequence[Any]]:
     """All rows of a large read in the session's transaction, for columns and parameters of types the
     driver converts itself (strings, integers, booleans): on PostgreSQL straight from asyncpg, since
-    SQLAlchemy's result rows cost more than the query itself on a 100,000-row cap table."""
+    SQLAlchemy's result rows cost more than the query itself on a 100,000-row cap table. A statement
+    whose parameters SQLAlchemy renders at execution (an `in_()` list) goes through SQLAlchemy."""
     connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        return (await connection.execute(statement)).all()
     compiled = statement.compile(dialect=connection.dialect)
+    if connection.dialect.name != "postgresql" or compiled.post_compile_params or compiled.literal_execute_params:
+        return (await connection.execute(statement)).all()
     raw = await connection.get_raw_connection()
     return await raw.driver_connection.fetch(compiled.string, *(compiled.params[name] for name in compiled.positiontup))
 

@@ -1,0 +1,58 @@
+"""The database helpers for large reads and writes, on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, text
+
+from app.core.config import Settings
+from app.core.db import Database, bulk_insert, fetch_plain_rows, tune_for_bulk
+from app.models import Holding
+from tests.conftest import TEST_DATABASE_URL
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings)
+    yield database
+    await database.dispose()
+
+
+async def seed_holdings(db: Database) -> None:
+    now = datetime.now(UTC)
+    async with db.unit_of_work() as session:
+        await bulk_insert(session, Holding.__table__, ("app_id", "user_id", "shares", "reserved_shares",
+                                                      "acquired_at", "updated_at"),
+                          [("app-1", f"u{i}", i, 0, now, now) for i in range(5)]
+                          + [("app-2", "u9", 7, 0, now, now)])
+
+
+async def test_plain_rows_are_the_rows_sqlalchemy_reads(db: Database) -> None:
+    await seed_holdings(db)
+    query = (select(Holding.user_id, Holding.shares)
+             .where(Holding.app_id == "app-1", Holding.shares > 1).order_by(Holding.user_id))
+    async with db.unit_of_work() as session:
+        plain = await fetch_plain_rows(session, query)
+        expected = (await session.execute(query)).all()
+    assert [tuple(row) for row in plain] == [tuple(row) for row in expected] == [("u2", 2), ("u3", 3), ("u4", 4)]
+
+
+async def test_plain_rows_of_a_query_with_an_in_list(db: Database) -> None:
+    await seed_holdings(db)
+    query = select(Holding.user_id).where(Holding.user_id.in_(["u1", "u9", "nobody"])).order_by(Holding.user_id)
+    async with db.unit_of_work() as session:
+        assert [row[0] for row in await fetch_plain_rows(session, query)] == ["u1", "u9"]
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL settings: needs PostgreSQL (set TEST_DATABASE_URL)")
+async def test_bulk_settings_last_until_the_end_of_their_transaction(db: Database) -> None:
+    async with db.unit_of_work() as session:
+        default_work_mem = await session.scalar(text("SHOW work_mem"))
+        await tune_for_bulk(session)
+        assert (await session.scalar(text("SHOW jit")), await session.scalar(text("SHOW work_mem"))) == (
+            "off", "64MB")
+    async with db.unit_of_work() as session:
+        assert await session.scalar(text("SHOW work_mem")) == default_work_mem
