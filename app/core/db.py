@@ -148,11 +148,13 @@ async def fetch_plain_rows(session: AsyncSession, statement: Select[Any]) -> Seq
     SQLAlchemy's result rows cost more than the query itself on a 100,000-row cap table. A statement
     whose parameters SQLAlchemy renders at execution (an `in_()` list) goes through SQLAlchemy."""
     connection = await session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
-    if connection.dialect.name != "postgresql" or compiled.post_compile_params or compiled.literal_execute_params:
-        return (await connection.execute(statement)).all()
-    raw = await connection.get_raw_connection()
-    return await raw.driver_connection.fetch(compiled.string, *(compiled.params[name] for name in compiled.positiontup))
+    if connection.dialect.name == "postgresql":
+        compiled = statement.compile(dialect=connection.dialect)
+        if not (compiled.post_compile_params or compiled.literal_execute_params):
+            raw = await connection.get_raw_connection()
+            return await raw.driver_connection.fetch(compiled.string,
+                                                     *(compiled.params[name] for name in compiled.positiontup))
+    return (await connection.execute(statement)).all()
 
 
 async def copy_records(

@@ -55,7 +55,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(str(error) or "read timed out", request=request) from error
         except aiohttp.ClientPayloadError as error:
             raise httpx.ReadError(str(error), request=request) from error
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientError) as error:
+        except aiohttp.ClientError as error:  # a hang-up or anything else after the request may have left
             raise httpx.RemoteProtocolError(f"{type(error).__name__}: {error}", request=request) from error
         return httpx.Response(answer.status, headers=list(answer.raw_headers), content=content, request=request,
                               extensions={"http_version": b"HTTP/1.1"})
