@@ -13,6 +13,7 @@ from app.core.errors import CurrencyNotSupported, InvalidAmount, SharesUnavailab
 from app.core.money import MoneyError, check_payable, to_major, to_minor
 from app.core.security import Principal
 from app.escrow.service import deposit_held, new_deposit
+from app.events.record import emit_all
 from app.ledger import accounts
 from app.ledger.service import post_entries
 from app.models import Payment
@@ -95,8 +96,7 @@ class InvestmentPayment:
             session.add_all(deposits)
             if deposits:
                 app = await get_app(session, app_id)
-                for deposit in deposits:
-                    deposit_held(session, deposit, app)
+                await emit_all(session, [deposit_held(deposit, app) for deposit in deposits])
             await post_entries(session, entries)
 
 

@@ -20,7 +20,7 @@ from app.core.security import Principal
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import create_release
 from app.escrow.schemas import EscrowTransactionOut, ReleaseIn
-from app.events.record import emit
+from app.events.record import NewEvent, emit_all
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Refund, ReleaseRequest
@@ -51,10 +51,9 @@ def new_deposit(
     return deposit, entry
 
 
-def deposit_held(session: AsyncSession, deposit: EscrowTransaction, app: App) -> None:
+def deposit_held(deposit: EscrowTransaction, app: App) -> NewEvent:
     """The `deposit.held` event, about the investor and the app's owner."""
-    emit(session, "deposit.held", EscrowTransactionOut.model_validate(deposit),
-         subjects=[deposit.investor_id, app.owner_id])
+    return NewEvent("deposit.held", EscrowTransactionOut.model_validate(deposit), [deposit.investor_id, app.owner_id])
 
 
 class EscrowService:
@@ -84,7 +83,7 @@ class EscrowService:
                                      payment_gateway=payment_gateway, gateway_reference=gateway_reference,
                                      payment_id=payment_id, shares=shares)
         self.session.add(deposit)
-        deposit_held(self.session, deposit, app)
+        await emit_all(self.session, [deposit_held(deposit, app)])
         await post_entries(self.session, [entry])
         await self.session.flush()
         return deposit

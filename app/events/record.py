@@ -1,18 +1,43 @@
 """The one way a domain emits an event: `emit(session, type, data, subjects=...)` adds it to the outbox in the
-caller's transaction, so the event commits, or rolls back, with the change it reports."""
+caller's transaction, so the event commits, or rolls back, with the change it reports. `emit_all` writes many
+at once (a batch of credited charges): the same rows, in two INSERT statements instead of the unit of work's
+bookkeeping of two objects per event."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.catalogue import EVENT_TYPES
 from app.models.base import new_id, utcnow
 from app.models.events import EventSubject, OutboundEvent
+
+
+class NewEvent(NamedTuple):
+    """Event `type` about `data` (the resource as the API answers it: its response schema, or that schema's
+    JSON); `subjects` are the users it is about, who see it in `GET /v1/events/me`."""
+
+    type: str
+    data: BaseModel | Mapping[str, Any]
+    subjects: Iterable[str | None] = ()
+
+
+def _rows(event: NewEvent, created_at: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The outbox row of `event` and its subjects' rows."""
+    if event.type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event.type!r}: add it to app/events/catalogue.py")
+    payload = event.data.model_dump(mode="json") if isinstance(event.data, BaseModel) else dict(event.data)
+    event_id = new_id("evt")
+    row = {"id": event_id, "type": event.type, "data": json.dumps(payload, separators=(",", ":")),
+           "created_at": created_at, "dispatched": False}
+    return row, [{"user_id": user_id, "event_id": event_id}
+                 for user_id in sorted({user_id for user_id in event.subjects if user_id})]
 
 
 def emit(
@@ -22,15 +47,25 @@ def emit(
     *,
     subjects: Iterable[str | None] = (),
 ) -> str:
-    """Write event `type` about `data` (the resource as the API answers it: its response schema, or that
-    schema's JSON) in the session's transaction; `subjects` are the users it is about, who see it in
-    `GET /v1/events/me`. Returns the event's id. Nothing is sent here: the worker delivers after the commit."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}: add it to app/events/catalogue.py")
-    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
-    event_id = new_id("evt")
-    session.add(OutboundEvent(id=event_id, type=type, data=json.dumps(payload, separators=(",", ":")),
-                              created_at=utcnow(), dispatched=False))
-    session.add_all(EventSubject(user_id=user_id, event_id=event_id)
-                    for user_id in sorted({user_id for user_id in subjects if user_id}))
-    return event_id
+    """Write one event in the session's transaction; returns its id. Nothing is sent here: the worker
+    delivers after the commit."""
+    row, subject_rows = _rows(NewEvent(type, data, subjects), utcnow())
+    session.add(OutboundEvent(**row))
+    session.add_all(EventSubject(**subject_row) for subject_row in subject_rows)
+    return str(row["id"])
+
+
+async def emit_all(session: AsyncSession, events: Sequence[NewEvent]) -> list[str]:
+    """Write `events`, in order, in the session's transaction; returns their ids."""
+    if not events:
+        return []
+    now = utcnow()
+    rows, subject_rows = [], []
+    for event in events:
+        row, subjects = _rows(event, now)
+        rows.append(row)
+        subject_rows += subjects
+    await session.execute(insert(OutboundEvent.__table__), rows)
+    if subject_rows:
+        await session.execute(insert(EventSubject.__table__), subject_rows)
+    return [row["id"] for row in rows]

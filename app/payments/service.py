@@ -22,7 +22,7 @@ from app.core.config import Settings
 from app.core.errors import NotFound, ValidationFailed
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
-from app.events.record import emit
+from app.events.record import NewEvent, emit_all
 from app.gateway.types import VerifiedTransaction
 from app.models import Payment
 from app.models.base import utcnow
@@ -125,15 +125,16 @@ async def apply_verifications(
             advance(payment, PaymentStatus.ABANDONED)
             metrics.PAYMENTS.labels(status="abandoned").inc()
     await session.flush()
-    for event_type, payment in ended:
-        emit(session, event_type, PaymentOut.model_validate(payment), subjects=[payment.user_id])
+    events = [NewEvent(event_type, PaymentOut.model_validate(payment), [payment.user_id])
+              for event_type, payment in ended]
     for payment_type, paid in succeeded.items():
         await handler_for(rt, payment_type).fulfil(session, rt, paid)
-        for payment in paid:
-            emit(session, "payment.succeeded", PaymentOut.model_validate(payment), subjects=[payment.user_id])
+        events += [NewEvent("payment.succeeded", PaymentOut.model_validate(payment), [payment.user_id])
+                   for payment in paid]
         metrics.PAYMENTS.labels(status="success").inc(len(paid))
         credited_at = utcnow()
         for payment in paid:
             metrics.PAYMENT_PROCESSING.observe(time.perf_counter() - started)
             metrics.CHECKOUT_TO_PAID.observe((credited_at - payment.created_at).total_seconds())
+    await emit_all(session, events)
     return [payments.get(reference) for reference in references]

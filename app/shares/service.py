@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,8 +54,10 @@ async def issue_shares(session: AsyncSession, *, app_id: str, grants: Sequence[G
         per_user[grant.user_id] += grant.shares
     await credit_holdings(session, app_id=app_id, shares=per_user)
     now = utcnow()
-    session.add_all(ShareMovement(app_id=app_id, from_user_id=None, to_user_id=grant.user_id, shares=grant.shares,
-                                  kind="issue", source_id=grant.source_id, created_at=now) for grant in granted)
+    # one INSERT for the batch: these rows are only appended, never read back in this transaction
+    await session.execute(insert(ShareMovement.__table__), [
+        {"app_id": app_id, "from_user_id": None, "to_user_id": grant.user_id, "shares": grant.shares,
+         "kind": "issue", "source_id": grant.source_id, "created_at": now} for grant in granted])
     app.shares_issued += sum(per_user.values())
     await session.flush()
     return issued
@@ -69,8 +71,8 @@ async def credit_holding(session: AsyncSession, *, app_id: str, user_id: str, sh
 async def credit_holdings(session: AsyncSession, *, app_id: str, shares: dict[str, int]) -> None:
     """`credit_holding` for several users (user_id -> shares) in one statement."""
     now = utcnow()
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Holding)
+    upsert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(Holding)
     # parameter sets rather than one VALUES list: compiled once for any number of holders
     await session.execute(
         statement.on_conflict_do_update(

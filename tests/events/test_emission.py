@@ -192,3 +192,28 @@ async def test_a_change_rolled_back_leaves_no_event(app: FastAPI, client: httpx.
     async with rt.db.unit_of_work() as session:  # the same change committed: its events exist
         await apply_verifications(session, rt, [(payment.reference, verdict(payment, "success", payment.amount))])
     assert [e.type for e in await events_of(app)] == ["deposit.held", "payment.succeeded"]
+
+
+async def test_charges_credited_together_each_emit_their_own_events(app: FastAPI, client: httpx.AsyncClient,
+                                                                    auth: Auth) -> None:
+    """A batch of charges writes its events together: each charge still gets its own, with its own data and
+    the users it is about."""
+    rt = app.state.runtime
+    await put_app(client, auth("admin-1", admin=True))
+    payers = ["investor-1", "investor-2", "investor-1"]
+    payments = [await payment_row(app, (await invest(client, auth(payer), shares=n + 1))["reference"])
+                for n, payer in enumerate(payers)]
+    async with rt.db.unit_of_work() as session:
+        await apply_verifications(session, rt, [(p.reference, verdict(p, "success", p.amount)) for p in payments])
+
+    succeeded = await events_of(app, "payment.succeeded")
+    assert sorted(json.loads(e.data)["reference"] for e in succeeded) == sorted(p.reference for p in payments)
+    for event in succeeded:
+        data = json.loads(event.data)
+        assert data["status"] == "success"
+        assert await subjects_of(app, event.id) == {data["user_id"]}
+    held = await events_of(app, "deposit.held")
+    assert sorted(json.loads(e.data)["gateway_reference"] for e in held) == sorted(p.reference for p in payments)
+    for event in held:
+        assert await subjects_of(app, event.id) == {json.loads(event.data)["investor_id"], OWNER}
+    assert len({e.id for e in [*succeeded, *held]}) == 2 * len(payments)
