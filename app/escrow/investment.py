@@ -70,7 +70,7 @@ class InvestmentPayment:
         for payment in payments:
             by_app[payment.app_id].append(payment)
         for app_id, bought in by_app.items():
-            issued = await issue_shares(session, app_id=app_id, grants=[
+            app, issued = await issue_shares(session, app_id=app_id, grants=[
                 Grant(user_id=p.user_id, shares=p.shares or 0, source_id=p.id) for p in bought])
             deposits, entries = [], []
             for payment, ok in zip(bought, issued, strict=True):
@@ -95,7 +95,6 @@ class InvestmentPayment:
                 rt.notify_worker()
             session.add_all(deposits)
             if deposits:
-                app = await get_app(session, app_id)
                 await emit_all(session, [deposit_held(deposit, app) for deposit in deposits])
             await post_entries(session, entries)
 

@@ -33,9 +33,10 @@ class Grant:
     source_id: str  # the payment that bought them
 
 
-async def issue_shares(session: AsyncSession, *, app_id: str, grants: Sequence[Grant]) -> list[bool]:
+async def issue_shares(session: AsyncSession, *, app_id: str, grants: Sequence[Grant]) -> tuple[App, list[bool]]:
     """Issue new shares for each grant, in order, while the app still has them; False for a grant
-    that no longer fits (nothing is written for it). The app row stays locked until the commit."""
+    that no longer fits (nothing is written for it). Returns the app, whose row stays locked until the
+    commit, with those flags."""
     app = await session.scalar(
         select(App).where(App.id == app_id).with_for_update().execution_options(populate_existing=True))
     if app is None:
@@ -48,7 +49,7 @@ async def issue_shares(session: AsyncSession, *, app_id: str, grants: Sequence[G
             available -= grant.shares
     granted = [grant for grant, ok in zip(grants, issued, strict=True) if ok]
     if not granted:
-        return issued
+        return app, issued
     per_user: dict[str, int] = defaultdict(int)
     for grant in granted:
         per_user[grant.user_id] += grant.shares
@@ -60,7 +61,7 @@ async def issue_shares(session: AsyncSession, *, app_id: str, grants: Sequence[G
          "kind": "issue", "source_id": grant.source_id, "created_at": now} for grant in granted])
     app.shares_issued += sum(per_user.values())
     await session.flush()
-    return issued
+    return app, issued
 
 
 async def credit_holding(session: AsyncSession, *, app_id: str, user_id: str, shares: int) -> None:
@@ -72,12 +73,13 @@ async def credit_holdings(session: AsyncSession, *, app_id: str, shares: dict[st
     """`credit_holding` for several users (user_id -> shares) in one statement."""
     now = utcnow()
     upsert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(Holding)
+    statement = upsert(Holding.__table__)  # the table, not the entity: no ORM bulk bookkeeping per row
     # parameter sets rather than one VALUES list: compiled once for any number of holders
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["app_id", "user_id"],
-            set_={"shares": Holding.shares + statement.excluded.shares, "acquired_at": now, "updated_at": now},
+            set_={"shares": statement.table.c.shares + statement.excluded.shares, "acquired_at": now,
+                  "updated_at": now},
         ),
         [{"app_id": app_id, "user_id": user_id, "shares": count, "reserved_shares": 0, "acquired_at": now,
           "updated_at": now}
