@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -49,23 +50,35 @@ def _is_transient(error: Exception) -> bool:
     )
 
 
-async def _claim(rt: Runtime, limit: int) -> list[WebhookEvent]:
-    """Take up to `limit` due events; SKIP LOCKED lets several workers share the inbox."""
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """An inbox event this worker holds for the lease."""
+
+    id: int
+    event: str
+    payload: str
+    attempts: int  # this attempt included
+
+
+async def _claim(rt: Runtime, limit: int) -> list[_Claimed]:
+    """Take up to `limit` due events, oldest first, in one statement; SKIP LOCKED lets several workers
+    share the inbox."""
     async with rt.db.unit_of_work() as session:
         now = utcnow()
-        waiting = select(WebhookEvent).where(WebhookEvent.status.in_(("pending", "processing")))
-        events = (
-            await session.scalars(outbox.due(waiting.order_by(WebhookEvent.id), WebhookEvent.available_at, now,
-                                             limit=limit))
-        ).all()
-        for event in events:
-            event.status = "processing"
-            event.attempts += 1
-            event.available_at = now + outbox.lease(rt.settings.worker_lease_seconds)
-        return list(events)
+        waiting = select(WebhookEvent.id).where(WebhookEvent.status.in_(("pending", "processing")))
+        due = outbox.due(waiting.order_by(WebhookEvent.id), WebhookEvent.available_at, now, limit=limit)
+        claimed = await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(due.scalar_subquery()))
+            .values(status="processing", attempts=WebhookEvent.attempts + 1,
+                    available_at=now + outbox.lease(rt.settings.worker_lease_seconds))
+            .returning(WebhookEvent.id, WebhookEvent.event, WebhookEvent.payload, WebhookEvent.attempts)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted((_Claimed(*row) for row in claimed), key=lambda event: event.id)
 
 
-async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
+async def _process(rt: Runtime, event: _Claimed) -> tuple[str, str | None]:
     """Run the event's handler; returns the inbox status it ends in and the error, if any."""
     started = time.perf_counter()
     label = metrics.event_label(event.event)
@@ -97,7 +110,7 @@ async def _process(rt: Runtime, event: WebhookEvent) -> tuple[str, str | None]:
     return outcome
 
 
-async def _finish(rt: Runtime, events: list[WebhookEvent], outcomes: list[tuple[str, str | None]]) -> None:
+async def _finish(rt: Runtime, events: list[_Claimed], outcomes: list[tuple[str, str | None]]) -> None:
     """Record a batch's outcomes in one transaction. A worker that dies before this leaves the
     events to be taken again after their lease: handlers apply each fact once, so that is safe."""
     now = utcnow()
@@ -129,7 +142,7 @@ async def process_inbox(rt: Runtime) -> int:
     handled = 0
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
-    async def run(event: WebhookEvent) -> tuple[str, str | None]:
+    async def run(event: _Claimed) -> tuple[str, str | None]:
         async with semaphore:
             return await _process(rt, event)
 

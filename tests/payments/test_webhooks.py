@@ -13,7 +13,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, OperationalError
 
 from app.core.config import Settings
@@ -22,6 +22,7 @@ from app.gateway.signature import sign
 from app.ledger import accounts
 from app.main import create_app
 from app.models import JournalEntry, LedgerAccount, WebhookEvent
+from app.models.base import utcnow
 from app.runtime import Runtime
 from app.webhooks import inbox
 from app.webhooks import tasks as webhook_tasks
@@ -124,6 +125,33 @@ async def test_signed_charge_success_credits_the_payment(
     assert [(h["app_id"], h["shares"]) for h in holdings] == [("app-1", 4)]
     assert [(row.event, row.status) for row in await webhook_rows(app)] == [("charge.success", "processed")]
     assert (await client.get("/v1/admin/integrity", headers=admin)).json()["ok"]
+
+
+async def test_an_event_claimed_by_a_worker_that_died_waits_for_its_lease_then_is_credited_once(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
+) -> None:
+    rt = app.state.runtime
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    assert (await post_signed(client, app, charge_success(app, payment["reference"]))).status_code == 200
+
+    [claimed] = await webhook_tasks._claim(rt, 10)  # and the worker holding it dies here
+    assert (claimed.event, claimed.attempts) == ("charge.success", 1)
+    assert await webhook_tasks.process_inbox(rt) == 0  # another worker leaves it alone during the lease
+    [row] = await webhook_rows(app)
+    assert (row.status, row.attempts) == ("processing", 1)
+    assert row.available_at > utcnow() + timedelta(seconds=rt.settings.worker_lease_seconds / 2)
+
+    async with rt.db.unit_of_work() as session:  # the lease runs out
+        await session.execute(update(WebhookEvent).values(available_at=utcnow() - timedelta(seconds=1)))
+    assert await webhook_tasks.process_inbox(rt) == 1
+    assert await webhook_tasks.process_inbox(rt) == 0
+    [row] = await webhook_rows(app)
+    assert (row.status, row.attempts) == ("processed", 2)
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "success"
+    assert len(await deposits(client, admin)) == 1
 
 
 def _bad_signatures(body: bytes, key: str) -> dict[str, dict[str, Any]]:
