@@ -9,7 +9,9 @@ import secrets
 import socket
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -23,6 +25,8 @@ from app.core.crypto import FieldCipher  # noqa: E402
 from app.core.db import Database  # noqa: E402
 from app.gateway.client import PaystackClient  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
+
+T = TypeVar("T")
 
 
 def run_database_name(prefix: str) -> str:
@@ -47,6 +51,15 @@ async def drop_database(pg: str, name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def run_on_service_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop, the loop the service runs on under uvicorn and in the worker, when installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def offline_runtime(url: str, **settings: object) -> Runtime:

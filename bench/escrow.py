@@ -30,7 +30,14 @@ import time
 from decimal import Decimal
 
 import asyncpg
-from common import drop_database, fresh_database, offline_runtime, percentile, run_database_name
+from common import (
+    drop_database,
+    fresh_database,
+    offline_runtime,
+    percentile,
+    run_database_name,
+    run_on_service_loop,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,25 +194,16 @@ async def raw_worker_group(dsn: str, tasks: int, seconds: float) -> tuple[int, l
     return done, latencies
 
 
-def _run(coro):  # type: ignore[no-untyped-def]
-    try:
-        import uvloop  # the service runs on uvloop under uvicorn
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
 def _run_ledger(args: tuple[str, list[str], float]) -> tuple[int, list[float]]:
-    return _run(ledger_worker_group(*args))
+    return run_on_service_loop(ledger_worker_group(*args))
 
 
 def _run_postings(args: tuple[str, int, float]) -> tuple[int, list[float]]:
-    return _run(posting_worker_group(*args))
+    return run_on_service_loop(posting_worker_group(*args))
 
 
 def _run_raw(args: tuple[str, int, float]) -> tuple[int, list[float]]:
-    return _run(raw_worker_group(*args))
+    return run_on_service_loop(raw_worker_group(*args))
 
 
 def spread(items: list[str], parts: int) -> list[list[str]]:

@@ -25,7 +25,15 @@ from datetime import datetime
 
 import asyncpg
 import httpx
-from common import ROOT, drop_database, fresh_database, percentile, run_database_name, wait_healthy
+from common import (
+    ROOT,
+    drop_database,
+    fresh_database,
+    percentile,
+    run_database_name,
+    run_on_service_loop,
+    wait_healthy,
+)
 from webhooks import run_load, webhook_load
 
 from app.core.config import Settings
@@ -166,9 +174,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    run_on_service_loop(main())

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from common import ROOT, KeepAliveConnection, free_port, percentile, wait_healthy
+from common import ROOT, KeepAliveConnection, free_port, percentile, run_on_service_loop, wait_healthy
 
 from app.core.config import Settings
 from app.core.security import issue_token
@@ -263,9 +263,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    run_on_service_loop(main())

@@ -46,6 +46,7 @@ from common import (
     fresh_database,
     percentile,
     run_database_name,
+    run_on_service_loop,
     wait_healthy,
 )
 
@@ -398,9 +399,4 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    run_on_service_loop(main())
