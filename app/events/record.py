@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.catalogue import EVENT_TYPES
-from app.models.base import new_id, utcnow
+from app.models.base import new_id, new_ids, utcnow
 from app.models.events import EventSubject, OutboundEvent
 
 
@@ -28,12 +28,11 @@ class NewEvent(NamedTuple):
     subjects: Iterable[str | None] = ()
 
 
-def _rows(event: NewEvent, created_at: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _rows(event: NewEvent, event_id: str, created_at: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The outbox row of `event` and its subjects' rows."""
     if event.type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event.type!r}: add it to app/events/catalogue.py")
     payload = event.data.model_dump(mode="json") if isinstance(event.data, BaseModel) else dict(event.data)
-    event_id = new_id("evt")
     row = {"id": event_id, "type": event.type, "data": json.dumps(payload, separators=(",", ":")),
            "created_at": created_at, "dispatched": False}
     return row, [{"user_id": user_id, "event_id": event_id}
@@ -49,7 +48,7 @@ def emit(
 ) -> str:
     """Write one event in the session's transaction; returns its id. Nothing is sent here: the worker
     delivers after the commit."""
-    row, subject_rows = _rows(NewEvent(type, data, subjects), utcnow())
+    row, subject_rows = _rows(NewEvent(type, data, subjects), new_id("evt"), utcnow())
     session.add(OutboundEvent(**row))
     session.add_all(EventSubject(**subject_row) for subject_row in subject_rows)
     return str(row["id"])
@@ -60,9 +59,11 @@ async def emit_all(session: AsyncSession, events: Sequence[NewEvent]) -> list[st
     if not events:
         return []
     now = utcnow()
+    # Ids made in the same millisecond differ by their random part: sorted, they list the batch's events
+    # in the order they were made.
     rows, subject_rows = [], []
-    for event in events:
-        row, subjects = _rows(event, now)
+    for event, event_id in zip(events, sorted(new_ids("evt", len(events))), strict=True):
+        row, subjects = _rows(event, event_id, now)
         rows.append(row)
         subject_rows += subjects
     await session.execute(insert(OutboundEvent.__table__), rows)
