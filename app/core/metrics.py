@@ -36,6 +36,14 @@ ESCROW_BATCH_SIZE = Histogram(
     "escrow_batch_size", "Escrow releases and refunds committed together in one transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+WEBHOOK_INTAKE_BATCH_SIZE = Histogram(
+    "webhook_intake_batch_size", "Arriving webhooks stored together in one transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+CREDIT_BATCH_SIZE = Histogram(
+    "payments_credit_batch_size", "Charges verified with the gateway and applied together in one transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 CHARGEBACKS_FLAGGED = Counter(
     "chargebacks_flagged_total", "Chargebacks whose money stays frozen for an admin, by why", ["reason"]
 )

@@ -121,7 +121,8 @@ async def verify_and_apply(rt: Runtime, reference: str) -> Payment | None:
 async def _apply(rt: Runtime, reference: str, verified: VerifiedTransaction) -> Payment | None:
     if verified.reference != reference:
         raise GatewayError("verify answered for another reference", gateway_code="reference_mismatch")
-    commits = rt.group_commit("verified charges", lambda session, batch: apply_verifications(session, rt, batch))
+    commits = rt.group_commit("verified charges", lambda session, batch: apply_verifications(session, rt, batch),
+                              committed=metrics.CREDIT_BATCH_SIZE.observe)
     return await commits.submit((reference, verified), key=reference)
 
 

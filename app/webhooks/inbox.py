@@ -238,7 +238,7 @@ async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[b
 async def store_event(rt: Runtime, arrival: Arrival) -> bool:
     """Store one arriving event, sharing the transaction with those arriving at the same time.
     Returns True if it is new."""
-    commits = rt.group_commit("webhook inbox", store_events)
+    commits = rt.group_commit("webhook inbox", store_events, committed=metrics.WEBHOOK_INTAKE_BATCH_SIZE.observe)
     new = bool(await commits.submit(arrival, key=arrival.dedup_key))
     if new and arrival.unreadable is not None:
         log.warning("signed webhook body stored as ignored: %s", arrival.unreadable)
