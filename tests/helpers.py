@@ -11,6 +11,7 @@ import httpx
 import respx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from app.core.config import Settings
 from app.gateway.client import PaystackClient
@@ -115,3 +116,10 @@ def mock_paystack(base_url: str, **options: Any) -> respx.MockRouter:
     router = respx.mock(using="httpx", base_url=base_url, **options)
     router.route(host="testserver").pass_through()
     return router
+
+
+def group_commits(histogram: str) -> tuple[float, float]:
+    """(transactions a group commit made, jobs they carried), so far in this process, from its batch-size
+    histogram (`escrow_batch_size`, `payments_credit_batch_size`, ...)."""
+    return (REGISTRY.get_sample_value(f"{histogram}_count") or 0.0,
+            REGISTRY.get_sample_value(f"{histogram}_sum") or 0.0)

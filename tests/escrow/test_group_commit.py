@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +17,7 @@ from app.escrow.group_commit import Finish
 from app.escrow.movements import RefundMade, RefundMoney
 from app.models import EscrowTransaction, Refund
 from tests.escrow.test_full_path import approve, complete, milestone
-from tests.helpers import OWNER, invest, pay, put_app
+from tests.helpers import OWNER, group_commits, invest, pay, put_app
 
 Auth = Callable[..., dict[str, str]]
 
@@ -39,12 +38,6 @@ async def funded(client: httpx.AsyncClient, app: FastAPI, auth: Auth, investors:
     for i in range(investors):
         await pay(client, app, await invest(client, auth(f"investor-{i}"), shares=10))  # 10000.00 each
     return await deposits(app)
-
-
-def batches() -> tuple[float, float]:
-    """(transactions committed by the escrow queue, jobs they carried), so far in this process."""
-    return (REGISTRY.get_sample_value("escrow_batch_size_count") or 0.0,
-            REGISTRY.get_sample_value("escrow_batch_size_sum") or 0.0)
 
 
 async def test_concurrent_refunds_each_get_their_own_answer(client: httpx.AsyncClient, app: FastAPI,
@@ -111,7 +104,7 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
 
         return group_commit.run(rt, prepare)
 
-    committed_before, carried_before = batches()
+    committed_before, carried_before = group_commits("escrow_batch_size")
     # gathered together, the three are waiting before the queue's task first runs: one batch
     answers = await asyncio.gather(job(held[0]), job(held[1], breaks=True), job(held[2]),
                                    return_exceptions=True)
@@ -119,7 +112,7 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
     assert isinstance(answers[1], RuntimeError)
     assert prepared == [held[0], held[1], held[2], held[0], held[1], held[2]]  # together, then each alone
     assert all(isinstance(a, str) and a.startswith("rfd_") for a in (answers[0], answers[2])), answers
-    committed, carried = batches()
+    committed, carried = group_commits("escrow_batch_size")
     # the batch of three rolled back and each ran alone: two commits of one (the failed one never commits)
     assert (committed - committed_before, carried - carried_before) == (2, 2)
     async with app.state.runtime.db.unit_of_work() as session:

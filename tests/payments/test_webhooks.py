@@ -13,7 +13,6 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, OperationalError
 
@@ -29,7 +28,7 @@ from app.webhooks import inbox
 from app.webhooks import tasks as webhook_tasks
 from app.webhooks.inbox import Arrival, MalformedEvent, RetryLater, store_events
 from tests.conftest import BASE_URL
-from tests.helpers import get_payment, invest, put_app
+from tests.helpers import get_payment, group_commits, invest, put_app
 
 WEBHOOK = "/v1/webhooks/paystack"
 PAYSTACK_IP = "52.31.139.75"
@@ -231,7 +230,7 @@ async def test_webhooks_arriving_together_are_each_stored_once_and_credited_once
         app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
         bodies.append(charge_success(app, payment["reference"]))
 
-    intake, credit = batches("webhook_intake_batch_size"), batches("payments_credit_batch_size")
+    intake, credit = group_commits("webhook_intake_batch_size"), group_commits("payments_credit_batch_size")
     # each delivered twice, all at once: they share the inbox's transactions
     responses = await asyncio.gather(*(post_signed(client, app, body) for body in bodies + bodies))
     assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
@@ -245,17 +244,12 @@ async def test_webhooks_arriving_together_are_each_stored_once_and_credited_once
     # the metrics count the jobs and the transactions that carried them: 8 arrivals in at least 2 (a
     # webhook and its copy never share one), 4 charges credited in at most 4
     intake_batches, stored = (after - before for after, before in
-                              zip(batches("webhook_intake_batch_size"), intake, strict=True))
+                              zip(group_commits("webhook_intake_batch_size"), intake, strict=True))
     credit_batches, credited = (after - before for after, before in
-                                zip(batches("payments_credit_batch_size"), credit, strict=True))
+                                zip(group_commits("payments_credit_batch_size"), credit, strict=True))
     assert stored == 8 and 2 <= intake_batches <= 8
     assert credited == 4 and 1 <= credit_batches <= 4
 
-
-def batches(histogram: str) -> tuple[float, float]:
-    """(transactions a group commit made, jobs they carried), so far in this process."""
-    return (REGISTRY.get_sample_value(f"{histogram}_count") or 0.0,
-            REGISTRY.get_sample_value(f"{histogram}_sum") or 0.0)
 
 
 async def test_unknown_event_is_stored_and_ignored(
