@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from pathlib import Path
@@ -12,6 +13,8 @@ import respx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.gateway.client import PaystackClient
@@ -123,3 +126,15 @@ def group_commits(histogram: str) -> tuple[float, float]:
     histogram (`escrow_batch_size`, `payments_credit_batch_size`, ...)."""
     return (REGISTRY.get_sample_value(f"{histogram}_count") or 0.0,
             REGISTRY.get_sample_value(f"{histogram}_sum") or 0.0)
+
+
+async def blocked_on_a_lock(engine: AsyncEngine) -> None:
+    """Return once some session of `engine`'s PostgreSQL database waits for a lock (bounded: 10 s)."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND wait_event_type = 'Lock'")
+    for _ in range(1000):
+        async with engine.connect() as connection:
+            if await connection.scalar(query):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing waited for the lock")

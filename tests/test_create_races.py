@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from app.apidocs import resolved
 from app.core.config import Settings
@@ -47,6 +47,7 @@ from tests.helpers import (
     OWNER,
     another_instance,
     answer_label,
+    blocked_on_a_lock,
     checkout,
     get_payment,
     invest,
@@ -916,18 +917,6 @@ async def test_finalize_payout(client: httpx.AsyncClient, clients: Clients, app:
     await integrity_ok(client, auth)
 
 
-async def _blocked_on_a_lock(app: FastAPI) -> None:
-    """Return once some session of this database waits for a row lock (bounded: 10 s)."""
-    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                 "AND wait_event_type = 'Lock'")
-    for _ in range(1000):
-        async with app.state.runtime.db.engine.connect() as connection:
-            if await connection.scalar(query):
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("nothing waited for the lock")
-
-
 async def _distribution_owing(client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> tuple[str, Request]:
     """investor-1 holds app-1 shares and revenue is paid in: the distribution owes investor-1 9750.00."""
     await funded_app(client, app, auth, shares=5)
@@ -962,7 +951,7 @@ async def test_payout_account_registered_while_a_payout_is_written(
     async with app.state.runtime.db.engine.connect() as blocker:
         await blocker.execute(ledger_account)  # the route's posting waits here, its payout written
         created = asyncio.create_task(create(client))
-        await _blocked_on_a_lock(app)
+        await blocked_on_a_lock(app.state.runtime.db.engine)
         await register_payout_account(client, auth(payee))
         await blocker.rollback()
     assert (await created).status_code in (200, 201), (await created).text

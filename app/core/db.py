@@ -119,10 +119,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlstate_of(error: DBAPIError) -> str | None:
+    """PostgreSQL's error code for `error` (None on SQLite)."""
+    return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+
+
 def is_retryable(error: BaseException) -> bool:
     if isinstance(error, DBAPIError):
-        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        if sqlstate in RETRYABLE_SQLSTATES:
+        if sqlstate_of(error) in RETRYABLE_SQLSTATES:
             return True
         if isinstance(error, OperationalError) and "database is locked" in str(error.orig):
             return True

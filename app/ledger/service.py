@@ -22,9 +22,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import Row, TextClause, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import copy_records, tune_for_bulk
+from app.core.db import copy_records, sqlstate_of, tune_for_bulk
 from app.core.errors import InsufficientFunds
 from app.core.money import to_major
 from app.ledger import accounts
@@ -156,8 +157,8 @@ class AlreadyPosted(RuntimeError):
     """An entry of a batch was posted before: the batch is retried one movement at a time."""
 
 
-# Above this many accounts an entry (a distribution to every holder) goes through array
-# parameters instead of one bind parameter per leg.
+# Above this many accounts an entry (a distribution to every holder) stages its legs by COPY
+# instead of sending one bind parameter per leg.
 BULK_ACCOUNTS = 50
 CHUNK = 500
 
@@ -243,27 +244,56 @@ async def _post_postgres(
 
 
 # Many accounts at once, in one statement, from the entry's legs staged in `ledger_bulk_legs`: the
-# upsert creates missing accounts, locks them all in name order and applies the deltas; the entry and
-# its postings are written only if no guarded account went below zero. The legs never travel back to
-# the client.
+# accounts are created or updated, each once, in name order; the entry and its postings are written
+# only if no guarded account went below zero. The legs never travel back to the client.
 _CREATE_BULK_LEGS = """
 CREATE TEMPORARY TABLE ledger_bulk_legs (
     name VARCHAR NOT NULL, currency VARCHAR NOT NULL, guarded BOOLEAN NOT NULL, amount BIGINT NOT NULL
 ) ON COMMIT DROP
 """
 
-_POST_BULK_SQL = """
-WITH deltas AS (
+# Each account's net movement: the legs themselves when no account has two (a distribution), or summed.
+_BULK_DELTAS_ONE_LEG_EACH = "SELECT name AS n, currency AS c, guarded AS g, amount AS d FROM ledger_bulk_legs"
+_BULK_DELTAS_SUMMED = """
     SELECT name AS n, min(currency) AS c, bool_or(guarded) AS g, CAST(sum(amount) AS BIGINT) AS d
-    FROM ledger_bulk_legs GROUP BY name
+    FROM ledger_bulk_legs GROUP BY name"""
+
+# The accounts that exist are locked in name order and updated; the missing ones are created by a plain
+# INSERT. Another transaction creating one of them at the same time makes it fail (a unique violation,
+# or a deadlock against that transaction's locks): the caller then takes _BULK_UPSERT instead. Cheaper
+# than the upsert by about a fifth (measured: ON CONFLICT's speculative insertion of 100,000 new
+# accounts costs 0.18 s more than the plain INSERT).
+_BULK_UPDATE_OR_CREATE = """
+existing AS (
+    SELECT a.id, a.name FROM ledger_accounts a JOIN deltas ON deltas.n = a.name ORDER BY a.name FOR UPDATE OF a
 ),
+bumped AS (
+    UPDATE ledger_accounts a SET balance = a.balance + d.d, version = a.version + 1
+    FROM existing k JOIN deltas d ON d.n = k.name WHERE a.id = k.id
+    RETURNING a.id, a.name, a.balance, a.guarded
+),
+created AS (
+    INSERT INTO ledger_accounts (name, currency, guarded, balance, version, created_at)
+    SELECT n, c, g, d, 1, :now FROM deltas WHERE NOT EXISTS (SELECT 1 FROM existing k WHERE k.name = deltas.n)
+    ORDER BY n
+    RETURNING id, name, balance, guarded
+),
+updated AS (SELECT * FROM bumped UNION ALL SELECT * FROM created),
+"""
+
+# One upsert in name order: safe against any other transaction creating the same accounts.
+_BULK_UPSERT = """
 updated AS (
     INSERT INTO ledger_accounts AS a (name, currency, guarded, balance, version, created_at)
     SELECT n, c, g, d, 1, :now FROM deltas ORDER BY n
     ON CONFLICT (name) DO UPDATE SET balance = a.balance + EXCLUDED.balance, version = a.version + 1
     RETURNING a.id, a.name, a.balance, a.guarded
 ),
-refused AS (
+"""
+
+_POST_BULK_SQL = """
+WITH deltas AS ({deltas}),
+{accounts}refused AS (
     SELECT u.name, u.balance - d.d AS balance FROM updated u JOIN deltas d ON d.n = u.name
     WHERE u.guarded AND u.balance < 0 ORDER BY u.name LIMIT 1
 ),
@@ -283,6 +313,8 @@ SELECT (SELECT id FROM entry) AS entry_id,
        (SELECT balance FROM refused) AS refused_balance,
        (SELECT count(*) FROM written) AS written
 """
+# A unique violation or a deadlock: another transaction was creating some of the same accounts.
+_ACCOUNTS_RACED = {"23505", "40P01"}
 
 
 # Several keyed entries in one statement: as _POST_SQL, with the entries and their legs as arrays
@@ -354,8 +386,17 @@ async def _post_postgres_bulk(
     await session.execute(text(_CREATE_BULK_LEGS))
     await copy_records(session, "ledger_bulk_legs", ("name", "currency", "guarded", "amount"),
                        [(account, *staged[account], amount) for account, amount in legs])
-    row = (await session.execute(text(_POST_BULK_SQL),
-                                 {"kind": kind, "key": key, "memo": memo, "now": utcnow()})).one()
+    deltas_sql = _BULK_DELTAS_ONE_LEG_EACH if len(legs) == len(deltas) else _BULK_DELTAS_SUMMED
+    params = {"kind": kind, "key": key, "memo": memo, "now": utcnow()}
+    try:
+        async with session.begin_nested():
+            row = (await session.execute(
+                text(_POST_BULK_SQL.format(deltas=deltas_sql, accounts=_BULK_UPDATE_OR_CREATE)), params)).one()
+    except DBAPIError as error:
+        if sqlstate_of(error) not in _ACCOUNTS_RACED:
+            raise
+        row = (await session.execute(
+            text(_POST_BULK_SQL.format(deltas=deltas_sql, accounts=_BULK_UPSERT)), params)).one()
     # Dropped now, not at commit: another bulk entry in the same transaction stages its own legs.
     await session.execute(text("DROP TABLE ledger_bulk_legs"))
     if row.refused_name is not None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import event, func, select, update
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, sqlstate_of
 from app.core.errors import InsufficientFunds
 from app.ledger import accounts
 from app.ledger.integrity import CHECKS, run_checks
@@ -28,6 +31,7 @@ from app.ledger.service import (
 from app.models import EscrowTransaction, JournalEntry, LedgerAccount, Posting
 from app.models.base import new_id
 from tests.conftest import requires_postgres
+from tests.helpers import blocked_on_a_lock
 
 # A guarded account with no domain rows behind it (escrow would also be checked against deposits).
 GATEWAY, HELD = accounts.gateway("NGN"), accounts.platform_fees("NGN")
@@ -161,6 +165,79 @@ async def test_entries_with_many_accounts_at_once_over_the_same_holders_all_land
     expected = [3 * 2 + (0 if i % 7 == 0 else 1) for i in range(holders)]
     assert await balances(db, *payables) == expected
     assert await balances(db, *revenues) == [7 * holders, 7 * holders]
+    assert await failed_checks(db) == {}
+
+
+@contextlib.contextmanager
+def failed_sqlstates(db: Database) -> Iterator[list[str | None]]:
+    """The PostgreSQL error codes of the statements that failed meanwhile, caught or not."""
+    codes: list[str | None] = []
+
+    def record(context: ExceptionContext) -> None:
+        if isinstance(context.sqlalchemy_exception, DBAPIError):
+            codes.append(sqlstate_of(context.sqlalchemy_exception))
+
+    event.listen(db.engine.sync_engine, "handle_error", record)
+    try:
+        yield codes
+    finally:
+        event.remove(db.engine.sync_engine, "handle_error", record)
+
+
+async def distribution_to_new_holders(db: Database) -> tuple[str, list[str], list[Leg]]:
+    """A funded revenue account, the first holder's payable account with 1 in it, and the legs of an entry
+    paying 3 to each of BULK_ACCOUNTS + 10 holders, the others without an account yet."""
+    revenue = accounts.revenue("app-1", "NGN")
+    payables = [accounts.payable(f"u{i:03d}", "NGN") for i in range(BULK_ACCOUNTS + 10)]
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=move(GATEWAY, revenue, 1_000_000))
+        await post(session, kind="test", legs=move(GATEWAY, payables[0], 1))
+    return revenue, payables, [Leg(revenue, -3 * len(payables))] + [Leg(p, 3) for p in payables]
+
+
+async def post_alone(db: Database, legs: list[Leg]) -> None:
+    """Posts in a unit of work of its own, without `Database.run`'s retries: what is survived is the
+    ledger's own doing."""
+    async with db.unit_of_work() as session:
+        await post(session, kind="test", legs=legs, idempotency_key="bulk")
+
+
+@requires_postgres
+async def test_an_entry_with_many_accounts_lands_when_another_transaction_creates_one_of_them_meanwhile(
+    db: Database,
+) -> None:
+    """The entry creates its missing accounts with a plain INSERT; another transaction creating one of them
+    first makes that INSERT fail, and the entry is posted again by the upsert, in the same transaction."""
+    revenue, payables, legs = await distribution_to_new_holders(db)
+    with failed_sqlstates(db) as codes:
+        async with db.unit_of_work() as other:
+            await post(other, kind="test", legs=move(GATEWAY, payables[5], 7))  # creates the account
+            bulk = asyncio.create_task(post_alone(db, legs))
+            await blocked_on_a_lock(db.engine)  # the entry's INSERT waits for that account's key
+        await bulk
+    assert codes == ["23505"]
+    assert await balances(db, payables[0], payables[5], payables[-1], revenue) == [
+        4, 10, 3, 1_000_000 - 3 * len(payables)]
+    assert await failed_checks(db) == {}
+
+
+@requires_postgres
+async def test_an_entry_with_many_accounts_survives_a_deadlock_over_an_account_it_creates(db: Database) -> None:
+    """The entry has locked an existing account and waits to create one that another transaction has just
+    created; that transaction then waits for the existing account. PostgreSQL breaks the deadlock by failing
+    the entry's statement (it waited first); the entry lets go and is posted again by the upsert, after
+    the other transaction, and both land."""
+    revenue, payables, legs = await distribution_to_new_holders(db)
+    with failed_sqlstates(db) as codes:
+        async with db.unit_of_work() as other:
+            await post(other, kind="test", legs=move(GATEWAY, payables[5], 7))
+            bulk = asyncio.create_task(post_alone(db, legs))
+            await blocked_on_a_lock(db.engine)
+            await post(other, kind="test", legs=move(payables[0], GATEWAY, 1))  # locked by the entry
+        await bulk
+    assert codes == ["40P01"]
+    assert await balances(db, payables[0], payables[5], payables[-1], revenue) == [
+        3, 10, 3, 1_000_000 - 3 * len(payables)]
     assert await failed_checks(db) == {}
 
 
