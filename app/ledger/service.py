@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import copy_records, sqlstate_of, tune_for_bulk
+from app.core.db import RETRYABLE_SQLSTATES, copy_records, sqlstate_of, tune_for_bulk
 from app.core.errors import InsufficientFunds
 from app.core.money import to_major
 from app.ledger import accounts
@@ -258,42 +258,17 @@ _BULK_DELTAS_SUMMED = """
     SELECT name AS n, min(currency) AS c, bool_or(guarded) AS g, CAST(sum(amount) AS BIGINT) AS d
     FROM ledger_bulk_legs GROUP BY name"""
 
-# The accounts that exist are locked in name order and updated; the missing ones are created by a plain
-# INSERT. Another transaction creating one of them at the same time makes it fail (a unique violation,
-# or a deadlock against that transaction's locks): the caller then takes _BULK_UPSERT instead. Cheaper
-# than the upsert by about a fifth (measured: ON CONFLICT's speculative insertion of 100,000 new
-# accounts costs 0.18 s more than the plain INSERT).
-_BULK_UPDATE_OR_CREATE = """
-existing AS (
-    SELECT a.id, a.name FROM ledger_accounts a JOIN deltas ON deltas.n = a.name ORDER BY a.name FOR UPDATE OF a
-),
-bumped AS (
-    UPDATE ledger_accounts a SET balance = a.balance + d.d, version = a.version + 1
-    FROM existing k JOIN deltas d ON d.n = k.name WHERE a.id = k.id
-    RETURNING a.id, a.name, a.balance, a.guarded
-),
-created AS (
-    INSERT INTO ledger_accounts (name, currency, guarded, balance, version, created_at)
-    SELECT n, c, g, d, 1, :now FROM deltas WHERE NOT EXISTS (SELECT 1 FROM existing k WHERE k.name = deltas.n)
-    ORDER BY n
-    RETURNING id, name, balance, guarded
-),
-updated AS (SELECT * FROM bumped UNION ALL SELECT * FROM created),
-"""
-
-# One upsert in name order: safe against any other transaction creating the same accounts.
-_BULK_UPSERT = """
+# The accounts are upserted in name order: an account another transaction is creating at the same time
+# is waited for, then updated.
+_POST_BULK_SQL = """
+WITH deltas AS ({deltas}),
 updated AS (
     INSERT INTO ledger_accounts AS a (name, currency, guarded, balance, version, created_at)
     SELECT n, c, g, d, 1, :now FROM deltas ORDER BY n
     ON CONFLICT (name) DO UPDATE SET balance = a.balance + EXCLUDED.balance, version = a.version + 1
     RETURNING a.id, a.name, a.balance, a.guarded
 ),
-"""
-
-_POST_BULK_SQL = """
-WITH deltas AS ({deltas}),
-{accounts}refused AS (
+refused AS (
     SELECT u.name, u.balance - d.d AS balance FROM updated u JOIN deltas d ON d.n = u.name
     WHERE u.guarded AND u.balance < 0 ORDER BY u.name LIMIT 1
 ),
@@ -313,8 +288,6 @@ SELECT (SELECT id FROM entry) AS entry_id,
        (SELECT balance FROM refused) AS refused_balance,
        (SELECT count(*) FROM written) AS written
 """
-# A unique violation or a deadlock: another transaction was creating some of the same accounts.
-_ACCOUNTS_RACED = {"23505", "40P01"}
 
 
 # Several keyed entries in one statement: as _POST_SQL, with the entries and their legs as arrays
@@ -386,17 +359,19 @@ async def _post_postgres_bulk(
     await session.execute(text(_CREATE_BULK_LEGS))
     await copy_records(session, "ledger_bulk_legs", ("name", "currency", "guarded", "amount"),
                        [(account, *staged[account], amount) for account, amount in legs])
-    deltas_sql = _BULK_DELTAS_ONE_LEG_EACH if len(legs) == len(deltas) else _BULK_DELTAS_SUMMED
+    statement = text(_POST_BULK_SQL.format(
+        deltas=_BULK_DELTAS_ONE_LEG_EACH if len(legs) == len(deltas) else _BULK_DELTAS_SUMMED))
     params = {"kind": kind, "key": key, "memo": memo, "now": utcnow()}
     try:
         async with session.begin_nested():
-            row = (await session.execute(
-                text(_POST_BULK_SQL.format(deltas=deltas_sql, accounts=_BULK_UPDATE_OR_CREATE)), params)).one()
+            row = (await session.execute(statement, params)).one()
     except DBAPIError as error:
-        if sqlstate_of(error) not in _ACCOUNTS_RACED:
+        # A deadlock (the entry holds some accounts and waits for one another transaction is creating,
+        # which waits for one of the entry's): PostgreSQL failed this statement to break it. Back to the
+        # savepoint, the entry lets go of its locks, and posted again it waits its turn behind the other.
+        if sqlstate_of(error) not in RETRYABLE_SQLSTATES:
             raise
-        row = (await session.execute(
-            text(_POST_BULK_SQL.format(deltas=deltas_sql, accounts=_BULK_UPSERT)), params)).one()
+        row = (await session.execute(statement, params)).one()
     # Dropped now, not at commit: another bulk entry in the same transaction stages its own legs.
     await session.execute(text("DROP TABLE ledger_bulk_legs"))
     if row.refused_name is not None:

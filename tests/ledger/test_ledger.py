@@ -206,16 +206,15 @@ async def post_alone(db: Database, legs: list[Leg]) -> None:
 async def test_an_entry_with_many_accounts_lands_when_another_transaction_creates_one_of_them_meanwhile(
     db: Database,
 ) -> None:
-    """The entry creates its missing accounts with a plain INSERT; another transaction creating one of them
-    first makes that INSERT fail, and the entry is posted again by the upsert, in the same transaction."""
+    """The entry waits for the account another transaction is creating, then credits it: nothing fails."""
     revenue, payables, legs = await distribution_to_new_holders(db)
     with failed_sqlstates(db) as codes:
         async with db.unit_of_work() as other:
             await post(other, kind="test", legs=move(GATEWAY, payables[5], 7))  # creates the account
             bulk = asyncio.create_task(post_alone(db, legs))
-            await blocked_on_a_lock(db.engine)  # the entry's INSERT waits for that account's key
+            await blocked_on_a_lock(db.engine)  # the entry waits for that account's key
         await bulk
-    assert codes == ["23505"]
+    assert codes == []
     assert await balances(db, payables[0], payables[5], payables[-1], revenue) == [
         4, 10, 3, 1_000_000 - 3 * len(payables)]
     assert await failed_checks(db) == {}
@@ -223,10 +222,10 @@ async def test_an_entry_with_many_accounts_lands_when_another_transaction_create
 
 @requires_postgres
 async def test_an_entry_with_many_accounts_survives_a_deadlock_over_an_account_it_creates(db: Database) -> None:
-    """The entry has locked an existing account and waits to create one that another transaction has just
-    created; that transaction then waits for the existing account. PostgreSQL breaks the deadlock by failing
-    the entry's statement (it waited first); the entry lets go and is posted again by the upsert, after
-    the other transaction, and both land."""
+    """The entry has locked an existing account and waits for one another transaction has just created;
+    that transaction then waits for the existing account. PostgreSQL breaks the deadlock by failing the
+    entry's statement (it waited first); the entry lets go of its locks, is posted again behind the other
+    transaction, and both land without retrying the unit of work."""
     revenue, payables, legs = await distribution_to_new_holders(db)
     with failed_sqlstates(db) as codes:
         async with db.unit_of_work() as other:
