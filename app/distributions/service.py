@@ -19,6 +19,7 @@ from app.apps.access import manages, require
 from app.apps.service import check_currency, get_app
 from app.core.db import bulk_insert, fetch_plain_rows
 from app.core.errors import CurrencyNotSupported, InsufficientFunds, InvalidAmount, InvalidState, NotFound
+from app.core.memory import collector_paused
 from app.core.money import MoneyError, allocate, percentage_of, to_major, to_minor
 from app.core.schemas import PageParams
 from app.core.security import Principal
@@ -95,18 +96,19 @@ async def plan_for_app(session: AsyncSession, rt: Runtime, app: App, body: Distr
     if amount > undistributed:
         raise InsufficientFunds("That is more than the revenue paid in for this period",
                                 undistributed=to_major(undistributed, currency))
-    # A cap table can hold 100,000 rows: read as plain rows, without ORM or SQLAlchemy result rows.
-    rows = await fetch_plain_rows(session, (
-        select(Holding.user_id, Holding.shares, PayoutAccount.recipient_code)
-        .outerjoin(PayoutAccount, (PayoutAccount.user_id == Holding.user_id) & (PayoutAccount.currency == currency)
-                   & PayoutAccount.is_default)
-        .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
-    ))
-    holders = [(user_id, int(shares)) for user_id, shares, _ in rows]
-    recipients = {user_id: code for user_id, _, code in rows if code is not None}
-    if not holders:
-        raise InvalidState("The app has no shareholders to distribute to")
-    return split(app, currency, amount, holders, recipients)
+    with collector_paused():
+        # A cap table can hold 100,000 rows: read as plain rows, without ORM or SQLAlchemy result rows.
+        rows = await fetch_plain_rows(session, (
+            select(Holding.user_id, Holding.shares, PayoutAccount.recipient_code)
+            .outerjoin(PayoutAccount, (PayoutAccount.user_id == Holding.user_id)
+                       & (PayoutAccount.currency == currency) & PayoutAccount.is_default)
+            .where(Holding.app_id == app_id, Holding.shares > 0).order_by(Holding.user_id)
+        ))
+        holders = [(user_id, int(shares)) for user_id, shares, _ in rows]
+        recipients = {user_id: code for user_id, _, code in rows if code is not None}
+        if not holders:
+            raise InvalidState("The app has no shareholders to distribute to")
+        return split(app, currency, amount, holders, recipients)
 
 
 def split(app: App, currency: str, amount: int, holders: list[tuple[str, int]], recipients: dict[str, str]) -> Plan:
@@ -124,6 +126,12 @@ async def write_distribution(session: AsyncSession, rt: Runtime, principal: Prin
     `plan.amount` out of the app's revenue account, audited as `principal`'s. `source`: the period's revenue
     payments, or the revenue declaration whose pool this is (one distribution per app, period, currency and
     source)."""
+    with collector_paused():
+        return await _write_distribution(session, rt, principal, plan, period, source)
+
+
+async def _write_distribution(session: AsyncSession, rt: Runtime, principal: Principal, plan: Plan, period: str,
+                              source: str) -> Distribution:
     distribution = Distribution(
         id=new_id("dst"), app_id=plan.app.id, period=period, currency=plan.currency, source=source,
         amount=plan.amount, platform_fee=plan.platform_fee, net_amount=plan.net_amount,

@@ -354,11 +354,11 @@ async def _post_postgres_bulk(
 ) -> int | None:
     if key is not None and await already_posted(session, key):
         return None
-    staged = {name: (accounts.currency_of(name), accounts.is_guarded(name)) for name in deltas}
     await tune_for_bulk(session)
     await session.execute(text(_CREATE_BULK_LEGS))
     await copy_records(session, "ledger_bulk_legs", ("name", "currency", "guarded", "amount"),
-                       [(account, *staged[account], amount) for account, amount in legs])
+                       [(account, accounts.currency_of(account), accounts.is_guarded(account), amount)
+                        for account, amount in legs])
     statement = text(_POST_BULK_SQL.format(
         deltas=_BULK_DELTAS_ONE_LEG_EACH if len(legs) == len(deltas) else _BULK_DELTAS_SUMMED))
     params = {"kind": kind, "key": key, "memo": memo, "now": utcnow()}

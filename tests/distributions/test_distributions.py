@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -241,6 +242,7 @@ async def test_distribution_over_http(
         second = await distribute(client, who, **extra)
         error(second, 409, "INVALID_STATE")
         assert second.json()["error"]["details"]["distribution_id"] == distribution["id"]
+    assert gc.isenabled()  # paused while the distribution's rows were built, after refusals too
 
     after = await snapshot(app)
     assert (after["distributions"], after["allocations"], after["payouts"]) == (1, 4, 4)
