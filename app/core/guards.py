@@ -38,8 +38,9 @@ class RequestGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await load_signing_key(Request(scope))
-        refusal = self._refusal(scope)
+        request = Request(scope)
+        await load_signing_key(request)
+        refusal = self._refusal(request)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -48,8 +49,9 @@ class RequestGuardMiddleware:
             return
         await self._within_limit(scope, receive, send)
 
-    def _refusal(self, scope: Scope) -> JSONResponse | None:
-        unauthenticated = authentication_error_for(Request(scope))
+    def _refusal(self, request: Request) -> JSONResponse | None:
+        scope = request.scope
+        unauthenticated = authentication_error_for(request)
         if unauthenticated is not None:
             return render(unauthenticated)
         fields = _control_characters(scope)

@@ -98,8 +98,10 @@ async def load_signing_key(request: Request) -> None:
     """Before a token from the identity provider is checked: fetch its signing key if it is not known yet, off
     the event loop (the check itself is synchronous)."""
     settings: Settings = request.app.state.settings
+    if not settings.jwt_jwks_url:
+        return
     token = _bearer(request)
-    if not settings.jwt_jwks_url or token is None:
+    if token is None:
         return
     kid = _token_kid(token)
     if kid is not None:
