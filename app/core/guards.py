@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import HttpMiddleware
 from app.core.errors import PayloadTooLarge, ValidationFailed, render
 from app.core.security import WEBHOOKS_PREFIX, authentication_error_for, load_signing_key
 from app.core.text import has_control_characters
@@ -29,15 +30,12 @@ from app.core.text import has_control_characters
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 
 
-class RequestGuardMiddleware:
+class RequestGuardMiddleware(HttpMiddleware):
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         await load_signing_key(request)
         refusal = self._refusal(request)

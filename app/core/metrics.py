@@ -7,7 +7,9 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from app.core.asgi import HttpMiddleware
 
 PAYMENTS = Counter("payments_total", "Payments reaching a status", ["status"])
 REFUNDS = Counter("refunds_total", "Refunds reaching a status", ["status"])
@@ -98,18 +100,12 @@ def gateway_endpoint(path: str) -> str:
     return "/" + "/".join(s if s in GATEWAY_PATH_WORDS else "{id}" for s in segments if s)
 
 
-class HttpMetricsMiddleware:
+class HttpMetricsMiddleware(HttpMiddleware):
     """Counts and times every HTTP request by route template, method and status. The template is the route
     the router chose (`scope["route"]`, read once the answer is sent; `none` for a path no route serves), so
     ids in paths never become labels. An exception that escapes the app counts as a 500."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 
