@@ -144,34 +144,35 @@ async def _write_distribution(session: AsyncSession, rt: Runtime, principal: Pri
     except IntegrityError:
         raise InvalidState("This period's revenue was already distributed") from None
 
-    due = [(user_id, part) for (user_id, _), part in zip(plan.holders, plan.parts, strict=True) if part > 0]
-    now = utcnow()
-    payout_ids = dict(zip((user_id for user_id, _ in due), new_ids("po", len(due)), strict=True))
-    references = new_payout_references(len(due))
-    source = distribution.id
+    distribution_id, currency, recipients, now = distribution.id, plan.currency, plan.recipients, utcnow()
+    payouts = sum(1 for part in plan.parts if part > 0)
+    payout_ids, references = iter(new_ids("po", payouts)), iter(new_payout_references(payouts))
+    payout_rows, allocation_rows = [], []
+    legs = [Leg(accounts.revenue(plan.app.id, currency), -plan.amount)]
+    if plan.platform_fee:
+        legs.append(Leg(accounts.platform_fees(currency), plan.platform_fee))
+    # One pass over the holders: a payout and a ledger leg for each one owed money, an allocation for each.
+    for (user_id, shares), part in zip(plan.holders, plan.parts, strict=True):
+        payout_id = None
+        if part > 0:
+            payout_id = next(payout_ids)
+            payout_rows.append((payout_id, user_id, part, currency, "pending", next(references), "distribution",
+                                distribution_id, recipients.get(user_id), 0, now, now, now))
+            legs.append(Leg(accounts.payable(user_id, currency), part))
+        allocation_rows.append((distribution_id, user_id, shares, part, payout_id))
     await bulk_insert(
         session, Payout.__table__,
         ("id", "user_id", "amount", "currency", "status", "reference", "reason", "source_id", "recipient_code",
          "attempts", "available_at", "created_at", "updated_at"),
-        [(payout_ids[user_id], user_id, part, plan.currency, "pending", reference, "distribution",
-          source, plan.recipients.get(user_id), 0, now, now, now)
-         for (user_id, part), reference in zip(due, references, strict=True)],
+        payout_rows,
     )
-    await bulk_insert(
-        session, DistributionAllocation.__table__,
-        ("distribution_id", "user_id", "shares", "amount", "payout_id"),
-        [(source, user_id, shares, part, payout_ids.get(user_id))
-         for (user_id, shares), part in zip(plan.holders, plan.parts, strict=True)],
-    )
-    legs = [Leg(accounts.revenue(plan.app.id, plan.currency), -plan.amount)]
-    if plan.platform_fee:
-        legs.append(Leg(accounts.platform_fees(plan.currency), plan.platform_fee))
-    legs += [Leg(accounts.payable(user_id, plan.currency), part) for user_id, part in due]
-    await post(session, kind="distribution", legs=legs, idempotency_key=f"distribution:{distribution.id}",
+    await bulk_insert(session, DistributionAllocation.__table__,
+                      ("distribution_id", "user_id", "shares", "amount", "payout_id"), allocation_rows)
+    await post(session, kind="distribution", legs=legs, idempotency_key=f"distribution:{distribution_id}",
                memo=f"distribution {plan.app.id} {period}")
     audit.record(session, principal, "distribution.created", "distribution", distribution.id, {
         "app_id": plan.app.id, "period": period, "currency": plan.currency, "amount": plan.amount,
-        "platform_fee": plan.platform_fee, "allocations": len(plan.holders), "payouts": len(due),
+        "platform_fee": plan.platform_fee, "allocations": len(plan.holders), "payouts": payouts,
     })
     emit(session, "distribution.created", DistributionOut.model_validate(distribution),
          subjects=[plan.app.owner_id, principal.user_id])
