@@ -127,9 +127,8 @@ class HttpMetricsMiddleware(HttpMiddleware):
 
 def instrument_http(app: Starlette) -> None:
     """Count and time every HTTP request of `app` (see HttpMetricsMiddleware). Not
-    prometheus-fastapi-instrumentator, which this replaced: it matched the path against every route
-    again and built a request, a response and an info object per request, 0.04-0.06 ms of the 0.2 ms a
-    `GET /healthz` costs (measured)."""
+    prometheus-fastapi-instrumentator, which this replaced: it matched the path against every route again
+    (14-28 us a request here, measured) and built a request, a response and an info object per request."""
     app.add_middleware(HttpMetricsMiddleware)
 
 
