@@ -53,6 +53,8 @@ def new_ids(prefix: str, count: int) -> list[str]:
     listed in id order), and a batch of rows goes into its primary key's index in key order (COPY of 100,000
     payouts in random key order took half as long again, measured). The first ids of a millisecond have 64
     random bits; the next ones in the same millisecond step up from the last by a random 1 to 2**48."""
+    if count <= 0:
+        return []
     with _LastIssued.lock:
         millisecond = int(time.time() * 1000)
         last = _LastIssued.by_prefix.get(prefix)

@@ -24,6 +24,7 @@ def test_a_batch_of_ids_is_unique_ascending_and_shaped_like_single_ids() -> None
     assert len(set(batch)) == 5_000
     assert batch == sorted(batch)  # rows written in this order go into the primary key's index in key order
     assert all(SHAPE.fullmatch(one) for one in [*batch, new_id("po")])
+    assert new_ids("po", 0) == []  # a distribution where nobody is owed anything makes no payouts
 
 
 def test_ids_made_in_one_millisecond_still_list_in_the_order_they_were_made(monkeypatch: pytest.MonkeyPatch) -> None:
