@@ -188,6 +188,10 @@ def _expected_names() -> dict[str, dict[str, Any]]:
     return expected
 
 
+def _fillfactor_of_ledger_accounts(conn: Connection) -> list[str] | None:
+    return conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = 'ledger_accounts'").scalar()
+
+
 async def test_naming_convention_applied(db_url: str) -> None:
     await _alembic(command.upgrade, db_url, "head")
     found = await _on_sync(db_url, _names)
@@ -200,6 +204,9 @@ async def test_naming_convention_applied(db_url: str) -> None:
     assert found["postings"]["fk"] == []  # on purpose: see app.models.ledger.Posting
     assert "ck_apps_share_price_positive" in found["apps"]["ck"]
     assert found["holdings"]["uq"] == ["uq_holdings_app_id_user_id"]
+
+    if db_url.startswith("postgresql"):  # storage parameters of the models reach the database too
+        assert await _on_sync(db_url, _fillfactor_of_ledger_accounts) == ["fillfactor=70"]
 
     # and every named object of the models, as the database reports it
     expected = _expected_names()
