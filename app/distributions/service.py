@@ -170,7 +170,7 @@ async def _write_distribution(session: AsyncSession, rt: Runtime, principal: Pri
                       ("distribution_id", "user_id", "shares", "amount", "payout_id"), allocation_rows)
     await post(session, kind="distribution", legs=legs, idempotency_key=f"distribution:{distribution_id}",
                memo=f"distribution {plan.app.id} {period}")
-    audit.record(session, principal, "distribution.created", "distribution", distribution.id, {
+    audit.record(session, principal, "distribution.created", "distribution", distribution_id, {
         "app_id": plan.app.id, "period": period, "currency": plan.currency, "amount": plan.amount,
         "platform_fee": plan.platform_fee, "allocations": len(plan.holders), "payouts": payouts,
     })

@@ -48,10 +48,11 @@ def emit(
 ) -> str:
     """Write one event in the session's transaction; returns its id. Nothing is sent here: the worker
     delivers after the commit."""
-    row, subject_rows = _rows(NewEvent(type, data, subjects), new_id("evt"), utcnow())
+    event_id = new_id("evt")
+    row, subject_rows = _rows(NewEvent(type, data, subjects), event_id, utcnow())
     session.add(OutboundEvent(**row))
     session.add_all(EventSubject(**subject_row) for subject_row in subject_rows)
-    return str(row["id"])
+    return event_id
 
 
 async def emit_all(session: AsyncSession, events: Sequence[NewEvent]) -> list[str]:
