@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -77,9 +76,13 @@ def new_ids(prefix: str, count: int) -> list[str]:
 def _steps_above(floor: int, count: int) -> list[int]:
     """`count` values above `floor`, each a random 1 to 2**STEP_BITS above the one before; [] when they would
     not fit in RANDOM_BITS."""
+    # One read of the system's randomness for all of them: a read per id (secrets.randbelow) cost a
+    # seventh of a batch of escrow movements' CPU (measured), most ids being made within a millisecond.
+    step_bytes = STEP_BITS // 8
+    drawn = os.urandom(step_bytes * count)
     values, value = [], floor
-    for _ in range(count):
-        value += 1 + secrets.randbelow(1 << STEP_BITS)
+    for start in range(0, step_bytes * count, step_bytes):
+        value += 1 + int.from_bytes(drawn[start:start + step_bytes])
         if value >= 1 << RANDOM_BITS:
             return []
         values.append(value)
