@@ -16,6 +16,7 @@ wait for the account's row lock included) and the integrity check (ledger and
 escrow-versus-deposits).
 
     python bench/escrow.py --workers 16 --seconds 10 --processes 1
+    python bench/escrow.py --workers 16 32 64 --seconds 10    # a table of the ratio as callers grow
 """
 
 from __future__ import annotations
@@ -240,29 +241,43 @@ async def fresh_database_with_ceiling_row(pg: str, name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--workers", type=int, default=16, help="K concurrent posting workers")
+    parser.add_argument("--workers", type=int, nargs="+", default=[16],
+                        help="K concurrent posting workers; several values run one after another, each on a "
+                             "fresh database with its own ceiling, and end with a table of the ratios")
     parser.add_argument("--processes", type=int, default=1, help="client processes sharing the K workers")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432")
     parser.add_argument("--database", help="keep the database, under this name (default: one of the run's own, "
                         "dropped at the end)")
     args = parser.parse_args()
-    name = args.database or run_database_name("bench_escrow")
-    asyncio.run(fresh_database_with_ceiling_row(args.pg, name))
-    try:
-        measure(args, name)
-    finally:
-        if not args.database:
-            asyncio.run(drop_database(args.pg, name))
+    if args.database and len(args.workers) > 1:
+        parser.error("--database keeps one run's database: give one --workers value with it")
+    ratios = []
+    for workers in args.workers:
+        name = args.database or run_database_name("bench_escrow")
+        asyncio.run(fresh_database_with_ceiling_row(args.pg, name))
+        try:
+            hot_rate, raw_rate = measure(args, workers, name)
+        finally:
+            if not args.database:
+                asyncio.run(drop_database(args.pg, name))
+        ratios.append((workers, hot_rate, raw_rate))
+    if len(ratios) > 1:
+        # A batch costs about the same whatever its size; the raw UPDATEs queue on the row's lock instead.
+        print("\n| K workers | hot account postings/s | raw UPDATE tx/s | ratio |\n|---|---|---|---|")
+        for workers, hot_rate, raw_rate in ratios:
+            print(f"| {workers} | {hot_rate:.1f} | {raw_rate:.1f} | {hot_rate / raw_rate:.2f} |")
 
 
-def measure(args: argparse.Namespace, name: str) -> None:
+def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, float]:
+    """Runs the four phases with `workers` callers; prints them and returns the hot account's postings/s and
+    the ceiling's transactions/s."""
     url = f"postgresql+asyncpg://{args.pg}/{name}"
     dsn = f"postgresql://{args.pg}/{name}"
-    many = [f"app-{i}" for i in range(args.workers)]
+    many = [f"app-{i}" for i in range(workers)]
 
     asyncio.run(prepare(url, ["hot", *many]))
-    processes = min(args.processes, args.workers)
+    processes = min(args.processes, workers)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         hot_jobs = [(url, ["hot"] * len(part), args.seconds) for part in spread(many, processes)]
         hot_elapsed, hot_done, hot_lat = run_phase(pool, _run_ledger, hot_jobs)
@@ -276,7 +291,7 @@ def measure(args: argparse.Namespace, name: str) -> None:
     hot_rate, spread_rate, raw_rate = hot_done / hot_elapsed, spread_done / spread_elapsed, raw_done / raw_elapsed
     post_rate = post_done / post_elapsed
     ok = asyncio.run(integrity(url))
-    print(f"escrow bench: K={args.workers} workers in {processes} process(es), {args.seconds:.0f} s per phase, "
+    print(f"escrow bench: K={workers} workers in {processes} process(es), {args.seconds:.0f} s per phase, "
           f"PostgreSQL, releases and refunds alternating over {DEPOSITS_PER_APP} deposits per app")
     print(f"  one hot escrow account    {hot_rate:9.1f} postings/s   statement p50 "
           f"{statistics.median(hot_lat) * 1000:.2f} ms, p99 lock wait incl. {percentile(hot_lat, 0.99) * 1000:.2f} ms")
@@ -293,6 +308,7 @@ def measure(args: argparse.Namespace, name: str) -> None:
     print(f"  integrity                  {'ok' if ok else 'FAILED'}")
     if not ok:
         sys.exit(1)
+    return hot_rate, raw_rate
 
 
 if __name__ == "__main__":
