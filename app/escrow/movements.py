@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
@@ -228,6 +228,10 @@ async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str,
     return RefundMade(refund=refund, record=record, payment=payment)
 
 
+# Built once: a batch of refunds reads the charges they go back to.
+_PAYMENTS = select(Payment).where(Payment.id.in_(bindparam("ids", expanding=True)))
+
+
 async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement]) -> list[Outcome]:
     """Apply `movements` in order; each outcome is the refund made, None for a release, or the
     `AppError` that refused it (nothing of a refused movement is written)."""
@@ -237,7 +241,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
     milestones = await _milestone_releases(session, movements)
     refunded = {deposits[m.deposit_id].payment_id for m in movements
                 if isinstance(m, RefundMoney) and m.deposit_id in deposits}
-    payments = {p.id: p for p in (await session.scalars(select(Payment).where(Payment.id.in_(refunded)))).all()} \
+    payments = {p.id: p for p in (await session.scalars(_PAYMENTS, {"ids": list(refunded)})).all()} \
         if refunded else {}
     owners = {(m.app.owner_id, m.currency) for m in movements if isinstance(m, ReleaseMoney)}
     recipients: dict[tuple[str, str], str] = {}

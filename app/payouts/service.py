@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import bindparam, case, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -64,13 +64,15 @@ def new_payout_references(count: int) -> list[str]:
     return sorted("payout-" + random[i:i + 24] for i in range(0, 24 * count, 24))
 
 
+_RECIPIENTS = select(PayoutAccount.user_id, PayoutAccount.recipient_code).where(
+    PayoutAccount.user_id.in_(bindparam("user_ids", expanding=True)),
+    PayoutAccount.currency == bindparam("currency"), PayoutAccount.is_default,
+)
+
+
 async def payout_recipients(session: AsyncSession, user_ids: Iterable[str], currency: str) -> dict[str, str]:
     """user_id -> transfer recipient, for those of `user_ids` with a default payout account in `currency`."""
-    rows = await session.execute(
-        select(PayoutAccount.user_id, PayoutAccount.recipient_code)
-        .where(PayoutAccount.user_id.in_(set(user_ids)), PayoutAccount.currency == currency,
-               PayoutAccount.is_default)
-    )
+    rows = await session.execute(_RECIPIENTS, {"user_ids": sorted(set(user_ids)), "currency": currency})
     return {user_id: code for user_id, code in rows.all()}
 
 
