@@ -76,8 +76,8 @@ def new_ids(prefix: str, count: int) -> list[str]:
 def _steps_above(floor: int, count: int) -> list[int]:
     """`count` values above `floor`, each a random 1 to 2**STEP_BITS above the one before; [] when they would
     not fit in RANDOM_BITS."""
-    # One read of the system's randomness for all of them: a read per id (secrets.randbelow) cost a
-    # seventh of a batch of escrow movements' CPU (measured), most ids being made within a millisecond.
+    # One read of the system's randomness for all of them, not one or more per id (secrets.randbelow's
+    # rejection sampling): new_id 2.8 -> 2.2 us (measured), and most ids are made within a millisecond.
     step_bytes = STEP_BITS // 8
     drawn = os.urandom(step_bytes * count)
     values, value = [], floor
