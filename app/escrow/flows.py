@@ -54,7 +54,7 @@ async def request_refund(
         async def finish(made: object) -> RefundOut:
             assert isinstance(made, RefundMade)
             audit.record(session, principal, "escrow.refunded", "escrow_transaction", deposit_id, {
-                "refund_id": made.refund.id, "amount": made.refund.amount, "currency": made.refund.currency,
+                "refund_id": made.refund_id, "amount": made.amount, "currency": made.currency,
                 "reason": reason,
             }, request=request)
             return refund_out(made)

@@ -5,7 +5,9 @@ deposits of all its movements in one statement, checks each movement in order
 against what its deposits still hold, and a milestone's release also against
 what milestones already released from them (a refused movement writes nothing
 and gets its own error), then writes the rows of the accepted ones together and
-posts their journal entries. One release or refund is a batch of one;
+posts their journal entries. The new rows go in as plain rows, one statement per
+table, not as ORM objects flushed by the unit of work (building and flushing
+them was about a fifth of a batch's CPU, measured). One release or refund is a batch of one;
 `app.escrow.group_commit.run` (group commit, `app.core.batching.GroupCommit`) hands
 `apply()` the movements of concurrent requests at once, so a hot escrow account
 is locked once per batch instead of once per movement.
@@ -14,10 +16,12 @@ is locked once per batch instead of once per movement.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
@@ -25,10 +29,10 @@ from app.core.money import MoneyError, format_percentage, percentage_of, to_majo
 from app.escrow.deposits import available, deposit_status, lock_found_deposits, remaining
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
-from app.models import App, EscrowTransaction, Milestone, Payment, Refund
-from app.models.base import new_id
-from app.payments.gateway_refunds import new_refund
-from app.payouts.service import new_payout, payout_recipients
+from app.models import App, EscrowTransaction, Milestone, Payment, Payout, Refund
+from app.models.base import new_id, utcnow
+from app.payments.gateway_refunds import new_refund_row
+from app.payouts.service import payout_recipients, payout_row
 from app.runtime import Runtime
 from app.shares.service import reserve_shares
 
@@ -58,9 +62,16 @@ class RefundMoney:
 
 @dataclass(frozen=True)
 class RefundMade:
-    refund: Refund
-    record: EscrowTransaction  # the refund's own escrow row
-    payment: Payment  # the charge it goes back to
+    """A refund written in this batch (status pending: the gateway is asked after commit)."""
+
+    refund_id: str
+    record_id: str  # the refund's own escrow row
+    deposit_id: str
+    amount: int  # minor units
+    currency: str
+    reason: str
+    created_at: datetime
+    payment_reference: str  # the charge it goes back to
 
 
 Movement = ReleaseMoney | RefundMoney
@@ -69,8 +80,24 @@ Outcome = RefundMade | None | AppError  # a refund made, nothing for a release, 
 
 @dataclass
 class _Writes:
-    rows: list[object]
-    entries: list[Entry]
+    """A batch's new rows by table, and its journal entries."""
+
+    escrow_rows: list[dict[str, Any]] = field(default_factory=list)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    payouts: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+
+    async def insert(self, session: AsyncSession) -> None:
+        for model, rows in ((EscrowTransaction, self.escrow_rows), (Refund, self.refunds), (Payout, self.payouts)):
+            if rows:
+                await session.execute(insert(model.__table__), rows)
+
+
+def _escrow_row(now: datetime, **columns: Any) -> dict[str, Any]:
+    """A release or refund row out of a deposit; releases and refunds have the same columns, so a batch's
+    rows go in one statement."""
+    return {"milestone_id": None, "release_id": None, "refund_id": None, "shares": 0, "released": 0,
+            "refunded": 0, "frozen": 0, "created_at": now, "updated_at": now, **columns}
 
 
 # Each part of a release is the release's total (rounded half up) split by largest remainders:
@@ -165,19 +192,19 @@ def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction], milest
     milestones.check(move_, chosen)
     for deposit, amount in chosen:
         check_can_give(deposit, amount, move_.frozen_allowed)
-    app, currency = move_.app, move_.currency
+    app, currency, now = move_.app, move_.currency, utcnow()
     for deposit, amount in chosen:
         deposit.released += amount
         deposit.status = deposit_status(deposit)
-        writes.rows.append(EscrowTransaction(
-            id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
+        writes.escrow_rows.append(_escrow_row(
+            now, id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
             currency=currency, status="completed", gateway_reference=deposit.gateway_reference,
             deposit_id=deposit.id, milestone_id=move_.milestone_id, release_id=move_.source_id,
-            shares=0, released=0, refunded=0, frozen=0,
         ))
     total = sum(amount for _, amount in chosen)
-    writes.rows.append(new_payout(user_id=app.owner_id, amount=total, currency=currency, reason="release",
-                                  source_id=move_.source_id, recipient_code=recipients.get((app.owner_id, currency))))
+    writes.payouts.append(payout_row(user_id=app.owner_id, amount=total, currency=currency, reason="release",
+                                     source_id=move_.source_id, recipient_code=recipients.get((app.owner_id, currency)),
+                                     now=now))
     writes.entries.append(Entry(
         kind="release", legs=move(accounts.escrow(app.id, currency), accounts.payable(app.owner_id, currency), total),
         idempotency_key=f"release:{move_.source_id}", memo=f"release {move_.source_id}",
@@ -213,19 +240,22 @@ async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str,
         await reserve_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id, shares=deposit.shares)
     deposit.refunded += amount
     deposit.status = deposit_status(deposit)
-    record = EscrowTransaction(
-        id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id, amount=amount,
-        currency=deposit.currency, status="pending", gateway_reference=deposit.gateway_reference,
-        deposit_id=deposit.id, shares=deposit.shares if cancels_shares else 0, released=0, refunded=0, frozen=0,
-        refund_id=new_id("rfd"),
+    now = utcnow()
+    record = _escrow_row(
+        now, id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id,
+        amount=amount, currency=deposit.currency, status="pending", gateway_reference=deposit.gateway_reference,
+        deposit_id=deposit.id, shares=deposit.shares if cancels_shares else 0, refund_id=new_id("rfd"),
     )
     escrow = accounts.escrow(deposit.app_id, deposit.currency)
-    refund, entry = new_refund(payment, amount=amount, source_account=escrow, return_account=escrow,
-                               reason=move_.reason or "escrow refund", escrow_transaction_id=record.id,
-                               refund_id=record.refund_id)
-    writes.rows += [record, refund]
+    refund, entry = new_refund_row(payment, amount=amount, source_account=escrow, return_account=escrow,
+                                   reason=move_.reason or "escrow refund", now=now,
+                                   escrow_transaction_id=record["id"], refund_id=record["refund_id"])
+    writes.escrow_rows.append(record)
+    writes.refunds.append(refund)
     writes.entries.append(entry)
-    return RefundMade(refund=refund, record=record, payment=payment)
+    return RefundMade(refund_id=refund["id"], record_id=record["id"], deposit_id=deposit.id, amount=amount,
+                      currency=refund["currency"], reason=refund["reason"], created_at=now,
+                      payment_reference=payment.reference)
 
 
 # Built once: a batch of refunds reads the charges they go back to.
@@ -249,7 +279,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
         found = await payout_recipients(session, [o for o, c in owners if c == currency], currency)
         recipients |= {(owner, currency): code for owner, code in found.items()}
 
-    writes = _Writes(rows=[], entries=[])
+    writes = _Writes()
     outcomes: list[Outcome] = []
     for movement in movements:
         try:
@@ -260,7 +290,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
                 outcomes.append(await _refund(session, movement, deposits, payments, writes))
         except AppError as refusal:
             outcomes.append(refusal)
-    session.add_all(writes.rows)
+    await writes.insert(session)
     await post_entries(session, writes.entries)
     if writes.entries:
         rt.notify_worker()

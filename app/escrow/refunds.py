@@ -15,7 +15,6 @@ from app.escrow.deposits import deposit_status, lock_deposits
 from app.escrow.movements import RefundMade, RefundMoney, apply_one
 from app.escrow.schemas import RefundOut
 from app.models import EscrowTransaction, Refund
-from app.payments.gateway_refunds import SETTLED
 from app.runtime import Runtime
 from app.shares.service import cancel_reserved_shares, unreserve_shares
 
@@ -37,7 +36,7 @@ async def refund_deposit(
     made = await apply_one(session, rt, RefundMoney(deposit_id=deposit_id, amount=amount, reason=reason,
                                                     frozen_allowed=frozen_allowed))
     assert made is not None
-    return made.refund
+    return await session.get_one(Refund, made.refund_id)
 
 
 async def on_refund_settled(session: AsyncSession, refund: Refund) -> None:
@@ -61,11 +60,9 @@ async def on_refund_settled(session: AsyncSession, refund: Refund) -> None:
 
 
 def refund_out(made: RefundMade) -> RefundOut:
-    refund = made.refund
-    # the contract's statuses: pending until the gateway settles it
-    status = refund.status if refund.status in SETTLED else "pending"
+    # just asked for: the gateway is asked after commit, so it is pending
     return RefundOut(
-        id=refund.id, transaction_id=made.record.deposit_id, escrow_transaction_id=made.record.id,
-        payment_reference=made.payment.reference, amount=to_major(refund.amount, refund.currency),
-        currency=refund.currency, status=status, reason=refund.reason, created_at=refund.created_at,
+        id=made.refund_id, transaction_id=made.deposit_id, escrow_transaction_id=made.record_id,
+        payment_reference=made.payment_reference, amount=to_major(made.amount, made.currency),
+        currency=made.currency, status="pending", reason=made.reason, created_at=made.created_at,
     )

@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Final
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,36 +62,31 @@ LIST_MARGIN: Final = timedelta(days=1)
 _REFUND_ID_IN_NOTE = re.compile(r"\brfd_[0-9a-f]{28}\b")
 
 
-def new_refund(
+def new_refund_row(
     payment: Payment,
     *,
     amount: int,
     source_account: str,
     return_account: str,
     reason: str,
+    now: datetime,
     escrow_transaction_id: str | None = None,
     refund_id: str | None = None,
-) -> tuple[Refund, Entry]:
-    """A refund row and its journal entry (`source -> refund:in_flight`), for the caller to write."""
-    refund = Refund(
-        id=refund_id or new_id("rfd"),
-        payment_id=payment.id,
-        escrow_transaction_id=escrow_transaction_id,
-        amount=amount,
-        currency=payment.currency,
-        status="pending",
-        reason=reason[:500],
-        return_account=return_account,
-        attempts=0,
-        available_at=utcnow(),
-    )
+) -> tuple[dict[str, Any], Entry]:
+    """A refund's row and its journal entry (`source -> refund:in_flight`), for the caller to write; a batch
+    inserts many such rows at once, one refund is `Refund(**row)`."""
+    row = {
+        "id": refund_id or new_id("rfd"), "payment_id": payment.id, "escrow_transaction_id": escrow_transaction_id,
+        "amount": amount, "currency": payment.currency, "status": "pending", "reason": reason[:500],
+        "return_account": return_account, "attempts": 0, "available_at": now, "created_at": now, "updated_at": now,
+    }
     entry = Entry(
         kind="refund",
         legs=move(source_account, accounts.refund_in_flight(payment.currency), amount),
-        idempotency_key=f"refund:{refund.id}:out",
+        idempotency_key=f"refund:{row['id']}:out",
         memo=f"refund of {payment.reference}: {reason}",
     )
-    return refund, entry
+    return row, entry
 
 
 async def queue_refund(
@@ -103,8 +98,9 @@ async def queue_refund(
     return_account: str,
     reason: str,
 ) -> Refund:
-    refund, entry = new_refund(payment, amount=amount, source_account=source_account, return_account=return_account,
-                               reason=reason)
+    row, entry = new_refund_row(payment, amount=amount, source_account=source_account,
+                                return_account=return_account, reason=reason, now=utcnow())
+    refund = Refund(**row)
     session.add(refund)
     await post_entries(session, [entry])
     return refund

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, select, update
@@ -76,15 +77,17 @@ async def payout_recipients(session: AsyncSession, user_ids: Iterable[str], curr
     return {user_id: code for user_id, code in rows.all()}
 
 
-def new_payout(
-    *, user_id: str, amount: int, currency: str, reason: str, source_id: str, recipient_code: str | None
-) -> Payout:
-    """A payout owed to `user_id`; it goes out once there is a `recipient_code` (a payout account)."""
-    return Payout(
-        id=new_id("po"), user_id=user_id, amount=amount, currency=currency, status="pending",
-        reference=new_payout_reference(), reason=reason, source_id=source_id, recipient_code=recipient_code,
-        attempts=0, available_at=utcnow(),
-    )
+def payout_row(
+    *, user_id: str, amount: int, currency: str, reason: str, source_id: str, recipient_code: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The columns of a payout owed to `user_id`; it goes out once there is a `recipient_code` (a payout
+    account). A batch inserts many such rows at once; one payout is `Payout(**payout_row(...))`."""
+    return {
+        "id": new_id("po"), "user_id": user_id, "amount": amount, "currency": currency, "status": "pending",
+        "reference": new_payout_reference(), "reason": reason, "source_id": source_id,
+        "recipient_code": recipient_code, "attempts": 0, "available_at": now, "created_at": now, "updated_at": now,
+    }
 
 
 async def queue_payout(
@@ -92,8 +95,8 @@ async def queue_payout(
 ) -> Payout:
     """Owe `amount` to `user_id` as a payout; it goes out once they have a payout account."""
     recipients = await payout_recipients(session, [user_id], currency)
-    payout = new_payout(user_id=user_id, amount=amount, currency=currency, reason=reason, source_id=source_id,
-                        recipient_code=recipients.get(user_id))
+    payout = Payout(**payout_row(user_id=user_id, amount=amount, currency=currency, reason=reason,
+                                 source_id=source_id, recipient_code=recipients.get(user_id), now=utcnow()))
     session.add(payout)
     return payout
 

@@ -98,7 +98,7 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
                 if breaks:
                     raise RuntimeError("finish failed")
                 assert isinstance(made, RefundMade)
-                return made.refund.id
+                return made.refund_id
 
             return RefundMoney(deposit_id=deposit_id, amount=100_00, reason="test"), finish
 

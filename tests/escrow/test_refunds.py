@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +80,11 @@ async def test_partial_refund_then_the_rest(client: httpx.AsyncClient, app: Fast
     async with app.state.runtime.db.unit_of_work() as session:
         row = await session.get(Refund, refund["id"])
         assert row is not None and row.status == "processed"
+        # the answer describes the rows written
+        record = await session.get(EscrowTransaction, refund["escrow_transaction_id"])
+        assert record is not None and (record.type, record.refund_id, record.amount) == ("refund", row.id, 200_000)
+        assert datetime.fromisoformat(refund["created_at"]) == row.created_at
+    assert refund["payment_reference"] == payment["reference"]
     refunds = (await client.get("/v1/escrow/transactions?type=refund", headers=auth(INVESTOR))).json()["items"]
     assert [(r["amount"], r["status"]) for r in refunds] == [("2000.00", "processed")]
     seen = await get_payment(client, auth(INVESTOR), payment["reference"])
