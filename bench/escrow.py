@@ -12,8 +12,9 @@ balance = balance - x` on one row give the ceiling; and the ledger alone
 (`post()` on the hot account, one entry per transaction, in pairs that return
 the money) shows what one posting per transaction costs. Prints postings/s, the
 ratio to the ceiling, p50/p99 of the ledger statement (a batch's entries, the
-wait for the account's row lock included) and the integrity check (ledger and
-escrow-versus-deposits).
+wait for the account's row lock included), the client processes' CPU per
+posting (steadier than a rate on a shared machine) and the integrity check
+(ledger and escrow-versus-deposits).
 
     python bench/escrow.py --workers 16 --seconds 10 --processes 1
     python bench/escrow.py --workers 16 32 64 --seconds 10    # a table of the ratio as callers grow
@@ -28,7 +29,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Coroutine
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 from common import (
@@ -195,27 +198,39 @@ async def raw_worker_group(dsn: str, tasks: int, seconds: float) -> tuple[int, l
     return done, latencies
 
 
-def _run_ledger(args: tuple[str, list[str], float]) -> tuple[int, list[float]]:
-    return run_on_service_loop(ledger_worker_group(*args))
+# Each phase's process also reports the CPU it used: CPU per posting is steadier than a rate on a shared
+# machine, so changes to the escrow path are compared on it.
+Phase = tuple[int, list[float], float]  # (postings, statement latencies, client CPU seconds)
 
 
-def _run_postings(args: tuple[str, int, float]) -> tuple[int, list[float]]:
-    return run_on_service_loop(posting_worker_group(*args))
+def _cpu_timed(work: Coroutine[Any, Any, tuple[int, list[float]]]) -> Phase:
+    started = time.process_time()
+    done, latencies = run_on_service_loop(work)
+    return done, latencies, time.process_time() - started
 
 
-def _run_raw(args: tuple[str, int, float]) -> tuple[int, list[float]]:
-    return run_on_service_loop(raw_worker_group(*args))
+def _run_ledger(args: tuple[str, list[str], float]) -> Phase:
+    return _cpu_timed(ledger_worker_group(*args))
+
+
+def _run_postings(args: tuple[str, int, float]) -> Phase:
+    return _cpu_timed(posting_worker_group(*args))
+
+
+def _run_raw(args: tuple[str, int, float]) -> Phase:
+    return _cpu_timed(raw_worker_group(*args))
 
 
 def spread(items: list[str], parts: int) -> list[list[str]]:
     return [items[i::parts] for i in range(parts)]
 
 
-def run_phase(pool: multiprocessing.pool.Pool, fn, jobs: list) -> tuple[float, int, list[float]]:  # type: ignore[type-arg]
+def run_phase(pool: multiprocessing.pool.Pool, fn, jobs: list) -> tuple[float, int, list[float], float]:  # type: ignore[type-arg]
+    """Wall seconds, postings, statement latencies and the client processes' CPU seconds of one phase."""
     started = time.perf_counter()
     results = pool.map(fn, jobs)
     elapsed = time.perf_counter() - started
-    return elapsed, sum(r[0] for r in results), [lat for r in results for lat in r[1]]
+    return elapsed, sum(r[0] for r in results), [lat for r in results for lat in r[1]], sum(r[2] for r in results)
 
 
 async def integrity(url: str) -> bool:
@@ -257,21 +272,22 @@ def main() -> None:
         name = args.database or run_database_name("bench_escrow")
         asyncio.run(fresh_database_with_ceiling_row(args.pg, name))
         try:
-            hot_rate, raw_rate = measure(args, workers, name)
+            hot_rate, raw_rate, hot_cpu = measure(args, workers, name)
         finally:
             if not args.database:
                 asyncio.run(drop_database(args.pg, name))
-        ratios.append((workers, hot_rate, raw_rate))
+        ratios.append((workers, hot_rate, raw_rate, hot_cpu))
     if len(ratios) > 1:
         # A batch costs about the same whatever its size; the raw UPDATEs queue on the row's lock instead.
-        print("\n| K workers | hot account postings/s | raw UPDATE tx/s | ratio |\n|---|---|---|---|")
-        for workers, hot_rate, raw_rate in ratios:
-            print(f"| {workers} | {hot_rate:.1f} | {raw_rate:.1f} | {hot_rate / raw_rate:.2f} |")
+        print("\n| K workers | hot account postings/s | raw UPDATE tx/s | ratio | hot client CPU per posting ms |\n"
+              "|---|---|---|---|---|")
+        for workers, hot_rate, raw_rate, hot_cpu in ratios:
+            print(f"| {workers} | {hot_rate:.1f} | {raw_rate:.1f} | {hot_rate / raw_rate:.2f} | {hot_cpu * 1000:.3f} |")
 
 
-def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, float]:
-    """Runs the four phases with `workers` callers; prints them and returns the hot account's postings/s and
-    the ceiling's transactions/s."""
+def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, float, float]:
+    """Runs the four phases with `workers` callers; prints them and returns the hot account's postings/s, the
+    ceiling's transactions/s and the hot account's client CPU seconds per posting."""
     url = f"postgresql+asyncpg://{args.pg}/{name}"
     dsn = f"postgresql://{args.pg}/{name}"
     many = [f"app-{i}" for i in range(workers)]
@@ -280,13 +296,13 @@ def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, f
     processes = min(args.processes, workers)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         hot_jobs = [(url, ["hot"] * len(part), args.seconds) for part in spread(many, processes)]
-        hot_elapsed, hot_done, hot_lat = run_phase(pool, _run_ledger, hot_jobs)
+        hot_elapsed, hot_done, hot_lat, hot_cpu = run_phase(pool, _run_ledger, hot_jobs)
         spread_jobs = [(url, part, args.seconds) for part in spread(many, processes)]
-        spread_elapsed, spread_done, spread_lat = run_phase(pool, _run_ledger, spread_jobs)
+        spread_elapsed, spread_done, spread_lat, spread_cpu = run_phase(pool, _run_ledger, spread_jobs)
         post_jobs = [(url, len(part), args.seconds) for part in spread(many, processes)]
-        post_elapsed, post_done, post_lat = run_phase(pool, _run_postings, post_jobs)
+        post_elapsed, post_done, post_lat, post_cpu = run_phase(pool, _run_postings, post_jobs)
         raw_jobs = [(dsn, len(part), args.seconds) for part in spread(many, processes)]
-        raw_elapsed, raw_done, raw_lat = run_phase(pool, _run_raw, raw_jobs)
+        raw_elapsed, raw_done, raw_lat, _ = run_phase(pool, _run_raw, raw_jobs)
 
     hot_rate, spread_rate, raw_rate = hot_done / hot_elapsed, spread_done / spread_elapsed, raw_done / raw_elapsed
     post_rate = post_done / post_elapsed
@@ -300,6 +316,8 @@ def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, f
     print(f"  hot account, ledger only  {post_rate:9.1f} postings/s   statement p50 "
           f"{statistics.median(post_lat) * 1000:.2f} ms, p99 lock wait incl. "
           f"{percentile(post_lat, 0.99) * 1000:.2f} ms")
+    print(f"  client CPU per posting     hot {hot_cpu / hot_done * 1000:.3f} ms, K apps "
+          f"{spread_cpu / spread_done * 1000:.3f} ms, ledger only {post_cpu / post_done * 1000:.3f} ms")
     print(f"  ceiling: raw asyncpg UPDATE on one row {raw_rate:9.1f} tx/s   p99 "
           f"{percentile(raw_lat, 0.99) * 1000:.2f} ms")
     print(f"  ratio hot / ceiling        {hot_rate / raw_rate:9.2f}")
@@ -308,7 +326,7 @@ def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, f
     print(f"  integrity                  {'ok' if ok else 'FAILED'}")
     if not ok:
         sys.exit(1)
-    return hot_rate, raw_rate
+    return hot_rate, raw_rate, hot_cpu / hot_done
 
 
 if __name__ == "__main__":
