@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +30,7 @@ from app.models.base import new_id, utcnow
 from app.runtime import Runtime
 
 
-def new_deposit(
+def new_deposit_row(
     app_id: str,
     *,
     investor: str,
@@ -38,22 +40,26 @@ def new_deposit(
     payment_gateway: str = "PAYSTACK",
     payment_id: str | None = None,
     shares: int = 0,
-) -> tuple[EscrowTransaction, Entry]:
-    """A deposit of `amount` minor units and its journal entry (`gateway -> escrow:app`), for the caller
-    to write: `process_deposit` writes one, an investment batch writes many together."""
-    deposit = EscrowTransaction(
-        id=new_id("esc"), type="deposit", app_id=app_id, investor_id=investor, amount=amount, currency=currency,
-        status="held", payment_gateway=payment_gateway, gateway_reference=gateway_reference, payment_id=payment_id,
-        shares=shares, released=0, refunded=0, frozen=0, created_at=(now := utcnow()), updated_at=now,
-    )
+) -> tuple[dict[str, Any], Entry]:
+    """A deposit of `amount` minor units as a row, and its journal entry (`gateway -> escrow:app`), for the
+    caller to write: `process_deposit` writes one, an investment batch inserts many rows at once."""
+    now = utcnow()
+    row = {
+        "id": new_id("esc"), "type": "deposit", "app_id": app_id, "investor_id": investor, "amount": amount,
+        "currency": currency, "status": "held", "payment_gateway": payment_gateway,
+        "gateway_reference": gateway_reference, "payment_id": payment_id, "deposit_id": None,
+        "milestone_id": None, "release_id": None, "refund_id": None, "shares": shares, "released": 0,
+        "refunded": 0, "frozen": 0, "created_at": now, "updated_at": now,
+    }
     entry = Entry("deposit", move(accounts.gateway(currency), accounts.escrow(app_id, currency), amount),
                   idempotency_key=f"deposit:{gateway_reference}", memo=f"investment {gateway_reference}")
-    return deposit, entry
+    return row, entry
 
 
-def deposit_held(deposit: EscrowTransaction, app: App) -> NewEvent:
-    """The `deposit.held` event, about the investor and the app's owner."""
-    return NewEvent("deposit.held", EscrowTransactionOut.model_validate(deposit), [deposit.investor_id, app.owner_id])
+def deposit_held(deposit: Mapping[str, Any], app: App) -> NewEvent:
+    """The `deposit.held` event of a new deposit's row, about the investor and the app's owner."""
+    shown = SimpleNamespace(**deposit, remaining=deposit["amount"])  # nothing has left a new deposit yet
+    return NewEvent("deposit.held", EscrowTransactionOut.model_validate(shown), [deposit["investor_id"], app.owner_id])
 
 
 class EscrowService:
@@ -79,11 +85,12 @@ class EscrowService:
         shares: int = 0,
     ) -> EscrowTransaction:
         """Money the gateway collected for `app` goes into its escrow: `gateway -> escrow:app`."""
-        deposit, entry = new_deposit(app.id, investor=investor, amount=to_minor(amount, currency), currency=currency,
-                                     payment_gateway=payment_gateway, gateway_reference=gateway_reference,
-                                     payment_id=payment_id, shares=shares)
+        row, entry = new_deposit_row(app.id, investor=investor, amount=to_minor(amount, currency),
+                                     currency=currency, payment_gateway=payment_gateway,
+                                     gateway_reference=gateway_reference, payment_id=payment_id, shares=shares)
+        deposit = EscrowTransaction(**row)
         self.session.add(deposit)
-        await emit_all(self.session, [deposit_held(deposit, app)])
+        await emit_all(self.session, [deposit_held(row, app)])
         await post_entries(self.session, [entry])
         await self.session.flush()
         return deposit

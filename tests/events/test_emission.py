@@ -157,6 +157,14 @@ async def test_every_change_emits_its_event(client: httpx.AsyncClient, app: Fast
     sent = json.loads(by_type["payment.succeeded"].data)
     assert {k: sent[k] for k in ("id", "amount", "currency", "paid_at", "app_id", "email")} == {
         k: shown[k] for k in ("id", "amount", "currency", "paid_at", "app_id", "email")}
+    # the deposit as it was when held (released from since), and as the API answers what has not changed
+    held = json.loads(by_type["deposit.held"].data)
+    assert (held["type"], held["status"], held["released"], held["refunded"], held["remaining"]) == (
+        "deposit", "held", "0.00", "0.00", held["amount"])
+    deposit = (await client.get(f"/v1/escrow/transactions/{held['id']}", headers=investor)).json()
+    unchanged = ("id", "app_id", "investor_id", "amount", "currency", "payment_gateway", "gateway_reference",
+                 "shares", "created_at")
+    assert {k: held[k] for k in unchanged} == {k: deposit[k] for k in unchanged}
 
 
 async def test_a_flagged_charge_seen_again_the_same_way_is_not_a_new_event(app: FastAPI, client: httpx.AsyncClient,
