@@ -1,14 +1,23 @@
-"""Deposits: what each one holds, and locking them in a fixed order."""
+"""Deposits: what each one holds, the rows of money into and out of them, and locking them in a fixed order."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
 from app.models import EscrowTransaction
+
+
+def escrow_row(now: datetime, **columns: Any) -> dict[str, Any]:
+    """An `escrow_transactions` row (a deposit, or a release or refund out of one) for a batch to insert:
+    the columns `columns` leaves out at their empty values, so rows of one batch go in one statement."""
+    return {"payment_id": None, "deposit_id": None, "milestone_id": None, "release_id": None, "refund_id": None,
+            "shares": 0, "released": 0, "refunded": 0, "frozen": 0, "created_at": now, "updated_at": now, **columns}
 
 
 def remaining(deposit: EscrowTransaction) -> int:

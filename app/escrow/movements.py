@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
 from app.core.money import MoneyError, format_percentage, percentage_of, to_major, to_minor
-from app.escrow.deposits import available, deposit_status, lock_found_deposits, remaining
+from app.escrow.deposits import available, deposit_status, escrow_row, lock_found_deposits, remaining
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Payment, Payout, Refund
@@ -91,13 +91,6 @@ class _Writes:
         for model, rows in ((EscrowTransaction, self.escrow_rows), (Refund, self.refunds), (Payout, self.payouts)):
             if rows:
                 await session.execute(insert(model.__table__), rows)
-
-
-def _escrow_row(now: datetime, **columns: Any) -> dict[str, Any]:
-    """A release or refund row out of a deposit; releases and refunds have the same columns, so a batch's
-    rows go in one statement."""
-    return {"milestone_id": None, "release_id": None, "refund_id": None, "shares": 0, "released": 0,
-            "refunded": 0, "frozen": 0, "created_at": now, "updated_at": now, **columns}
 
 
 # Each part of a release is the release's total (rounded half up) split by largest remainders:
@@ -196,7 +189,7 @@ def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction], milest
     for deposit, amount in chosen:
         deposit.released += amount
         deposit.status = deposit_status(deposit)
-        writes.escrow_rows.append(_escrow_row(
+        writes.escrow_rows.append(escrow_row(
             now, id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
             currency=currency, status="completed", gateway_reference=deposit.gateway_reference,
             deposit_id=deposit.id, milestone_id=move_.milestone_id, release_id=move_.source_id,
@@ -241,7 +234,7 @@ async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str,
     deposit.refunded += amount
     deposit.status = deposit_status(deposit)
     now = utcnow()
-    record = _escrow_row(
+    record = escrow_row(
         now, id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id,
         amount=amount, currency=deposit.currency, status="pending", gateway_reference=deposit.gateway_reference,
         deposit_id=deposit.id, shares=deposit.shares if cancels_shares else 0, refund_id=new_id("rfd"),

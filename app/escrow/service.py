@@ -19,6 +19,7 @@ from app.core.errors import NotFound
 from app.core.money import to_minor
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
+from app.escrow.deposits import escrow_row
 from app.escrow.refunds import refund_deposit
 from app.escrow.releases import create_release
 from app.escrow.schemas import EscrowTransactionOut, ReleaseIn
@@ -43,14 +44,11 @@ def new_deposit_row(
 ) -> tuple[dict[str, Any], Entry]:
     """A deposit of `amount` minor units as a row, and its journal entry (`gateway -> escrow:app`), for the
     caller to write: `process_deposit` writes one, an investment batch inserts many rows at once."""
-    now = utcnow()
-    row = {
-        "id": new_id("esc"), "type": "deposit", "app_id": app_id, "investor_id": investor, "amount": amount,
-        "currency": currency, "status": "held", "payment_gateway": payment_gateway,
-        "gateway_reference": gateway_reference, "payment_id": payment_id, "deposit_id": None,
-        "milestone_id": None, "release_id": None, "refund_id": None, "shares": shares, "released": 0,
-        "refunded": 0, "frozen": 0, "created_at": now, "updated_at": now,
-    }
+    row = escrow_row(
+        utcnow(), id=new_id("esc"), type="deposit", app_id=app_id, investor_id=investor, amount=amount,
+        currency=currency, status="held", payment_gateway=payment_gateway, gateway_reference=gateway_reference,
+        payment_id=payment_id, shares=shares,
+    )
     entry = Entry("deposit", move(accounts.gateway(currency), accounts.escrow(app_id, currency), amount),
                   idempotency_key=f"deposit:{gateway_reference}", memo=f"investment {gateway_reference}")
     return row, entry
