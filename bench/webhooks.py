@@ -5,7 +5,9 @@ optionally with extra `python -m app.worker` processes, creates N pending invest
 payments, settles their charges in the sandbox without webhooks, then fires N signed
 `charge.success` webhooks at concurrency C (a third of them sent twice) and measures:
 accepted/s, accept latency p50/p99, seconds until every deposit is credited, credited/s,
-server CPU ms per credited payment; then the same load of GET /healthz on the same server.
+server CPU ms per credited payment, and where the machine's cores went meanwhile (the sandbox process,
+PostgreSQL's backends for the run's database, this load generator, the whole machine); then the same load
+of GET /healthz on the same server.
 Finally it checks every payment was credited exactly once and the ledger balances.
 
     python bench/webhooks.py --n 2000 --c 32 --workers 1   # API + one worker process (throughput shape)
@@ -58,11 +60,30 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
+    return sum(process_cpu(pid) for pid in pids)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a live process has used; 0 once it is gone."""
+    try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLOCK_TICKS
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy, over all cores (/proc/stat: everything but idle and
+    iowait)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+async def postgres_cpu(db: asyncpg.Connection, name: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend serving database `name` (the service's pooled
+    connections live through a run)."""
+    pids = await db.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+    return {row["pid"]: process_cpu(row["pid"]) for row in pids}
 
 
 async def run_load(host: str, port: int | list[int], requests: list[tuple[str, str, bytes, dict[str, str]]],
@@ -329,6 +350,10 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             gateway_pids = [gateway.pid] if gateway else []
             profilers = start_profilers(args.profile, args.profile_format, apis, workers) if args.profile else []
             cpu_before, gateway_cpu_before = cpu_seconds(pids), cpu_seconds(gateway_pids)
+            api_pids = [api.pid for api in apis]
+            api_cpu_before = cpu_seconds(api_pids)
+            postgres_before, machine_before = await postgres_cpu(db, name), machine_busy_seconds()
+            load_cpu_before = time.process_time()
             started = time.perf_counter()
             for worker in workers if args.backlog else []:
                 worker.send_signal(signal.SIGSTOP)
@@ -348,6 +373,13 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             worker_cpu = cpu_seconds(worker_pids) - worker_cpu_before
             cpu_webhooks = cpu_seconds(pids) - cpu_before
             gateway_cpu = cpu_seconds(gateway_pids) - gateway_cpu_before
+            load_cpu = time.process_time() - load_cpu_before
+            api_cpu = cpu_seconds(api_pids) - api_cpu_before
+            machine_cpu = machine_busy_seconds() - machine_before
+            # A backend that appeared during the run is counted from zero; one that ended is lost (pools
+            # keep theirs open, so that is rare), which makes this a lower bound.
+            postgres_cpu_used = sum(used - postgres_before.get(pid, 0.0)
+                                    for pid, used in (await postgres_cpu(db, name)).items())
             await stop_profilers(profilers)
 
             health = [("GET", "/healthz", b"", {})] * len(load)
@@ -381,9 +413,16 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
         print(f"  credited/s from the full inbox {args.n / drain_elapsed:6.1f}   (the workers resumed once every "
               f"webhook was accepted: {drain_elapsed:.2f} s)")
         print(f"  worker CPU per credited    {worker_cpu / args.n * 1000:10.2f} ms   (from the full inbox)")
-    print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms")
+    split = (f"   (API processes {api_cpu / args.n * 1000:.2f}, worker processes "
+             f"{(cpu_webhooks - api_cpu) / args.n * 1000:.2f})" if args.workers else "")
+    print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms{split}")
     if args.gateway_process:
         print(f"  gateway CPU per credited   {gateway_cpu / args.n * 1000:10.2f} ms   (the sandbox process, apart)")
+    print(f"  PostgreSQL CPU per credited {postgres_cpu_used / args.n * 1000:9.2f} ms   "
+          "(the run's backends, this benchmark's polling included)")
+    print(f"  load generator CPU per credited {load_cpu / args.n * 1000:5.2f} ms   (this process)")
+    print(f"  machine CPU per credited   {machine_cpu / args.n * 1000:10.2f} ms   (all {os.cpu_count()} cores busy "
+          f"{machine_cpu / credit_elapsed:.2f} of the time)")
     print(f"  ceiling GET /healthz/s     {health_rate:10.1f}   (failures {health_failures})")
     print(f"  healthz latency p50 / p99  {statistics.median(health_latencies) * 1000:8.1f} ms / "
           f"{percentile(health_latencies, 0.99) * 1000:.1f} ms")
