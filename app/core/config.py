@@ -277,7 +277,10 @@ class Settings(BaseSettings):
     worker_poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="Seconds between worker polls when idle."
     )
-    worker_batch_size: int = Field(default=100, ge=1, description="Jobs claimed per batch.")
+    worker_batch_size: int = Field(
+        default=100, ge=1,
+        description="Jobs claimed per batch (the webhook inbox claims at least twice the events it handles at once).",
+    )
     worker_lease_seconds: float = Field(
         default=60.0, gt=0, description="Seconds a claimed job stays leased before another worker may take it."
     )

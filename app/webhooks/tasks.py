@@ -22,6 +22,7 @@ from app.models import WebhookEvent
 from app.models.base import utcnow
 from app.runtime import Runtime
 from app.webhooks.inbox import (
+    CLAIM,
     CONCURRENCY,
     MAX_ATTEMPTS,
     EventHandlers,
@@ -146,7 +147,7 @@ async def process_inbox(rt: Runtime) -> int:
         async with semaphore:
             return await _process(rt, event)
 
-    while events := await _claim(rt, rt.settings.worker_batch_size):
+    while events := await _claim(rt, max(rt.settings.worker_batch_size, CLAIM)):
         outcomes = await asyncio.gather(*(run(event) for event in events))
         await _finish(rt, events, list(outcomes))
         handled += len(events)

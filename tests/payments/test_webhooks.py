@@ -501,6 +501,42 @@ async def test_only_transient_failures_are_retried(
         assert row.processed_at is not None
 
 
+async def test_a_pass_handles_many_events_at_once_and_never_more_than_the_inbox_allows(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claimed events' gateway calls overlap, so the charges they verify share crediting commits: a pass
+    takes more events than `WORKER_BATCH_SIZE` and handles `CONCURRENCY` of them at once, never more."""
+    rt = app.state.runtime
+    in_flight, most = 0, 0
+    all_started = asyncio.Event()
+
+    async def slow(rt: Runtime, data: dict[str, Any]) -> str:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == inbox.CONCURRENCY:
+            all_started.set()
+        try:  # the first CONCURRENCY wait for one another: fewer at once would never get past here
+            await asyncio.wait_for(all_started.wait(), timeout=5)
+        finally:
+            in_flight -= 1
+        return "processed"
+
+    handlers = inbox.EventHandlers({**rt.extension(inbox.EventHandlers).by_event, "charge.success": slow})
+    monkeypatch.setattr(rt, "extensions", rt.extensions.replacing(handlers))
+    # Should the wait run out, an event retried at once would keep the pass going; an hour's backoff ends it.
+    monkeypatch.setattr(webhook_tasks.outbox, "backoff", lambda attempts, *, first, most: timedelta(hours=1))
+    events = inbox.CONCURRENCY + 10
+    assert events > rt.settings.worker_batch_size
+    async with rt.db.unit_of_work() as session:
+        await store_events(session, [Arrival("charge.success", {"id": i, "reference": f"r{i}"})
+                                     for i in range(events)])
+
+    assert await webhook_tasks.process_inbox(rt) == events
+    assert most == inbox.CONCURRENCY
+    assert {row.status for row in await webhook_rows(app)} == {"processed"}
+
+
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     application = create_app(settings, loopback=True)
