@@ -122,7 +122,7 @@ async def main(*, once: bool = False) -> None:
     """The worker as a process of its own: until SIGINT or SIGTERM, or (`once`) until nothing is left to do."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    rt = build_runtime(settings, wiring.EXTENSIONS)
+    rt = build_runtime(settings, wiring.EXTENSIONS, worker_alone=True)
     freeze_long_lived_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,8 +22,8 @@ from app.models import WebhookEvent
 from app.models.base import utcnow
 from app.runtime import Runtime
 from app.webhooks.inbox import (
-    CLAIM,
     CONCURRENCY,
+    CONCURRENCY_ALONE,
     MAX_ATTEMPTS,
     EventHandlers,
     InboxHealth,
@@ -141,13 +141,15 @@ async def _finish(rt: Runtime, events: list[_Claimed], outcomes: list[tuple[str,
 async def process_inbox(rt: Runtime) -> int:
     """Process every due event; returns how many were handled."""
     handled = 0
-    semaphore = asyncio.Semaphore(CONCURRENCY)
+    at_once = CONCURRENCY_ALONE if rt.worker_alone else CONCURRENCY
+    semaphore = asyncio.Semaphore(at_once)
 
     async def run(event: _Claimed) -> tuple[str, str | None]:
         async with semaphore:
             return await _process(rt, event)
 
-    while events := await _claim(rt, max(rt.settings.worker_batch_size, CLAIM)):
+    # More claimed than handled at once, so that the last few of a claim, finishing alone, are a small part of it.
+    while events := await _claim(rt, max(rt.settings.worker_batch_size, 2 * at_once)):
         outcomes = await asyncio.gather(*(run(event) for event in events))
         await _finish(rt, events, list(outcomes))
         handled += len(events)
