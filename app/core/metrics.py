@@ -34,8 +34,8 @@ CHECKOUT_TO_PAID = Histogram(
     "payment_checkout_to_paid_seconds", "From a payment's creation (its checkout opened) to its crediting",
     buckets=(5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
-# Jobs a group commit carried in one transaction (app.core.batching.MAX_BATCH is 64)
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# Jobs a group commit carried in one transaction (app.core.batching.MAX_BATCH is 128)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 ESCROW_BATCH_SIZE = Histogram(
     "escrow_batch_size", "Escrow releases and refunds committed together in one transaction",
     buckets=BATCH_SIZE_BUCKETS,

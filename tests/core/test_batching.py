@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.batching import GroupCommit
+from app.core.batching import MAX_BATCH, GroupCommit
 from app.core.config import Settings
 from app.core.db import Database
 from app.models import JournalEntry
@@ -52,6 +52,15 @@ async def test_jobs_waiting_together_commit_together(db: Database) -> None:
     assert answers == ["a", "b", "c"]
     assert sizes == [3]
     assert await written(db) == ["a", "b", "c"]
+
+
+async def test_a_batch_carries_at_most_max_batch_jobs_and_the_rest_commit_next(db: Database) -> None:
+    sizes: list[int] = []
+    commits = GroupCommit(db, in_sequence, committed=sizes.append)
+    names = [f"job-{i:03d}" for i in range(MAX_BATCH + 5)]
+    assert await asyncio.gather(*(commits.submit(writes(name)) for name in names)) == names
+    assert sizes == [MAX_BATCH, 5]
+    assert await written(db) == names
 
 
 async def test_a_failing_job_fails_alone_and_leaves_nothing_behind(db: Database) -> None:
