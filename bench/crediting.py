@@ -5,10 +5,11 @@ It seeds N pending investment payments of one app, then applies a successful ver
 `apply_verifications` (the one place charge outcomes are applied: payments marked paid, shares issued,
 deposits held in escrow, journal entries, outbound events), B charges per transaction, and prints the
 process's CPU time and the wall time per credited payment for each batch size B. The worker's batches
-are as large as the verify answers that arrive while the previous batch commits: mostly 44-48 under the
-webhook burst, a few of 3-5 at the end of each inbox batch. CPU per payment is steadier than a rate on
-a shared machine, so changes to the crediting path are compared on it. Then it checks that every payment
-was credited once (a deposit each) and the ledger's integrity.
+are as large as the verify answers that arrive while the previous batch commits, at most 128: about 50
+on average under the webhook burst in a worker process of its own (128 events in flight), about 20 in the
+API process's worker (48 in flight), a few of 1-5 at the end of each inbox claim. CPU per payment is
+steadier than a rate on a shared machine, so changes to the crediting path are compared on it. Then it
+checks that every payment was credited once (a deposit each) and the ledger's integrity.
 
     python bench/crediting.py --n 4800 --batch 8 48
 """
