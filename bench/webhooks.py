@@ -346,11 +346,11 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
 
             dsn = f"postgresql://{args.pg}/{name}"
             db = await asyncpg.connect(dsn)
-            pids = [api.pid for api in apis] + [w.pid for w in workers]
+            api_pids, worker_pids = [api.pid for api in apis], [worker.pid for worker in workers]
+            pids = api_pids + worker_pids
             gateway_pids = [gateway.pid] if gateway else []
             profilers = start_profilers(args.profile, args.profile_format, apis, workers) if args.profile else []
             cpu_before, gateway_cpu_before = cpu_seconds(pids), cpu_seconds(gateway_pids)
-            api_pids = [api.pid for api in apis]
             api_cpu_before = cpu_seconds(api_pids)
             postgres_before, machine_before = await postgres_cpu(db, name), machine_busy_seconds()
             load_cpu_before = time.process_time()
@@ -359,7 +359,6 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
                 worker.send_signal(signal.SIGSTOP)
             accept_elapsed, accept_latencies, accept_failures = await run_load("127.0.0.1", ports, load, args.c)
             resumed = time.perf_counter()
-            worker_pids = [worker.pid for worker in workers]
             worker_cpu_before = cpu_seconds(worker_pids)
             for worker in workers if args.backlog else []:
                 worker.send_signal(signal.SIGCONT)

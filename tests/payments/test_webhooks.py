@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -87,6 +87,15 @@ async def deposits(client: httpx.AsyncClient, admin: dict[str, str], app_id: str
     response = await client.get("/v1/escrow/transactions", params={"app_id": app_id, "type": "deposit"}, headers=admin)
     assert response.status_code == 200, response.text
     return response.json()["items"]
+
+
+def charge_success_handled_by(rt: Runtime, monkeypatch: pytest.MonkeyPatch,
+                              handler: Callable[[Runtime, dict[str, Any]], Awaitable[str]]) -> None:
+    """`handler` takes `charge.success` events, and a failed event waits an hour before another attempt, so
+    a test's drains end inside that hour however slow the machine."""
+    handlers = inbox.EventHandlers({**rt.extension(inbox.EventHandlers).by_event, "charge.success": handler})
+    monkeypatch.setattr(rt, "extensions", rt.extensions.replacing(handlers))
+    monkeypatch.setattr(webhook_tasks.outbox, "backoff", lambda attempts, *, first, most: timedelta(hours=1))
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
@@ -480,12 +489,8 @@ async def test_only_transient_failures_are_retried(
     async def failing(rt: Runtime, data: dict[str, Any]) -> str:
         raise failure
 
-    rt = app.state.runtime
-    handlers = inbox.EventHandlers({**rt.extension(inbox.EventHandlers).by_event, "charge.success": failing})
-    monkeypatch.setattr(rt, "extensions", rt.extensions.replacing(handlers))
-    # An hour's backoff: the drains below end inside it however slow the machine, so `attempts` shows what
-    # the inbox decided, not how long the drains took.
-    monkeypatch.setattr(webhook_tasks.outbox, "backoff", lambda attempts, *, first, most: timedelta(hours=1))
+    # `attempts` then shows what the inbox decided, not how long the drains took.
+    charge_success_handled_by(app.state.runtime, monkeypatch, failing)
     response = await post_signed(client, app, encode({"event": "charge.success", "data": {"id": 1}}))
     assert response.status_code == 200, response.text
 
@@ -526,10 +531,8 @@ async def test_a_pass_handles_many_events_at_once_and_never_more_than_the_inbox_
             in_flight -= 1
         return "processed"
 
-    handlers = inbox.EventHandlers({**rt.extension(inbox.EventHandlers).by_event, "charge.success": slow})
-    monkeypatch.setattr(rt, "extensions", rt.extensions.replacing(handlers))
-    # Should the wait run out, an event retried at once would keep the pass going; an hour's backoff ends it.
-    monkeypatch.setattr(webhook_tasks.outbox, "backoff", lambda attempts, *, first, most: timedelta(hours=1))
+    # Should the wait run out, an event retried at once would keep the pass going; the hour's backoff ends it.
+    charge_success_handled_by(rt, monkeypatch, slow)
     events = at_once + 10
     async with rt.db.unit_of_work() as session:
         await store_events(session, [Arrival("charge.success", {"id": i, "reference": f"r{i}"})
