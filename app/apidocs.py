@@ -454,11 +454,9 @@ class Operation:
     @property
     def rate_limit(self) -> str | None:
         """The setting that limits it, or None for a route without a limit."""
-        if check_default_limit not in _calls(self.route.dependant):
-            return None
-        if f"{self.route.endpoint.__module__}.{self.route.endpoint.__name__}" not in _OWN_LIMITS:
-            return "RATE_LIMIT_DEFAULT"
-        return "RATE_LIMIT_WEBHOOKS" if self.path.startswith(WEBHOOKS_PREFIX) else "RATE_LIMIT_PAYMENTS"
+        if f"{self.route.endpoint.__module__}.{self.route.endpoint.__name__}" in _OWN_LIMITS:
+            return "RATE_LIMIT_WEBHOOKS" if self.path.startswith(WEBHOOKS_PREFIX) else "RATE_LIMIT_PAYMENTS"
+        return "RATE_LIMIT_DEFAULT" if check_default_limit in _calls(self.route.dependant) else None
 
     @property
     def idempotent(self) -> bool:

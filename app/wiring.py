@@ -30,6 +30,7 @@ from app.ledger.router import router as ledger_router
 from app.ops import router as ops_router
 from app.payments.gateway_refunds import RefundSettledHooks
 from app.payments.router import router as payments_router
+from app.payments.router import webhook_router
 from app.payments.tasks import (
     REFUND_EVENT_HANDLERS,
     check_refunds,
@@ -82,6 +83,6 @@ RECONCILERS: tuple[Job, ...] = (reconcile_pending, reconcile_payouts, flag_overd
 GATEWAY_RECONCILIATION = reconcile_recent
 
 ROUTERS: tuple[APIRouter, ...] = (
-    ops_router, apps_router, payments_router, escrow_router, disputes_router, payouts_router, shares_router,
-    ledger_router, distributions_router, audit_router, events_router,
+    ops_router, apps_router, payments_router, webhook_router, escrow_router, disputes_router, payouts_router,
+    shares_router, ledger_router, distributions_router, audit_router, events_router,
 )

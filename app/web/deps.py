@@ -16,8 +16,14 @@ from app.core.config import Settings
 from app.runtime import Runtime
 
 
-async def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime. The webhook route calls this rather than declaring `RuntimeDep`: FastAPI's
+    dependency solving costs more per request than the lookup (docs/performance.md)."""
     return request.app.state.runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 async def get_settings(request: Request) -> Settings:
