@@ -277,6 +277,12 @@ class Settings(BaseSettings):
     worker_poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="Seconds between worker polls when idle."
     )
+    worker_niceness: int = Field(
+        default=10, ge=0, le=19,
+        description="How far a worker process of its own (`python -m app worker`) lowers its CPU priority (Unix "
+        "niceness): on a machine it shares with the API, webhooks and API requests are answered first and the "
+        "crediting catches up after. 0 keeps the usual priority.",
+    )
     worker_batch_size: int = Field(
         default=100, ge=1,
         description="Jobs claimed per batch (the webhook inbox claims at least twice the events it handles at once).",
