@@ -230,7 +230,7 @@ async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[b
     now = utcnow()
     # One statement compiled once for any number of rows: SQLAlchemy batches the parameter sets
     # into multi-row INSERTs itself ("insertmanyvalues"), RETURNING included. Into the table, not the
-    # mapped class: the ORM's bulk insert cost about a quarter more CPU per event (docs/performance.md).
+    # mapped class: the ORM's bulk insert cost about a fifth more CPU per event (docs/performance.md).
     table = WebhookEvent.__table__
     stored = set((await session.execute(
         insert(table).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.dedup_key),
