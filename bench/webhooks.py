@@ -63,6 +63,11 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum(process_cpu(pid) for pid in pids)
 
 
+def process_niceness(pid: int) -> int:
+    """A live process's niceness (a worker process lowers its own: WORKER_NICENESS)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds a live process has used; 0 once it is gone."""
     try:
@@ -370,6 +375,7 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             credit_elapsed = time.perf_counter() - started
             drain_elapsed = time.perf_counter() - resumed
             worker_cpu = cpu_seconds(worker_pids) - worker_cpu_before
+            worker_niceness = sorted({process_niceness(pid) for pid in worker_pids})
             cpu_webhooks = cpu_seconds(pids) - cpu_before
             gateway_cpu = cpu_seconds(gateway_pids) - gateway_cpu_before
             load_cpu = time.process_time() - load_cpu_before
@@ -413,7 +419,8 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
               f"webhook was accepted: {drain_elapsed:.2f} s)")
         print(f"  worker CPU per credited    {worker_cpu / args.n * 1000:10.2f} ms   (from the full inbox)")
     split = (f"   (API processes {api_cpu / args.n * 1000:.2f}, worker processes "
-             f"{(cpu_webhooks - api_cpu) / args.n * 1000:.2f})" if args.workers else "")
+             f"{(cpu_webhooks - api_cpu) / args.n * 1000:.2f} at niceness "
+             f"{'/'.join(map(str, worker_niceness))})" if args.workers else "")
     print(f"  server CPU per credited    {cpu_webhooks / args.n * 1000:10.2f} ms{split}")
     if args.gateway_process:
         print(f"  gateway CPU per credited   {gateway_cpu / args.n * 1000:10.2f} ms   (the sandbox process, apart)")
