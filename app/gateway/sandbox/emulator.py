@@ -20,7 +20,7 @@ from app.gateway.sandbox.records import (
     Transaction,
     Transfer,
 )
-from app.gateway.sandbox.router import MOUNT_PREFIX, ROUTES, SandboxWiring
+from app.gateway.sandbox.router import MOUNT_PREFIX, SANDBOX_ROUTES, SandboxWiring
 from app.gateway.sandbox.settlement import Settlements
 from app.gateway.sandbox.state import SandboxState
 from app.gateway.sandbox.tasks import TaskTracker
@@ -77,7 +77,7 @@ class Sandbox:
         """Add the sandbox's routes (Paystack's API, checkout, control) to `app`, under MOUNT_PREFIX and out of its
         OpenAPI schema. The routes are the same objects in every app; they find this sandbox in `app.state`."""
         app.state.sandbox = self
-        app.router.routes.extend(ROUTES)
+        app.router.routes.insert(0, SANDBOX_ROUTES)
 
     @property
     def transactions(self) -> Mapping[str, Transaction]:

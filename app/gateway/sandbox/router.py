@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute
 
+from app.core.routing import RoutesUnder
 from app.gateway.sandbox import fields
 from app.gateway.sandbox.banks import (
     ACCOUNT_TYPES,
@@ -512,3 +513,6 @@ def _build_routes() -> list[BaseRoute]:
 
 
 ROUTES: Final = tuple(_build_routes())
+# First among an app's routes (see Sandbox.serve_from): a sandbox request matches at once, any other is turned
+# away by one prefix check. Appended last, each verify call in the service's app walked its ~70 routes first.
+SANDBOX_ROUTES: Final = RoutesUnder(MOUNT_PREFIX, ROUTES)
