@@ -30,7 +30,6 @@ async def test_a_worker_process_runs_its_jobs_knowing_no_webhook_intake_shares_i
     assert rt.worker_alone
 
 
-
 async def no_work(self: worker.Worker) -> int:
     return 0
 

@@ -27,7 +27,7 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.runtime.settings
+    return runtime_of(request).settings
 
 
 async def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> AsyncIterator[AsyncSession]:

@@ -512,7 +512,6 @@ def _build_routes() -> list[BaseRoute]:
     return [*api.routes, *checkout.routes, *control.routes]
 
 
-ROUTES: Final = tuple(_build_routes())
 # First among an app's routes (see Sandbox.serve_from): a sandbox request matches at once, any other is turned
 # away by one prefix check. Appended last, each verify call in the service's app walked its ~70 routes first.
-SANDBOX_ROUTES: Final = RoutesUnder(MOUNT_PREFIX, ROUTES)
+SANDBOX_ROUTES: Final = RoutesUnder(MOUNT_PREFIX, _build_routes())
