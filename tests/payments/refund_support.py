@@ -18,7 +18,7 @@ import httpx
 import respx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.core.config import Settings
 from app.gateway.signature import sign
@@ -247,6 +247,9 @@ async def in_flight(app: FastAPI, currency: str = "NGN") -> int:
 async def time_passes(app: FastAPI) -> None:
     """Every lease and backoff of every refund runs out, as if the worker had been away for a while."""
     async with app.state.runtime.db.unit_of_work() as session:
+        # Rows locked in one order first: two of these at once would otherwise update them in whatever order
+        # each found them, and PostgreSQL would end one of them as a deadlock.
+        await session.execute(select(Refund.id).order_by(Refund.id).with_for_update())
         await session.execute(update(Refund).values(available_at=utcnow() - timedelta(seconds=1)))
 
 
