@@ -209,6 +209,21 @@ async def test_verify_quotes_the_reference_into_one_path_segment(
     assert route.calls.last.request.url.raw_path == b"/transaction/verify/a%2F..%2Fb%3Fx%3D1"
 
 
+async def test_a_cookie_an_answer_sets_is_not_sent_with_a_later_call(
+    client: PaystackClient, api: respx.MockRouter
+) -> None:
+    answer = ok(verify_data())
+    answer.headers["set-cookie"] = "__cf_bm=tracker; Path=/; Secure"
+    route = api.get("/transaction/verify/ref-123").mock(return_value=answer)
+
+    await client.verify_transaction("ref-123")
+    await client.verify_transaction("ref-123")
+
+    assert route.call_count == 2
+    assert "cookie" not in route.calls.last.request.headers
+    assert_authorized(route.calls.last.request)
+
+
 async def test_verify_refuses_dot_segments(client: PaystackClient) -> None:
     with pytest.raises(ValueError):
         await client.verify_transaction("..")
