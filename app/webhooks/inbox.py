@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -160,7 +161,7 @@ class Arrival:
     # Why a signed body is not an event the inbox can process; it is then stored as ignored.
     unreadable: str | None = None
 
-    @property
+    @cached_property  # asked for by the group commit's key and twice by the insert
     def dedup_key(self) -> str:
         if self.unreadable is not None:
             return f"unreadable:{hashlib.sha256(self.raw_body).hexdigest()}"
