@@ -113,29 +113,34 @@ async def _process(rt: Runtime, event: _Claimed) -> tuple[str, str | None]:
 
 async def _finish(rt: Runtime, events: list[_Claimed], outcomes: list[tuple[str, str | None]]) -> None:
     """Record a batch's outcomes in one transaction. A worker that dies before this leaves the
-    events to be taken again after their lease: handlers apply each fact once, so that is safe."""
+    events to be taken again after their lease: handlers apply each fact once, so that is safe.
+    Each row is written only while this claim still holds it (status `processing`, the claim's attempt
+    number): an event whose lease ran out and another worker took keeps that worker's outcome."""
     now = utcnow()
-    done: dict[str, list[int]] = {}
+    done: dict[tuple[str, int], list[int]] = {}
+    recorded = 0
     async with rt.db.unit_of_work() as session:
         for event, (status, error) in zip(events, outcomes, strict=True):
+            held = update(WebhookEvent).where(WebhookEvent.id == event.id, WebhookEvent.status == "processing",
+                                              WebhookEvent.attempts == event.attempts)
             if status == "pending":
-                await session.execute(
-                    update(WebhookEvent).where(WebhookEvent.id == event.id).values(
-                        status="pending", last_error=(error or "")[:1000],
-                        available_at=now + outbox.backoff(event.attempts + 1, first=1, most=3600))
-                )
+                recorded += (await session.execute(held.values(
+                    status="pending", last_error=(error or "")[:1000],
+                    available_at=now + outbox.backoff(event.attempts + 1, first=1, most=3600)))).rowcount
             elif error is not None:
-                await session.execute(
-                    update(WebhookEvent).where(WebhookEvent.id == event.id).values(
-                        status=status, last_error=error[:1000], processed_at=now)
-                )
+                recorded += (await session.execute(held.values(
+                    status=status, last_error=error[:1000], processed_at=now))).rowcount
             else:
-                done.setdefault(status, []).append(event.id)
-        for status, ids in done.items():
-            await session.execute(
-                update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(status=status, processed_at=now,
-                                                                             last_error=None)
-            )
+                done.setdefault((status, event.attempts), []).append(event.id)
+        for (status, attempts), ids in done.items():
+            recorded += (await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id.in_(ids), WebhookEvent.status == "processing", WebhookEvent.attempts == attempts)
+                .values(status=status, processed_at=now, last_error=None)
+            )).rowcount
+    if recorded < len(events):
+        log.warning("%s of %s webhook events were taken by another worker after their lease (WORKER_LEASE_SECONDS) "
+                    "ran out; their outcome here is not recorded", len(events) - recorded, len(events))
 
 
 async def process_inbox(rt: Runtime) -> int:

@@ -163,6 +163,35 @@ async def test_an_event_claimed_by_a_worker_that_died_waits_for_its_lease_then_i
     assert len(await deposits(client, admin)) == 1
 
 
+@pytest.mark.parametrize("late_outcome", [
+    ("pending", "GatewayTimeout('Paystack did not answer within 10.0s')"),
+    ("failed", "GatewayRejected('Paystack answered HTTP 400')"),
+], ids=["retry", "failed"])
+async def test_a_worker_whose_lease_ran_out_leaves_the_outcome_of_the_worker_that_took_over(
+    client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]],
+    caplog: pytest.LogCaptureFixture, late_outcome: tuple[str, str],
+) -> None:
+    rt = app.state.runtime
+    admin, investor = auth("admin-1", admin=True), auth("investor-1")
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    assert (await post_signed(client, app, charge_success(app, payment["reference"]))).status_code == 200
+
+    [slow] = await webhook_tasks._claim(rt, 10)  # a worker waiting on a slow gateway past its lease
+    async with rt.db.unit_of_work() as session:
+        await session.execute(update(WebhookEvent).values(available_at=utcnow() - timedelta(seconds=1)))
+    assert await webhook_tasks.process_inbox(rt) == 1  # another worker takes the event over and credits it
+    await webhook_tasks._finish(rt, [slow], [late_outcome])  # the first one's call ends at last
+
+    [row] = await webhook_rows(app)
+    assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
+    assert "1 of 1 webhook events were taken by another worker" in caplog.text
+    assert await webhook_tasks.process_inbox(rt) == 0
+    assert (await get_payment(client, investor, payment["reference"]))["status"] == "success"
+    assert len(await deposits(client, admin)) == 1
+
+
 def _bad_signatures(body: bytes, key: str) -> dict[str, dict[str, Any]]:
     """Header sets that must all be refused for `body` (`key` is the real secret)."""
     return {
