@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -121,14 +121,12 @@ async def _finish(rt: Runtime, events: list[_Claimed], outcomes: list[tuple[str,
     recorded = 0
     async with rt.db.unit_of_work() as session:
         for event, (status, error) in zip(events, outcomes, strict=True):
-            held = update(WebhookEvent).where(WebhookEvent.id == event.id, WebhookEvent.status == "processing",
-                                              WebhookEvent.attempts == event.attempts)
             if status == "pending":
-                recorded += (await session.execute(held.values(
+                recorded += (await session.execute(_still_held(event).values(
                     status="pending", last_error=(error or "")[:1000],
                     available_at=now + outbox.backoff(event.attempts + 1, first=1, most=3600)))).rowcount
             elif error is not None:
-                recorded += (await session.execute(held.values(
+                recorded += (await session.execute(_still_held(event).values(
                     status=status, last_error=error[:1000], processed_at=now))).rowcount
             else:
                 done.setdefault((status, event.attempts), []).append(event.id)
@@ -141,6 +139,11 @@ async def _finish(rt: Runtime, events: list[_Claimed], outcomes: list[tuple[str,
     if recorded < len(events):
         log.warning("%s of %s webhook events were taken by another worker after their lease (WORKER_LEASE_SECONDS) "
                     "ran out; their outcome here is not recorded", len(events) - recorded, len(events))
+
+
+def _still_held(event: _Claimed) -> Update:
+    return update(WebhookEvent).where(WebhookEvent.id == event.id, WebhookEvent.status == "processing",
+                                      WebhookEvent.attempts == event.attempts)
 
 
 async def process_inbox(rt: Runtime) -> int:
