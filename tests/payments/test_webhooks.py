@@ -136,15 +136,23 @@ async def test_signed_charge_success_credits_the_payment(
     assert (await client.get("/v1/admin/integrity", headers=admin)).json()["ok"]
 
 
+async def _paid_charge_in_the_inbox(
+    client: httpx.AsyncClient, app: FastAPI, admin: dict[str, str], investor: dict[str, str]
+) -> str:
+    """An investment paid at the gateway whose charge.success waits in the inbox; returns its reference."""
+    await put_app(client, admin)
+    payment = await invest(client, investor, shares=2)
+    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
+    assert (await post_signed(client, app, charge_success(app, payment["reference"]))).status_code == 200
+    return str(payment["reference"])
+
+
 async def test_an_event_claimed_by_a_worker_that_died_waits_for_its_lease_then_is_credited_once(
     client: httpx.AsyncClient, app: FastAPI, auth: Callable[..., dict[str, str]]
 ) -> None:
     rt = app.state.runtime
     admin, investor = auth("admin-1", admin=True), auth("investor-1")
-    await put_app(client, admin)
-    payment = await invest(client, investor, shares=2)
-    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
-    assert (await post_signed(client, app, charge_success(app, payment["reference"]))).status_code == 200
+    reference = await _paid_charge_in_the_inbox(client, app, admin, investor)
 
     [claimed] = await webhook_tasks._claim(rt, 10)  # and the worker holding it dies here
     assert (claimed.event, claimed.attempts) == ("charge.success", 1)
@@ -159,7 +167,7 @@ async def test_an_event_claimed_by_a_worker_that_died_waits_for_its_lease_then_i
     assert await webhook_tasks.process_inbox(rt) == 0
     [row] = await webhook_rows(app)
     assert (row.status, row.attempts) == ("processed", 2)
-    assert (await get_payment(client, investor, payment["reference"]))["status"] == "success"
+    assert (await get_payment(client, investor, reference))["status"] == "success"
     assert len(await deposits(client, admin)) == 1
 
 
@@ -173,10 +181,7 @@ async def test_a_worker_whose_lease_ran_out_leaves_the_outcome_of_the_worker_tha
 ) -> None:
     rt = app.state.runtime
     admin, investor = auth("admin-1", admin=True), auth("investor-1")
-    await put_app(client, admin)
-    payment = await invest(client, investor, shares=2)
-    app.state.sandbox.settle_charge(payment["reference"], "success", send_webhook=False)
-    assert (await post_signed(client, app, charge_success(app, payment["reference"]))).status_code == 200
+    reference = await _paid_charge_in_the_inbox(client, app, admin, investor)
 
     [slow] = await webhook_tasks._claim(rt, 10)  # a worker waiting on a slow gateway past its lease
     async with rt.db.unit_of_work() as session:
@@ -188,7 +193,7 @@ async def test_a_worker_whose_lease_ran_out_leaves_the_outcome_of_the_worker_tha
     assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
     assert "1 of 1 webhook events were taken by another worker" in caplog.text
     assert await webhook_tasks.process_inbox(rt) == 0
-    assert (await get_payment(client, investor, payment["reference"]))["status"] == "success"
+    assert (await get_payment(client, investor, reference))["status"] == "success"
     assert len(await deposits(client, admin)) == 1
 
 
