@@ -92,8 +92,7 @@ def tls_context() -> ssl.SSLContext:
 
 class _NoCookies(CookieJar):
     """Paystack's API is authenticated by the secret key alone: a cookie an answer sets (a CDN's, say) is not
-    kept, so no call carries state from an earlier one. Reading every answer's cookies also cost about a
-    tenth of a verify call's CPU (docs/performance.md)."""
+    kept, so no call carries state from an earlier one (and no answer's cookies are parsed)."""
 
     def extract_cookies(self, response: object, request: object) -> None:
         return None
