@@ -56,3 +56,17 @@ async def test_bulk_settings_last_until_the_end_of_their_transaction(db: Databas
             "off", "64MB")
     async with db.unit_of_work() as session:
         assert await session.scalar(text("SHOW work_mem")) == default_work_mem
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL pool: needs PostgreSQL (set TEST_DATABASE_URL)")
+async def test_transactions_one_after_another_reuse_the_connection_returned_last(db: Database) -> None:
+    """A group commit's batches run one after another: on the connection whose statements are prepared."""
+    async def backend() -> int:
+        async with db.unit_of_work() as session:
+            return int(await session.scalar(text("SELECT pg_backend_pid()")))
+
+    async with db.unit_of_work() as first, db.unit_of_work() as second, db.unit_of_work() as third:
+        opened = [int(await session.scalar(text("SELECT pg_backend_pid()"))) for session in (first, second, third)]
+    assert len(set(opened)) == 3  # the pool holds three connections; the first was returned last
+
+    assert [await backend() for _ in range(4)] == [opened[0]] * 4
