@@ -122,9 +122,13 @@ class Settings(BaseSettings):
         "source checkout, else $XDG_DATA_HOME/payment-service (~/.local/share/payment-service).",
         json_schema_extra={"allowed": "an absolute directory path, or empty"},
     )
-    db_pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL only).")
+    db_pool_size: int = Field(
+        default=20, ge=1,
+        description="Connections a process keeps open once it has needed them (PostgreSQL only). Size it to the "
+        "requests a process serves at once: a connection above it is closed when it is returned.",
+    )
     db_max_overflow: int = Field(
-        default=20, ge=0, description="Connections allowed above the pool (PostgreSQL only)."
+        default=10, ge=0, description="Connections allowed above the pool, closed again after use (PostgreSQL only)."
     )
     redis_url: str | None = Field(
         default=None,
