@@ -65,7 +65,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def process_niceness(pid: int) -> int:
     """A live process's niceness (a worker process lowers its own: WORKER_NICENESS)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return os.getpriority(os.PRIO_PROCESS, pid)
 
 
 def process_cpu(pid: int) -> float:

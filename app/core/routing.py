@@ -106,14 +106,15 @@ class RoutesUnder(BaseRoute):
     templates (in metrics too) do not change. The route that matched is `scope["route"]`, as the router leaves it."""
 
     def __init__(self, prefix: str, routes: Sequence[BaseRoute]) -> None:
-        outside = [route for route in routes if not getattr(route, "path", "").startswith(f"{prefix}/")]
+        self._under = f"{prefix}/"
+        outside = [route for route in routes if not getattr(route, "path", "").startswith(self._under)]
         if outside:
             raise ValueError(f"routes outside {prefix}: {outside}")
         self.path = prefix
         self.routes = list(routes)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or not get_route_path(scope).startswith(f"{self.path}/"):
+        if scope["type"] != "http" or not get_route_path(scope).startswith(self._under):
             return Match.NONE, {}
         partial: tuple[Match, Scope] | None = None
         for route in self.routes:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database, bulk_insert, fetch_plain_rows, tune_for_bulk
@@ -61,12 +62,15 @@ async def test_bulk_settings_last_until_the_end_of_their_transaction(db: Databas
 @pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL pool: needs PostgreSQL (set TEST_DATABASE_URL)")
 async def test_transactions_one_after_another_reuse_the_connection_returned_last(db: Database) -> None:
     """A group commit's batches run one after another: on the connection whose statements are prepared."""
-    async def backend() -> int:
+    async def backend(session: AsyncSession) -> int:
+        return int(await session.scalar(text("SELECT pg_backend_pid()")))
+
+    async def one_transaction() -> int:
         async with db.unit_of_work() as session:
-            return int(await session.scalar(text("SELECT pg_backend_pid()")))
+            return await backend(session)
 
     async with db.unit_of_work() as first, db.unit_of_work() as second, db.unit_of_work() as third:
-        opened = [int(await session.scalar(text("SELECT pg_backend_pid()"))) for session in (first, second, third)]
+        opened = [await backend(session) for session in (first, second, third)]
     assert len(set(opened)) == 3  # the pool holds three connections; the first was returned last
 
-    assert [await backend() for _ in range(4)] == [opened[0]] * 4
+    assert [await one_transaction() for _ in range(4)] == [opened[0]] * 4
