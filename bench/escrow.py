@@ -42,7 +42,7 @@ from common import (
     run_database_name,
     run_on_service_loop,
 )
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import app.escrow.movements as movements
@@ -89,6 +89,11 @@ async def prepare(url: str, apps: list[str]) -> None:
                 await EscrowService(session).process_deposit(
                     app=app, investor=payment.user_id, amount=DEPOSIT, currency="NGN", payment_gateway="PAYSTACK",
                     gateway_reference=reference, payment_id=payment.id)
+    # A live database has statistics for its tables (autovacuum analyzes a table soon after a tenth of it
+    # changed); without them the planner took the deposits for a few rows and locked a batch's 16 by reading
+    # every deposit of every app through the (app_id, type) index, and read the refunded charges by a scan.
+    async with rt.db.engine.begin() as conn:  # committed: statistics a rolled back ANALYZE took are undone
+        await conn.execute(text("ANALYZE"))
     await rt.gateway.aclose()
     await rt.db.dispose()
 
