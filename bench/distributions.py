@@ -28,7 +28,7 @@ import time
 from datetime import UTC, datetime
 
 import asyncpg
-from common import drop_database, fresh_database, offline_runtime, run_database_name
+from common import analyze, drop_database, fresh_database, offline_runtime, run_database_name
 from sqlalchemy import text
 
 from app.core.money import allocate, percentage_of
@@ -76,11 +76,9 @@ async def seed(rt: Runtime, dsn: str, app_id: str, holders: int) -> None:
                       True, now, now)
                      for i in range(0, holders, 2)],
         )
-        # A live database has statistics for its tables (autovacuum analyzes a table soon after a tenth of
-        # it changed); without them the planner takes the freshly copied 100,000 holdings for a few rows.
-        await conn.execute("ANALYZE")
     finally:
         await conn.close()
+    await analyze(dsn)
     await seed_revenue(rt, app_id, PERIODS[0])
 
 

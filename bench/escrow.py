@@ -35,6 +35,7 @@ from typing import Any
 
 import asyncpg
 from common import (
+    analyze,
     drop_database,
     fresh_database,
     offline_runtime,
@@ -42,7 +43,7 @@ from common import (
     run_database_name,
     run_on_service_loop,
 )
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import app.escrow.movements as movements
@@ -89,11 +90,6 @@ async def prepare(url: str, apps: list[str]) -> None:
                 await EscrowService(session).process_deposit(
                     app=app, investor=payment.user_id, amount=DEPOSIT, currency="NGN", payment_gateway="PAYSTACK",
                     gateway_reference=reference, payment_id=payment.id)
-    # A live database has statistics for its tables (autovacuum analyzes a table soon after a tenth of it
-    # changed); without them the planner took the deposits for a few rows and locked a batch's 16 by reading
-    # every deposit of every app through the (app_id, type) index, and read the refunded charges by a scan.
-    async with rt.db.engine.begin() as conn:  # committed: statistics a rolled back ANALYZE took are undone
-        await conn.execute(text("ANALYZE"))
     await rt.gateway.aclose()
     await rt.db.dispose()
 
@@ -298,6 +294,7 @@ def measure(args: argparse.Namespace, workers: int, name: str) -> tuple[float, f
     many = [f"app-{i}" for i in range(workers)]
 
     asyncio.run(prepare(url, ["hot", *many]))
+    asyncio.run(analyze(dsn))
     processes = min(args.processes, workers)
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         hot_jobs = [(url, ["hot"] * len(part), args.seconds) for part in spread(many, processes)]

@@ -44,6 +44,7 @@ import httpx
 from common import (
     ROOT,
     KeepAliveConnection,
+    analyze,
     drop_database,
     fresh_database,
     percentile,
@@ -350,6 +351,7 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             load = await webhook_load(http, settings, admin, args.n, args.c, gateway_url)
 
             dsn = f"postgresql://{args.pg}/{name}"
+            await analyze(dsn)
             db = await asyncpg.connect(dsn)
             api_pids, worker_pids = [api.pid for api in apis], [worker.pid for worker in workers]
             pids = api_pids + worker_pids
