@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-from common import drop_database, fresh_database, offline_runtime, run_database_name, run_on_service_loop
+from common import analyze, drop_database, fresh_database, offline_runtime, run_database_name, run_on_service_loop
 from sqlalchemy import func, select
 
 from app.gateway.types import VerifiedTransaction
@@ -66,6 +66,7 @@ async def measure(pg: str, n: int, batch: int) -> tuple[float, float, bool]:
     rt = offline_runtime(f"postgresql+asyncpg://{pg}/{name}")
     try:
         references = await seed(rt, n)
+        await analyze(f"postgresql://{pg}/{name}")
         verdicts = [(reference, verdict(i + 1, reference)) for i, reference in enumerate(references)]
         cpu, wall = time.process_time(), time.perf_counter()
         for start in range(0, n, batch):
