@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from app.core.asgi import WITHOUT_OPENTELEMETRY
 from app.core.config import Settings
 from app.gateway.sandbox.emulator import Sandbox
 
@@ -41,7 +42,7 @@ def create_sandbox_app(settings: Settings, *, public_base_url: str, webhook_url:
         finally:
             await sandbox.aclose()
 
-    app = FastAPI(title="Paystack sandbox", lifespan=lifespan, openapi_url=None)
+    app = FastAPI(title="Paystack sandbox", lifespan=lifespan, openapi_url=None, telemetry=WITHOUT_OPENTELEMETRY)
     sandbox.serve_from(app)
 
     @app.get("/healthz")
