@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import ColumnElement, Update, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -128,28 +128,25 @@ async def _finish(rt: Runtime, events: list[_Claimed], outcomes: list[tuple[str,
     async with rt.db.unit_of_work() as session:
         for event, (status, error) in zip(events, outcomes, strict=True):
             if status == "pending":
-                recorded += (await session.execute(_still_held(event).values(
+                recorded += (await session.execute(_still_held(WebhookEvent.id == event.id, event.attempts).values(
                     status="pending", last_error=(error or "")[:1000],
                     available_at=now + outbox.backoff(event.attempts + 1, first=1, most=3600)))).rowcount
             elif error is not None:
-                recorded += (await session.execute(_still_held(event).values(
+                recorded += (await session.execute(_still_held(WebhookEvent.id == event.id, event.attempts).values(
                     status=status, last_error=error[:1000], processed_at=now))).rowcount
             else:
                 done.setdefault((status, event.attempts), []).append(event.id)
         for (status, attempts), ids in done.items():
-            recorded += (await session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id.in_(ids), WebhookEvent.status == "processing", WebhookEvent.attempts == attempts)
-                .values(status=status, processed_at=now, last_error=None)
-            )).rowcount
+            recorded += (await session.execute(_still_held(WebhookEvent.id.in_(ids), attempts).values(
+                status=status, processed_at=now, last_error=None))).rowcount
     if recorded < len(events):
         log.warning("%s of %s webhook events were taken by another worker after their lease (WORKER_LEASE_SECONDS) "
                     "ran out; their outcome here is not recorded", len(events) - recorded, len(events))
 
 
-def _still_held(event: _Claimed) -> Update:
-    return update(WebhookEvent).where(WebhookEvent.id == event.id, WebhookEvent.status == "processing",
-                                      WebhookEvent.attempts == event.attempts)
+def _still_held(events: ColumnElement[bool], attempts: int) -> Update:
+    """An update of `events` that leaves out any no longer held by the claim of attempt `attempts`."""
+    return update(WebhookEvent).where(events, WebhookEvent.status == "processing", WebhookEvent.attempts == attempts)
 
 
 async def process_inbox(rt: Runtime) -> int:
