@@ -150,6 +150,19 @@ async def bulk_insert(
     await copy_records(session, table.name, columns, records)
 
 
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that all name the same columns, in one statement (`bulk_insert`): the columns they leave
+    out take their Python-side defaults, as an INSERT through SQLAlchemy would give them."""
+    if not rows:
+        return
+    given = list(rows[0])
+    defaults = {column.name: column.default for column in table.columns
+                if column.name not in rows[0] and column.default is not None}
+    filled = tuple(default.arg(None) if default.is_callable else default.arg for default in defaults.values())
+    await bulk_insert(session, table, (*given, *defaults),
+                      [tuple(row[name] for name in given) + filled for row in rows])
+
+
 async def fetch_plain_rows(session: AsyncSession, statement: Select[Any]) -> Sequence[Sequence[Any]]:
     """All rows of a large read in the session's transaction, for columns and parameters of types the
     driver converts itself (strings, integers, booleans): on PostgreSQL straight from asyncpg, since

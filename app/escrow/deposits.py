@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core.errors import NotFound
 from app.models import EscrowTransaction
@@ -63,3 +64,38 @@ async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
     if missing:
         raise NotFound("Deposit not found", transaction_id=missing[0])
     return found
+
+
+_MOVED_COLUMNS = ("released", "refunded", "status", "updated_at")
+# One statement for a batch's deposits on PostgreSQL: their new values as arrays.
+_WRITE_MOVED_POSTGRES = text("""
+UPDATE escrow_transactions AS d SET released = v.released, refunded = v.refunded, status = v.status, updated_at = :now
+FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:released AS BIGINT[]), CAST(:refunded AS BIGINT[]),
+            CAST(:statuses AS VARCHAR[])) AS v(id, released, refunded, status)
+WHERE d.id = v.id
+""")
+_deposits = EscrowTransaction.__table__
+# Elsewhere (SQLite) one UPDATE per deposit; parameter names must differ from the columns' own.
+_WRITE_MOVED = update(_deposits).where(_deposits.c.id == bindparam("b_id")).values(
+    released=bindparam("b_released"), refunded=bindparam("b_refunded"), status=bindparam("b_status"),
+    updated_at=bindparam("b_now"))
+
+
+async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransaction], now: datetime) -> None:
+    """What releases and refunds took from `deposits` (locked, changed in memory): their released, refunded
+    and status written in one statement, not by the unit of work one object at a time; the objects then
+    hold what the rows hold, with nothing left to flush."""
+    if not deposits:
+        return
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(_WRITE_MOVED_POSTGRES, {
+            "ids": [d.id for d in deposits], "released": [d.released for d in deposits],
+            "refunded": [d.refunded for d in deposits], "statuses": [d.status for d in deposits], "now": now})
+    else:
+        await session.execute(_WRITE_MOVED, [
+            {"b_id": d.id, "b_released": d.released, "b_refunded": d.refunded, "b_status": d.status, "b_now": now}
+            for d in deposits])
+    for deposit in deposits:
+        deposit.updated_at = now
+        for column in _MOVED_COLUMNS:
+            set_committed_value(deposit, column, getattr(deposit, column))

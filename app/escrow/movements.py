@@ -6,8 +6,10 @@ against what its deposits still hold, and a milestone's release also against
 what milestones already released from them (a refused movement writes nothing
 and gets its own error), then writes the rows of the accepted ones together and
 posts their journal entries. The new rows go in as plain rows, one statement per
-table, not as ORM objects flushed by the unit of work (building and flushing
-them was about a fifth of a batch's CPU, measured). One release or refund is a batch of one;
+table (COPY on PostgreSQL), and the deposits' new amounts in one UPDATE, not as
+ORM objects flushed by the unit of work (building and flushing them was about a
+fifth of a batch's CPU, measured; a statement per deposit then about 0.3 ms of a
+16-movement batch's 4.5 ms). One release or refund is a batch of one;
 `app.escrow.group_commit.run` (group commit, `app.core.batching.GroupCommit`) hands
 `apply()` the movements of concurrent requests at once, so a hot escrow account
 is locked once per batch instead of once per movement.
@@ -21,12 +23,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import insert_rows
 from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmount, InvalidState, NotFound
 from app.core.money import MoneyError, format_percentage, percentage_of, to_major, to_minor
-from app.escrow.deposits import available, deposit_status, escrow_row, lock_found_deposits, remaining
+from app.escrow.deposits import (
+    available,
+    deposit_status,
+    escrow_row,
+    lock_found_deposits,
+    remaining,
+    write_moved,
+)
 from app.ledger import accounts
 from app.ledger.service import Entry, move, post_entries
 from app.models import App, EscrowTransaction, Milestone, Payment, Payout, Refund
@@ -82,15 +92,16 @@ Outcome = RefundMade | None | AppError  # a refund made, nothing for a release, 
 class _Writes:
     """A batch's new rows by table, and its journal entries."""
 
+    moved: dict[str, EscrowTransaction] = field(default_factory=dict)  # the deposits money left, by id
     escrow_rows: list[dict[str, Any]] = field(default_factory=list)
     refunds: list[dict[str, Any]] = field(default_factory=list)
     payouts: list[dict[str, Any]] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
 
-    async def insert(self, session: AsyncSession) -> None:
+    async def write(self, session: AsyncSession) -> None:
+        await write_moved(session, self.moved.values(), utcnow())
         for model, rows in ((EscrowTransaction, self.escrow_rows), (Refund, self.refunds), (Payout, self.payouts)):
-            if rows:
-                await session.execute(insert(model.__table__), rows)
+            await insert_rows(session, model.__table__, rows)
 
 
 # Each part of a release is the release's total (rounded half up) split by largest remainders:
@@ -189,6 +200,7 @@ def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction], milest
     for deposit, amount in chosen:
         deposit.released += amount
         deposit.status = deposit_status(deposit)
+        writes.moved[deposit.id] = deposit
         writes.escrow_rows.append(escrow_row(
             now, id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
             currency=currency, status="completed", gateway_reference=deposit.gateway_reference,
@@ -233,6 +245,7 @@ async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str,
         await reserve_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id, shares=deposit.shares)
     deposit.refunded += amount
     deposit.status = deposit_status(deposit)
+    writes.moved[deposit.id] = deposit
     now = utcnow()
     record = escrow_row(
         now, id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id,
@@ -283,7 +296,7 @@ async def apply(session: AsyncSession, rt: Runtime, movements: Sequence[Movement
                 outcomes.append(await _refund(session, movement, deposits, payments, writes))
         except AppError as refusal:
             outcomes.append(refusal)
-    await writes.insert(session)
+    await writes.write(session)
     await post_entries(session, writes.entries)
     if writes.entries:
         rt.notify_worker()

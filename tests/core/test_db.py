@@ -10,8 +10,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.db import Database, bulk_insert, fetch_plain_rows, tune_for_bulk
-from app.models import Holding
+from app.core.db import Database, bulk_insert, fetch_plain_rows, insert_rows, tune_for_bulk
+from app.models import EscrowTransaction, Holding
 from tests.conftest import TEST_DATABASE_URL
 
 
@@ -46,6 +46,19 @@ async def test_plain_rows_of_a_query_with_an_in_list(db: Database) -> None:
     query = select(Holding.user_id).where(Holding.user_id.in_(["u1", "u9", "nobody"])).order_by(Holding.user_id)
     async with db.unit_of_work() as session:
         assert [row[0] for row in await fetch_plain_rows(session, query)] == ["u1", "u9"]
+
+
+async def test_rows_inserted_together_take_the_defaults_of_the_columns_they_leave_out(db: Database) -> None:
+    rows = [{"id": f"esc_{i}", "type": "deposit", "app_id": "app-1", "investor_id": "u1", "amount": 100 * i,
+             "currency": "NGN", "status": "held"} for i in (1, 2)]
+    before = datetime.now(UTC)
+    async with db.unit_of_work() as session:
+        await insert_rows(session, EscrowTransaction.__table__, rows)
+    async with db.unit_of_work() as session:
+        found = (await session.scalars(select(EscrowTransaction).order_by(EscrowTransaction.id))).all()
+    assert [(r.id, r.amount, r.payment_gateway, r.shares, r.released, r.refunded, r.frozen) for r in found] == [
+        ("esc_1", 100, "PAYSTACK", 0, 0, 0, 0), ("esc_2", 200, "PAYSTACK", 0, 0, 0, 0)]
+    assert all(r.created_at >= before and r.updated_at >= before for r in found)
 
 
 @pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL settings: needs PostgreSQL (set TEST_DATABASE_URL)")

@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.escrow import group_commit
 from app.escrow.group_commit import Finish
-from app.escrow.movements import RefundMade, RefundMoney
+from app.escrow.movements import RefundMade, RefundMoney, apply
 from app.models import EscrowTransaction, Refund
 from tests.escrow.test_full_path import approve, complete, milestone
 from tests.helpers import OWNER, group_commits, invest, pay, put_app
@@ -123,3 +123,34 @@ async def test_a_batch_that_fails_is_run_again_one_job_at_a_time(client: httpx.A
         )).all())
     assert len(refunds) == 2
     assert refunded == {held[0]: 100_00, held[1]: 0, held[2]: 100_00}
+
+
+async def test_a_batch_writes_the_deposits_it_took_money_from_once_with_what_it_took(
+        client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
+    first, second = await funded(client, app, auth, investors=2)
+    rt = app.state.runtime
+    updates: list[str] = []
+
+    def count_deposit_updates(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ESCROW_TRANSACTIONS"):
+            updates.append(statement)
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count_deposit_updates)
+    try:
+        async with rt.db.unit_of_work() as session:
+            outcomes = await apply(session, rt, [RefundMoney(first, 100_00, "asked"),
+                                                 RefundMoney(second, 50_00, "asked"),
+                                                 RefundMoney(first, 25_00, "asked")])
+            assert all(isinstance(outcome, RefundMade) for outcome in outcomes), outcomes
+            moved = [await session.get_one(EscrowTransaction, deposit_id) for deposit_id in (first, second)]
+            assert not any(session.is_modified(deposit) for deposit in moved)  # nothing left to write again
+    finally:
+        event.remove(engine, "before_cursor_execute", count_deposit_updates)
+
+    assert len(updates) == 1, updates
+    async with rt.db.unit_of_work() as session:
+        rows = {d.id: d for d in (await session.scalars(select(EscrowTransaction).where(
+            EscrowTransaction.id.in_([first, second])))).all()}
+    assert (rows[first].refunded, rows[first].status) == (125_00, "held")
+    assert (rows[second].refunded, rows[second].status) == (50_00, "held")
