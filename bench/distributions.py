@@ -116,7 +116,7 @@ async def copy_ceiling(dsn: str, distribution_id: str) -> tuple[float, int, floa
         written = {
             "distribution_allocations": await conn.fetch(
                 "SELECT distribution_id, user_id, shares, amount, payout_id FROM distribution_allocations "
-                "WHERE distribution_id = $1 ORDER BY id", distribution_id),
+                "WHERE distribution_id = $1 ORDER BY user_id", distribution_id),
             "payouts": await conn.fetch(
                 f"SELECT {', '.join(CEILING_TABLES['payouts'])} FROM payouts WHERE source_id = $1 ORDER BY id",
                 distribution_id),

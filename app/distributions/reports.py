@@ -84,7 +84,7 @@ async def monthly_revenue(session: AsyncSession, settings: Settings, principal: 
         select(
             Distribution.period, Distribution.currency,
             func.sum(func.coalesce(Payout.amount, 0)).filter(Payout.status == "paid"),
-            func.count(DistributionAllocation.id).filter(DistributionAllocation.amount > 0),
+            func.count().filter(DistributionAllocation.amount > 0),
         )
         .join(Distribution, Distribution.id == DistributionAllocation.distribution_id)
         .outerjoin(Payout, Payout.id == DistributionAllocation.payout_id)

@@ -142,7 +142,7 @@ async def snapshot(app: FastAPI) -> dict[str, Any]:
         balances = (await session.execute(select(LedgerAccount.name, LedgerAccount.balance))).all()
         return {
             "distributions": await session.scalar(select(func.count(Distribution.id))),
-            "allocations": await session.scalar(select(func.count(DistributionAllocation.id))),
+            "allocations": await session.scalar(select(func.count()).select_from(DistributionAllocation)),
             "payouts": await session.scalar(select(func.count(Payout.id))),
             "entries": await session.scalar(select(func.count(JournalEntry.id))),
             "balances": {name: value for name, value in balances},
