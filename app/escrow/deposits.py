@@ -66,7 +66,15 @@ async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
     return found
 
 
-_MOVED_COLUMNS = ("released", "refunded", "status", "updated_at")
+
+def take(deposit: EscrowTransaction, *, released: int = 0, refunded: int = 0) -> None:
+    """Money leaves a locked deposit, in memory only: `write_moved` writes it. The unit of work is not told
+    (it would write each deposit again, a statement per deposit, and keep scanning them at every flush)."""
+    set_committed_value(deposit, "released", deposit.released + released)
+    set_committed_value(deposit, "refunded", deposit.refunded + refunded)
+    set_committed_value(deposit, "status", deposit_status(deposit))
+
+
 # One statement for a batch's deposits on PostgreSQL: their new values as arrays.
 _WRITE_MOVED_POSTGRES = text("""
 UPDATE escrow_transactions AS d SET released = v.released, refunded = v.refunded, status = v.status, updated_at = :now
@@ -82,9 +90,7 @@ _WRITE_MOVED = update(_deposits).where(_deposits.c.id == bindparam("b_id")).valu
 
 
 async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransaction], now: datetime) -> None:
-    """What releases and refunds took from `deposits` (locked, changed in memory): their released, refunded
-    and status written in one statement, not by the unit of work one object at a time; the objects then
-    hold what the rows hold, with nothing left to flush."""
+    """The released, refunded and status that `take` left on `deposits`, written in one statement."""
     if not deposits:
         return
     if session.bind.dialect.name == "postgresql":
@@ -96,6 +102,4 @@ async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransact
             {"b_id": d.id, "b_released": d.released, "b_refunded": d.refunded, "b_status": d.status, "b_now": now}
             for d in deposits])
     for deposit in deposits:
-        deposit.updated_at = now
-        for column in _MOVED_COLUMNS:
-            set_committed_value(deposit, column, getattr(deposit, column))
+        set_committed_value(deposit, "updated_at", now)

@@ -31,10 +31,10 @@ from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmo
 from app.core.money import MoneyError, format_percentage, percentage_of, to_major, to_minor
 from app.escrow.deposits import (
     available,
-    deposit_status,
     escrow_row,
     lock_found_deposits,
     remaining,
+    take,
     write_moved,
 )
 from app.ledger import accounts
@@ -97,6 +97,10 @@ class _Writes:
     refunds: list[dict[str, Any]] = field(default_factory=list)
     payouts: list[dict[str, Any]] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
+
+    def take(self, deposit: EscrowTransaction, *, released: int = 0, refunded: int = 0) -> None:
+        take(deposit, released=released, refunded=refunded)
+        self.moved[deposit.id] = deposit
 
     async def write(self, session: AsyncSession) -> None:
         await write_moved(session, self.moved.values(), utcnow())
@@ -198,9 +202,7 @@ def _release(move_: ReleaseMoney, deposits: dict[str, EscrowTransaction], milest
         check_can_give(deposit, amount, move_.frozen_allowed)
     app, currency, now = move_.app, move_.currency, utcnow()
     for deposit, amount in chosen:
-        deposit.released += amount
-        deposit.status = deposit_status(deposit)
-        writes.moved[deposit.id] = deposit
+        writes.take(deposit, released=amount)
         writes.escrow_rows.append(escrow_row(
             now, id=new_id("esc"), type="release", app_id=app.id, investor_id=deposit.investor_id, amount=amount,
             currency=currency, status="completed", gateway_reference=deposit.gateway_reference,
@@ -243,9 +245,7 @@ async def _refund(session: AsyncSession, move_: RefundMoney, deposits: dict[str,
     cancels_shares = deposit.released == 0 and deposit.refunded + amount == deposit.amount and deposit.shares > 0
     if cancels_shares:  # the last check: it writes nothing when it refuses
         await reserve_shares(session, app_id=deposit.app_id, user_id=deposit.investor_id, shares=deposit.shares)
-    deposit.refunded += amount
-    deposit.status = deposit_status(deposit)
-    writes.moved[deposit.id] = deposit
+    writes.take(deposit, refunded=amount)
     now = utcnow()
     record = escrow_row(
         now, id=new_id("esc"), type="refund", app_id=deposit.app_id, investor_id=deposit.investor_id,
