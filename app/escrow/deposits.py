@@ -66,7 +66,6 @@ async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
     return found
 
 
-
 def take(deposit: EscrowTransaction, *, released: int = 0, refunded: int = 0) -> None:
     """Money leaves a locked deposit, in memory only: `write_moved` writes it. The unit of work is not told
     (it would write each deposit again, a statement per deposit, and keep scanning them at every flush)."""
@@ -94,12 +93,14 @@ async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransact
     if not deposits:
         return
     if session.bind.dialect.name == "postgresql":
-        await session.execute(_WRITE_MOVED_POSTGRES, {
+        written = await session.execute(_WRITE_MOVED_POSTGRES, {
             "ids": [d.id for d in deposits], "released": [d.released for d in deposits],
             "refunded": [d.refunded for d in deposits], "statuses": [d.status for d in deposits], "now": now})
     else:
-        await session.execute(_WRITE_MOVED, [
+        written = await session.execute(_WRITE_MOVED, [
             {"b_id": d.id, "b_released": d.released, "b_refunded": d.refunded, "b_status": d.status, "b_now": now}
             for d in deposits])
+    if written.rowcount != len(deposits):
+        raise RuntimeError(f"{len(deposits)} deposits to write, {written.rowcount} written")
     for deposit in deposits:
         set_committed_value(deposit, "updated_at", now)
