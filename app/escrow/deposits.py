@@ -67,13 +67,13 @@ async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
 
 
 def take(deposit: EscrowTransaction, *, released: int = 0, refunded: int = 0) -> None:
-    """Money leaves a locked deposit, in memory only: `write_moved` writes it. The unit of work is not told
-    (it would write each deposit again, a statement per deposit, and keep scanning them at every flush)."""
-    set_committed_value(deposit, "released", deposit.released + released)
-    set_committed_value(deposit, "refunded", deposit.refunded + refunded)
-    set_committed_value(deposit, "status", deposit_status(deposit))
+    """Money leaves a locked deposit, in memory: `write_moved` writes it."""
+    deposit.released += released
+    deposit.refunded += refunded
+    deposit.status = deposit_status(deposit)
 
 
+_MOVED_COLUMNS = ("released", "refunded", "status", "updated_at")
 # One statement for a batch's deposits on PostgreSQL: their new values as arrays.
 _WRITE_MOVED_POSTGRES = text("""
 UPDATE escrow_transactions AS d SET released = v.released, refunded = v.refunded, status = v.status, updated_at = :now
@@ -89,7 +89,8 @@ _WRITE_MOVED = update(_deposits).where(_deposits.c.id == bindparam("b_id")).valu
 
 
 async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransaction], now: datetime) -> None:
-    """The released, refunded and status that `take` left on `deposits`, written in one statement."""
+    """The released, refunded and status that `take` left on `deposits`, written in one statement instead of
+    the unit of work's statement per deposit."""
     if not deposits:
         return
     if session.bind.dialect.name == "postgresql":
@@ -102,5 +103,9 @@ async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransact
             for d in deposits])
     if written.rowcount != len(deposits):
         raise RuntimeError(f"{len(deposits)} deposits to write, {written.rowcount} written")
+    # Written: the unit of work has nothing left to write for them. Their changes stay known to the session
+    # all the same, so a savepoint rolled back over this write expires them as it does any change.
     for deposit in deposits:
-        set_committed_value(deposit, "updated_at", now)
+        deposit.updated_at = now
+        for column in _MOVED_COLUMNS:
+            set_committed_value(deposit, column, getattr(deposit, column))

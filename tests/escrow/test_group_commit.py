@@ -154,3 +154,29 @@ async def test_a_batch_writes_the_deposits_it_took_money_from_once_with_what_it_
             EscrowTransaction.id.in_([first, second])))).all()}
     assert (rows[first].refunded, rows[first].status) == (125_00, "held")
     assert (rows[second].refunded, rows[second].status) == (50_00, "held")
+
+
+async def test_a_savepoint_rolled_back_over_a_refund_leaves_the_deposit_as_the_database_has_it(
+        client: httpx.AsyncClient, app: FastAPI, auth: Auth) -> None:
+    (deposit_id,) = await funded(client, app, auth, investors=1)
+    rt = app.state.runtime
+
+    class Undone(Exception):
+        pass
+
+    async with rt.db.unit_of_work() as session:
+        with pytest.raises(Undone):
+            async with session.begin_nested():
+                (made,) = await apply(session, rt, [RefundMoney(deposit_id, 100_00, "asked")])
+                assert isinstance(made, RefundMade)
+                raise Undone
+        # Read as the rest of the transaction would read it (loading what it must): not the refund undone.
+        seen = await session.run_sync(lambda s: (s.get_one(EscrowTransaction, deposit_id).refunded,
+                                                 s.get_one(EscrowTransaction, deposit_id).status))
+        assert seen == (0, "held")
+        (made,) = await apply(session, rt, [RefundMoney(deposit_id, 25_00, "asked")])
+        assert isinstance(made, RefundMade)
+    async with rt.db.unit_of_work() as session:
+        deposit = await session.get_one(EscrowTransaction, deposit_id)
+        refunds = await session.scalar(select(func.count()).select_from(Refund))
+    assert (deposit.refunded, refunds) == (25_00, 1)
