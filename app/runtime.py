@@ -49,8 +49,6 @@ class Runtime:
     gateway: PaystackClient
     cipher: FieldCipher
     extensions: Extensions = field(default_factory=Extensions)
-    # A worker process of its own (`python -m app worker`): no webhook intake shares its event loop.
-    worker_alone: bool = False
     # set when the in-process worker runs: wakes it as soon as there is work
     work_available: asyncio.Event = field(default_factory=asyncio.Event)
     _group_commits: dict[str, GroupCommit[Any]] = field(default_factory=dict)
@@ -81,11 +79,9 @@ class Runtime:
 
 
 def build_runtime(
-    settings: Settings, extensions: Extensions, gateway_transport: httpx.AsyncBaseTransport | None = None, *,
-    worker_alone: bool = False,
+    settings: Settings, extensions: Extensions, gateway_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Runtime:
     return Runtime(
-        worker_alone=worker_alone,
         settings=settings,
         db=Database(settings),
         gateway=PaystackClient(

@@ -132,7 +132,7 @@ async def main(*, once: bool = False) -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     lower_priority(settings.worker_niceness)
-    rt = build_runtime(settings, wiring.EXTENSIONS, worker_alone=True)
+    rt = build_runtime(settings, wiring.EXTENSIONS)
     freeze_long_lived_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -42,11 +42,11 @@ class EventHandlers:
 MAX_ATTEMPTS = 12
 # Events of a claimed batch handled at once: their gateway calls overlap and their charges share commits.
 # A crediting commit costs about the same whatever its size, so the more charges wait for each, the less
-# each pays: a worker process of its own keeps 128 in flight (crediting batches of about 50, where 48 made
-# about 20). A worker inside the API process keeps 48: its handlers share the event loop with the webhook
-# intake, whose p99 rose by half with 128 there. Measured in docs/performance.md.
-CONCURRENCY = 48
-CONCURRENCY_ALONE = 128
+# each pays: 128 in flight make crediting batches of about 50, where 48 made about 20. Inside the API process
+# too, where the handlers share the event loop with the webhook intake: credited/s 20-36% higher than with
+# 48 (gateway elsewhere), the intake's p50 about the same and its p99 about 1.7 times. Measured in
+# docs/performance.md.
+CONCURRENCY = 128
 # Paystack's bodies nest five levels (event, data, log, history, entry); far deeper is not Paystack's.
 MAX_EVENT_DEPTH = 32
 EVENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -23,7 +23,6 @@ from app.models.base import utcnow
 from app.runtime import Runtime
 from app.webhooks.inbox import (
     CONCURRENCY,
-    CONCURRENCY_ALONE,
     MAX_ATTEMPTS,
     EventHandlers,
     InboxHealth,
@@ -152,7 +151,7 @@ def _still_held(events: ColumnElement[bool], attempts: int) -> Update:
 async def process_inbox(rt: Runtime) -> int:
     """Process every due event; returns how many were handled."""
     handled = 0
-    at_once = CONCURRENCY_ALONE if rt.worker_alone else CONCURRENCY
+    at_once = CONCURRENCY
     semaphore = asyncio.Semaphore(at_once)
 
     async def run(event: _Claimed) -> tuple[str, str | None]:

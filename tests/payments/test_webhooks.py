@@ -561,16 +561,14 @@ async def test_only_transient_failures_are_retried(
         assert row.processed_at is not None
 
 
-@pytest.mark.parametrize(("worker_alone", "at_once"), [(False, inbox.CONCURRENCY), (True, inbox.CONCURRENCY_ALONE)])
 async def test_a_pass_handles_many_events_at_once_and_never_more_than_the_inbox_allows(
-    app: FastAPI, monkeypatch: pytest.MonkeyPatch, worker_alone: bool, at_once: int
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The claimed events' gateway calls overlap, so the charges they verify share crediting commits: a pass
-    handles `at_once` of them at once, never more; a worker process of its own more than one inside the API
-    process, whose webhook intake shares its event loop. A pass claims more than that (past
+    handles `inbox.CONCURRENCY` of them at once, never more. A pass claims more than that (past
     `WORKER_BATCH_SIZE` if need be)."""
     rt = app.state.runtime
-    monkeypatch.setattr(rt, "worker_alone", worker_alone)
+    at_once = inbox.CONCURRENCY
     in_flight, most = 0, 0
     all_started = asyncio.Event()
 
