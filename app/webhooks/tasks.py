@@ -151,15 +151,14 @@ def _still_held(events: ColumnElement[bool], attempts: int) -> Update:
 async def process_inbox(rt: Runtime) -> int:
     """Process every due event; returns how many were handled."""
     handled = 0
-    at_once = CONCURRENCY
-    semaphore = asyncio.Semaphore(at_once)
+    semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def run(event: _Claimed) -> tuple[str, str | None]:
         async with semaphore:
             return await _process(rt, event)
 
     # More claimed than handled at once, so that the last few of a claim, finishing alone, are a small part of it.
-    while events := await _claim(rt, max(rt.settings.worker_batch_size, 2 * at_once)):
+    while events := await _claim(rt, max(rt.settings.worker_batch_size, 2 * CONCURRENCY)):
         outcomes = await asyncio.gather(*(run(event) for event in events))
         await _finish(rt, events, list(outcomes))
         handled += len(events)
