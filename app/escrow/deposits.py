@@ -66,13 +66,6 @@ async def lock_deposits(session: AsyncSession, ids: Iterable[str]) -> dict[str, 
     return found
 
 
-def take(deposit: EscrowTransaction, *, released: int = 0, refunded: int = 0) -> None:
-    """Money leaves a locked deposit, in memory: `write_moved` writes it."""
-    deposit.released += released
-    deposit.refunded += refunded
-    deposit.status = deposit_status(deposit)
-
-
 _MOVED_COLUMNS = ("released", "refunded", "status", "updated_at")
 # One statement for a batch's deposits on PostgreSQL: their new values as arrays.
 _WRITE_MOVED_POSTGRES = text("""
@@ -89,8 +82,8 @@ _WRITE_MOVED = update(_deposits).where(_deposits.c.id == bindparam("b_id")).valu
 
 
 async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransaction], now: datetime) -> None:
-    """The released, refunded and status that `take` left on `deposits`, written in one statement instead of
-    the unit of work's statement per deposit."""
+    """The released, refunded and status that money leaving `deposits` left on them in memory, written in one
+    statement instead of the unit of work's statement per deposit."""
     if not deposits:
         return
     if session.bind.dialect.name == "postgresql":

@@ -31,10 +31,10 @@ from app.core.errors import AppError, FundsFrozen, InsufficientFunds, InvalidAmo
 from app.core.money import MoneyError, format_percentage, percentage_of, to_major, to_minor
 from app.escrow.deposits import (
     available,
+    deposit_status,
     escrow_row,
     lock_found_deposits,
     remaining,
-    take,
     write_moved,
 )
 from app.ledger import accounts
@@ -99,7 +99,10 @@ class _Writes:
     entries: list[Entry] = field(default_factory=list)
 
     def take(self, deposit: EscrowTransaction, *, released: int = 0, refunded: int = 0) -> None:
-        take(deposit, released=released, refunded=refunded)
+        """Money leaves a locked deposit, in memory; `write` writes it."""
+        deposit.released += released
+        deposit.refunded += refunded
+        deposit.status = deposit_status(deposit)
         self.moved[deposit.id] = deposit
 
     async def write(self, session: AsyncSession) -> None:
