@@ -151,16 +151,32 @@ async def bulk_insert(
 
 
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows that all name the same columns, in one statement (`bulk_insert`): the columns they leave
-    out take their Python-side defaults, as an INSERT through SQLAlchemy would give them."""
+    """Insert rows that all name the same columns, in one statement (`bulk_insert`), as an INSERT through
+    SQLAlchemy would write them: the columns they leave out take their Python-side defaults, and on
+    PostgreSQL each value goes through its column type's conversion (a JSON column's value serialized, a
+    time checked and put in UTC) before COPY, which converts nothing."""
     if not rows:
         return
     given = list(rows[0])
     defaults = {column.name: column.default for column in table.columns
                 if column.name not in rows[0] and column.default is not None}
     filled = tuple(default.arg(None) if default.is_callable else default.arg for default in defaults.values())
-    await bulk_insert(session, table, (*given, *defaults),
-                      [tuple(row[name] for name in given) + filled for row in rows])
+    names = (*given, *defaults)
+    records = [tuple(row[name] for name in given) + filled for row in rows]
+    if session.bind.dialect.name == "postgresql":
+        dialect = session.bind.dialect
+        converts = [(i, convert) for i, name in enumerate(names)
+                    if (convert := table.columns[name].type.bind_processor(dialect)) is not None]
+        if converts:
+            records = [_converted(record, converts) for record in records]
+    await bulk_insert(session, table, names, records)
+
+
+def _converted(record: tuple[Any, ...], converts: Sequence[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    values = list(record)
+    for i, convert in converts:
+        values[i] = convert(values[i])
+    return tuple(values)
 
 
 async def fetch_plain_rows(session: AsyncSession, statement: Select[Any]) -> Sequence[Sequence[Any]]:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import metrics
 from app.core.errors import AppError
 from app.escrow.movements import Movement, Outcome, apply
+from app.models import audit
 from app.runtime import Runtime
 
 # What a job does once its movement is applied (in the same transaction); returns the job's answer.
@@ -38,14 +39,15 @@ async def run(rt: Runtime, prepare: Prepare, *, key: str | None = None) -> Any:
 async def _work(session: AsyncSession, rt: Runtime, batch: list[Prepare]) -> list[Any]:
     answers: list[Any] = [None] * len(batch)
     prepared: list[tuple[int, Movement, Finish]] = []
-    for index, prepare in enumerate(batch):
-        try:
-            movement, finish = await prepare(session)
-        except AppError as refusal:
-            answers[index] = refusal
-            continue
-        prepared.append((index, movement, finish))
-    outcomes = await apply(session, rt, [movement for _, movement, _ in prepared])
-    for (index, _, finish), outcome in zip(prepared, outcomes, strict=True):
-        answers[index] = outcome if isinstance(outcome, AppError) else await finish(outcome)
+    async with audit.recorded_together(session):  # a row per movement, written in one statement
+        for index, prepare in enumerate(batch):
+            try:
+                movement, finish = await prepare(session)
+            except AppError as refusal:
+                answers[index] = refusal
+                continue
+            prepared.append((index, movement, finish))
+        outcomes = await apply(session, rt, [movement for _, movement, _ in prepared])
+        for (index, _, finish), outcome in zip(prepared, outcomes, strict=True):
+            answers[index] = outcome if isinstance(outcome, AppError) else await finish(outcome)
     return answers

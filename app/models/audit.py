@@ -1,19 +1,24 @@
 """The audit trail: who changed a money rule or moved money, when, in which request, and what changed.
 
-Append-only. `record()` is the one writer, called in the transaction of the change it records; nothing
-updates or deletes a row, and on PostgreSQL a trigger refuses UPDATE and DELETE outright.
+Append-only. `record()` is the one writer, called in the transaction of the change it records (inside
+`recorded_together`, its rows go in together at the block's end); nothing updates or deletes a row, and
+on PostgreSQL a trigger refuses UPDATE and DELETE outright.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DDL, JSON, Index, String, event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, SessionTransaction, mapped_column
 
+from app.core.db import insert_rows
 from app.core.logging import redact, request_id
 from app.core.security import Principal
 from app.models.base import Base, UTCDateTime, new_id, utcnow
@@ -94,6 +99,17 @@ def actor_request_id() -> str | None:
     return request_id.get()
 
 
+@dataclass
+class _Together:
+    """Audit rows staged by `recorded_together`, and the savepoint (None: none) they were recorded in."""
+
+    savepoint: SessionTransaction | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+_TOGETHER = "audit.recorded_together"
+
+
 def record(
     session: AsyncSession,
     principal: Principal,
@@ -103,13 +119,33 @@ def record(
     changes: dict[str, Any] | None = None,
     *,
     request: str | None = None,
-) -> AuditEntry:
-    """Add one audit row to the caller's transaction (it commits or rolls back with the change).
-    `request` defaults to the id of the request being served (`X-Request-ID`)."""
-    entry = AuditEntry(
-        id=new_id("aud"), at=utcnow(), actor_id=principal.user_id, actor_roles=sorted(principal.roles),
-        request_id=request if request is not None else request_id.get(), action=action,
-        resource_type=resource_type, resource_id=resource_id, changes=clean(changes or {}),
-    )
-    session.add(entry)
-    return entry
+) -> str:
+    """Add one audit row to the caller's transaction (it commits or rolls back with the change) and return
+    its id. `request` defaults to the id of the request being served (`X-Request-ID`)."""
+    row = {
+        "id": new_id("aud"), "at": utcnow(), "actor_id": principal.user_id, "actor_roles": sorted(principal.roles),
+        "request_id": request if request is not None else request_id.get(), "action": action,
+        "resource_type": resource_type, "resource_id": resource_id, "changes": clean(changes or {}),
+    }
+    together: _Together | None = session.info.get(_TOGETHER)
+    if together is not None and together.savepoint is session.sync_session.get_nested_transaction():
+        together.rows.append(row)
+    else:
+        session.add(AuditEntry(**row))
+    return row["id"]
+
+
+@asynccontextmanager
+async def recorded_together(session: AsyncSession) -> AsyncIterator[None]:
+    """The rows recorded in this block are written in one statement as it ends (an escrow batch records
+    one per movement: as ORM objects they were about a sixth of the batch's CPU). A row recorded in a
+    savepoint begun inside the block goes to the session as usual, so rolling that savepoint back still
+    takes the row with it; a block that raises writes none of its rows."""
+    together = _Together(savepoint=session.sync_session.get_nested_transaction())
+    outer = session.info.get(_TOGETHER)
+    session.info[_TOGETHER] = together
+    try:
+        yield
+    finally:
+        session.info[_TOGETHER] = outer
+    await insert_rows(session, AuditEntry.__table__, together.rows)

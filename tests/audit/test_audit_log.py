@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app.core.security import Principal
@@ -326,15 +326,69 @@ async def test_an_entry_rolls_back_with_its_change(app: FastAPI) -> None:
     assert await entries(app) == []
 
 
+ROOT = Principal("admin-1", frozenset({"admin", "ops"}))
+
+
+async def test_rows_recorded_together_are_written_as_the_block_ends_as_record_alone_writes_them(
+    app: FastAPI,
+) -> None:
+    db = app.state.runtime.db
+    async with db.unit_of_work() as session:
+        alone = audit.record(session, ROOT, "app.updated", "app", "app-1", {"name": "a", "token": "secret"},
+                             request="req-1")
+        async with audit.recorded_together(session):
+            together = [audit.record(session, ROOT, "escrow.refunded", "escrow_transaction", f"esc_{i}",
+                                     {"amount": i, "token": "secret"}, request="req-2") for i in (1, 2)]
+            written = select(func.count()).where(AuditEntry.id.in_(together))
+            assert await session.scalar(written) == 0
+        assert await session.scalar(written) == 2
+        # written as rows, not as objects the unit of work would write again
+        assert not [entry for entry in session if isinstance(entry, AuditEntry) and entry.id in together]
+    rows = {row.id: row for row in await entries(app)}
+    assert set(rows) == {alone, *together}
+    seen = [(rows[i].actor_id, rows[i].actor_roles, rows[i].request_id, rows[i].action, rows[i].resource_id,
+             rows[i].changes) for i in together]
+    assert seen == [("admin-1", ["admin", "ops"], "req-2", "escrow.refunded", f"esc_{i}", {"amount": i})
+                    for i in (1, 2)]
+    assert rows[alone].changes == {"name": "a"} and rows[alone].actor_roles == ["admin", "ops"]
+    assert rows[together[0]].at >= rows[alone].at and rows[together[0]].at.tzinfo is not None
+
+
+async def test_a_row_recorded_together_in_a_savepoint_rolled_back_goes_with_it(app: FastAPI) -> None:
+    db = app.state.runtime.db
+    async with db.unit_of_work() as session, audit.recorded_together(session):
+        before = audit.record(session, ROOT, "release.executed", "release", "rel_1")
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                audit.record(session, ROOT, "release.executed", "release", "rel_2")
+                raise RuntimeError("the release in the savepoint failed")
+        async with session.begin_nested():
+            kept = audit.record(session, ROOT, "release.executed", "release", "rel_3")
+        after = audit.record(session, ROOT, "release.executed", "release", "rel_4")
+    assert [(e.id, e.resource_id) for e in await entries(app)] == [
+        (before, "rel_1"), (kept, "rel_3"), (after, "rel_4")]
+
+
+async def test_a_block_that_raises_writes_none_of_the_rows_recorded_in_it(app: FastAPI) -> None:
+    db = app.state.runtime.db
+    async with db.unit_of_work() as session:
+        with pytest.raises(RuntimeError):
+            async with audit.recorded_together(session):
+                audit.record(session, ROOT, "escrow.refunded", "escrow_transaction", "esc_1")
+                raise RuntimeError("the batch failed")
+        after = audit.record(session, ROOT, "escrow.refunded", "escrow_transaction", "esc_2")
+    assert [e.id for e in await entries(app)] == [after]
+
+
 @requires_postgres
 async def test_postgres_refuses_to_update_or_delete_an_entry(app: FastAPI) -> None:
     db = app.state.runtime.db
     async with db.unit_of_work() as session:
-        entry = audit.record(session, Principal("admin-1", frozenset({"admin"})), "app.updated", "app", "app-1",
-                             {"name": {"before": "a", "after": "b"}})
+        entry_id = audit.record(session, Principal("admin-1", frozenset({"admin"})), "app.updated", "app",
+                                "app-1", {"name": {"before": "a", "after": "b"}})
     for statement in (
-        update(AuditEntry).where(AuditEntry.id == entry.id).values(actor_id="someone-else"),
-        delete(AuditEntry).where(AuditEntry.id == entry.id),
+        update(AuditEntry).where(AuditEntry.id == entry_id).values(actor_id="someone-else"),
+        delete(AuditEntry).where(AuditEntry.id == entry_id),
         text("UPDATE audit_log SET changes = '{}'"),
         text("DELETE FROM audit_log"),
     ):
@@ -342,4 +396,4 @@ async def test_postgres_refuses_to_update_or_delete_an_entry(app: FastAPI) -> No
             async with db.unit_of_work() as session:
                 await session.execute(statement)
     [kept] = await entries(app)
-    assert (kept.id, kept.actor_id, kept.changes) == (entry.id, "admin-1", {"name": {"before": "a", "after": "b"}})
+    assert (kept.id, kept.actor_id, kept.changes) == (entry_id, "admin-1", {"name": {"before": "a", "after": "b"}})

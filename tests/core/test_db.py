@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import Database, bulk_insert, fetch_plain_rows, insert_rows, tune_for_bulk
-from app.models import EscrowTransaction, Holding
+from app.models import AuditEntry, EscrowTransaction, Holding
 from tests.conftest import TEST_DATABASE_URL
 
 
@@ -59,6 +60,22 @@ async def test_rows_inserted_together_take_the_defaults_of_the_columns_they_leav
     assert [(r.id, r.amount, r.payment_gateway, r.shares, r.released, r.refunded, r.frozen) for r in found] == [
         ("esc_1", 100, "PAYSTACK", 0, 0, 0, 0), ("esc_2", 200, "PAYSTACK", 0, 0, 0, 0)]
     assert all(r.created_at >= before and r.updated_at >= before for r in found)
+
+
+async def test_rows_inserted_together_are_converted_as_their_column_types_convert_them(db: Database) -> None:
+    lagos = timezone(timedelta(hours=1))
+    rows = [{"id": "aud_1", "at": datetime(2026, 11, 29, 13, 0, tzinfo=lagos), "actor_id": "admin-1",
+             "actor_roles": ["admin"], "request_id": None, "action": "escrow.refunded",
+             "resource_type": "escrow_transaction", "resource_id": "esc_1", "changes": {"amount": 100}}]
+    async with db.unit_of_work() as session:
+        await insert_rows(session, AuditEntry.__table__, rows)
+    async with db.unit_of_work() as session:
+        [found] = (await session.scalars(select(AuditEntry))).all()
+    assert (found.at, found.actor_roles, found.changes) == (
+        datetime(2026, 11, 29, 12, 0, tzinfo=UTC), ["admin"], {"amount": 100})
+    with pytest.raises((ValueError, StatementError), match="naive"):  # refused before it is sent
+        async with db.unit_of_work() as session:
+            await insert_rows(session, AuditEntry.__table__, [{**rows[0], "id": "aud_2", "at": datetime(2026, 1, 1)}])
 
 
 @pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL settings: needs PostgreSQL (set TEST_DATABASE_URL)")
