@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.schemas import AppUpsert
 from app.core.config import Settings
+from app.core.db import insert_on_conflict
 from app.core.errors import CurrencyNotSupported, InvalidAmount, InvalidState
 from app.core.money import CURRENCIES, MoneyError, parse_percentage, to_minor
 from app.core.repository import get_or_404
@@ -56,9 +55,9 @@ async def upsert_app(
     }
     # Concurrent first PUTs: one insert wins, the others wait for it and insert nothing; then each
     # caller updates the row under its lock, the last one's fields staying.
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     created = await session.execute(
-        insert(App).values(id=app_id, shares_issued=0, **fields).on_conflict_do_nothing(index_elements=["id"])
+        insert_on_conflict(session, App).values(id=app_id, shares_issued=0, **fields)
+        .on_conflict_do_nothing(index_elements=["id"])
     )
     app = await get_app(session, app_id, for_update=True)
     before = {} if created.rowcount else {name: getattr(app, name) for name in fields}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table, event, make_url, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -123,6 +124,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def on_postgres(session: AsyncSession) -> bool:
+    """Whether the session's database is PostgreSQL (SQLite otherwise): where a statement differs by engine."""
+    return session.bind.dialect.name == "postgresql"
+
+
+def insert_on_conflict(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """The engine's own INSERT into `table`, which takes `on_conflict_do_nothing` and `on_conflict_do_update`
+    (the same arguments on PostgreSQL and SQLite)."""
+    return postgresql.insert(table) if on_postgres(session) else sqlite.insert(table)
+
+
 def sqlstate_of(error: DBAPIError) -> str | None:
     """PostgreSQL's error code for `error` (None on SQLite)."""
     return getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
@@ -143,7 +155,7 @@ async def bulk_insert(
     """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere."""
     if not records:
         return
-    if session.bind.dialect.name != "postgresql":
+    if not on_postgres(session):
         await session.execute(table.insert(), [dict(zip(columns, record, strict=True)) for record in records])
         return
     await session.flush()
@@ -163,7 +175,7 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     filled = tuple(default.arg(None) if default.is_callable else default.arg for default in defaults.values())
     names = (*given, *defaults)
     records = [tuple(row[name] for name in given) + filled for row in rows]
-    if session.bind.dialect.name == "postgresql":
+    if on_postgres(session):
         dialect = session.bind.dialect
         converts = [(i, convert) for i, name in enumerate(names)
                     if (convert := table.columns[name].type.bind_processor(dialect)) is not None]

@@ -11,12 +11,11 @@ import logging
 from collections.abc import Iterable
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.service import get_app
 from app.core import outbox
+from app.core.db import insert_on_conflict
 from app.core.errors import AppError
 from app.core.logging import redact
 from app.distributions.schemas import DistributionIn
@@ -48,8 +47,7 @@ async def queue_distributions(session: AsyncSession, rt: Runtime, periods: Itera
     ]
     if not rows:
         return
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(AutomaticDistribution).values(rows).on_conflict_do_nothing(
+    await session.execute(insert_on_conflict(session, AutomaticDistribution).values(rows).on_conflict_do_nothing(
         index_elements=["app_id", "period", "currency"]))
     rt.notify_worker()
 

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.core.db import on_postgres
 from app.core.errors import NotFound
 from app.models import EscrowTransaction
 
@@ -86,7 +87,7 @@ async def write_moved(session: AsyncSession, deposits: Collection[EscrowTransact
     statement instead of the unit of work's statement per deposit."""
     if not deposits:
         return
-    if session.bind.dialect.name == "postgresql":
+    if on_postgres(session):
         written = await session.execute(_WRITE_MOVED_POSTGRES, {
             "ids": [d.id for d in deposits], "released": [d.released for d in deposits],
             "refunded": [d.refunded for d in deposits], "statuses": [d.status for d in deposits], "now": now})

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Subquery, case, func, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import on_postgres
 from app.core.money import CURRENCIES, FULL_PERCENT, format_percentage
 from app.ledger import accounts
 from app.models import (
@@ -280,7 +281,7 @@ def _movements(session: AsyncSession, prefix: str, suffixes: tuple[str, ...]) ->
     """Per owner id, how many journal entries are keyed `{prefix}:{id}:...:{suffix}`, for each suffix
     (payout and refund ids hold no `:`)."""
     rest = func.substr(JournalEntry.idempotency_key, len(prefix) + 2)
-    position = func.strpos if session.bind.dialect.name == "postgresql" else func.instr
+    position = func.strpos if on_postgres(session) else func.instr
     keyed = (
         select(func.substr(rest, 1, position(rest, ":") - 1).label("owner_id"), JournalEntry.idempotency_key)
         .where(JournalEntry.idempotency_key.like(f"{prefix}:%"))

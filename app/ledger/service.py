@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, TextClause, bindparam, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import RETRYABLE_SQLSTATES, copy_records, sqlstate_of, tune_for_bulk
+from app.core.db import (
+    RETRYABLE_SQLSTATES,
+    copy_records,
+    insert_on_conflict,
+    on_postgres,
+    sqlstate_of,
+    tune_for_bulk,
+)
 from app.core.errors import InsufficientFunds
 from app.core.money import to_major
 from app.ledger import accounts
@@ -80,18 +85,14 @@ def _balanced_deltas(legs: Sequence[Leg]) -> dict[str, int]:
     return deltas
 
 
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
-
-
 async def _ensure_accounts(session: AsyncSession, names: Sequence[str]) -> None:
     rows = [
         {"name": name, "currency": accounts.currency_of(name), "guarded": accounts.is_guarded(name),
          "balance": 0, "version": 0, "created_at": utcnow()}
         for name in names
     ]
-    insert = pg_insert if _is_postgres(session) else sqlite_insert
-    await session.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["name"]))
+    await session.execute(
+        insert_on_conflict(session, LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["name"]))
 
 
 async def already_posted(session: AsyncSession, idempotency_key: str) -> bool:
@@ -122,7 +123,7 @@ async def post(
     deltas = _balanced_deltas(legs)
     # Pending ORM writes go out now, before the accounts are locked, not at commit while they are.
     await session.flush()
-    if not _is_postgres(session):
+    if not on_postgres(session):
         return await _post_generic(session, kind, legs, deltas, idempotency_key, memo[:500])
     if len(deltas) > BULK_ACCOUNTS:
         return await _post_postgres_bulk(session, kind, legs, deltas, idempotency_key, memo[:500])
@@ -138,7 +139,7 @@ async def post_entries(session: AsyncSession, entries: Sequence[Entry]) -> list[
     rolls back and posts them one by one instead).
     """
     keys = [entry.idempotency_key for entry in entries]
-    if _is_postgres(session) and len(entries) > 1 and all(keys) and len(set(keys)) == len(keys):
+    if on_postgres(session) and len(entries) > 1 and all(keys) and len(set(keys)) == len(keys):
         for entry in entries:
             _balanced_deltas(entry.legs)
         await session.flush()

@@ -18,12 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
+from app.core.db import insert_on_conflict
 from app.core.errors import InvalidState, NotFound, ValidationFailed
 from app.core.schemas import PageParams, fetch_page, where_given
 from app.core.security import Principal
@@ -130,14 +129,14 @@ async def save_payout_account(
     a currency becomes its default: the insert that would make a second default does nothing (the partial
     unique index decides, so two first registrations at once leave one default) and the account is
     written as not default instead."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     now = utcnow()
     for is_default in (True, False):
         row = {"id": new_id("pa"), "user_id": user_id, "created_at": now, "updated_at": now,
                "is_default": is_default, **details}
         created = (
             await session.scalars(
-                insert(PayoutAccount).values(row).on_conflict_do_nothing().returning(PayoutAccount),
+                insert_on_conflict(session, PayoutAccount).values(row).on_conflict_do_nothing()
+                .returning(PayoutAccount),
                 execution_options={"populate_existing": True},
             )
         ).one_or_none()

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.apps.access import manages, require
 from app.apps.service import get_app
+from app.core.db import insert_on_conflict
 from app.core.errors import InvalidState
 from app.core.money import FULL_PERCENT, allocate, format_percentage
 from app.core.security import Principal
@@ -72,8 +71,8 @@ async def credit_holding(session: AsyncSession, *, app_id: str, user_id: str, sh
 async def credit_holdings(session: AsyncSession, *, app_id: str, shares: dict[str, int]) -> None:
     """`credit_holding` for several users (user_id -> shares) in one statement."""
     now = utcnow()
-    upsert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(Holding.__table__)  # the table, not the entity: no ORM bulk bookkeeping per row
+    # the table, not the entity: no ORM bulk bookkeeping per row
+    statement = insert_on_conflict(session, Holding.__table__)
     # parameter sets rather than one VALUES list: compiled once for any number of holders
     await session.execute(
         statement.on_conflict_do_update(

@@ -18,11 +18,9 @@ from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Update, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import Database
+from app.core.db import Database, insert_on_conflict
 from app.core.errors import IdempotencyConflict, IdempotencyInProgress, ValidationFailed
 from app.core.security import Principal
 from app.models import IdempotencyRecord
@@ -45,9 +43,8 @@ async def _claim(db: Database, user_id: str, key: str, scope: str, fingerprint: 
     """Take the key for this request, or return the response to replay."""
     lease = timedelta(seconds=db.settings.idempotency_lease_seconds)
     async with db.unit_of_work() as session:
-        insert = pg_insert if db.is_postgres else sqlite_insert
         claimed = await session.scalar(
-            insert(IdempotencyRecord)
+            insert_on_conflict(session, IdempotencyRecord)
             .values(user_id=user_id, key=key, scope=scope, request_hash=fingerprint, status="in_progress",
                     locked_until=utcnow() + lease, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["user_id", "key"])

@@ -18,11 +18,10 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
+from app.core.db import insert_on_conflict
 from app.core.logging import redact
 from app.models import WebhookEvent
 from app.models.base import utcnow
@@ -227,14 +226,14 @@ def _depth_exceeds(value: object, limit: int) -> bool:
 async def store_events(session: AsyncSession, arrivals: list[Arrival]) -> list[bool]:
     """Insert the events that are not duplicates, in one round trip; True for each one that is new.
     Arrivals with the same dedup key must not share a call (the group commit's key sees to it)."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     now = utcnow()
     # One statement compiled once for any number of rows: SQLAlchemy batches the parameter sets
     # into multi-row INSERTs itself ("insertmanyvalues"), RETURNING included. Into the table, not the
     # mapped class: the ORM's bulk insert cost about a fifth more CPU per event (docs/performance.md).
     table = WebhookEvent.__table__
     stored = set((await session.execute(
-        insert(table).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(table.c.dedup_key),
+        insert_on_conflict(session, table).on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(table.c.dedup_key),
         [{"event": a.event, "dedup_key": a.dedup_key, "payload": a.payload,
           "status": "pending" if a.unreadable is None else "ignored", "last_error": a.unreadable,
           "processed_at": None if a.unreadable is None else now,
