@@ -60,6 +60,10 @@ async def test_concurrent_refunds_each_get_their_own_answer(client: httpx.AsyncC
     assert (summary["refunded"], summary["held"]) == ("8000.00", "32000.00")
     integrity = (await client.get("/v1/admin/integrity", headers=admin)).json()
     assert integrity["ok"], integrity
+    # one audit row per refund made, written with its batch, naming the request that asked for it
+    trail = (await client.get("/v1/admin/audit-log?action=escrow.refunded&limit=100", headers=admin)).json()
+    made = {r.json()["id"]: (r.json()["transaction_id"], r.headers["X-Request-ID"]) for r in responses[:8]}
+    assert {e["changes"]["refund_id"]: (e["resource_id"], e["request_id"]) for e in trail["items"]} == made
 
 
 async def test_one_release_executed_twice_at_once_moves_money_once(client: httpx.AsyncClient, app: FastAPI,
