@@ -36,6 +36,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -324,7 +325,11 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
     settings = Settings(_env_file=None, public_base_url=base, payment_gateway_mode=env["PAYMENT_GATEWAY_MODE"],
                         **({"paystack_secret_key": BENCH_SECRET_KEY, "jwt_secret": BENCH_JWT_SECRET}
                            if args.gateway_process else {}))
-    quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+    # The servers' output (their log is at WARNING) is kept until the run ends, and shown if it fails: a
+    # connection the service closed without answering once stopped a run with nothing to read.
+    servers_log = Path(tempfile.gettempdir()) / f"{name}-servers.log"
+    log_file = servers_log.open("wb")
+    quiet = {"stdout": log_file, "stderr": log_file}
     api_env = {**env, "WORKER_IN_PROCESS": "false" if args.workers else "true"}
     gateway: asyncio.subprocess.Process | None = None
     apis: list[asyncio.subprocess.Process] = []
@@ -399,12 +404,20 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
             paid = await db.fetchval("SELECT count(*) FROM payments WHERE status = 'success'")
             integrity = (await http.get("/v1/admin/integrity", headers=admin)).json()
             await db.close()
+    except BaseException:
+        log_file.flush()
+        tail = servers_log.read_text(errors="replace").splitlines()[-40:]
+        print(f"the run failed; the servers' output is kept in {servers_log}; it ends:", *tail, sep="\n",
+              file=sys.stderr)
+        raise
     finally:
         processes = [*workers, *apis, *([gateway] if gateway else [])]
         for process in processes:
             process.terminate()
         for process in processes:
             await asyncio.wait_for(process.wait(), timeout=30)
+        log_file.close()
+    servers_log.unlink()
 
     accepted_rate = len(load) / accept_elapsed
     health_rate = len(health) / health_elapsed
