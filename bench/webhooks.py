@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -407,13 +408,19 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
     except BaseException:
         log_file.flush()
         tail = servers_log.read_text(errors="replace").splitlines()[-40:]
-        print(f"the run failed; the servers' output is kept in {servers_log}; it ends:", *tail, sep="\n",
-              file=sys.stderr)
+        # A server that died (a signal gives a negative code) leaves nothing in its log: say which did.
+        states = [f"{role} (pid {process.pid}): "
+                  + ("running" if process.returncode is None else f"exited with {process.returncode}")
+                  for role, group in (("API", apis), ("worker", workers), ("gateway", [gateway] if gateway else []))
+                  for process in group]
+        print(f"the run failed; the servers: {'; '.join(states)}; their output is kept in {servers_log}; it ends:",
+              *tail, sep="\n", file=sys.stderr)
         raise
     finally:
         processes = [*workers, *apis, *([gateway] if gateway else [])]
         for process in processes:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):  # one that died already
+                process.terminate()
         for process in processes:
             await asyncio.wait_for(process.wait(), timeout=30)
         log_file.close()
