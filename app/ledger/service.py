@@ -47,6 +47,11 @@ class Leg(NamedTuple):
         return accounts.currency_of(self.account)
 
 
+# What `post()` takes: `Leg`s, or plain (account, amount) pairs where building 100,000 `Leg`s would cost (a
+# distribution).
+Legs = Sequence[tuple[str, int]]
+
+
 def move(source: str, destination: str, amount: int) -> list[Leg]:
     """`source -> destination`: the two legs of a simple movement."""
     return [Leg(source, -amount), Leg(destination, amount)]
@@ -66,7 +71,7 @@ class UnbalancedEntry(ValueError):
     pass
 
 
-def _balanced_deltas(legs: Sequence[Leg]) -> dict[str, int]:
+def _balanced_deltas(legs: Legs) -> dict[str, int]:
     """Each account's net movement in `legs`; refuses fewer than two legs, a zero leg, or legs that do
     not sum to zero in every currency."""
     if len(legs) < 2:
@@ -112,7 +117,7 @@ async def post(
     session: AsyncSession,
     *,
     kind: str,
-    legs: Sequence[Leg],
+    legs: Legs,
     idempotency_key: str | None = None,
     memo: str = "",
 ) -> int | None:
@@ -224,7 +229,7 @@ async def _execute_posting(session: AsyncSession, statement: TextClause, params:
 
 
 async def _post_postgres(
-    session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
+    session: AsyncSession, kind: str, legs: Legs, deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
     names = sorted(deltas)
     params: dict[str, object] = {"kind": kind, "key": key, "memo": memo, "now": utcnow(), "accounts": len(names)}
@@ -233,8 +238,8 @@ async def _post_postgres(
         params[f"dn{i}"], params[f"dv{i}"] = name, deltas[name]
         delta_rows.append(f"(CAST(:dn{i} AS VARCHAR), CAST(:dv{i} AS BIGINT))")
     leg_rows = []
-    for i, leg in enumerate(legs):
-        params[f"ln{i}"], params[f"la{i}"], params[f"lc{i}"] = leg.account, leg.amount, leg.currency
+    for i, (account, amount) in enumerate(legs):
+        params[f"ln{i}"], params[f"la{i}"], params[f"lc{i}"] = account, amount, accounts.currency_of(account)
         leg_rows.append(f"(CAST(:ln{i} AS VARCHAR), CAST(:la{i} AS BIGINT), CAST(:lc{i} AS VARCHAR))")
     statement = text(_POST_SQL.format(deltas=", ".join(delta_rows), legs=", ".join(leg_rows)))
     row = await _execute_posting(session, statement, params, names)
@@ -351,7 +356,7 @@ async def _post_postgres_many(session: AsyncSession, entries: Sequence[Entry]) -
 
 
 async def _post_postgres_bulk(
-    session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
+    session: AsyncSession, kind: str, legs: Legs, deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
     if key is not None and await already_posted(session, key):
         return None
@@ -384,7 +389,7 @@ async def _post_postgres_bulk(
 
 
 async def _post_generic(
-    session: AsyncSession, kind: str, legs: Sequence[Leg], deltas: dict[str, int], key: str | None, memo: str
+    session: AsyncSession, kind: str, legs: Legs, deltas: dict[str, int], key: str | None, memo: str
 ) -> int | None:
     if key is not None and await already_posted(session, key):
         return None
@@ -410,8 +415,8 @@ async def _post_generic(
     )
     await session.execute(
         Posting.__table__.insert(),
-        [{"entry_id": entry_id, "account_id": by_name[leg.account].id, "amount": leg.amount,
-          "currency": leg.currency, "created_at": now} for leg in legs],
+        [{"entry_id": entry_id, "account_id": by_name[account].id, "amount": amount,
+          "currency": accounts.currency_of(account), "created_at": now} for account, amount in legs],
     )
     accounts_table = LedgerAccount.__table__
     await session.execute(

@@ -16,6 +16,7 @@ from app.core.money import to_major
 from app.ledger import accounts
 from app.ledger.service import balance
 from app.models import Distribution, DistributionAllocation, JournalEntry, LedgerAccount, Payment, Payout, Posting
+from app.models.base import utcnow
 from tests.escrow.test_full_path import register_payout_account
 from tests.helpers import OWNER, get_payment, invest, pay, put_app, settle
 
@@ -224,7 +225,9 @@ async def test_distribution_over_http(
     assert await snapshot(app) == before
 
     # the real one, under an Idempotency-Key
+    started = utcnow()
     created = await distribute(client, owner, key="dist-2025-03")
+    finished = utcnow()
     assert created.status_code == 201, created.text
     distribution = created.json()
     assert distribution["id"].startswith("dst_") and distribution["status"] == "completed"
@@ -270,6 +273,10 @@ async def test_distribution_over_http(
     payouts = await payout_rows(app)
     assert {u: (p.amount, p.reason, p.source_id, p.status) for u, p in payouts.items()} == {
         u: (PARTS[u], "distribution", distribution["id"], "pending") for u in HOLDINGS}
+    # written during the request: by the database's clock on PostgreSQL, whose COPY leaves the times out
+    for payout in payouts.values():
+        for moment in (payout.created_at, payout.updated_at, payout.available_at):
+            assert started <= moment <= finished, (payout.user_id, moment, started, finished)
 
     # holders with a payout account are paid through one bulk transfer
     await settle(app)

@@ -3,6 +3,7 @@
 1. upgrade head -> downgrade base -> upgrade head works, and leaves exactly the model tables;
 2. autogenerate sees no difference between the migrated database and `Base.metadata`;
 3. the naming convention reached the database (`pk_payments`, `uq_...`, `fk_...`, `ck_...`, `ix_...`).
+4. what autogenerate does not compare: payouts' times default to the database's clock (0012).
 
 The PostgreSQL variant runs in a database of this test process's own (`test_migrations_<pid>`,
 created if missing and emptied first), so it never touches the tables of the main test database
@@ -27,7 +28,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Table, UniqueConstraint, inspect
+from sqlalchemy import CheckConstraint, ForeignKeyConstraint, Table, UniqueConstraint, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -212,3 +213,29 @@ async def test_naming_convention_applied(db_url: str) -> None:
     expected = _expected_names()
     mismatches = {t: {"db": found[t], "models": expected[t]} for t in found if found[t] != expected[t]}
     assert not mismatches, pprint.pformat(mismatches, width=110)
+
+
+PAYOUT_TIMES = ("available_at", "created_at", "updated_at")
+_UNTIMED_PAYOUT = text(
+    "INSERT INTO payouts (id, user_id, amount, currency, status, reference, reason, source_id, attempts) "
+    "VALUES ('po_1', 'investor-1', 100, 'NGN', 'pending', 'payout-1', 'distribution', 'dst_1', 0)")
+
+
+def _payout_time_defaults(conn: Connection) -> dict[str, Any]:
+    return {c["name"]: c["default"] for c in inspect(conn).get_columns("payouts") if c["name"] in PAYOUT_TIMES}
+
+
+def _untimed_payout_written(conn: Connection) -> Any:
+    conn.execute(_UNTIMED_PAYOUT)
+    return conn.execute(text(f"SELECT {', '.join(PAYOUT_TIMES)} FROM payouts")).one()
+
+
+async def test_payouts_take_their_times_from_the_database_when_left_out(db_url: str) -> None:
+    """Migration 0012: a distribution COPYs its payouts without their times, and the database fills them."""
+    await _alembic(command.upgrade, db_url, "head")
+    assert all(await _on_sync(db_url, _untimed_payout_written))
+
+    await _alembic(command.downgrade, db_url, "0011")
+    assert set((await _on_sync(db_url, _payout_time_defaults)).values()) == {None}
+    await _alembic(command.upgrade, db_url, "head")
+    assert None not in (await _on_sync(db_url, _payout_time_defaults)).values()
