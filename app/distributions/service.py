@@ -148,7 +148,7 @@ async def _write_distribution(session: AsyncSession, rt: Runtime, principal: Pri
     payouts = sum(1 for part in plan.parts if part > 0)
     payout_ids, references = iter(new_ids("po", payouts)), iter(new_payout_references(payouts))
     payout_rows, allocation_rows = [], []
-    # The ledger's legs as plain (account, amount) pairs: 100,000 `Leg`s were a third of the pass below.
+    # The ledger's legs as plain (account, amount) pairs: cheaper to build than 100,000 `Leg`s (measured).
     legs = [(accounts.revenue(plan.app.id, currency), -plan.amount)]
     if plan.platform_fee:
         legs.append((accounts.platform_fees(currency), plan.platform_fee))
