@@ -335,6 +335,12 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
     gateway: asyncio.subprocess.Process | None = None
     apis: list[asyncio.subprocess.Process] = []
     workers: list[asyncio.subprocess.Process] = []
+
+    def servers() -> list[tuple[str, asyncio.subprocess.Process]]:
+        """Every server process started so far, by role, in the order they are stopped."""
+        return [*(("worker", w) for w in workers), *(("API", a) for a in apis),
+                *([("gateway", gateway)] if gateway else [])]
+
     try:
         limits = httpx.Limits(max_connections=args.c + 8, max_keepalive_connections=args.c + 8)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
@@ -411,13 +417,12 @@ async def measure(args: argparse.Namespace, name: str) -> dict[str, float | bool
         # A server that died (a signal gives a negative code) leaves nothing in its log: say which did.
         states = [f"{role} (pid {process.pid}): "
                   + ("running" if process.returncode is None else f"exited with {process.returncode}")
-                  for role, group in (("API", apis), ("worker", workers), ("gateway", [gateway] if gateway else []))
-                  for process in group]
+                  for role, process in servers()]
         print(f"the run failed; the servers: {'; '.join(states)}; their output is kept in {servers_log}; it ends:",
               *tail, sep="\n", file=sys.stderr)
         raise
     finally:
-        processes = [*workers, *apis, *([gateway] if gateway else [])]
+        processes = [process for _, process in servers()]
         for process in processes:
             with contextlib.suppress(ProcessLookupError):  # one that died already
                 process.terminate()

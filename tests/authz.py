@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 from sqlalchemy import insert, select, text
 
-from app.core.db import Database
+from app.core.db import Database, on_postgres
 from app.models import Base
 
 ERROR_CODES = {401: "UNAUTHENTICATED", 403: "UNAUTHORIZED", 404: "NOT_FOUND"}
@@ -53,7 +53,7 @@ async def restore_tables(db: Database, rows: dict[str, list[dict[str, Any]]]) ->
         for table in Base.metadata.sorted_tables:
             if rows[table.name]:
                 await session.execute(insert(table), rows[table.name])
-        if db.is_postgres:  # rows came with their serial ids: move the sequences past them
+        if on_postgres(session):  # rows came with their serial ids: move the sequences past them
             for table in Base.metadata.sorted_tables:
                 for column in table.primary_key.columns:
                     if column.autoincrement is True or (column.autoincrement == "auto"

@@ -197,7 +197,7 @@ async def fetch_plain_rows(session: AsyncSession, statement: Select[Any]) -> Seq
     SQLAlchemy's result rows cost more than the query itself on a 100,000-row cap table. A statement
     whose parameters SQLAlchemy renders at execution (an `in_()` list) goes through SQLAlchemy."""
     connection = await session.connection()
-    if connection.dialect.name == "postgresql":
+    if on_postgres(session):
         compiled = statement.compile(dialect=connection.dialect)
         if not (compiled.post_compile_params or compiled.literal_execute_params):
             raw = await connection.get_raw_connection()
@@ -232,7 +232,6 @@ class Database:
         self.settings = settings
         self.engine = make_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self.is_postgres = self.engine.dialect.name == "postgresql"
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
