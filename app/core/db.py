@@ -11,7 +11,7 @@ import asyncio
 import random
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,13 +150,18 @@ def is_retryable(error: BaseException) -> bool:
 
 
 async def bulk_insert(
-    session: AsyncSession, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+    session: AsyncSession, table: Table, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
 ) -> None:
-    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere."""
-    if not records:
-        return
+    """Insert many rows in the session's transaction: COPY on PostgreSQL, executemany elsewhere.
+
+    `records` may be a generator building the rows: it is run to its end, and on PostgreSQL the rows it has
+    built go to the server as it builds the next ones, so the two work at once."""
     if not on_postgres(session):
-        await session.execute(table.insert(), [dict(zip(columns, record, strict=True)) for record in records])
+        rows = [dict(zip(columns, record, strict=True)) for record in records]
+        if rows:
+            await session.execute(table.insert(), rows)
+        return
+    if isinstance(records, Sequence) and not records:
         return
     await session.flush()
     await copy_records(session, table.name, columns, records)
@@ -207,7 +212,7 @@ async def fetch_plain_rows(session: AsyncSession, statement: Select[Any]) -> Seq
 
 
 async def copy_records(
-    session: AsyncSession, table_name: str, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+    session: AsyncSession, table_name: str, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
 ) -> None:
     """COPY `records` into `table_name` in the session's transaction (PostgreSQL only): binary COPY
     encodes a value several times faster than an array parameter does."""

@@ -8,7 +8,7 @@ money due (sent once the holder has a payout account).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -41,6 +41,10 @@ from app.models.base import new_id, new_ids, utcnow
 from app.models.distributions import REVENUE_PAYMENTS
 from app.payouts.service import SHOWN_STATUS, new_payout_references
 from app.runtime import Runtime
+
+# Payout ids are drawn for this many holders at a time, while the payouts' COPY runs (`new_ids` keeps them
+# ascending from one draw to the next).
+HOLDERS_PER_STEP = 4096
 
 
 @dataclass(frozen=True)
@@ -146,27 +150,35 @@ async def _write_distribution(session: AsyncSession, rt: Runtime, principal: Pri
 
     distribution_id, currency, recipients = distribution.id, plan.currency, plan.recipients
     payouts = sum(1 for part in plan.parts if part > 0)
-    payout_ids, references = iter(new_ids("po", payouts)), iter(new_payout_references(payouts))
-    payout_rows, allocation_rows = [], []
+    # Drawn at once and sorted: the payouts go into the references' unique index in key order.
+    references = iter(new_payout_references(payouts))
+    allocation_rows: list[tuple[object, ...]] = []
     # The ledger's legs as plain (account, amount) pairs: cheaper to build than 100,000 `Leg`s (measured).
     legs = [(accounts.revenue(plan.app.id, currency), -plan.amount)]
     if plan.platform_fee:
         legs.append((accounts.platform_fees(currency), plan.platform_fee))
-    # One pass over the holders: a payout and a ledger leg for each one owed money, an allocation for each.
-    # The payouts' times are left to the database (`Payout.created_at`).
-    for (user_id, shares), part in zip(plan.holders, plan.parts, strict=True):
-        payout_id = None
-        if part > 0:
-            payout_id = next(payout_ids)
-            payout_rows.append((payout_id, user_id, part, currency, "pending", next(references), "distribution",
-                                distribution_id, recipients.get(user_id), 0))
-            legs.append((accounts.payable(user_id, currency), part))
-        allocation_rows.append((distribution_id, user_id, shares, part, payout_id))
+
+    def payout_rows() -> Iterator[tuple[object, ...]]:
+        """One pass over the holders: a payout and a ledger leg for each one owed money, an allocation for
+        each. The payouts' COPY runs it as it sends them, so PostgreSQL writes payouts while the next are
+        built. Their times are left to the database (`Payout.created_at`)."""
+        for start in range(0, len(plan.holders), HOLDERS_PER_STEP):
+            parts = plan.parts[start:start + HOLDERS_PER_STEP]
+            payout_ids = iter(new_ids("po", sum(1 for part in parts if part > 0)))
+            for (user_id, shares), part in zip(plan.holders[start:start + HOLDERS_PER_STEP], parts, strict=True):
+                payout_id = None
+                if part > 0:
+                    payout_id = next(payout_ids)
+                    yield (payout_id, user_id, part, currency, "pending", next(references), "distribution",
+                           distribution_id, recipients.get(user_id), 0)
+                    legs.append((accounts.payable(user_id, currency), part))
+                allocation_rows.append((distribution_id, user_id, shares, part, payout_id))
+
     await bulk_insert(
         session, Payout.__table__,
         ("id", "user_id", "amount", "currency", "status", "reference", "reason", "source_id", "recipient_code",
          "attempts"),
-        payout_rows,
+        payout_rows(),
     )
     await bulk_insert(session, DistributionAllocation.__table__,
                       ("distribution_id", "user_id", "shares", "amount", "payout_id"), allocation_rows)

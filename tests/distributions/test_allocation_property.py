@@ -14,6 +14,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from sqlalchemy import select, update
 
 from app.core.money import allocate, format_percentage, percentage_of, to_major
 from app.core.security import Principal
+from app.distributions import service as distributions_service
 from app.distributions.revenue import RevenuePayment
 from app.distributions.schemas import DistributionIn
 from app.distributions.service import plan_distribution, write_distribution
@@ -184,4 +186,37 @@ async def test_written_distribution_matches_the_arithmetic(
             if not held:
                 assert await balance(session, accounts.payable(user_id, "NGN")) == 0
         checks = await run_checks(session)
+    assert all(check.ok for check in checks), [c for c in checks if not c.ok]
+
+
+async def test_payouts_made_a_few_holders_at_a_time_each_go_to_their_holder(
+    client: httpx.AsyncClient, app: FastAPI, auth: Auth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A distribution's payouts are made a step of holders at a time while their COPY runs (ids drawn per
+    step): across steps, and past holders owed nothing, each allocation names its own holder's payout, and
+    the payout ids ascend in holder order."""
+    monkeypatch.setattr(distributions_service, "HOLDERS_PER_STEP", 3)
+    shares = [5, 1, 1, 1, 9, 1, 1, 2, 1, 1]
+    app_id, users = await _seed(client, app, auth("admin-1", admin=True), shares, 7, 0)
+    _, parts = split(7, 0, shares)
+    assert 0 in parts[:3] and 0 in parts[6:]  # holders owed nothing in more than one step
+
+    rt = app.state.runtime
+    async with rt.db.unit_of_work() as session:
+        plan = await plan_distribution(session, rt, Principal(user_id=OWNER), app_id,
+                                       DistributionIn(period="2025-06", currency="NGN"))
+        distribution_id = (await write_distribution(session, rt, Principal(user_id=OWNER), plan, "2025-06")).id
+
+    async with rt.db.unit_of_work() as session:
+        allocations = (await session.scalars(select(DistributionAllocation).where(
+            DistributionAllocation.distribution_id == distribution_id))).all()
+        payouts = {p.id: p for p in await session.scalars(select(Payout).where(Payout.source_id == distribution_id))}
+        checks = await run_checks(session)
+    assert {a.user_id: a.amount for a in allocations} == dict(zip(users, parts, strict=True))
+    owed = sorted((a.user_id, a.payout_id) for a in allocations if a.amount)
+    assert all(a.payout_id is None for a in allocations if not a.amount)
+    assert [(payouts[payout_id].user_id, payouts[payout_id].amount) for _, payout_id in owed] == [
+        (user_id, part) for user_id, part in zip(users, parts, strict=True) if part]
+    payout_ids = [payout_id for _, payout_id in owed]
+    assert len(payouts) == len(payout_ids) and payout_ids == sorted(payout_ids)
     assert all(check.ok for check in checks), [c for c in checks if not c.ok]
