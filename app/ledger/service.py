@@ -76,11 +76,15 @@ def _balanced_deltas(legs: Legs) -> dict[str, int]:
     not sum to zero in every currency."""
     if len(legs) < 2:
         raise UnbalancedEntry("a journal entry needs at least two legs")
-    deltas: dict[str, int] = defaultdict(int)
-    for account, amount in legs:
-        if amount == 0:
-            raise UnbalancedEntry(f"zero leg on {account}")
-        deltas[account] += amount
+    zero = next((account for account, amount in legs if amount == 0), None)
+    if zero is not None:
+        raise UnbalancedEntry(f"zero leg on {zero}")
+    # Each account once (a distribution's 100,000 legs): the legs are the deltas, built at C speed.
+    deltas: dict[str, int] = dict(legs)
+    if len(deltas) < len(legs):
+        deltas = defaultdict(int)
+        for account, amount in legs:
+            deltas[account] += amount
     totals: dict[str, int] = defaultdict(int)
     for account, delta in deltas.items():
         totals[accounts.currency_of(account)] += delta
@@ -364,9 +368,10 @@ async def _post_postgres_bulk(
     await session.execute(text(_CREATE_BULK_LEGS))
     # Staged in name order: the statement sorts them by name, and PostgreSQL's sort returns at once on
     # rows already in order (a distribution's legs nearly are, which Python's sort finds in one pass too).
+    # Each row is completed as the COPY sends it, while PostgreSQL takes in the rows before it.
     await copy_records(session, "ledger_bulk_legs", ("name", "currency", "guarded", "amount"),
-                       sorted((account, accounts.currency_of(account), accounts.is_guarded(account), amount)
-                              for account, amount in legs))
+                       ((account, accounts.currency_of(account), accounts.is_guarded(account), amount)
+                        for account, amount in sorted(legs)))
     statement = text(_POST_BULK_SQL.format(
         deltas=_BULK_DELTAS_ONE_LEG_EACH if len(legs) == len(deltas) else _BULK_DELTAS_SUMMED))
     params = {"kind": kind, "key": key, "memo": memo, "now": utcnow()}

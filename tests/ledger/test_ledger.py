@@ -64,10 +64,16 @@ async def test_a_movement_updates_both_balances_and_appends_two_postings(db: Dat
     assert await failed_checks(db) == {}
 
 
-async def test_an_unbalanced_entry_is_refused_before_anything_is_written(db: Database) -> None:
+@pytest.mark.parametrize("legs", [
+    [Leg(GATEWAY, -100), Leg(HELD, 99)],
+    [Leg(GATEWAY, -100), Leg(HELD, 100), Leg(accounts.payable("u1", "NGN"), 0)],
+    [Leg(GATEWAY, -100), Leg(HELD, 100), Leg(HELD, 0)],
+    [Leg(GATEWAY, 0)],
+], ids=["not summing to zero", "a zero leg", "a zero leg on an account with another leg", "one leg"])
+async def test_an_unbalanced_entry_is_refused_before_anything_is_written(db: Database, legs: list[Leg]) -> None:
     with pytest.raises(UnbalancedEntry):
         async with db.unit_of_work() as session:
-            await post(session, kind="test", legs=[Leg(GATEWAY, -100), Leg(HELD, 99)])
+            await post(session, kind="test", legs=legs)
     async with db.unit_of_work() as session:
         assert await session.scalar(select(func.count()).select_from(JournalEntry)) == 0
 
