@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -30,6 +30,37 @@ async def seed_holdings(db: Database) -> None:
                                                       "acquired_at", "updated_at"),
                           [("app-1", f"u{i}", i, 0, now, now) for i in range(5)]
                           + [("app-2", "u9", 7, 0, now, now)])
+
+
+def holdings_made_as_they_go(count: int, fail_after: int | None = None) -> Iterator[tuple[object, ...]]:
+    now = datetime.now(UTC)
+    for i in range(count):
+        if i == fail_after:
+            raise RuntimeError("the rows' builder failed")
+        yield ("app-g", f"u{i:05d}", i + 1, 0, now, now)
+
+
+HOLDING_COLUMNS = ("app_id", "user_id", "shares", "reserved_shares", "acquired_at", "updated_at")
+
+
+async def test_rows_from_a_generator_are_all_inserted(db: Database) -> None:
+    async with db.unit_of_work() as session:
+        await bulk_insert(session, Holding.__table__, HOLDING_COLUMNS, holdings_made_as_they_go(20_000))
+    async with db.unit_of_work() as session:
+        shares = (await session.scalars(select(Holding.shares).where(Holding.app_id == "app-g"))).all()
+    assert sorted(shares) == list(range(1, 20_001))
+
+
+async def test_a_generator_failing_half_way_writes_nothing_and_leaves_the_database_usable(db: Database) -> None:
+    # Well past the first of the driver's COPY buffers, so rows were already sent when the builder failed.
+    with pytest.raises(RuntimeError, match="builder failed"):
+        async with db.unit_of_work() as session:
+            await bulk_insert(session, Holding.__table__, HOLDING_COLUMNS,
+                              holdings_made_as_they_go(20_000, fail_after=15_000))
+    await seed_holdings(db)
+    async with db.unit_of_work() as session:
+        held = (await session.scalars(select(Holding.app_id).distinct().order_by(Holding.app_id))).all()
+    assert held == ["app-1", "app-2"]
 
 
 async def test_plain_rows_are_the_rows_sqlalchemy_reads(db: Database) -> None:
