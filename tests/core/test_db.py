@@ -23,11 +23,13 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     await database.dispose()
 
 
+HOLDING_COLUMNS = ("app_id", "user_id", "shares", "reserved_shares", "acquired_at", "updated_at")
+
+
 async def seed_holdings(db: Database) -> None:
     now = datetime.now(UTC)
     async with db.unit_of_work() as session:
-        await bulk_insert(session, Holding.__table__, ("app_id", "user_id", "shares", "reserved_shares",
-                                                      "acquired_at", "updated_at"),
+        await bulk_insert(session, Holding.__table__, HOLDING_COLUMNS,
                           [("app-1", f"u{i}", i, 0, now, now) for i in range(5)]
                           + [("app-2", "u9", 7, 0, now, now)])
 
@@ -38,9 +40,6 @@ def holdings_made_as_they_go(count: int, fail_after: int | None = None) -> Itera
         if i == fail_after:
             raise RuntimeError("the rows' builder failed")
         yield ("app-g", f"u{i:05d}", i + 1, 0, now, now)
-
-
-HOLDING_COLUMNS = ("app_id", "user_id", "shares", "reserved_shares", "acquired_at", "updated_at")
 
 
 async def test_rows_from_a_generator_are_all_inserted(db: Database) -> None:
